@@ -1,0 +1,1 @@
+//! The AWS Batch worker: one subcommand per stage (procure, process, egress).

@@ -1,0 +1,1 @@
+//! The nton CLI library.

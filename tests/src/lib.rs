@@ -1,0 +1,1 @@
+//! Shared helpers for the workspace-level tests (moto server, built binaries, temp dirs).
