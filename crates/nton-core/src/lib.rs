@@ -4,3 +4,8 @@
 //! rule of the pipeline is unit-tested without AWS.
 
 pub mod batch;
+pub mod fsutil;
+pub mod layout;
+pub mod plan;
+pub mod stage;
+pub mod status;
