@@ -9,6 +9,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The `statusReason` AWS Batch gives a job (or child) that fails without running because a
+/// job it depends on failed. The local Batch uses it too, so the status model can tell a
+/// node's root failure from the stages it skipped.
+pub const DEPENDENCY_FAILED_REASON: &str = "Dependent Job failed";
+
 /// A job's (or array child's) status, as AWS Batch names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -6,4 +6,6 @@
 
 pub mod asl;
 pub mod batch;
+pub mod local;
+pub mod record;
 pub mod template;

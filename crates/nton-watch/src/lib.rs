@@ -1,1 +1,678 @@
-//! The watcher Lambda: reads the three stage jobs from Batch and says whether the run is done.
+//! The watcher Lambda: reads the three stage jobs of a run from AWS Batch and says whether the
+//! run is done, whether it failed, how far each stage is and which nodes failed.
+//!
+//! [`handle`] is the whole function: it validates the event the state machine's `Watch` state
+//! sends (`{"workflowId", "nodes", "jobs": {"procure": {"JobId"}, ...}}`), makes one
+//! `DescribeJobs` call for the three jobs, then only the `ListJobs` calls the status model asks
+//! for (FAILED children of stages that have some; RUNNABLE children of a stage that may be
+//! stuck), and returns `nton_core::status::RunStatus` as JSON. Batch is reached through the
+//! [`BatchApi`] trait: [`SdkBatch`] on AWS, the engine's local Batch or a fake in tests.
+
+pub mod lambda_env;
+pub mod sdk;
+
+use lambda_runtime::Diagnostic;
+use nton_core::batch::{BatchApi, BatchApiError, JobDetail};
+use nton_core::stage::Stage;
+use nton_core::status::{self, Children, StageJobs, StatusOptions};
+use serde_json::Value;
+
+pub use sdk::SdkBatch;
+
+/// The largest array AWS Batch accepts.
+const MAX_NODES: u64 = 10_000;
+
+/// AWS Batch job ids are UUIDs (children add `:<index>`); anything far longer is not one.
+const MAX_JOB_ID_CHARS: usize = 128;
+
+/// Why a poll could not be answered. Each kind has a stable error type for the state machine's
+/// Retry/Catch rules ([`WatchError::error_type`]).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The event does not have the shape the state machine sends.
+    #[error("bad event: {field}: {problem}")]
+    BadEvent { field: String, problem: String },
+    /// A job id Batch does not know (wrong account or region, or jobs long expired).
+    #[error("Batch does not know job {job_id:?} (jobs.{stage}.JobId)")]
+    UnknownJob { stage: Stage, job_id: String },
+    /// A stage job whose array size disagrees with the run's node count.
+    #[error("jobs.{stage}.JobId {job_id:?} has {size} nodes but the event says nodes = {nodes}")]
+    SizeMismatch {
+        stage: Stage,
+        job_id: String,
+        size: u32,
+        nodes: u64,
+    },
+    /// A Batch call failed (after the SDK's retries).
+    #[error("Batch {call} failed: {source}")]
+    Batch {
+        call: &'static str,
+        #[source]
+        source: BatchApiError,
+    },
+}
+
+impl WatchError {
+    /// The stable `errorType` Lambda reports, e.g. `nton.BadEvent`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            WatchError::BadEvent { .. } => "nton.BadEvent",
+            WatchError::UnknownJob { .. } => "nton.UnknownJob",
+            WatchError::SizeMismatch { .. } => "nton.SizeMismatch",
+            WatchError::Batch { .. } => "nton.BatchApiError",
+        }
+    }
+}
+
+impl From<WatchError> for Diagnostic {
+    fn from(error: WatchError) -> Diagnostic {
+        Diagnostic {
+            error_type: error.error_type().to_string(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The validated event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub workflow_id: Option<String>,
+    pub nodes: Option<u64>,
+    /// Job ids in stage order: procure, process, egress.
+    pub job_ids: [String; 3],
+}
+
+impl WatchEvent {
+    /// Validates the event, naming the first field that is missing or odd.
+    pub fn parse(event: &Value) -> Result<WatchEvent, WatchError> {
+        let bad = |field: &str, problem: String| WatchError::BadEvent {
+            field: field.to_string(),
+            problem,
+        };
+        if !event.is_object() {
+            return Err(bad(
+                "event",
+                format!("expected a JSON object, got {}", brief(event)),
+            ));
+        }
+        let workflow_id = match event.get("workflowId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(other) => {
+                return Err(bad(
+                    "workflowId",
+                    format!("expected a string, got {}", brief(other)),
+                ));
+            }
+        };
+        let nodes = match event.get("nodes") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(n) if (1..=MAX_NODES).contains(&n) => Some(n),
+                _ => {
+                    return Err(bad(
+                        "nodes",
+                        format!(
+                            "expected an integer from 1 to {MAX_NODES}, got {}",
+                            brief(value)
+                        ),
+                    ));
+                }
+            },
+        };
+        let jobs = match event.get("jobs") {
+            Some(Value::Object(jobs)) => jobs,
+            None => return Err(bad("jobs", "missing".to_string())),
+            Some(other) => {
+                return Err(bad(
+                    "jobs",
+                    format!("expected an object, got {}", brief(other)),
+                ));
+            }
+        };
+        let job_id = |stage: Stage| -> Result<String, WatchError> {
+            let field = format!("jobs.{stage}.JobId");
+            let entry = match jobs.get(stage.as_str()) {
+                Some(Value::Object(entry)) => entry,
+                None => return Err(bad(&format!("jobs.{stage}"), "missing".to_string())),
+                Some(other) => {
+                    return Err(bad(
+                        &format!("jobs.{stage}"),
+                        format!("expected an object, got {}", brief(other)),
+                    ));
+                }
+            };
+            match entry.get("JobId") {
+                None => Err(bad(&field, "missing".to_string())),
+                Some(Value::String(id)) => {
+                    validate_job_id(id).map_err(|problem| bad(&field, problem))?;
+                    Ok(id.clone())
+                }
+                Some(other) => Err(bad(
+                    &field,
+                    format!("expected a string, got {}", brief(other)),
+                )),
+            }
+        };
+        Ok(WatchEvent {
+            workflow_id,
+            nodes,
+            job_ids: [
+                job_id(Stage::Procure)?,
+                job_id(Stage::Process)?,
+                job_id(Stage::Egress)?,
+            ],
+        })
+    }
+}
+
+fn validate_job_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if id.chars().count() > MAX_JOB_ID_CHARS {
+        return Err(format!(
+            "{:?} is {} characters, more than the {MAX_JOB_ID_CHARS} a Batch job id can have",
+            id,
+            id.chars().count()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')))
+    {
+        return Err(format!(
+            "{id:?} has {c:?}; a Batch job id has only letters, digits, '-', '_' and ':'"
+        ));
+    }
+    Ok(())
+}
+
+/// A short rendering of an unexpected JSON value for an error message.
+fn brief(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(60) {
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// Answers one poll with the default [`StatusOptions`].
+pub async fn handle(event: Value, batch: &dyn BatchApi, now_ms: i64) -> Result<Value, WatchError> {
+    handle_with(event, batch, now_ms, &StatusOptions::default()).await
+}
+
+/// Answers one poll: validates the event, reads the jobs, returns the `RunStatus` JSON.
+pub async fn handle_with(
+    event: Value,
+    batch: &dyn BatchApi,
+    now_ms: i64,
+    options: &StatusOptions,
+) -> Result<Value, WatchError> {
+    let event = WatchEvent::parse(&event)?;
+    let described = batch
+        .describe_jobs(&event.job_ids)
+        .await
+        .map_err(|source| WatchError::Batch {
+            call: "DescribeJobs",
+            source,
+        })?;
+    let find = |index: usize| -> Result<JobDetail, WatchError> {
+        let stage = Stage::ALL[index];
+        let job_id = &event.job_ids[index];
+        let job = described
+            .iter()
+            .find(|job| &job.job_id == job_id)
+            .cloned()
+            .ok_or_else(|| WatchError::UnknownJob {
+                stage,
+                job_id: job_id.clone(),
+            })?;
+        check_size(&event, stage, &job)?;
+        Ok(job)
+    };
+    let jobs = StageJobs {
+        procure: find(0)?,
+        process: find(1)?,
+        egress: find(2)?,
+    };
+
+    let mut children = Children::new();
+    for listing in status::listings_needed(&jobs, now_ms, options) {
+        let listed = batch
+            .list_array_children(&listing.array_job_id, listing.status)
+            .await
+            .map_err(|source| WatchError::Batch {
+                call: "ListJobs",
+                source,
+            })?;
+        children.insert(listing.stage, listing.status, listed);
+    }
+
+    let run = status::assess(&jobs, &children, now_ms, options);
+    tracing::info!(
+        workflow_id = event.workflow_id.as_deref().unwrap_or(""),
+        done = run.done,
+        failed = run.failed,
+        failed_node_count = run.failed_node_count,
+        stuck = run.stuck.len(),
+        "polled stage jobs"
+    );
+    for stuck in &run.stuck {
+        tracing::warn!(stage = %stuck.stage, runnable = stuck.runnable, "{}", stuck.message);
+    }
+    Ok(serde_json::to_value(&run).expect("RunStatus serializes to JSON"))
+}
+
+/// An array job must have as many children as the run has nodes; a plain job stands for a
+/// one-node run.
+fn check_size(event: &WatchEvent, stage: Stage, job: &JobDetail) -> Result<(), WatchError> {
+    let Some(nodes) = event.nodes else {
+        return Ok(());
+    };
+    let size = job
+        .array_properties
+        .as_ref()
+        .and_then(|props| props.size)
+        .unwrap_or(1);
+    if u64::from(size) != nodes {
+        return Err(WatchError::SizeMismatch {
+            stage,
+            job_id: job.job_id.clone(),
+            size,
+            nodes,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use nton_core::batch::{JobStatus, JobSummary};
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// A Batch that answers from fixtures and records every call.
+    struct FakeBatch {
+        jobs: Vec<JobDetail>,
+        children: Vec<(String, JobStatus, Vec<JobSummary>)>,
+        calls: Mutex<Vec<String>>,
+        fail_with: Option<&'static str>,
+    }
+
+    impl FakeBatch {
+        fn new(jobs: Value, children: Value) -> FakeBatch {
+            let children = children
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| {
+                    (
+                        entry["arrayJobId"].as_str().unwrap().to_string(),
+                        JobStatus::parse(entry["status"].as_str().unwrap()).unwrap(),
+                        serde_json::from_value(entry["jobSummaryList"].clone()).unwrap(),
+                    )
+                })
+                .collect();
+            FakeBatch {
+                jobs: serde_json::from_value(jobs).unwrap(),
+                children,
+                calls: Mutex::new(Vec::new()),
+                fail_with: None,
+            }
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl BatchApi for FakeBatch {
+        async fn describe_jobs(&self, job_ids: &[String]) -> Result<Vec<JobDetail>, BatchApiError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("DescribeJobs {}", job_ids.join(",")));
+            if let Some(code) = self.fail_with {
+                return Err(BatchApiError {
+                    code: code.to_string(),
+                    message: "Rate exceeded".to_string(),
+                });
+            }
+            Ok(self
+                .jobs
+                .iter()
+                .filter(|job| job_ids.contains(&job.job_id))
+                .cloned()
+                .collect())
+        }
+
+        async fn list_array_children(
+            &self,
+            array_job_id: &str,
+            status: JobStatus,
+        ) -> Result<Vec<JobSummary>, BatchApiError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("ListJobs {array_job_id} {status}"));
+            Ok(self
+                .children
+                .iter()
+                .find(|(id, s, _)| id == array_job_id && *s == status)
+                .map(|(_, _, list)| list.clone())
+                .unwrap_or_default())
+        }
+    }
+
+    fn event() -> Value {
+        json!({
+            "workflowId": "5f0c7a8e-3b1d-4c2a-9e7f-0a1b2c3d4e5f",
+            "nodes": 4,
+            "jobs": {
+                "procure": {"JobId": "j-procure"},
+                "process": {"JobId": "j-process"},
+                "egress": {"JobId": "j-egress"}
+            }
+        })
+    }
+
+    fn parent(id: &str, status: &str, summary: Value) -> Value {
+        json!({"jobId": id, "jobName": id, "status": status, "createdAt": NOW - 60_000,
+               "arrayProperties": {"size": 4, "statusSummary": summary}})
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_costs_one_describe_call() {
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-process", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-egress", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+            ]),
+            json!([]),
+        );
+        let out = handle(event(), &batch, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(true));
+        assert_eq!(out["failed"], json!(false));
+        assert_eq!(out["error"], Value::Null);
+        assert_eq!(out["cause"], Value::Null);
+        assert_eq!(out["progress"]["egress"]["counts"]["SUCCEEDED"], json!(4));
+        assert_eq!(
+            batch.calls(),
+            vec!["DescribeJobs j-procure,j-process,j-egress"]
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_children_are_listed_only_for_stages_with_failures() {
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+                parent("j-process", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+                parent("j-egress", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+            ]),
+            json!([
+                {"arrayJobId": "j-procure", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-procure:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Essential container in task exited",
+                     "container": {"exitCode": 1}, "arrayProperties": {"index": 2}}]},
+                {"arrayJobId": "j-process", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-process:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Dependent Job failed", "arrayProperties": {"index": 2}}]},
+                {"arrayJobId": "j-egress", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-egress:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Dependent Job failed", "arrayProperties": {"index": 2}}]}
+            ]),
+        );
+        let out = handle(event(), &batch, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(true));
+        assert_eq!(out["failed"], json!(true));
+        assert_eq!(out["error"], json!("nton.NodesFailed"));
+        assert_eq!(
+            out["cause"],
+            json!(
+                "1 of 4 nodes failed: procure failed on node 2 (Essential container in task exited, exit code 1); process and egress did not run on that node."
+            )
+        );
+        assert_eq!(
+            out["failedNodes"][0]["skipped"],
+            json!(["process", "egress"])
+        );
+        assert_eq!(
+            batch.calls(),
+            vec![
+                "DescribeJobs j-procure,j-process,j-egress",
+                "ListJobs j-procure FAILED",
+                "ListJobs j-process FAILED",
+                "ListJobs j-egress FAILED",
+            ]
+        );
+
+        let partly = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent(
+                    "j-process",
+                    "PENDING",
+                    json!({"SUCCEEDED": 2, "RUNNING": 1, "FAILED": 1})
+                ),
+                parent("j-egress", "PENDING", json!({"PENDING": 2, "SUCCEEDED": 2})),
+            ]),
+            json!([]),
+        );
+        let out = handle(event(), &partly, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(false));
+        assert_eq!(
+            partly.calls(),
+            vec![
+                "DescribeJobs j-procure,j-process,j-egress",
+                "ListJobs j-process FAILED"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stuck_stage_lists_its_runnable_children() {
+        let mut procure = parent("j-procure", "PENDING", json!({"RUNNABLE": 4}));
+        procure["createdAt"] = json!(NOW - 3_600_000);
+        let batch = FakeBatch::new(
+            json!([
+                procure,
+                parent("j-process", "PENDING", json!({"PENDING": 4})),
+                parent("j-egress", "PENDING", json!({"PENDING": 4})),
+            ]),
+            json!([{"arrayJobId": "j-procure", "status": "RUNNABLE", "jobSummaryList": [
+                {"jobId": "j-procure:0", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 3_600_000},
+                {"jobId": "j-procure:1", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 3_600_000}
+            ]}]),
+        );
+        let out = handle(event(), &batch, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(false));
+        assert_eq!(
+            out["stuck"][0]["message"],
+            json!(
+                "2 children of procure RUNNABLE for over 600s with none running: check the compute environment's capacity"
+            )
+        );
+        assert_eq!(batch.calls()[1], "ListJobs j-procure RUNNABLE");
+
+        // The threshold comes from the options: 90 s of RUNNABLE is stuck past 60 s, not 600 s.
+        let recent = || {
+            let mut procure = parent("j-procure", "PENDING", json!({"RUNNABLE": 4}));
+            procure["createdAt"] = json!(NOW - 90_000);
+            FakeBatch::new(
+                json!([
+                    procure,
+                    parent("j-process", "PENDING", json!({"PENDING": 4})),
+                    parent("j-egress", "PENDING", json!({"PENDING": 4})),
+                ]),
+                json!([{"arrayJobId": "j-procure", "status": "RUNNABLE", "jobSummaryList": [
+                    {"jobId": "j-procure:0", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 90_000},
+                    {"jobId": "j-procure:1", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 90_000},
+                    {"jobId": "j-procure:2", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 90_000},
+                    {"jobId": "j-procure:3", "jobName": "p", "status": "RUNNABLE", "createdAt": NOW - 90_000}
+                ]}]),
+            )
+        };
+        let batch = recent();
+        let options = StatusOptions {
+            stuck_after_ms: 60_000,
+        };
+        let out = handle_with(event(), &batch, NOW, &options).await.unwrap();
+        assert_eq!(out["stuck"][0]["runnable"], json!(4));
+        assert_eq!(out["stuck"][0]["overSeconds"], json!(60));
+        let batch = recent();
+        let out = handle(event(), &batch, NOW).await.unwrap();
+        assert_eq!(out["stuck"], json!([]));
+        assert_eq!(
+            batch.calls().len(),
+            1,
+            "no RUNNABLE listing below the threshold"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_events_name_the_field() {
+        let batch = FakeBatch::new(json!([]), json!([]));
+        let cases: Vec<(Value, &str)> = vec![
+            (
+                json!([]),
+                "bad event: event: expected a JSON object, got []",
+            ),
+            (json!({"nodes": 4}), "bad event: jobs: missing"),
+            (
+                json!({"jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}}}),
+                "bad event: jobs.egress: missing",
+            ),
+            (
+                json!({"jobs": {"procure": {"JobId": "a"}, "process": {"Id": "b"}, "egress": {"JobId": "c"}}}),
+                "bad event: jobs.process.JobId: missing",
+            ),
+            (
+                json!({"jobs": {"procure": {"JobId": 7}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
+                "bad event: jobs.procure.JobId: expected a string, got 7",
+            ),
+            (
+                json!({"jobs": {"procure": {"JobId": ""}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
+                "bad event: jobs.procure.JobId: is empty",
+            ),
+            (
+                json!({"jobs": {"procure": {"JobId": "a b"}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
+                "bad event: jobs.procure.JobId: \"a b\" has ' '; a Batch job id has only letters, digits, '-', '_' and ':'",
+            ),
+            (
+                json!({"jobs": {"procure": "a", "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
+                "bad event: jobs.procure: expected an object, got \"a\"",
+            ),
+            (
+                json!({"nodes": 0, "jobs": {}}),
+                "bad event: nodes: expected an integer from 1 to 10000, got 0",
+            ),
+            (
+                json!({"nodes": 10001, "jobs": {}}),
+                "bad event: nodes: expected an integer from 1 to 10000, got 10001",
+            ),
+            (
+                json!({"workflowId": 5, "jobs": {}}),
+                "bad event: workflowId: expected a string, got 5",
+            ),
+        ];
+        for (event, message) in cases {
+            let error = handle(event.clone(), &batch, NOW).await.unwrap_err();
+            assert_eq!(error.to_string(), message, "event {event}");
+            assert_eq!(error.error_type(), "nton.BadEvent");
+        }
+        let long = "x".repeat(129);
+        let error = handle(
+            json!({"jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}, "egress": {"JobId": long}}}),
+            &batch,
+            NOW,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("jobs.egress.JobId"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("129 characters, more than the 128"),
+            "{error}"
+        );
+        // Nothing reached Batch for a bad event.
+        assert!(batch.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_job_batch_does_not_know_is_named() {
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-egress", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+            ]),
+            json!([]),
+        );
+        let error = handle(event(), &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Batch does not know job \"j-process\" (jobs.process.JobId)"
+        );
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "nton.UnknownJob");
+    }
+
+    #[tokio::test]
+    async fn sizes_must_match_the_node_count() {
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-process", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                {"jobId": "j-egress", "jobName": "e", "status": "SUCCEEDED"},
+            ]),
+            json!([]),
+        );
+        let error = handle(event(), &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "jobs.egress.JobId \"j-egress\" has 1 nodes but the event says nodes = 4"
+        );
+        assert_eq!(error.error_type(), "nton.SizeMismatch");
+    }
+
+    #[tokio::test]
+    async fn a_one_node_run_of_plain_jobs() {
+        let plain = |id: &str, status: &str| json!({"jobId": id, "jobName": id, "status": status});
+        let batch = FakeBatch::new(
+            json!([
+                plain("j-procure", "SUCCEEDED"),
+                plain("j-process", "RUNNING"),
+                plain("j-egress", "PENDING"),
+            ]),
+            json!([]),
+        );
+        let mut one = event();
+        one["nodes"] = json!(1);
+        let out = handle(one, &batch, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(false));
+        assert_eq!(out["progress"]["process"]["counts"]["RUNNING"], json!(1));
+        assert_eq!(out["progress"]["process"]["size"], json!(1));
+        assert_eq!(batch.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn batch_errors_keep_their_code() {
+        let mut batch = FakeBatch::new(json!([]), json!([]));
+        batch.fail_with = Some("TooManyRequestsException");
+        let error = handle(event(), &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "Batch DescribeJobs failed: TooManyRequestsException: Rate exceeded"
+        );
+        assert_eq!(error.error_type(), "nton.BatchApiError");
+    }
+}

@@ -1,1 +1,9 @@
-//! The nton CLI library.
+//! The nton CLI as a library: argument definitions, commands and their reporters. `main.rs`
+//! only parses and dispatches.
+
+pub mod aws;
+pub mod cli;
+pub mod exit;
+pub mod progress;
+pub mod report;
+pub mod run;

@@ -1,1 +1,31 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use nton::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NTON_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nton: cannot start the async runtime: {error}");
+            return ExitCode::from(nton::exit::ENVIRONMENT);
+        }
+    };
+    nton::exit::report(runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => nton::run::run(args).await,
+            Command::Report(args) => nton::report::report(args),
+            Command::Deploy(_) | Command::Start(_) | Command::Watch(_) | Command::Teardown(_) => {
+                Ok(nton::exit::SUCCESS)
+            }
+        }
+    }))
+}

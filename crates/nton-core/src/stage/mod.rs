@@ -1,4 +1,29 @@
 //! The three stages of a run and what each does to one node's files.
+//!
+//! - [`procure`] makes each record's data (`data/<id>.json`, 500 points);
+//! - [`process`] turns it into results (`results/<id>.json`, an `open` flag per point);
+//! - [`egress_items`] lists the results to ship and [`egress_to_dir`] copies them to a local
+//!   destination (the S3 upload lives in `nton-job`, beside the SDK).
+//!
+//! Every write is atomic and every directory creation idempotent, so re-running a node after
+//! any failure is safe and gives the same bytes.
+
+mod egress;
+mod error;
+mod json;
+mod process;
+mod procure;
+mod records;
+mod report;
+
+pub use egress::{EgressItem, egress_items, egress_to_dir};
+pub use error::StageError;
+pub use process::{OPEN_ABOVE, ResultPoint, process, process_record};
+pub use procure::{
+    DataPoint, FIRST_TIMESTAMP_MS, POINTS, STEP_MS, VALUE_MAX, VALUE_MIN, procure, procure_record,
+};
+pub use records::RECORD_THREADS;
+pub use report::StageReport;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,1 +1,25 @@
-//! (being written)
+//! Amazon States Language: a definition is loaded in two stages, raw serde types ([`raw`])
+//! then a validated model ([`StateMachine`]) that the interpreter ([`run_execution`]) alone
+//! uses. Everything that can be checked is checked at load, and every load error names the
+//! state and the field.
+//!
+//! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed and Fail states;
+//! InputPath, Parameters, ResultSelector, ResultPath, OutputPath, Result, Retry, Catch,
+//! TimeoutSeconds(Path), intrinsic functions and the context object. Map, Parallel, JSONata,
+//! variables (`Assign`) and callback tasks are refused at load.
+
+mod choice;
+mod error;
+mod interp;
+mod intrinsic;
+mod model;
+mod path;
+mod payload;
+mod raw;
+
+pub use error::AslError;
+pub use interp::{
+    ExecutionContext, ExecutionObserver, ExecutionOutcome, MAX_PAYLOAD_BYTES, NullObserver,
+    TaskCall, TaskExecutor, TaskFailure, run_execution,
+};
+pub use model::{StateMachine, TaskResource};

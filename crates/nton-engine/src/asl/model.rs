@@ -1,0 +1,832 @@
+//! Stage two of loading: the validated state machine the interpreter runs. Every path,
+//! payload template, intrinsic, choice rule, retrier, catcher and transition is checked and
+//! compiled here, so that a definition that loads can only fail at run time on its data.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::choice::{self, Choice};
+use super::error::{AslError, StateError, excerpt, names};
+use super::intrinsic::{Call, looks_like_call};
+use super::path::{Path, ReferencePath};
+use super::payload::Payload;
+use super::raw::{self, RawCatcher, RawRetrier};
+
+/// Largest number Step Functions accepts for seconds and attempt counts.
+const MAX_SECONDS: u64 = 99_999_999;
+/// `MaxDelaySeconds` must stay below a year (in seconds).
+const MAX_DELAY_SECONDS: u64 = 31_622_400;
+/// Step Functions' limit on state names.
+const MAX_STATE_NAME: usize = 80;
+/// Fields of the States Language this engine does not run; named so the error says so
+/// instead of calling them unknown.
+const UNSUPPORTED_FIELDS: &[&str] = &["Assign", "Arguments", "Output", "Credentials"];
+
+/// `InputPath` / `OutputPath`.
+#[derive(Debug, Clone)]
+pub(crate) enum DataPath {
+    /// Absent or `$`: the data as is.
+    Identity,
+    /// `null`: an empty object.
+    Empty,
+    Path(Path),
+}
+
+impl DataPath {
+    fn compile(raw: Option<Option<String>>, state: &str, field: &str) -> Result<Self, AslError> {
+        match raw {
+            None => Ok(DataPath::Identity),
+            Some(None) => Ok(DataPath::Empty),
+            Some(Some(text)) if text == "$" => Ok(DataPath::Identity),
+            Some(Some(text)) => Path::parse(&text)
+                .map(DataPath::Path)
+                .map_err(|m| AslError::field(state, field, m)),
+        }
+    }
+
+    pub fn apply(&self, data: &Value, context: &Value, field: &str) -> Result<Value, StateError> {
+        match self {
+            DataPath::Identity => Ok(data.clone()),
+            DataPath::Empty => Ok(Value::Object(Map::new())),
+            DataPath::Path(p) => p.read(data, context).ok_or_else(|| {
+                StateError::runtime(format!(
+                    "Invalid path '{}': The {field} '{}' could not be found in the input '{}'",
+                    p.text(),
+                    p.text(),
+                    excerpt(if p.is_context() { context } else { data })
+                ))
+            }),
+        }
+    }
+}
+
+/// `ResultPath`.
+#[derive(Debug, Clone)]
+pub(crate) enum ResultPath {
+    /// Absent or `$`: the result replaces the input.
+    Replace,
+    /// `null`: the result is dropped, the input passes through.
+    Discard,
+    At(ReferencePath),
+}
+
+impl ResultPath {
+    fn compile(raw: Option<Option<String>>, state: &str, field: &str) -> Result<Self, AslError> {
+        match raw {
+            None => Ok(ResultPath::Replace),
+            Some(None) => Ok(ResultPath::Discard),
+            Some(Some(text)) => {
+                let p =
+                    ReferencePath::parse(&text).map_err(|m| AslError::field(state, field, m))?;
+                Ok(if text == "$" {
+                    ResultPath::Replace
+                } else {
+                    ResultPath::At(p)
+                })
+            }
+        }
+    }
+
+    /// Combines the state's raw input with a result.
+    pub fn apply(&self, input: Value, result: Value) -> Result<Value, StateError> {
+        match self {
+            ResultPath::Replace => Ok(result),
+            ResultPath::Discard => Ok(input),
+            ResultPath::At(p) => p
+                .assign(input, result)
+                .map_err(|m| StateError::new(names::RESULT_PATH, m)),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Transition {
+    Next(String),
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Retrier {
+    pub error_equals: Vec<String>,
+    pub interval_seconds: u64,
+    pub max_attempts: u64,
+    pub backoff_rate: f64,
+    pub max_delay_seconds: Option<u64>,
+    pub full_jitter: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Catcher {
+    pub error_equals: Vec<String>,
+    pub next: String,
+    pub result_path: ResultPath,
+}
+
+/// Whether a Retry/Catch `ErrorEquals` list covers an error. `States.ALL` covers every
+/// error that reaches it; `States.TaskFailed` every error but `States.Timeout`.
+pub(crate) fn error_matches(error_equals: &[String], error: &str) -> bool {
+    error_equals.iter().any(|e| {
+        e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT)
+    })
+}
+
+impl Retrier {
+    /// The wait before retry number `count + 1` of this retrier.
+    pub fn delay(&self, count: u64) -> Duration {
+        let exponent = i32::try_from(count).unwrap_or(i32::MAX);
+        let mut seconds = self.interval_seconds as f64 * self.backoff_rate.powi(exponent);
+        if let Some(max) = self.max_delay_seconds {
+            seconds = seconds.min(max as f64);
+        }
+        seconds = seconds.min(MAX_SECONDS as f64);
+        if self.full_jitter {
+            use rand::Rng;
+            seconds = rand::rng().random_range(0.0..=seconds);
+        }
+        Duration::from_secs_f64(seconds)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TaskTimeout {
+    Seconds(u64),
+    Path(Path),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    pub resource: String,
+    pub raw_parameters: Option<Value>,
+    pub parameters: Option<Payload>,
+    pub result_selector: Option<Payload>,
+    pub result_path: ResultPath,
+    pub retriers: Vec<Retrier>,
+    pub catchers: Vec<Catcher>,
+    pub timeout: Option<TaskTimeout>,
+    pub transition: Transition,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pass {
+    pub parameters: Option<Payload>,
+    pub result: Option<Value>,
+    pub result_path: ResultPath,
+    pub transition: Transition,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum WaitFor {
+    Seconds(u64),
+    SecondsPath(Path),
+    Timestamp(OffsetDateTime),
+    TimestampPath(Path),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Wait {
+    pub wait_for: WaitFor,
+    pub transition: Transition,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ChoiceState {
+    pub choices: Vec<Choice>,
+    pub default: Option<String>,
+}
+
+/// Where a Fail state's `Error` or `Cause` comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Text {
+    Literal(String),
+    Path(Path),
+    Call(Call),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Fail {
+    pub error: Option<Text>,
+    pub cause: Option<Text>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    Task(Task),
+    Pass(Pass),
+    Wait(Wait),
+    Choice(ChoiceState),
+    Succeed,
+    Fail(Fail),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub input_path: DataPath,
+    pub output_path: DataPath,
+    pub kind: Kind,
+}
+
+impl State {
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Task(_) => "Task",
+            Kind::Pass(_) => "Pass",
+            Kind::Wait(_) => "Wait",
+            Kind::Choice(_) => "Choice",
+            Kind::Succeed => "Succeed",
+            Kind::Fail(_) => "Fail",
+        }
+    }
+
+    /// Every state this one may lead to, with the field that says so.
+    fn targets(&self) -> Vec<(String, &str)> {
+        fn transition<'s>(out: &mut Vec<(String, &'s str)>, t: &'s Transition) {
+            if let Transition::Next(n) = t {
+                out.push(("Next".to_string(), n.as_str()));
+            }
+        }
+        let mut out = Vec::new();
+        match &self.kind {
+            Kind::Task(t) => {
+                transition(&mut out, &t.transition);
+                for (i, c) in t.catchers.iter().enumerate() {
+                    out.push((format!("Catch[{i}].Next"), c.next.as_str()));
+                }
+            }
+            Kind::Pass(p) => transition(&mut out, &p.transition),
+            Kind::Wait(w) => transition(&mut out, &w.transition),
+            Kind::Choice(c) => {
+                for (i, choice) in c.choices.iter().enumerate() {
+                    out.push((format!("Choices[{i}].Next"), choice.next.as_str()));
+                }
+                if let Some(d) = &c.default {
+                    out.push(("Default".to_string(), d.as_str()));
+                }
+            }
+            Kind::Succeed | Kind::Fail(_) => {}
+        }
+        out
+    }
+}
+
+/// A Task state's resource, as the engine binds it to something that runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskResource<'a> {
+    pub state: &'a str,
+    pub resource: &'a str,
+    /// `Parameters` as written (with its `.$` keys), so that static fields such as
+    /// `FunctionName` or `JobQueue` can be bound at load.
+    pub parameters: Option<&'a Value>,
+}
+
+/// A validated state machine (JSONPath query language; Task, Pass, Wait, Choice, Succeed and
+/// Fail states).
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    pub(crate) comment: Option<String>,
+    pub(crate) start_at: String,
+    pub(crate) states: BTreeMap<String, State>,
+    pub(crate) timeout_seconds: Option<u64>,
+    pub(crate) version: Option<String>,
+    /// State names in breadth-first order from `StartAt`.
+    pub(crate) order: Vec<String>,
+}
+
+impl StateMachine {
+    /// Validates a definition. Every error names the state and the field at fault.
+    pub fn from_json(definition: &Value) -> Result<StateMachine, AslError> {
+        let Value::Object(top) = definition else {
+            return Err(AslError::machine(
+                None,
+                "the definition is not a JSON object",
+            ));
+        };
+        if let Some(lang) = top.get("QueryLanguage").and_then(Value::as_str)
+            && lang != "JSONPath"
+        {
+            return Err(AslError::machine(
+                Some("QueryLanguage"),
+                format!("{lang} is not supported by the local engine (only JSONPath)"),
+            ));
+        }
+        let raw: raw::RawMachine = raw::read(definition).map_err(|(field, message)| {
+            let (field, message) = explain_serde(field, message, "the state machine");
+            AslError {
+                state: None,
+                field,
+                message,
+            }
+        })?;
+        if raw.states.is_empty() {
+            return Err(AslError::machine(Some("States"), "has no states"));
+        }
+        if let Some(t) = raw.timeout_seconds
+            && !(1..=MAX_SECONDS).contains(&t)
+        {
+            return Err(AslError::machine(
+                Some("TimeoutSeconds"),
+                format!("must be 1 to {MAX_SECONDS}, got {t}"),
+            ));
+        }
+        let mut states = BTreeMap::new();
+        for (name, value) in &raw.states {
+            states.insert(name.clone(), compile_state(name, value)?);
+        }
+        if !states.contains_key(&raw.start_at) {
+            return Err(AslError::machine(
+                Some("StartAt"),
+                format!("no state named '{}'", raw.start_at),
+            ));
+        }
+        for (name, state) in &states {
+            for (field, target) in state.targets() {
+                if !states.contains_key(target) {
+                    return Err(AslError::field(
+                        name,
+                        field,
+                        format!("no state named '{target}'"),
+                    ));
+                }
+            }
+        }
+        let mut order = Vec::new();
+        let mut queue = VecDeque::from([raw.start_at.clone()]);
+        while let Some(name) = queue.pop_front() {
+            if order.contains(&name) {
+                continue;
+            }
+            for (_, target) in states[&name].targets() {
+                queue.push_back(target.to_string());
+            }
+            order.push(name);
+        }
+        if let Some(unreachable) = states.keys().find(|n| !order.contains(n)) {
+            return Err(AslError::state(
+                unreachable,
+                "is not reachable from StartAt",
+            ));
+        }
+        Ok(StateMachine {
+            comment: raw.comment,
+            start_at: raw.start_at,
+            states,
+            timeout_seconds: raw.timeout_seconds,
+            version: raw.version,
+            order,
+        })
+    }
+
+    pub fn start_at(&self) -> &str {
+        &self.start_at
+    }
+
+    pub fn comment(&self) -> Option<&str> {
+        self.comment.as_deref()
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The execution's `TimeoutSeconds`, if set.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_seconds.map(Duration::from_secs)
+    }
+
+    /// State names, breadth-first from `StartAt`.
+    pub fn state_names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+
+    /// A state's `Type`.
+    pub fn state_type(&self, name: &str) -> Option<&'static str> {
+        self.states.get(name).map(State::type_name)
+    }
+
+    /// Every Task state with its `Resource` and raw `Parameters`, breadth-first from `StartAt`.
+    pub fn task_resources(&self) -> Vec<TaskResource<'_>> {
+        self.order
+            .iter()
+            .filter_map(|name| match &self.states[name].kind {
+                Kind::Task(t) => Some(TaskResource {
+                    state: name,
+                    resource: &t.resource,
+                    parameters: t.raw_parameters.as_ref(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Turns serde's messages into ones that name the field.
+fn explain_serde(field: Option<String>, message: String, what: &str) -> (Option<String>, String) {
+    let quoted = |m: &str| m.split('`').nth(1).map(str::to_string);
+    if message.starts_with("unknown field") {
+        // The path already ends with the unknown name.
+        let field = field.or_else(|| quoted(&message));
+        let nested = field.as_deref().is_some_and(|f| f.contains(['.', '[']));
+        let message = if nested {
+            "unknown field".to_string()
+        } else {
+            format!("not a field of {what}")
+        };
+        return (field, message);
+    }
+    if message.starts_with("missing field") {
+        let name = quoted(&message);
+        let prefix = field.map(|f| format!("{f}.")).unwrap_or_default();
+        return (name.map(|n| format!("{prefix}{n}")), "missing".to_string());
+    }
+    (field, message)
+}
+
+fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
+    if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
+        return Err(AslError::state(
+            name,
+            format!("a state name must be 1 to {MAX_STATE_NAME} characters"),
+        ));
+    }
+    let Value::Object(fields) = value else {
+        return Err(AslError::state(name, "is not a JSON object"));
+    };
+    let ty = match fields.get("Type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(other) => {
+            return Err(AslError::field(
+                name,
+                "Type",
+                format!("must be a string, got {other}"),
+            ));
+        }
+        None => return Err(AslError::field(name, "Type", "missing")),
+    };
+    match ty {
+        "Task" | "Pass" | "Wait" | "Choice" | "Succeed" | "Fail" => {}
+        "Map" | "Parallel" => {
+            return Err(AslError::state(
+                name,
+                format!("type {ty} is not supported by the local engine"),
+            ));
+        }
+        other => {
+            return Err(AslError::field(
+                name,
+                "Type",
+                format!("unknown state type '{other}'"),
+            ));
+        }
+    }
+    if let Some(lang) = fields.get("QueryLanguage").and_then(Value::as_str)
+        && lang != "JSONPath"
+    {
+        return Err(AslError::field(
+            name,
+            "QueryLanguage",
+            format!("{lang} is not supported by the local engine (only JSONPath)"),
+        ));
+    }
+    if let Some(field) = UNSUPPORTED_FIELDS.iter().find(|f| fields.contains_key(**f)) {
+        return Err(AslError::field(
+            name,
+            *field,
+            "is not supported by the local engine",
+        ));
+    }
+    let what = format!("a {ty} state");
+    let read_err = |(field, message): (Option<String>, String)| {
+        let (field, message) = explain_serde(field, message, &what);
+        AslError {
+            state: Some(name.to_string()),
+            field,
+            message,
+        }
+    };
+    let (input_path, output_path, kind) = match ty {
+        "Task" => {
+            let r: raw::RawTask = raw::read(value).map_err(read_err)?;
+            let parameters = payload(name, "Parameters", r.parameters.as_ref())?;
+            let result_selector = payload(name, "ResultSelector", r.result_selector.as_ref())?;
+            let timeout = match (r.timeout_seconds, r.timeout_seconds_path) {
+                (Some(_), Some(_)) => {
+                    return Err(AslError::field(
+                        name,
+                        "TimeoutSecondsPath",
+                        "TimeoutSeconds is set too; use one",
+                    ));
+                }
+                (Some(t), None) => {
+                    check_range(name, "TimeoutSeconds", t, 1, MAX_SECONDS)?;
+                    Some(TaskTimeout::Seconds(t))
+                }
+                (None, Some(p)) => Some(TaskTimeout::Path(reference(
+                    name,
+                    "TimeoutSecondsPath",
+                    &p,
+                )?)),
+                (None, None) => None,
+            };
+            // Heartbeats concern callback and activity tasks, which the local engine does not
+            // run; the fields are checked for shape only.
+            if r.heartbeat_seconds.is_some() && r.heartbeat_seconds_path.is_some() {
+                return Err(AslError::field(
+                    name,
+                    "HeartbeatSecondsPath",
+                    "HeartbeatSeconds is set too; use one",
+                ));
+            }
+            if let Some(h) = r.heartbeat_seconds {
+                check_range(name, "HeartbeatSeconds", h, 1, MAX_SECONDS)?;
+                if let Some(TaskTimeout::Seconds(t)) = timeout
+                    && h >= t
+                {
+                    return Err(AslError::field(
+                        name,
+                        "HeartbeatSeconds",
+                        format!("must be below TimeoutSeconds ({t})"),
+                    ));
+                }
+            }
+            if let Some(p) = &r.heartbeat_seconds_path {
+                reference(name, "HeartbeatSecondsPath", p)?;
+            }
+            let task = Task {
+                resource: r.resource,
+                raw_parameters: r.parameters,
+                parameters,
+                result_selector,
+                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+                retriers: retriers(name, r.retry.unwrap_or_default())?,
+                catchers: catchers(name, r.catch.unwrap_or_default())?,
+                timeout,
+                transition: transition(name, "Task", r.next, r.end)?,
+            };
+            (r.input_path, r.output_path, Kind::Task(task))
+        }
+        "Pass" => {
+            let r: raw::RawPass = raw::read(value).map_err(read_err)?;
+            let pass = Pass {
+                parameters: payload(name, "Parameters", r.parameters.as_ref())?,
+                result: r.result.map(|v| v.unwrap_or(Value::Null)),
+                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+                transition: transition(name, "Pass", r.next, r.end)?,
+            };
+            (r.input_path, r.output_path, Kind::Pass(pass))
+        }
+        "Wait" => {
+            let r: raw::RawWait = raw::read(value).map_err(read_err)?;
+            let set = [
+                r.seconds.is_some(),
+                r.seconds_path.is_some(),
+                r.timestamp.is_some(),
+                r.timestamp_path.is_some(),
+            ];
+            if set.iter().filter(|b| **b).count() != 1 {
+                return Err(AslError::state(
+                    name,
+                    "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath",
+                ));
+            }
+            let wait_for = if let Some(s) = r.seconds {
+                check_range(name, "Seconds", s, 0, MAX_SECONDS)?;
+                WaitFor::Seconds(s)
+            } else if let Some(p) = r.seconds_path {
+                WaitFor::SecondsPath(reference(name, "SecondsPath", &p)?)
+            } else if let Some(t) = r.timestamp {
+                WaitFor::Timestamp(choice::parse_timestamp(&t).ok_or_else(|| {
+                    AslError::field(
+                        name,
+                        "Timestamp",
+                        format!("'{t}' is not an RFC 3339 timestamp such as 2016-03-14T01:59:00Z"),
+                    )
+                })?)
+            } else {
+                let p = r.timestamp_path.expect("counted above");
+                WaitFor::TimestampPath(reference(name, "TimestampPath", &p)?)
+            };
+            let wait = Wait {
+                wait_for,
+                transition: transition(name, "Wait", r.next, r.end)?,
+            };
+            (r.input_path, r.output_path, Kind::Wait(wait))
+        }
+        "Choice" => {
+            let r: raw::RawChoice = raw::read(value).map_err(read_err)?;
+            let choices =
+                choice::compile_choices(r.choices).map_err(|(f, m)| AslError::field(name, f, m))?;
+            (
+                r.input_path,
+                r.output_path,
+                Kind::Choice(ChoiceState {
+                    choices,
+                    default: r.default,
+                }),
+            )
+        }
+        "Succeed" => {
+            let r: raw::RawSucceed = raw::read(value).map_err(read_err)?;
+            (r.input_path, r.output_path, Kind::Succeed)
+        }
+        "Fail" => {
+            let r: raw::RawFail = raw::read(value).map_err(read_err)?;
+            let error = text(name, ("Error", r.error), ("ErrorPath", r.error_path))?;
+            let cause = text(name, ("Cause", r.cause), ("CausePath", r.cause_path))?;
+            (None, None, Kind::Fail(Fail { error, cause }))
+        }
+        _ => unreachable!("checked above"),
+    };
+    Ok(State {
+        input_path: DataPath::compile(input_path, name, "InputPath")?,
+        output_path: DataPath::compile(output_path, name, "OutputPath")?,
+        kind,
+    })
+}
+
+fn payload(state: &str, field: &str, value: Option<&Value>) -> Result<Option<Payload>, AslError> {
+    value
+        .map(|v| Payload::compile(v, field).map_err(|(f, m)| AslError::field(state, f, m)))
+        .transpose()
+}
+
+fn reference(state: &str, field: &str, text: &str) -> Result<Path, AslError> {
+    let p = Path::parse(text).map_err(|m| AslError::field(state, field, m))?;
+    if !p.is_definite() {
+        return Err(AslError::field(
+            state,
+            field,
+            format!("'{text}' must be a reference path (selecting a single value)"),
+        ));
+    }
+    Ok(p)
+}
+
+fn check_range(state: &str, field: &str, value: u64, min: u64, max: u64) -> Result<(), AslError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(AslError::field(
+            state,
+            field,
+            format!("must be {min} to {max}, got {value}"),
+        ))
+    }
+}
+
+fn transition(
+    state: &str,
+    ty: &str,
+    next: Option<String>,
+    end: Option<bool>,
+) -> Result<Transition, AslError> {
+    match (next, end) {
+        (Some(_), Some(true)) => Err(AslError::field(
+            state,
+            "End",
+            "End: true and Next are both set",
+        )),
+        (Some(n), _) => Ok(Transition::Next(n)),
+        (None, Some(true)) => Ok(Transition::End),
+        (None, _) => Err(AslError::field(
+            state,
+            "Next",
+            format!("missing: a {ty} state needs Next or End: true"),
+        )),
+    }
+}
+
+fn text(
+    state: &str,
+    literal: (&str, Option<String>),
+    path: (&str, Option<String>),
+) -> Result<Option<Text>, AslError> {
+    match (literal.1, path.1) {
+        (Some(_), Some(_)) => Err(AslError::field(
+            state,
+            path.0,
+            format!("{} is set too; use one", literal.0),
+        )),
+        (Some(l), None) => Ok(Some(Text::Literal(l))),
+        (None, Some(p)) if looks_like_call(&p) => Call::parse(&p)
+            .map(|c| Some(Text::Call(c)))
+            .map_err(|m| AslError::field(state, path.0, m)),
+        (None, Some(p)) => reference(state, path.0, &p).map(|p| Some(Text::Path(p))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn error_equals(state: &str, at: &str, list: &[String], last: bool) -> Result<(), AslError> {
+    let field = format!("{at}.ErrorEquals");
+    if list.is_empty() {
+        return Err(AslError::field(
+            state,
+            field,
+            "must name at least one error",
+        ));
+    }
+    if list.iter().any(String::is_empty) {
+        return Err(AslError::field(state, field, "an error name is empty"));
+    }
+    if list.iter().any(|e| e == names::ALL) {
+        if list.len() > 1 {
+            return Err(AslError::field(
+                state,
+                field,
+                "States.ALL must appear alone",
+            ));
+        }
+        if !last {
+            return Err(AslError::field(
+                state,
+                field,
+                "States.ALL must be in the last entry",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn retriers(state: &str, raw: Vec<RawRetrier>) -> Result<Vec<Retrier>, AslError> {
+    let n = raw.len();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("Retry[{i}]");
+            error_equals(state, &at, &r.error_equals, i + 1 == n)?;
+            let interval = r.interval_seconds.unwrap_or(1);
+            check_range(
+                state,
+                &format!("{at}.IntervalSeconds"),
+                interval,
+                1,
+                MAX_SECONDS,
+            )?;
+            let max_attempts = r.max_attempts.unwrap_or(3);
+            check_range(
+                state,
+                &format!("{at}.MaxAttempts"),
+                max_attempts,
+                0,
+                MAX_SECONDS,
+            )?;
+            let backoff = r.backoff_rate.unwrap_or(2.0);
+            if !(backoff >= 1.0 && backoff.is_finite()) {
+                return Err(AslError::field(
+                    state,
+                    format!("{at}.BackoffRate"),
+                    format!("must be at least 1.0, got {backoff}"),
+                ));
+            }
+            if let Some(d) = r.max_delay_seconds {
+                check_range(
+                    state,
+                    &format!("{at}.MaxDelaySeconds"),
+                    d,
+                    1,
+                    MAX_DELAY_SECONDS,
+                )?;
+            }
+            let full_jitter = match r.jitter_strategy.as_deref() {
+                None | Some("NONE") => false,
+                Some("FULL") => true,
+                Some(other) => {
+                    return Err(AslError::field(
+                        state,
+                        format!("{at}.JitterStrategy"),
+                        format!("must be FULL or NONE, got '{other}'"),
+                    ));
+                }
+            };
+            Ok(Retrier {
+                error_equals: r.error_equals,
+                interval_seconds: interval,
+                max_attempts,
+                backoff_rate: backoff,
+                max_delay_seconds: r.max_delay_seconds,
+                full_jitter,
+            })
+        })
+        .collect()
+}
+
+fn catchers(state: &str, raw: Vec<RawCatcher>) -> Result<Vec<Catcher>, AslError> {
+    let n = raw.len();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let at = format!("Catch[{i}]");
+            error_equals(state, &at, &c.error_equals, i + 1 == n)?;
+            Ok(Catcher {
+                error_equals: c.error_equals,
+                next: c.next,
+                result_path: ResultPath::compile(
+                    c.result_path,
+                    state,
+                    &format!("{at}.ResultPath"),
+                )?,
+            })
+        })
+        .collect()
+}

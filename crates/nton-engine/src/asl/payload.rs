@@ -1,0 +1,216 @@
+//! Payload templates (`Parameters`, `ResultSelector`): JSON whose `"key.$"` entries take their
+//! value from a path, a context path (`$$.`) or an intrinsic function, at any depth of
+//! objects and arrays.
+
+use serde_json::{Map, Value};
+
+use super::error::{StateError, excerpt};
+use super::intrinsic::{Call, looks_like_call};
+use super::path::Path;
+
+#[derive(Debug, Clone)]
+enum Node {
+    /// No `.$` key below: copied as is.
+    Literal(Value),
+    Object(Vec<(String, Node)>),
+    Array(Vec<Node>),
+    /// `"key.$": "$.path"`; `field` is the full field name for messages (`nodes.$`).
+    Path {
+        field: String,
+        path: Path,
+    },
+    Call {
+        field: String,
+        call: Call,
+    },
+}
+
+/// A compiled payload template.
+#[derive(Debug, Clone)]
+pub(crate) struct Payload {
+    root: Node,
+}
+
+impl Payload {
+    /// Compiles a template. On error returns `(field, message)`, the field named from
+    /// `prefix` down (`Parameters.Payload.id.$`).
+    pub fn compile(value: &Value, prefix: &str) -> Result<Payload, (String, String)> {
+        if !value.is_object() {
+            return Err((prefix.to_string(), "must be an object".to_string()));
+        }
+        Ok(Payload {
+            root: compile(value, prefix, "")?,
+        })
+    }
+
+    /// Fills the template from the state's data and the context object.
+    pub fn eval(&self, data: &Value, context: &Value) -> Result<Value, StateError> {
+        eval(&self.root, data, context)
+    }
+}
+
+fn compile(value: &Value, prefix: &str, relative: &str) -> Result<Node, (String, String)> {
+    let join = |base: &str, key: &str| {
+        if base.is_empty() {
+            key.to_string()
+        } else {
+            format!("{base}.{key}")
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            let mut entries = Vec::with_capacity(map.len());
+            let mut dynamic = false;
+            for (key, item) in map {
+                let field = join(prefix, key);
+                if let Some(name) = key.strip_suffix(".$") {
+                    let rel = join(relative, name);
+                    if map.contains_key(name) {
+                        return Err((field, format!("both '{name}' and '{key}' are set")));
+                    }
+                    let Value::String(text) = item else {
+                        return Err((
+                            field,
+                            "must be a string: a path or an intrinsic function".to_string(),
+                        ));
+                    };
+                    let node = if looks_like_call(text) {
+                        Node::Call {
+                            field: rel,
+                            call: Call::parse(text).map_err(|m| (field.clone(), m))?,
+                        }
+                    } else if text.starts_with('$') {
+                        Node::Path {
+                            field: rel,
+                            path: Path::parse(text).map_err(|m| (field.clone(), m))?,
+                        }
+                    } else {
+                        return Err((
+                            field,
+                            format!(
+                                "'{text}' is neither a path ($...) nor an intrinsic function (States....)"
+                            ),
+                        ));
+                    };
+                    dynamic = true;
+                    entries.push((name.to_string(), node));
+                } else {
+                    let node = compile(item, &field, &join(relative, key))?;
+                    dynamic |= !matches!(node, Node::Literal(_));
+                    entries.push((key.clone(), node));
+                }
+            }
+            Ok(if dynamic {
+                Node::Object(entries)
+            } else {
+                Node::Literal(value.clone())
+            })
+        }
+        Value::Array(items) => {
+            let nodes = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    compile(item, &format!("{prefix}[{i}]"), &format!("{relative}[{i}]"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if nodes.iter().all(|n| matches!(n, Node::Literal(_))) {
+                Node::Literal(value.clone())
+            } else {
+                Node::Array(nodes)
+            })
+        }
+        other => Ok(Node::Literal(other.clone())),
+    }
+}
+
+fn eval(node: &Node, data: &Value, context: &Value) -> Result<Value, StateError> {
+    Ok(match node {
+        Node::Literal(v) => v.clone(),
+        Node::Object(entries) => {
+            let mut out = Map::new();
+            for (key, child) in entries {
+                out.insert(key.clone(), eval(child, data, context)?);
+            }
+            Value::Object(out)
+        }
+        Node::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| eval(n, data, context))
+                .collect::<Result<_, _>>()?,
+        ),
+        Node::Path { field, path } => path.read(data, context).ok_or_else(|| {
+            StateError::runtime(format!(
+                "The JSONPath '{}' specified for the field '{field}.$' could not be found in the input '{}'",
+                path.text(),
+                excerpt(if path.is_context() { context } else { data })
+            ))
+        })?,
+        Node::Call { field, call } => call.eval(data, context).map_err(|mut e| {
+            e.cause = format!("field '{field}.$': {}", e.cause);
+            e
+        })?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fills_paths_context_calls_and_nested_arrays() {
+        let template = json!({
+            "Literal": "$.not-a-path",
+            "Id.$": "$.id",
+            "Name.$": "$$.Execution.Name",
+            "Label.$": "States.Format('job-{}', $.id)",
+            "List": [{"X.$": "$.id"}, 2, {"Y": "y"}],
+            "Deep": {"Inner": {"V.$": "$.v"}}
+        });
+        let p = Payload::compile(&template, "Parameters").unwrap();
+        let out = p
+            .eval(
+                &json!({"id": "a1", "v": [1]}),
+                &json!({"Execution": {"Name": "e"}}),
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "Literal": "$.not-a-path",
+                "Id": "a1",
+                "Name": "e",
+                "Label": "job-a1",
+                "List": [{"X": "a1"}, 2, {"Y": "y"}],
+                "Deep": {"Inner": {"V": [1]}}
+            })
+        );
+    }
+
+    #[test]
+    fn missing_path_is_a_runtime_error_naming_field_and_path() {
+        let p = Payload::compile(&json!({"a": {"b.$": "$.nope"}}), "Parameters").unwrap();
+        let err = p.eval(&json!({"x": 1}), &json!({})).unwrap_err();
+        assert_eq!(err.error, "States.Runtime");
+        assert!(err.terminal);
+        assert!(err.cause.contains("'$.nope'"), "{}", err.cause);
+        assert!(err.cause.contains("field 'a.b.$'"), "{}", err.cause);
+    }
+
+    #[test]
+    fn compile_errors_name_the_field() {
+        let e = Payload::compile(&json!({"n": {"a.$": 3}}), "ResultSelector").unwrap_err();
+        assert_eq!(e.0, "ResultSelector.n.a.$");
+        let e = Payload::compile(&json!({"nodes.$": "$..["}), "ResultSelector").unwrap_err();
+        assert_eq!(e.0, "ResultSelector.nodes.$");
+        assert!(e.1.starts_with("invalid path '$..[':"), "{}", e.1);
+        let e = Payload::compile(&json!({"a.$": "$.x", "a": 1}), "Parameters").unwrap_err();
+        assert!(e.1.contains("both 'a' and 'a.$'"), "{}", e.1);
+        let e = Payload::compile(&json!({"a.$": "hello"}), "Parameters").unwrap_err();
+        assert!(e.1.contains("neither a path"), "{}", e.1);
+        let e = Payload::compile(&json!({"a.$": "States.Nope()"}), "Parameters").unwrap_err();
+        assert!(e.1.contains("unknown function"), "{}", e.1);
+    }
+}

@@ -1,0 +1,201 @@
+//! Stage one of loading: the definition as written, read by serde. Nothing here is checked
+//! beyond shape (field names and JSON types); [`super::model`] validates and compiles it.
+//! Fields named `_x` are accepted because the language allows them, and not used further
+//! (comments; `QueryLanguage`, which is checked before deserializing).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// `null` and absence differ for `InputPath`, `OutputPath`, `ResultPath` and `Result`:
+/// absent is `None`, `null` is `Some(None)`.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawMachine {
+    pub comment: Option<String>,
+    pub start_at: String,
+    pub states: BTreeMap<String, Value>,
+    pub timeout_seconds: Option<u64>,
+    pub version: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawTask {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    pub resource: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: Option<Option<String>>,
+    pub parameters: Option<Value>,
+    pub result_selector: Option<Value>,
+    pub retry: Option<Vec<RawRetrier>>,
+    pub catch: Option<Vec<RawCatcher>>,
+    pub timeout_seconds: Option<u64>,
+    pub timeout_seconds_path: Option<String>,
+    pub heartbeat_seconds: Option<u64>,
+    pub heartbeat_seconds_path: Option<String>,
+    pub next: Option<String>,
+    pub end: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawPass {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: Option<Option<String>>,
+    pub parameters: Option<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result: Option<Option<Value>>,
+    pub next: Option<String>,
+    pub end: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawWait {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    pub seconds: Option<u64>,
+    pub seconds_path: Option<String>,
+    pub timestamp: Option<String>,
+    pub timestamp_path: Option<String>,
+    pub next: Option<String>,
+    pub end: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawChoice {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    pub choices: Vec<RawChoiceRule>,
+    pub default: Option<String>,
+}
+
+/// A choice rule: a boolean combination (`And`/`Or`/`Not`) or a data test (`Variable` and one
+/// comparison operator). The operators are many and uniform, so they are collected here by
+/// name and recognised by [`super::choice`].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RawChoiceRule {
+    pub variable: Option<String>,
+    pub next: Option<String>,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    pub and: Option<Vec<RawChoiceRule>>,
+    pub or: Option<Vec<RawChoiceRule>>,
+    pub not: Option<Box<RawChoiceRule>>,
+    #[serde(flatten)]
+    pub operators: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawSucceed {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawFail {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub error_path: Option<String>,
+    pub cause_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawRetrier {
+    pub error_equals: Vec<String>,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    pub interval_seconds: Option<u64>,
+    pub max_attempts: Option<u64>,
+    pub backoff_rate: Option<f64>,
+    pub max_delay_seconds: Option<u64>,
+    pub jitter_strategy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawCatcher {
+    pub error_equals: Vec<String>,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    pub next: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: Option<Option<String>>,
+}
+
+/// Deserializes one raw type, naming the field that is wrong (`Retry[0].MaxAttempts`).
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(
+    value: &Value,
+) -> Result<T, (Option<String>, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        (field, e.into_inner().to_string())
+    })
+}

@@ -1,0 +1,898 @@
+//! A local run: binds a template's state machine to stand-ins on this machine and executes it.
+//!
+//! - `arn:aws:states:::lambda:invoke` (and a function ARN as the resource) runs the function's
+//!   handler in-process, chosen by the image the template gives the function: an image
+//!   repository named `nton-init` or `nton-watch` is that crate's `handle`.
+//! - `arn:aws:states:::batch:submitJob` (and `.sync`) submits to the local Batch, whose queues,
+//!   compute environment capacities and job definitions are read from the same template; a job
+//!   definition's image repository names the workspace binary its children run.
+//! - Wait states end early once a Batch job ends (nothing else the watcher reads can change),
+//!   so the poll loop runs as AWS runs it without sleeping through idle intervals.
+//!
+//! Everything that can be checked is checked by [`LocalRun::prepare`], before anything runs:
+//! the template, the state machine, every Task's resource and function, every job definition's
+//! binary.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nton_core::batch::{BatchApi, JobDetail, JobStatus};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+use crate::asl::{
+    ExecutionContext, ExecutionObserver, ExecutionOutcome, StateMachine, TaskCall, TaskExecutor,
+    TaskFailure, TaskResource,
+};
+use crate::batch::{
+    BatchEvent, EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec,
+    RetryAction, RetryStrategy,
+};
+use crate::record::{ChildLine, RecordLine, RecordWriter, RunEnd, RunStart, StateLine};
+use crate::template::{LocalContext, Template};
+
+/// The optimized Lambda integration.
+const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+/// The Batch integration, request-response.
+const BATCH_SUBMIT: &str = "arn:aws:states:::batch:submitJob";
+/// The Batch integration that waits for the job to end.
+const BATCH_SUBMIT_SYNC: &str = "arn:aws:states:::batch:submitJob.sync";
+
+/// What a local run needs to know.
+#[derive(Clone, Debug)]
+pub struct LocalRunSpec {
+    /// The CloudFormation template holding the state machine.
+    pub template: PathBuf,
+    /// The state machine's logical id, when the template has several.
+    pub state_machine: Option<String>,
+    /// Template parameter overrides.
+    pub parameters: BTreeMap<String, String>,
+    /// This run's directory: its record and its children's logs.
+    pub run_dir: PathBuf,
+    /// Where the workspace binaries are (`nton-job`, ...).
+    pub bin_dir: PathBuf,
+    /// Most children running at once per queue.
+    pub parallelism: usize,
+    /// Environment every job child starts from (children do not inherit ours).
+    pub base_env: BTreeMap<String, String>,
+    /// Set on every Lambda function's and every job definition's environment, over what the
+    /// template says (the local EFS directory, the results destination, fault drills...).
+    pub env_overrides: BTreeMap<String, String>,
+    /// The execution's input.
+    pub input: Value,
+    /// The execution's name (also its id's last part).
+    pub execution_name: String,
+    /// Children (job name, index) an earlier execution finished: they are not run again.
+    pub resumed_children: BTreeSet<(String, Option<u32>)>,
+}
+
+/// Everything a run reports as it goes: the state machine's states and every Batch transition.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum RunEvent {
+    StateEntered {
+        name: String,
+        at_ms: i64,
+    },
+    StateExited {
+        name: String,
+        at_ms: i64,
+    },
+    #[serde(untagged)]
+    Batch(BatchEvent),
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// SUCCEEDED or FAILED.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// The state that failed, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_state: Option<String>,
+    pub output: Option<Value>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    /// Every job the run submitted, as `DescribeJobs` reports it at the end.
+    pub jobs: Vec<JobDetail>,
+    pub record: PathBuf,
+}
+
+impl RunSummary {
+    pub fn succeeded(&self) -> bool {
+        self.status == "SUCCEEDED"
+    }
+}
+
+/// A failure to set a run up: nothing has run. The message names what is wrong and where.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error("{origin}: state machine: {source}")]
+    StateMachine {
+        origin: String,
+        #[source]
+        source: crate::asl::AslError,
+    },
+    #[error("{origin}: {message}")]
+    Binding { origin: String, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A prepared run: template read, state machine validated, local Batch configured.
+pub struct LocalRun {
+    spec: LocalRunSpec,
+    origin: String,
+    machine: StateMachine,
+    state_machine_name: String,
+    batch: LocalBatch,
+    lambdas: HashMap<String, Arc<Lambda>>,
+    record: Arc<RecordWriter>,
+    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
+    /// Woken each time a Batch job ends.
+    job_ended: Arc<Notify>,
+    submitted: Arc<Mutex<Vec<String>>>,
+    region: String,
+    account_id: String,
+}
+
+/// A Lambda function bound to an in-process handler.
+struct Lambda {
+    logical_id: String,
+    name: String,
+    arn: String,
+    handler: Handler,
+    timeout: Duration,
+}
+
+enum Handler {
+    Init(nton_init::InitConfig),
+    Watch,
+}
+
+impl LocalRun {
+    /// Reads the template, validates the state machine and every binding, and configures the
+    /// local Batch. Writes nothing but the run directory.
+    pub fn prepare(spec: LocalRunSpec) -> Result<LocalRun, PrepareError> {
+        let template = Template::load(&spec.template)?;
+        let origin = spec.template.display().to_string();
+        let mut ctx = LocalContext::new("nton-local");
+        for (name, value) in &spec.parameters {
+            ctx = ctx.with_parameter(name.clone(), value.clone());
+        }
+        let region = ctx.region.clone();
+        let account_id = ctx.account_id.clone();
+
+        let (machine_id, definition) =
+            template.state_machine(&ctx, spec.state_machine.as_deref())?;
+        let machine = StateMachine::from_json(&definition).map_err(|source| {
+            PrepareError::StateMachine {
+                origin: format!("{origin}: {machine_id}"),
+                source,
+            }
+        })?;
+
+        let binding_error = |message: String| PrepareError::Binding {
+            origin: origin.clone(),
+            message,
+        };
+
+        let lambdas = bind_lambdas(&template, &ctx, &spec.env_overrides).map_err(binding_error)?;
+        let mut config = LocalBatchConfig::new(spec.run_dir.join("logs"));
+        config.base_env = spec.base_env.clone();
+        config.region = region.clone();
+        config.account_id = account_id.clone();
+        let batch = LocalBatch::new(config);
+        for queue in read_queues(&template, &ctx).map_err(binding_error)? {
+            batch.add_queue(queue, spec.parallelism.max(1));
+        }
+        for definition in read_job_definitions(&template, &ctx, &spec.bin_dir, &spec.env_overrides)
+            .map_err(binding_error)?
+        {
+            batch.add_job_definition(definition);
+        }
+        if !spec.resumed_children.is_empty() {
+            let done = spec.resumed_children.clone();
+            batch.mark_succeeded_before(move |name, index| {
+                done.contains(&(name.to_string(), index))
+            });
+        }
+
+        // Every Task must be runnable here: checked now, not halfway through a run.
+        for task in machine.task_resources() {
+            check_resource(&task, &lambdas).map_err(binding_error)?;
+        }
+
+        // Only now, with everything checked, does the run leave a trace on disk.
+        let record = RecordWriter::open(&spec.run_dir).map_err(|error| {
+            PrepareError::Io(format!("{}: {error}", spec.run_dir.display()))
+        })?;
+
+        Ok(LocalRun {
+            state_machine_name: machine_id,
+            spec,
+            origin,
+            machine,
+            batch,
+            lambdas,
+            record: Arc::new(record),
+            events: Arc::new(Mutex::new(Vec::new())),
+            job_ended: Arc::new(Notify::new()),
+            submitted: Arc::new(Mutex::new(Vec::new())),
+            region,
+            account_id,
+        })
+    }
+
+    /// The local Batch (to describe jobs while the run goes, or to stop it).
+    pub fn batch(&self) -> &LocalBatch {
+        &self.batch
+    }
+
+    /// Every event of the run from now on.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<RunEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.events).push(tx);
+        rx
+    }
+
+    /// Runs the state machine to its end.
+    pub async fn execute(&self) -> Result<RunSummary, PrepareError> {
+        let started_at_ms = now_ms();
+        self.record
+            .append(&RecordLine::Run(RunStart {
+                execution_name: self.spec.execution_name.clone(),
+                template: self.origin.clone(),
+                state_machine: self.state_machine_name.clone(),
+                input: self.spec.input.clone(),
+                started_at: started_at_ms,
+                resumed: !self.spec.resumed_children.is_empty(),
+            }))
+            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))?;
+
+        let forwarder = tokio::spawn(forward_batch_events(
+            self.batch.subscribe(),
+            Arc::clone(&self.record),
+            Arc::clone(&self.events),
+            Arc::clone(&self.job_ended),
+        ));
+
+        let context = ExecutionContext::new(&self.state_machine_name)
+            .with_execution_name(&self.spec.execution_name)
+            .with_region(&self.region)
+            .with_account_id(&self.account_id);
+        let observer = Observer {
+            record: Arc::clone(&self.record),
+            events: Arc::clone(&self.events),
+        };
+        let outcome =
+            crate::asl::run_execution(&self.machine, self.spec.input.clone(), self, &observer, context)
+                .await;
+
+        // The state machine may end (a Fail, say) while children still run: AWS lets them
+        // finish too; a local run waits for them so its record and results are complete.
+        self.batch.wait_all_terminal().await;
+        drop(self.batch.subscribe());
+        let job_ids = lock(&self.submitted).clone();
+        let jobs = self
+            .batch
+            .describe_jobs(&job_ids)
+            .await
+            .unwrap_or_default();
+        let ended_at_ms = now_ms();
+        let (status, error, cause, failed_state, output) = match outcome {
+            ExecutionOutcome::Succeeded { output } => {
+                ("SUCCEEDED", None, None, None, Some(output))
+            }
+            ExecutionOutcome::Failed {
+                error,
+                cause,
+                state,
+            } => ("FAILED", Some(error), Some(cause), state, None),
+        };
+        let end = RunEnd {
+            status: status.to_string(),
+            at: ended_at_ms,
+            error: error.clone(),
+            cause: cause.clone(),
+            output: output.clone(),
+        };
+        // The forwarder ends when the batch's senders are gone; give it the last events first.
+        tokio::task::yield_now().await;
+        forwarder.abort();
+        self.record
+            .append(&RecordLine::End(end))
+            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))?;
+        Ok(RunSummary {
+            status: status.to_string(),
+            error,
+            cause,
+            failed_state,
+            output,
+            started_at_ms,
+            ended_at_ms,
+            jobs,
+            record: self.record.path().to_path_buf(),
+        })
+    }
+
+    fn find_lambda(&self, function: &str) -> Option<&Arc<Lambda>> {
+        find_lambda(&self.lambdas, function)
+    }
+
+    async fn invoke_lambda(&self, lambda: &Lambda, payload: Value) -> Result<Value, TaskFailure> {
+        let work = async {
+            match &lambda.handler {
+                Handler::Init(config) => {
+                    let config = config.clone();
+                    tokio::task::spawn_blocking(move || {
+                        nton_init::handle(payload, &config)
+                            .map_err(|error| function_error(error.error_type(), &error.to_string()))
+                    })
+                    .await
+                    .map_err(|error| function_error("Runtime.ExitError", &error.to_string()))?
+                }
+                Handler::Watch => nton_watch::handle(payload, &self.batch, now_ms())
+                    .await
+                    .map_err(|error| function_error(error.error_type(), &error.to_string())),
+            }
+        };
+        match tokio::time::timeout(lambda.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(function_error(
+                "Sandbox.Timedout",
+                &format!(
+                    "{} ({}): task timed out after {:.2} seconds",
+                    lambda.name,
+                    lambda.logical_id,
+                    lambda.timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    async fn submit(&self, parameters: &Value, wait: bool) -> Result<Value, TaskFailure> {
+        let answer = self.batch.submit_job(parameters).map_err(|error| TaskFailure {
+            error: format!("Batch.{}", error.code),
+            cause: error.message,
+        })?;
+        let job_id = answer["JobId"].as_str().unwrap_or_default().to_string();
+        lock(&self.submitted).push(job_id.clone());
+        if !wait {
+            return Ok(answer);
+        }
+        loop {
+            let ended = self.job_ended.notified();
+            let job = self
+                .batch
+                .describe_jobs(std::slice::from_ref(&job_id))
+                .await
+                .map_err(|error| TaskFailure {
+                    error: format!("Batch.{}", error.code),
+                    cause: error.message,
+                })?;
+            if let Some(job) = job.first().filter(|job| job.status.is_terminal()) {
+                let detail = serde_json::to_value(job).unwrap_or(Value::Null);
+                return if job.status == JobStatus::Succeeded {
+                    Ok(detail)
+                } else {
+                    Err(TaskFailure {
+                        error: "States.TaskFailed".to_string(),
+                        cause: detail.to_string(),
+                    })
+                };
+            }
+            ended.await;
+        }
+    }
+}
+
+#[async_trait]
+impl TaskExecutor for LocalRun {
+    async fn invoke(&self, call: TaskCall<'_>) -> Result<Value, TaskFailure> {
+        match call.resource {
+            LAMBDA_INVOKE => {
+                let function = call.parameters["FunctionName"].as_str().unwrap_or_default();
+                let lambda = self.find_lambda(function).ok_or_else(|| TaskFailure {
+                    error: "Lambda.ResourceNotFoundException".to_string(),
+                    cause: format!("Function not found: {function} (no such function in the template)"),
+                })?;
+                let payload = call.parameters.get("Payload").cloned().unwrap_or(json!({}));
+                let output = self.invoke_lambda(lambda, payload).await?;
+                Ok(json!({
+                    "ExecutedVersion": "$LATEST",
+                    "Payload": output,
+                    "StatusCode": 200
+                }))
+            }
+            BATCH_SUBMIT => self.submit(&call.parameters, false).await,
+            BATCH_SUBMIT_SYNC => self.submit(&call.parameters, true).await,
+            resource => match self.find_lambda(resource) {
+                // A function ARN as the resource: the legacy integration, whose result is the
+                // function's output itself.
+                Some(lambda) => self.invoke_lambda(lambda, call.parameters).await,
+                None => Err(TaskFailure {
+                    error: "States.Runtime".to_string(),
+                    cause: format!("resource {resource} is not bound locally"),
+                }),
+            },
+        }
+    }
+
+    async fn wait(&self, _state: &str, duration: Duration) {
+        // Register for the next job end before looking, so an end between the look and the
+        // wait is not missed.
+        let ended = self.job_ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        if lock(&self.submitted).is_empty() || self.batch.all_terminal() {
+            // Nothing submitted can change what a poll sees... unless nothing was submitted
+            // yet, in which case the Wait is not a poll: sleep it out.
+            if lock(&self.submitted).is_empty() {
+                tokio::time::sleep(duration).await;
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = ended => {}
+        }
+    }
+}
+
+/// Records state transitions and passes them on as events.
+struct Observer {
+    record: Arc<RecordWriter>,
+    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
+}
+
+impl ExecutionObserver for Observer {
+    fn state_entered(&self, name: &str, _input: &Value) {
+        let at = now_ms();
+        let _ = self.record.append(&RecordLine::State(StateLine {
+            name: name.to_string(),
+            event: "entered".to_string(),
+            at,
+            output: None,
+        }));
+        send(
+            &self.events,
+            RunEvent::StateEntered {
+                name: name.to_string(),
+                at_ms: at,
+            },
+        );
+    }
+
+    fn state_exited(&self, name: &str, output: &Value) {
+        let at = now_ms();
+        let _ = self.record.append(&RecordLine::State(StateLine {
+            name: name.to_string(),
+            event: "exited".to_string(),
+            at,
+            output: Some(output.clone()),
+        }));
+        send(
+            &self.events,
+            RunEvent::StateExited {
+                name: name.to_string(),
+                at_ms: at,
+            },
+        );
+    }
+}
+
+/// Writes a record line for every attempt that ends, passes every Batch event on, and wakes
+/// Wait states when a job ends.
+async fn forward_batch_events(
+    mut batch_events: crate::batch::EventReceiver,
+    record: Arc<RecordWriter>,
+    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
+    job_ended: Arc<Notify>,
+) {
+    // When each child's current attempt started, for its record line.
+    let mut started: HashMap<String, i64> = HashMap::new();
+    while let Some(event) = batch_events.recv().await {
+        match &event {
+            BatchEvent::ChildChanged {
+                job_id,
+                job_name,
+                index,
+                status,
+                attempt,
+                at_ms,
+                status_reason,
+                exit_code,
+                stderr_tail,
+                ..
+            } => match status {
+                JobStatus::Starting | JobStatus::Running => {
+                    started.entry(job_id.clone()).or_insert(*at_ms);
+                }
+                JobStatus::Succeeded | JobStatus::Failed | JobStatus::Runnable
+                    if status.is_terminal() || exit_code.is_some() =>
+                {
+                    let _ = record.append(&RecordLine::Child(ChildLine {
+                        job_id: job_id.clone(),
+                        job_name: job_name.clone(),
+                        node: *index,
+                        attempt: *attempt,
+                        started_at: started.remove(job_id),
+                        stopped_at: *at_ms,
+                        status: if *status == JobStatus::Runnable {
+                            "FAILED".to_string()
+                        } else {
+                            status.to_string()
+                        },
+                        reason: status_reason.clone(),
+                        exit_code: *exit_code,
+                        stderr_tail: stderr_tail.clone(),
+                        is_final: status.is_terminal(),
+                    }));
+                }
+                _ => {}
+            },
+            BatchEvent::JobEnded { .. } => job_ended.notify_waiters(),
+        }
+        send(&events, RunEvent::Batch(event));
+    }
+}
+
+fn send(events: &Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>, event: RunEvent) {
+    let mut subscribers = lock(events);
+    subscribers.retain(|tx| !tx.is_closed());
+    for tx in subscribers.iter() {
+        let _ = tx.send(event.clone());
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A function error as the Lambda integration reports it: the function's error type as the
+/// error name, and the error document as the cause.
+fn function_error(error_type: &str, message: &str) -> TaskFailure {
+    TaskFailure {
+        error: error_type.to_string(),
+        cause: json!({"errorType": error_type, "errorMessage": message}).to_string(),
+    }
+}
+
+/// The binary an image runs: the last path segment of its repository, without tag or digest
+/// (`123.dkr.ecr.eu-west-1.amazonaws.com/nton/nton-job:git-1a2b` -> `nton-job`).
+pub fn image_binary(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    last.split(':').next().unwrap_or(last)
+}
+
+fn find_lambda<'a>(lambdas: &'a HashMap<String, Arc<Lambda>>, function: &str) -> Option<&'a Arc<Lambda>> {
+    // FunctionName may be a name, an ARN, or either with a `:qualifier` (version or alias).
+    if let Some(lambda) = lambdas.get(function) {
+        return Some(lambda);
+    }
+    let unqualified = match function.strip_prefix("arn:") {
+        Some(_) if function.matches(':').count() > 6 => function.rsplit_once(':').map(|(head, _)| head),
+        Some(_) => None,
+        None => function.split_once(':').map(|(head, _)| head),
+    }?;
+    lambdas.get(unqualified)
+}
+
+fn bind_lambdas(
+    template: &Template,
+    ctx: &LocalContext,
+    env_overrides: &BTreeMap<String, String>,
+) -> Result<HashMap<String, Arc<Lambda>>, String> {
+    let mut lambdas = HashMap::new();
+    for (logical_id, _) in template.resources_of_type("AWS::Lambda::Function") {
+        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+            continue;
+        }
+        let properties = template
+            .resolved_properties(logical_id, ctx)
+            .map_err(|e| e.to_string())?;
+        let Some(image) = properties["Code"]["ImageUri"].as_str() else {
+            // Not an image function: there is no local handler for it. Only an error if a
+            // state calls it (checked against the state machine afterwards).
+            continue;
+        };
+        let binary = image_binary(image);
+        let mut environment: BTreeMap<String, String> = properties["Environment"]["Variables"]
+            .as_object()
+            .map(|vars| {
+                vars.iter()
+                    .map(|(k, v)| (k.clone(), scalar_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        environment.extend(env_overrides.clone());
+        let handler = match binary {
+            "nton-init" => Handler::Init(
+                nton_init::InitConfig::from_lookup(|name| environment.get(name).cloned())
+                    .map_err(|error| format!("function {logical_id} ({image}): {error}"))?,
+            ),
+            "nton-watch" => Handler::Watch,
+            _ => continue,
+        };
+        let arn = template
+            .resolve(&json!({"Fn::GetAtt": [logical_id, "Arn"]}), ctx)
+            .map_err(|e| e.to_string())?;
+        let name = properties["FunctionName"]
+            .as_str()
+            .unwrap_or(logical_id)
+            .to_string();
+        let timeout = Duration::from_secs(properties["Timeout"].as_u64().unwrap_or(3).max(1));
+        let lambda = Arc::new(Lambda {
+            logical_id: logical_id.to_string(),
+            name: name.clone(),
+            arn: arn.as_str().unwrap_or_default().to_string(),
+            handler,
+            timeout,
+        });
+        lambdas.insert(lambda.arn.clone(), Arc::clone(&lambda));
+        lambdas.insert(name, lambda);
+    }
+    Ok(lambdas)
+}
+
+fn check_resource(task: &TaskResource<'_>, lambdas: &HashMap<String, Arc<Lambda>>) -> Result<(), String> {
+    let state = task.state;
+    match task.resource {
+        LAMBDA_INVOKE => match task.parameters.and_then(|p| p.get("FunctionName")) {
+            Some(Value::String(function)) if find_lambda(lambdas, function).is_none() => Err(format!(
+                "state {state}: Parameters.FunctionName {function} names no function the local \
+                 engine can run (an AWS::Lambda::Function with an nton-init or nton-watch image)"
+            )),
+            _ => Ok(()),
+        },
+        BATCH_SUBMIT | BATCH_SUBMIT_SYNC => Ok(()),
+        other if find_lambda(lambdas, other).is_some() => Ok(()),
+        other => Err(format!(
+            "state {state}: Resource {other} is not supported by the local engine (supported: \
+             {LAMBDA_INVOKE}, {BATCH_SUBMIT}, {BATCH_SUBMIT_SYNC}, and functions of this template)"
+        )),
+    }
+}
+
+/// The job queues, with the vCPU ceiling of their compute environments.
+fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>, String> {
+    let mut queues = Vec::new();
+    for (logical_id, _) in template.resources_of_type("AWS::Batch::JobQueue") {
+        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+            continue;
+        }
+        let properties = template
+            .resolved_properties(logical_id, ctx)
+            .map_err(|e| e.to_string())?;
+        let arn = text_of(&template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?);
+        let name = properties["JobQueueName"]
+            .as_str()
+            .unwrap_or(logical_id)
+            .to_string();
+        let mut max_vcpus = 0.0;
+        let mut compute_environment = String::new();
+        for entry in properties["ComputeEnvironmentOrder"].as_array().into_iter().flatten() {
+            let ce_arn = text_of(&entry["ComputeEnvironment"]);
+            let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
+                format!("job queue {logical_id}: compute environment {ce_arn} is not in the template")
+            })?;
+            let ce = template
+                .resolved_properties(ce_id, ctx)
+                .map_err(|e| e.to_string())?;
+            if compute_environment.is_empty() {
+                compute_environment = ce["ComputeEnvironmentName"]
+                    .as_str()
+                    .unwrap_or(ce_id)
+                    .to_string();
+            }
+            // An unmanaged environment has no ceiling of its own: the machine's is the limit.
+            max_vcpus += number_of(&ce["ComputeResources"]["MaxvCpus"]).unwrap_or(f64::MAX / 4.0);
+        }
+        queues.push(QueueSpec {
+            arn,
+            name,
+            max_vcpus,
+            compute_environment,
+        });
+    }
+    Ok(queues)
+}
+
+/// The container job definitions, each bound to the workspace binary its image names.
+fn read_job_definitions(
+    template: &Template,
+    ctx: &LocalContext,
+    bin_dir: &Path,
+    env_overrides: &BTreeMap<String, String>,
+) -> Result<Vec<JobDefinitionSpec>, String> {
+    let mut definitions = Vec::new();
+    for (logical_id, _) in template.resources_of_type("AWS::Batch::JobDefinition") {
+        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+            continue;
+        }
+        let properties = template
+            .resolved_properties(logical_id, ctx)
+            .map_err(|e| e.to_string())?;
+        let at = |field: &str| format!("job definition {logical_id}: {field}");
+        let container = properties
+            .get("ContainerProperties")
+            .filter(|c| c.is_object())
+            .ok_or_else(|| {
+                format!(
+                    "{}: only container job definitions run locally (no ContainerProperties)",
+                    at("Type")
+                )
+            })?;
+        let image = container["Image"]
+            .as_str()
+            .ok_or_else(|| format!("{} is missing", at("ContainerProperties.Image")))?;
+        let binary = image_binary(image);
+        let program = bin_dir.join(binary);
+        if !program.is_file() {
+            return Err(format!(
+                "{}: image {image} runs the workspace binary {binary}, not found at {} \
+                 (build it: cargo build --bins, or point --bin-dir at it)",
+                at("ContainerProperties.Image"),
+                program.display()
+            ));
+        }
+        let command = container["Command"]
+            .as_array()
+            .map(|args| args.iter().map(scalar_text).collect())
+            .unwrap_or_default();
+        let mut environment: BTreeMap<String, String> = container["Environment"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pair| Some((pair["Name"].as_str()?.to_string(), scalar_text(&pair["Value"]))))
+            .collect();
+        environment.extend(env_overrides.clone());
+        let mut vcpus = number_of(&container["Vcpus"]).unwrap_or(1.0);
+        let mut memory_mib = number_of(&container["Memory"]).unwrap_or(2048.0) as u64;
+        for requirement in container["ResourceRequirements"].as_array().into_iter().flatten() {
+            match requirement["Type"].as_str() {
+                Some("VCPU") => vcpus = number_of(&requirement["Value"]).unwrap_or(vcpus),
+                Some("MEMORY") => {
+                    memory_mib = number_of(&requirement["Value"]).unwrap_or(memory_mib as f64) as u64
+                }
+                _ => {}
+            }
+        }
+        let retry = read_retry(&properties["RetryStrategy"]).map_err(|e| format!("{}: {e}", at("RetryStrategy")))?;
+        let attempt_timeout = number_of(&properties["Timeout"]["AttemptDurationSeconds"])
+            .map(|seconds| Duration::from_secs_f64(seconds.max(1.0)));
+        let parameters = properties["Parameters"]
+            .as_object()
+            .map(|map| map.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
+            .unwrap_or_default();
+        let arn = text_of(&template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?);
+        definitions.push(JobDefinitionSpec {
+            arn,
+            name: properties["JobDefinitionName"]
+                .as_str()
+                .unwrap_or(logical_id)
+                .to_string(),
+            program,
+            command,
+            environment,
+            parameters,
+            vcpus,
+            memory_mib,
+            retry,
+            attempt_timeout,
+        });
+    }
+    Ok(definitions)
+}
+
+fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
+    if value.is_null() {
+        return Ok(RetryStrategy::default());
+    }
+    let attempts = number_of(&value["Attempts"]).unwrap_or(1.0) as u32;
+    let mut evaluate_on_exit = Vec::new();
+    for (i, rule) in value["EvaluateOnExit"].as_array().into_iter().flatten().enumerate() {
+        let action_text = rule["Action"].as_str().unwrap_or_default();
+        let action = RetryAction::parse(action_text)
+            .ok_or_else(|| format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT"))?;
+        let text = |key: &str| rule[key].as_str().map(str::to_string);
+        evaluate_on_exit.push(EvaluateOnExit {
+            on_status_reason: text("OnStatusReason"),
+            on_reason: text("OnReason"),
+            on_exit_code: text("OnExitCode"),
+            action,
+        });
+    }
+    let strategy = RetryStrategy {
+        attempts,
+        evaluate_on_exit,
+    };
+    strategy.validate().map_err(|error| error.message)?;
+    Ok(strategy)
+}
+
+/// A scalar as the text CloudFormation would pass (numbers and booleans as written).
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn text_of(value: &Value) -> String {
+    scalar_text(value)
+}
+
+/// A number CloudFormation may hand over as a number or as a string ("1", "0.5").
+fn number_of(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(number) => number.as_f64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_binary_is_the_last_repository_segment() {
+        assert_eq!(
+            image_binary("123.dkr.ecr.eu-west-1.amazonaws.com/nton/nton-job:git-1a2b"),
+            "nton-job"
+        );
+        assert_eq!(image_binary("/nton-init:latest"), "nton-init");
+        assert_eq!(
+            image_binary("registry:5000/team/nton-watch@sha256:abcd"),
+            "nton-watch"
+        );
+        assert_eq!(image_binary("nton-job"), "nton-job");
+    }
+
+    #[test]
+    fn numbers_come_as_numbers_or_strings() {
+        assert_eq!(number_of(&json!(2)), Some(2.0));
+        assert_eq!(number_of(&json!("0.5")), Some(0.5));
+        assert_eq!(number_of(&json!("x")), None);
+        assert_eq!(number_of(&Value::Null), None);
+    }
+
+    #[test]
+    fn retry_rules_are_read_and_checked() {
+        let strategy = read_retry(&json!({
+            "Attempts": 3,
+            "EvaluateOnExit": [
+                {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+                {"OnReason": "*", "Action": "EXIT"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(strategy.attempts, 3);
+        assert_eq!(strategy.evaluate_on_exit[1].action, RetryAction::Exit);
+        let error = read_retry(&json!({"Attempts": 2, "EvaluateOnExit": [{"Action": "MAYBE"}]}))
+            .unwrap_err();
+        assert!(error.contains("EvaluateOnExit[0].Action"), "{error}");
+        assert!(read_retry(&json!({"Attempts": 11})).is_err());
+    }
+}

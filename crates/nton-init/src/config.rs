@@ -1,0 +1,259 @@
+//! The init Lambda's configuration, read once from the environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nton_core::plan::{PlanDefaults, PlanError};
+
+/// Longest retention: ten years, in hours. Longer means "never" and is spelled 0.
+pub const MAX_RETENTION_HOURS: u64 = 87_600;
+
+/// Where init writes and what it assumes when an event leaves fields out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitConfig {
+    /// `NTON_DATA_ROOT`: the directory runs live under (the EFS mount in AWS).
+    pub data_root: PathBuf,
+    /// `NTON_IDS`, `NTON_IDS_PER_NODE`, `NTON_POLL_SECONDS`.
+    pub defaults: PlanDefaults,
+    /// `NTON_RETENTION_HOURS`: run directories older than this are removed at each init;
+    /// `None` (0) never removes anything.
+    pub retention: Option<Duration>,
+}
+
+/// A configuration variable is missing or invalid; the message names it and its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is not set (must be {expected})")]
+    Missing {
+        var: &'static str,
+        expected: &'static str,
+    },
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl InitConfig {
+    /// A configuration for `data_root` with the default plan (400 ids, 40 per node, 30 s) and
+    /// no pruning.
+    pub fn new(data_root: impl Into<PathBuf>) -> InitConfig {
+        InitConfig {
+            data_root: data_root.into(),
+            defaults: PlanDefaults::default(),
+            retention: None,
+        }
+    }
+
+    /// Reads the process environment: `NTON_DATA_ROOT` (required), `NTON_IDS` (400),
+    /// `NTON_IDS_PER_NODE` (40), `NTON_POLL_SECONDS` (30), `NTON_RETENTION_HOURS` (168; 0 =
+    /// never prune).
+    pub fn from_env() -> Result<InitConfig, ConfigError> {
+        InitConfig::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`InitConfig::from_env`] over any lookup, so tests need not change the process
+    /// environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<InitConfig, ConfigError> {
+        let data_root = match lookup("NTON_DATA_ROOT") {
+            Some(root) if !root.trim().is_empty() => PathBuf::from(root),
+            _ => {
+                return Err(ConfigError::Missing {
+                    var: "NTON_DATA_ROOT",
+                    expected: "the directory runs live under, e.g. /mnt/efs",
+                });
+            }
+        };
+        let builtin = PlanDefaults::default();
+        let ids = integer(&lookup, "NTON_IDS", u64::from(builtin.ids))?;
+        let ids_per_node = integer(
+            &lookup,
+            "NTON_IDS_PER_NODE",
+            u64::from(builtin.ids_per_node),
+        )?;
+        let poll_seconds = integer(
+            &lookup,
+            "NTON_POLL_SECONDS",
+            u64::from(builtin.poll_seconds),
+        )?;
+        let defaults = PlanDefaults::new(ids, ids_per_node, poll_seconds)
+            .map_err(|err| plan_error(&lookup, err))?;
+        let hours = integer(&lookup, "NTON_RETENTION_HOURS", 168)?;
+        if hours > MAX_RETENTION_HOURS {
+            return Err(ConfigError::Invalid {
+                var: "NTON_RETENTION_HOURS",
+                value: hours.to_string(),
+                reason: format!(
+                    "must be an integer in 0..={MAX_RETENTION_HOURS} (0 = never prune)"
+                ),
+            });
+        }
+        Ok(InitConfig {
+            data_root,
+            defaults,
+            retention: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
+        })
+    }
+}
+
+/// Reads an unsigned integer variable, or `default` when it is unset or empty.
+fn integer(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match lookup(var) {
+        None => Ok(default),
+        Some(text) if text.trim().is_empty() => Ok(default),
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ConfigError::Invalid {
+                var,
+                value: text.clone(),
+                reason: "must be a non-negative integer".to_string(),
+            }),
+    }
+}
+
+/// Puts the variable's name in front of a plan error about a default.
+fn plan_error(lookup: &impl Fn(&str) -> Option<String>, err: PlanError) -> ConfigError {
+    let var = match &err {
+        PlanError::OutOfRange { field: "ids", .. } => "NTON_IDS",
+        PlanError::OutOfRange {
+            field: "idsPerNode",
+            ..
+        } => "NTON_IDS_PER_NODE",
+        PlanError::OutOfRange {
+            field: "pollSeconds",
+            ..
+        } => "NTON_POLL_SECONDS",
+        _ => "NTON_IDS/NTON_IDS_PER_NODE",
+    };
+    let value = var
+        .split('/')
+        .map(|name| lookup(name).unwrap_or_else(|| "(default)".to_string()))
+        .collect::<Vec<_>>()
+        .join("/");
+    ConfigError::Invalid {
+        var,
+        value,
+        reason: err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<InitConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        InitConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn only_the_data_root_is_required() {
+        let config = from(&[("NTON_DATA_ROOT", "/mnt/efs")]).unwrap();
+        assert_eq!(config.data_root, PathBuf::from("/mnt/efs"));
+        assert_eq!(config.defaults, PlanDefaults::new(400, 40, 30).unwrap());
+        assert_eq!(config.retention, Some(Duration::from_secs(168 * 3600)));
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = from(&[
+            ("NTON_DATA_ROOT", "/data"),
+            ("NTON_IDS", "400000"),
+            ("NTON_IDS_PER_NODE", "40"),
+            ("NTON_POLL_SECONDS", " 5 "),
+            ("NTON_RETENTION_HOURS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.defaults, PlanDefaults::new(400_000, 40, 5).unwrap());
+        assert_eq!(config.retention, None);
+        let config = from(&[("NTON_DATA_ROOT", "/data"), ("NTON_RETENTION_HOURS", "2")]).unwrap();
+        assert_eq!(config.retention, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_value() {
+        assert_eq!(
+            from(&[]).unwrap_err().to_string(),
+            "NTON_DATA_ROOT is not set (must be the directory runs live under, e.g. /mnt/efs)"
+        );
+        assert!(matches!(
+            from(&[("NTON_DATA_ROOT", " ")]),
+            Err(ConfigError::Missing {
+                var: "NTON_DATA_ROOT",
+                ..
+            })
+        ));
+        let root = ("NTON_DATA_ROOT", "/data");
+        let cases = [
+            (
+                ("NTON_IDS", "lots"),
+                "NTON_IDS=\"lots\" is invalid: must be a non-negative integer",
+            ),
+            (
+                ("NTON_IDS", "-1"),
+                "NTON_IDS=\"-1\" is invalid: must be a non-negative integer",
+            ),
+            (
+                ("NTON_IDS", "0"),
+                "NTON_IDS=\"0\" is invalid: ids: 0 is out of range (must be an integer in 1..=10000000)",
+            ),
+            (
+                ("NTON_IDS_PER_NODE", "0"),
+                "NTON_IDS_PER_NODE=\"0\" is invalid: idsPerNode: 0 is out of range \
+                 (must be an integer in 1..=10000000)",
+            ),
+            (
+                ("NTON_POLL_SECONDS", "99999999999"),
+                "NTON_POLL_SECONDS=\"99999999999\" is invalid: pollSeconds: 99999999999 is out of \
+                 range (must be an integer in 1..=3600)",
+            ),
+            (
+                ("NTON_RETENTION_HOURS", "100000"),
+                "NTON_RETENTION_HOURS=\"100000\" is invalid: must be an integer in 0..=87600 \
+                 (0 = never prune)",
+            ),
+            (
+                ("NTON_RETENTION_HOURS", "1.5"),
+                "NTON_RETENTION_HOURS=\"1.5\" is invalid: must be a non-negative integer",
+            ),
+        ];
+        for (var, expected) in cases {
+            assert_eq!(
+                from(&[root, var]).unwrap_err().to_string(),
+                expected,
+                "{var:?}"
+            );
+        }
+        assert_eq!(
+            from(&[root, ("NTON_IDS", "20000"), ("NTON_IDS_PER_NODE", "1")])
+                .unwrap_err()
+                .to_string(),
+            "NTON_IDS/NTON_IDS_PER_NODE=\"20000/1\" is invalid: ids/idsPerNode: 20000 ids in \
+             groups of 1 make 20000 nodes; at most 10000 nodes are allowed"
+        );
+        assert_eq!(
+            from(&[root, ("NTON_IDS_PER_NODE", "0.01")])
+                .unwrap_err()
+                .to_string(),
+            "NTON_IDS_PER_NODE=\"0.01\" is invalid: must be a non-negative integer"
+        );
+        // Only the per-node size set: the message shows the default it combined with.
+        assert!(
+            from(&[root, ("NTON_IDS", "400000"), ("NTON_IDS_PER_NODE", "39")])
+                .unwrap_err()
+                .to_string()
+                .starts_with("NTON_IDS/NTON_IDS_PER_NODE=\"400000/39\"")
+        );
+    }
+}

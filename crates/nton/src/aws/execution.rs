@@ -1,0 +1,670 @@
+//! `nton start` and `nton watch`: start an execution of a deployed pipeline's state machine,
+//! and follow one until it ends with per-stage progress read from the watcher's own answers
+//! (the latest `Watch` state's output in the execution history).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use serde_json::{Value, json};
+
+use super::console::Console;
+use super::params::{self, StackKind};
+use super::stack::{self, aws_error};
+use super::{StartArgs, WatchArgs, poll_interval};
+use crate::exit::{self, CommandError};
+
+/// The pipeline stack output that holds the state machine's ARN.
+pub const STATE_MACHINE_OUTPUT: &str = "StateMachineArn";
+
+/// Starts one execution with an SDK config made by the caller; prints its ARN.
+pub async fn start_with(
+    config: &aws_config::SdkConfig,
+    args: &StartArgs,
+    console: &mut Console,
+) -> anyhow::Result<u8> {
+    let input = start_input(args.ids, args.ids_per_node)?;
+    if let Some(name) = &args.name {
+        check_execution_name(name)?;
+    }
+    let state_machine = state_machine_arn(
+        config,
+        args.state_machine_arn.as_deref(),
+        args.env.as_deref(),
+        &args.prefix,
+    )
+    .await?;
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(&state_machine)
+        .input(input.to_string())
+        .set_name(args.name.clone())
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("StartExecution on {state_machine}"), &e))?;
+    let execution = started.execution_arn().to_string();
+    if args.json {
+        console.result(json!({
+            "executionArn": execution,
+            "stateMachineArn": state_machine,
+            "startDate": rfc3339(started.start_date().secs()),
+            "input": input,
+        }));
+    } else {
+        console.result(&execution);
+        let env = args
+            .env
+            .as_deref()
+            .map(|e| format!("--env {e} "))
+            .unwrap_or_default();
+        console.note(format!("follow it with: nton watch {env}--execution {execution}"));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The execution input: only what was asked for, so the deployed stack's defaults
+/// (`IdsPerNode`) apply to the rest. Checked by the same rules the init Lambda applies.
+pub fn start_input(ids: Option<u64>, ids_per_node: Option<u64>) -> Result<Value, CommandError> {
+    let mut input = serde_json::Map::new();
+    if let Some(ids) = ids {
+        input.insert("ids".into(), ids.into());
+    }
+    if let Some(per_node) = ids_per_node {
+        input.insert("idsPerNode".into(), per_node.into());
+    }
+    let input = Value::Object(input);
+    // The defaults here are the most lenient ones, so that a field left out is not judged by
+    // a default the deployed stack may not share; the init Lambda checks the whole again.
+    let lenient = nton_core::plan::PlanDefaults {
+        ids: 1,
+        ids_per_node: nton_core::plan::MAX_IDS,
+        poll_seconds: 30,
+    };
+    nton_core::plan::PlanInput::from_json(&input, &lenient).map_err(|error| {
+        // PlanError names the input field (ids, idsPerNode); the flags are what the user typed.
+        let message = error
+            .to_string()
+            .replacen("idsPerNode", "--ids-per-node", 1)
+            .replacen("ids:", "--ids:", 1)
+            .replacen("ids/", "--ids/", 1);
+        CommandError::bad_input(message)
+    })?;
+    Ok(input)
+}
+
+/// Step Functions names: 1-80 characters; letters, digits, `-` and `_` are the ones that are
+/// safe everywhere the name shows up (CloudWatch metrics refuse the rest).
+fn check_execution_name(name: &str) -> Result<(), CommandError> {
+    let valid = !name.is_empty()
+        && name.len() <= 80
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(CommandError::bad_input(format!(
+            "--name: {name:?} is not a usable execution name (1-80 letters, digits, '-' or '_')"
+        )))
+    }
+}
+
+/// The state machine to act on: the flag, else the pipeline stack's output.
+async fn state_machine_arn(
+    config: &aws_config::SdkConfig,
+    explicit: Option<&str>,
+    env: Option<&str>,
+    prefix: &str,
+) -> Result<String, CommandError> {
+    if let Some(arn) = explicit {
+        if !arn.starts_with("arn:") || !arn.contains(":stateMachine:") {
+            return Err(CommandError::bad_input(format!(
+                "--state-machine-arn: {arn:?} is not a state machine ARN \
+                 (arn:aws:states:<region>:<account>:stateMachine:<name>)"
+            )));
+        }
+        return Ok(arn.to_string());
+    }
+    let Some(env) = env else {
+        return Err(CommandError::bad_input(
+            "--env: needed to find the deployed state machine (or pass --state-machine-arn)",
+        ));
+    };
+    params::check_name("--env", env)?;
+    params::check_name("--prefix", prefix)?;
+    let name = StackKind::Pipeline.stack_name(prefix, env);
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let Some(state) = stack::describe(&cfn, &name).await? else {
+        return Err(CommandError::bad_input(format!(
+            "--env {env}: the stack {name} does not exist in this account and region; \
+             deploy it (nton deploy --env {env}) or pass --state-machine-arn"
+        )));
+    };
+    if let Some(arn) = state.outputs.get(STATE_MACHINE_OUTPUT) {
+        return Ok(arn.clone());
+    }
+    if let Some(arn) = state.outputs.values().find(|v| v.contains(":stateMachine:")) {
+        return Ok(arn.clone());
+    }
+    // A template without the output still owns the state machine; its physical id is the ARN.
+    let machines: Vec<String> = stack::resources(&cfn, &name)
+        .await?
+        .into_iter()
+        .filter(|(_, _, kind)| kind == "AWS::StepFunctions::StateMachine")
+        .map(|(_, physical, _)| physical)
+        .collect();
+    match machines.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(CommandError::bad_input(format!(
+            "{name}: no {STATE_MACHINE_OUTPUT} output and no state machine resource; \
+             pass --state-machine-arn"
+        ))),
+        _ => Err(CommandError::bad_input(format!(
+            "{name}: {} state machines and no {STATE_MACHINE_OUTPUT} output; pass --state-machine-arn",
+            machines.len()
+        ))),
+    }
+}
+
+/// Follows one execution until it ends, with an SDK config made by the caller.
+/// Exit code 0 when it SUCCEEDED, 1 when it FAILED, TIMED_OUT or was ABORTED.
+pub async fn watch_with(
+    config: &aws_config::SdkConfig,
+    args: &WatchArgs,
+    console: &mut Console,
+) -> anyhow::Result<u8> {
+    let poll = poll_interval(args.poll_seconds)?;
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let execution = resolve_execution(config, &sfn, args).await?;
+    if !args.json {
+        console.note(format!("watching {execution}"));
+    }
+    let mut last_progress: Option<Vec<String>> = None;
+    loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(&execution)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("DescribeExecution {execution}"), &e))?;
+        let status = history_items(&sfn, &execution).await.map(|items| {
+            latest_watch_status(&items, &args.watch_state)
+        })?;
+        let started = described.start_date().secs();
+        let ended = described.stop_date().map(|d| d.secs());
+        let elapsed = ended.unwrap_or_else(now_secs).saturating_sub(started).max(0);
+        if let Some(status) = &status {
+            let lines = progress_lines(status);
+            if last_progress.as_ref() != Some(&lines) {
+                if args.json {
+                    console.result(json!({
+                        "event": "progress",
+                        "elapsedSeconds": elapsed,
+                        "progress": status.get("progress"),
+                        "stuck": status.get("stuck"),
+                    }));
+                } else {
+                    for line in &lines {
+                        console.note(format!("{:>8}  {line}", duration_text(elapsed)));
+                    }
+                }
+                last_progress = Some(lines);
+            }
+        }
+        let state = described.status();
+        if *state == ExecutionStatus::Running || *state == ExecutionStatus::PendingRedrive {
+            tokio::time::sleep(poll).await;
+            continue;
+        }
+        let succeeded = *state == ExecutionStatus::Succeeded;
+        let output: Option<Value> = described.output().and_then(|o| serde_json::from_str(o).ok());
+        let failed_nodes = status
+            .as_ref()
+            .and_then(|s| s.get("failedNodes"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if args.json {
+            console.result(json!({
+                "event": "finished",
+                "executionArn": execution,
+                "status": state.as_str(),
+                "elapsedSeconds": elapsed,
+                "error": described.error(),
+                "cause": described.cause(),
+                "output": output,
+                "failedNodes": failed_nodes,
+                "failedNodeCount": status.as_ref().and_then(|s| s.get("failedNodeCount")),
+            }));
+        } else {
+            console.result(format!(
+                "{} after {}: {execution}",
+                state.as_str(),
+                duration_text(elapsed)
+            ));
+            if let Some(workflow) = output
+                .as_ref()
+                .and_then(|o| o.pointer("/plan/workflowId"))
+                .and_then(Value::as_str)
+            {
+                console.result(format!("  workflow: {workflow}"));
+            }
+            if !succeeded {
+                console.result(format!("  error: {}", described.error().unwrap_or("(none)")));
+                console.result(format!("  cause: {}", described.cause().unwrap_or("(none)")));
+                for line in failed_node_lines(status.as_ref()) {
+                    console.result(format!("  {line}"));
+                }
+            }
+        }
+        return Ok(if succeeded {
+            exit::SUCCESS
+        } else {
+            exit::RUN_FAILED
+        });
+    }
+}
+
+/// The execution ARN from `--execution`: an ARN as given, `latest` (the newest execution of
+/// the state machine), or an execution name of the state machine.
+async fn resolve_execution(
+    config: &aws_config::SdkConfig,
+    sfn: &aws_sdk_sfn::Client,
+    args: &WatchArgs,
+) -> Result<String, CommandError> {
+    if args.execution.starts_with("arn:") {
+        if !args.execution.contains(":execution:") {
+            return Err(CommandError::bad_input(format!(
+                "--execution: {:?} is not an execution ARN \
+                 (arn:aws:states:<region>:<account>:execution:<machine>:<name>)",
+                args.execution
+            )));
+        }
+        return Ok(args.execution.clone());
+    }
+    let machine = state_machine_arn(
+        config,
+        args.state_machine_arn.as_deref(),
+        args.env.as_deref(),
+        &args.prefix,
+    )
+    .await?;
+    if args.execution != "latest" {
+        check_execution_name(&args.execution).map_err(|_| {
+            CommandError::bad_input(format!(
+                "--execution: {:?} is neither an execution ARN, \"latest\" nor an execution name",
+                args.execution
+            ))
+        })?;
+        return Ok(format!(
+            "{}:{}",
+            machine.replacen(":stateMachine:", ":execution:", 1),
+            args.execution
+        ));
+    }
+    let listed = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .max_results(100)
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("ListExecutions {machine}"), &e))?;
+    // Newest first on AWS; chosen by start date so that the order does not matter.
+    listed
+        .executions()
+        .iter()
+        .max_by_key(|e| (e.start_date().secs(), e.start_date().subsec_nanos()))
+        .map(|e| e.execution_arn().to_string())
+        .ok_or_else(|| {
+            CommandError::bad_input(format!(
+                "--execution latest: {machine} has no executions yet; start one with nton start"
+            ))
+        })
+}
+
+/// One history event, reduced to what the progress needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryItem {
+    pub id: i64,
+    pub previous: i64,
+    /// The event type, e.g. `TaskStateExited`, `TaskSucceeded`.
+    pub kind: String,
+    /// The state's name, for state-exited events.
+    pub state: Option<String>,
+    pub output: Option<String>,
+}
+
+impl From<&HistoryEvent> for HistoryItem {
+    fn from(event: &HistoryEvent) -> Self {
+        let exited = event.state_exited_event_details();
+        let output = exited
+            .and_then(|d| d.output())
+            .or_else(|| {
+                event
+                    .task_succeeded_event_details()
+                    .and_then(|d| d.output())
+            })
+            .or_else(|| {
+                event
+                    .lambda_function_succeeded_event_details()
+                    .and_then(|d| d.output())
+            });
+        HistoryItem {
+            id: event.id(),
+            previous: event.previous_event_id(),
+            kind: event.r#type().as_str().to_string(),
+            state: exited.map(|d| d.name().to_string()),
+            output: output.map(str::to_string),
+        }
+    }
+}
+
+/// Pages read at most per poll. Newest first, the latest Watch is in the first page; an
+/// endpoint that ignores `reverseOrder` (moto) is read to the end within this bound.
+const MAX_HISTORY_PAGES: usize = 50;
+
+async fn history_items(
+    sfn: &aws_sdk_sfn::Client,
+    execution: &str,
+) -> Result<Vec<HistoryItem>, CommandError> {
+    let mut items: Vec<HistoryItem> = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..MAX_HISTORY_PAGES {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(execution)
+            .reverse_order(true)
+            .max_results(100)
+            .include_execution_data(true)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("GetExecutionHistory {execution}"), &e))?;
+        items.extend(page.events().iter().map(HistoryItem::from));
+        let descending = items.len() < 2 || items[0].id > items[items.len() - 1].id;
+        let found = items.iter().any(|i| i.output.is_some());
+        if descending && found {
+            break;
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+/// The watcher's latest status in an execution's history: the output of the Lambda task
+/// (its whole answer, with failed nodes) when it is the one behind the latest exit of the
+/// watch state, else that state's output's `status` (what the state machine kept of it).
+pub fn latest_watch_status(items: &[HistoryItem], watch_state: &str) -> Option<Value> {
+    let parse = |item: &HistoryItem| -> Option<Value> { serde_json::from_str(item.output.as_deref()?).ok() };
+    let is_status = |value: &Value| value.get("done").is_some_and(Value::is_boolean);
+    let exit = items
+        .iter()
+        .filter(|i| i.kind.ends_with("StateExited") && i.state.as_deref() == Some(watch_state))
+        .filter_map(|i| {
+            let output = parse(i)?;
+            let status = match output.get("status") {
+                Some(status) if is_status(status) => status.clone(),
+                _ if is_status(&output) => output,
+                _ => return None,
+            };
+            Some((i, status))
+        })
+        .max_by_key(|(i, _)| i.id);
+    let task = items
+        .iter()
+        .filter(|i| i.kind == "TaskSucceeded" || i.kind == "LambdaFunctionSucceeded")
+        .filter_map(|i| {
+            let payload = parse(i)?.get("Payload")?.clone();
+            is_status(&payload).then_some((i, payload))
+        })
+        .max_by_key(|(i, _)| i.id);
+    match (exit, task) {
+        (Some((e, _)), Some((t, payload))) if t.id > e.id || e.previous == t.id => Some(payload),
+        (Some((_, status)), _) => Some(status),
+        (None, Some((_, payload))) => Some(payload),
+        (None, None) => None,
+    }
+}
+
+/// The order stages are shown in: the pipeline's, then any other stage by name.
+const STAGE_ORDER: [&str; 3] = ["procure", "process", "egress"];
+/// Batch job statuses in the order a child moves through them.
+const STATUS_ORDER: [&str; 7] = [
+    "SUCCEEDED",
+    "FAILED",
+    "RUNNING",
+    "STARTING",
+    "RUNNABLE",
+    "PENDING",
+    "SUBMITTED",
+];
+
+/// One line per stage (`procure   12/40 ended  SUCCEEDED 12  RUNNING 3  RUNNABLE 25`), then
+/// one per stuck stage.
+pub fn progress_lines(status: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(Value::Object(progress)) = status.get("progress") {
+        let mut stages: Vec<&String> = progress.keys().collect();
+        stages.sort_by_key(|name| {
+            (
+                STAGE_ORDER
+                    .iter()
+                    .position(|s| s == name)
+                    .unwrap_or(STAGE_ORDER.len()),
+                (*name).clone(),
+            )
+        });
+        for stage in stages {
+            let entry = &progress[stage];
+            let size = entry.get("size").and_then(Value::as_u64).unwrap_or(0);
+            let counts: BTreeMap<String, u64> = entry
+                .get("counts")
+                .and_then(Value::as_object)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                        .filter(|(_, n)| *n > 0)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let ended = counts.get("SUCCEEDED").copied().unwrap_or(0)
+                + counts.get("FAILED").copied().unwrap_or(0);
+            let mut line = format!("{stage:<8} {ended:>5}/{size:<5} ended");
+            let mut names: Vec<&String> = counts.keys().collect();
+            names.sort_by_key(|n| {
+                (
+                    STATUS_ORDER
+                        .iter()
+                        .position(|s| s == n)
+                        .unwrap_or(STATUS_ORDER.len()),
+                    (*n).clone(),
+                )
+            });
+            for name in names {
+                line.push_str(&format!("  {name} {}", counts[name]));
+            }
+            lines.push(line);
+        }
+    }
+    if let Some(Value::Array(stuck)) = status.get("stuck") {
+        for entry in stuck {
+            if let Some(message) = entry.get("message").and_then(Value::as_str) {
+                lines.push(format!("stuck?   {message}"));
+            }
+        }
+    }
+    lines
+}
+
+/// Most failed nodes listed at the end of a failed execution; the rest are counted.
+const MAX_FAILED_LINES: usize = 20;
+
+fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
+    let Some(status) = status else {
+        return Vec::new();
+    };
+    let nodes = status
+        .get("failedNodes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut lines: Vec<String> = nodes
+        .iter()
+        .take(MAX_FAILED_LINES)
+        .map(|node| {
+            let field = |name: &str| node.get(name).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            let mut line = format!(
+                "failed: {} node {}: {}",
+                field("stage").unwrap_or_else(|| "?".into()),
+                field("node").unwrap_or_else(|| "?".into()),
+                field("reason").unwrap_or_else(|| "(no reason)".into())
+            );
+            if let Some(code) = node.get("exitCode").and_then(Value::as_i64) {
+                line.push_str(&format!(" (exit {code})"));
+            }
+            line
+        })
+        .collect();
+    let total = status
+        .get("failedNodeCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(nodes.len() as u64);
+    if total > lines.len() as u64 {
+        lines.push(format!("... {} failed nodes in all", total));
+    }
+    lines
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// `45s`, `3m12s`, `2h05m`.
+pub fn duration_text(seconds: i64) -> String {
+    let d = Duration::from_secs(seconds.max(0) as u64).as_secs();
+    match d {
+        0..60 => format!("{d}s"),
+        60..3600 => format!("{}m{:02}s", d / 60, d % 60),
+        _ => format!("{}h{:02}m", d / 3600, (d % 3600) / 60),
+    }
+}
+
+fn rfc3339(secs: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: i64, previous: i64, kind: &str, state: Option<&str>, output: Value) -> HistoryItem {
+        HistoryItem {
+            id,
+            previous,
+            kind: kind.into(),
+            state: state.map(str::to_string),
+            output: Some(output.to_string()),
+        }
+    }
+
+    fn status(succeeded: u64) -> Value {
+        json!({"done": false, "failed": false, "error": null, "cause": null,
+               "progress": {"procure": {"size": 4, "counts": {"SUCCEEDED": succeeded}}}})
+    }
+
+    #[test]
+    fn the_latest_watch_exit_wins() {
+        let items = vec![
+            item(3, 2, "TaskStateExited", Some("Watch"), json!({"status": status(1)})),
+            item(5, 4, "WaitStateExited", Some("WaitForJobs"), json!({"status": status(1)})),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            item(9, 8, "TaskStateExited", Some("Other"), json!({"status": status(4)})),
+        ];
+        let latest = latest_watch_status(&items, "Watch").unwrap();
+        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(3)));
+        assert_eq!(latest_watch_status(&items, "Missing"), None);
+    }
+
+    #[test]
+    fn the_lambda_answer_behind_the_exit_gives_the_failed_nodes() {
+        let mut full = status(3);
+        full["failedNodes"] = json!([{"node": 2, "stage": "procure", "reason": "boom", "exitCode": 1}]);
+        let items = vec![
+            item(7, 6, "TaskSucceeded", None, json!({"Payload": full, "StatusCode": 200})),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            // Init's answer is a Lambda answer too, but not a status.
+            item(2, 1, "TaskSucceeded", None, json!({"Payload": {"workflowId": "w", "nodes": 4}})),
+        ];
+        let latest = latest_watch_status(&items, "Watch").unwrap();
+        assert_eq!(latest["failedNodes"][0]["reason"], "boom");
+        let lines = failed_node_lines(Some(&latest));
+        assert_eq!(lines, vec!["failed: procure node 2: boom (exit 1)"]);
+        // A stale Lambda answer (an earlier round) does not replace a newer exit.
+        let items = vec![
+            item(7, 6, "TaskSucceeded", None, json!({"Payload": full})),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            item(14, 13, "TaskStateExited", Some("Watch"), json!({"status": status(4)})),
+        ];
+        let latest = latest_watch_status(&items, "Watch").unwrap();
+        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(4)));
+    }
+
+    #[test]
+    fn progress_lines_follow_the_pipeline_and_batch_orders() {
+        let status = json!({"progress": {
+            "egress": {"size": 40, "counts": {"PENDING": 40}},
+            "procure": {"size": 40, "counts": {"RUNNABLE": 25, "SUCCEEDED": 12, "RUNNING": 3, "FAILED": 0}},
+            "process": {"size": 40, "counts": {"SUCCEEDED": 10, "FAILED": 2, "PENDING": 28}},
+        }, "stuck": [{"stage": "procure", "message": "procure: 25 children RUNNABLE for 900 s"}]});
+        assert_eq!(
+            progress_lines(&status),
+            vec![
+                "procure     12/40    ended  SUCCEEDED 12  RUNNING 3  RUNNABLE 25",
+                "process     12/40    ended  SUCCEEDED 10  FAILED 2  PENDING 28",
+                "egress       0/40    ended  PENDING 40",
+                "stuck?   procure: 25 children RUNNABLE for 900 s",
+            ]
+        );
+    }
+
+    #[test]
+    fn start_input_holds_only_what_was_asked_and_is_checked() {
+        assert_eq!(start_input(None, None).unwrap(), json!({}));
+        assert_eq!(
+            start_input(Some(4000), Some(40)).unwrap(),
+            json!({"ids": 4000, "idsPerNode": 40})
+        );
+        // A large run with the stack's own group size is not judged by a local default.
+        assert_eq!(start_input(Some(1_000_000), None).unwrap(), json!({"ids": 1_000_000}));
+        let error = start_input(Some(0), None).unwrap_err();
+        assert!(error.message.starts_with("--ids: 0 is out of range"), "{}", error.message);
+        let error = start_input(Some(100_000), Some(1)).unwrap_err();
+        assert!(error.message.contains("at most 10000 nodes"), "{}", error.message);
+        let error = start_input(None, Some(0)).unwrap_err();
+        assert!(error.message.starts_with("--ids-per-node: 0"), "{}", error.message);
+    }
+
+    #[test]
+    fn execution_names_and_durations() {
+        check_execution_name("nightly-2026_01").unwrap();
+        for bad in ["", "a b", "x/y", &"n".repeat(81)] {
+            let error = check_execution_name(bad).unwrap_err();
+            assert!(error.message.starts_with("--name: "), "{}", error.message);
+        }
+        assert_eq!(duration_text(45), "45s");
+        assert_eq!(duration_text(192), "3m12s");
+        assert_eq!(duration_text(7500), "2h05m");
+    }
+}

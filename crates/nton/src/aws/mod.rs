@@ -1,0 +1,287 @@
+//! Commands against a deployed pipeline: `deploy`, `start`, `watch`, `teardown`.
+//!
+//! Each command is two functions: `<command>(args)`, which builds the AWS SDK config from the
+//! environment (profile, region, `AWS_ENDPOINT_URL`) and writes to stdout/stderr, and
+//! `<command>_with(config, args, console)`, which takes both from the caller so tests can point
+//! it at an emulator and read what it printed. Results go to stdout, progress to stderr.
+//!
+//! Stacks of an environment are `<prefix>-<env>-registry` (the ECR repositories, from
+//! `<template-dir>/registry.yaml`) and `<prefix>-<env>-pipeline` (everything else, from
+//! `pipeline.yaml`); the environment's parameters and tags are in
+//! `<template-dir>/params/<env>.json`.
+
+pub mod console;
+pub mod deploy;
+pub mod execution;
+pub mod params;
+mod stack;
+pub mod teardown;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+pub use console::{Captured, Console};
+pub use deploy::deploy_with;
+pub use execution::{start_with, watch_with};
+pub use params::StackKind;
+pub use teardown::teardown_with;
+
+use crate::exit::CommandError;
+
+/// Which environment's stacks a command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct StackArgs {
+    /// Environment name (e.g. dev, prod): picks <template-dir>/params/<env>.json and the
+    /// stack names <prefix>-<env>-registry and <prefix>-<env>-pipeline.
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: String,
+
+    /// First part of every stack name.
+    #[arg(long, env = "NTON_STACK_PREFIX", default_value = "nton")]
+    pub prefix: String,
+
+    /// Service role CloudFormation uses to create, change and delete the stacks' resources
+    /// (the github-oidc stack's CloudFormationExecutionRoleArn). Without it CloudFormation
+    /// acts with the caller's own permissions.
+    #[arg(long, env = "NTON_CFN_ROLE_ARN", value_name = "ARN")]
+    pub cfn_role_arn: Option<String>,
+}
+
+impl StackArgs {
+    /// Checks the names and the role ARN before any AWS call.
+    pub fn check(&self) -> Result<(), CommandError> {
+        params::check_name("--env", &self.env)?;
+        params::check_name("--prefix", &self.prefix)?;
+        if let Some(role) = &self.cfn_role_arn
+            && !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/"))
+        {
+            return Err(CommandError::bad_input(format!(
+                "--cfn-role-arn: {role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the AWS calls go. Without flags: the SDK's usual chain (AWS_PROFILE, AWS_REGION,
+/// AWS_ENDPOINT_URL, SSO, instance and web-identity credentials).
+#[derive(Debug, Clone, Default, Args)]
+pub struct AwsArgs {
+    /// AWS region (default: AWS_REGION, else the profile's).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Named profile from ~/.aws/config (default: AWS_PROFILE).
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+}
+
+/// Options of `nton deploy`.
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// Directory holding registry.yaml, pipeline.yaml and params/<env>.json.
+    #[arg(long, default_value = "cloudformation")]
+    pub template_dir: PathBuf,
+
+    /// Parameters file (default: <template-dir>/params/<env>.json).
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+
+    /// Images to run: ":<tag>" or "@sha256:<digest>", appended to each repository URI.
+    /// Default: the params file's ImageTag, else what the deployed stack runs now.
+    #[arg(long, value_name = ":TAG|@sha256:DIGEST", allow_hyphen_values = false)]
+    pub image_tag: Option<String>,
+
+    /// Deploy only this stack (e.g. the registry before the first image push).
+    #[arg(long, value_enum, value_name = "STACK")]
+    pub only: Option<StackKind>,
+
+    /// Start the last stack's change and return without waiting for it (the registry stack
+    /// is still waited for when the pipeline stack follows: it needs the registry's outputs).
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Make the change sets, print their changes, and delete them: nothing is changed.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub dry_run: bool,
+
+    /// Print the result (stacks, statuses, outputs, image registry) as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds between two checks of a stack's progress.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub poll_seconds: f64,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Options of `nton start`.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Environment whose pipeline stack holds the state machine.
+    #[arg(long = "env", value_name = "ENV", required_unless_present = "state_machine_arn")]
+    pub env: Option<String>,
+
+    /// First part of every stack name.
+    #[arg(long, env = "NTON_STACK_PREFIX", default_value = "nton")]
+    pub prefix: String,
+
+    /// Number of record ids (default: the init Lambda's).
+    #[arg(long)]
+    pub ids: Option<u64>,
+
+    /// Most record ids per array node (default: the stack's IdsPerNode).
+    #[arg(long)]
+    pub ids_per_node: Option<u64>,
+
+    /// Execution name (default: one Step Functions makes up). Names are unique per state
+    /// machine for 90 days, so a name makes a start idempotent.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// The state machine to start, instead of the one in the pipeline stack's outputs.
+    #[arg(long, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+
+    /// Print the execution as JSON instead of its bare ARN.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Options of `nton watch`.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Environment whose pipeline stack holds the state machine (not needed with an
+    /// execution ARN or --state-machine-arn).
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// First part of every stack name.
+    #[arg(long, env = "NTON_STACK_PREFIX", default_value = "nton")]
+    pub prefix: String,
+
+    /// Execution to follow: its ARN, its name, or "latest" (the newest one).
+    #[arg(long, default_value = "latest", value_name = "ARN|NAME|latest")]
+    pub execution: String,
+
+    /// The state machine, instead of the one in the pipeline stack's outputs.
+    #[arg(long, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+
+    /// Seconds between two checks.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub poll_seconds: f64,
+
+    /// Name of the state whose output is the watcher's status (the template's Watch task).
+    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    pub watch_state: String,
+
+    /// Print newline-delimited JSON: progress events, then one "finished" object.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Options of `nton teardown`.
+#[derive(Debug, Clone, Args)]
+pub struct TeardownArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+
+    /// Do not ask: delete the stacks, their buckets' objects and their images.
+    #[arg(long)]
+    pub yes: bool,
+
+    /// Delete only this stack (e.g. the pipeline, keeping the images).
+    #[arg(long, value_enum, value_name = "STACK")]
+    pub only: Option<StackKind>,
+
+    /// Keep the Lambda functions' log groups (by default they go with the stack).
+    #[arg(long)]
+    pub keep_logs: bool,
+
+    /// Seconds between two checks of a stack's progress.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub poll_seconds: f64,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// `nton deploy`, with the SDK config from the environment.
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
+    let config = load_config(&args.aws).await?;
+    deploy_with(&config, &args, &mut Console::stdio()).await
+}
+
+/// `nton start`, with the SDK config from the environment.
+pub async fn start(args: StartArgs) -> anyhow::Result<u8> {
+    let config = load_config(&args.aws).await?;
+    start_with(&config, &args, &mut Console::stdio()).await
+}
+
+/// `nton watch`, with the SDK config from the environment.
+pub async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
+    let config = load_config(&args.aws).await?;
+    watch_with(&config, &args, &mut Console::stdio()).await
+}
+
+/// `nton teardown`, with the SDK config from the environment; asks on the terminal unless
+/// `--yes`.
+pub async fn teardown(args: TeardownArgs) -> anyhow::Result<u8> {
+    let config = load_config(&args.aws).await?;
+    let env = args.stack.env.clone();
+    let mut confirm = teardown::terminal_confirm(&env);
+    teardown_with(&config, &args, &mut Console::stdio(), &mut confirm).await
+}
+
+/// The SDK config from the environment and the flags. A missing region is caught here, with
+/// the fix, rather than at the first call.
+pub async fn load_config(aws: &AwsArgs) -> Result<aws_config::SdkConfig, CommandError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(CommandError::bad_input(
+            "--region: no AWS region configured (set AWS_REGION, a profile's region, or pass --region)",
+        ));
+    }
+    Ok(config)
+}
+
+/// An S3 client for the config. With a custom endpoint (an emulator such as moto) buckets
+/// are addressed by path: virtual-host names would need DNS for `<bucket>.localhost`.
+pub(crate) fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+/// Checks a `--poll-seconds` value.
+pub(crate) fn poll_interval(seconds: f64) -> Result<Duration, CommandError> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(CommandError::bad_input(format!(
+            "--poll-seconds: {seconds} is out of range (must be more than 0 and at most 3600)"
+        )))
+    }
+}

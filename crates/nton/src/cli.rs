@@ -1,0 +1,110 @@
+//! Command-line definitions (clap derive): one subcommand per thing a user does, each with an
+//! options struct. Parsing stops here; `main` hands the parsed options to the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// nton: fan-out batch pipelines on AWS (Step Functions + AWS Batch N_TO_N array jobs),
+/// run locally from the same CloudFormation template that deploys them.
+#[derive(Debug, Parser)]
+#[command(name = "nton", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline on this machine: the template's own state machine, a local
+    /// AWS Batch with real array, N_TO_N and failure semantics, and the real workers.
+    Run(RunArgs),
+    /// Summarise a run: a local run's record, or a deployed execution.
+    Report(ReportArgs),
+    /// Deploy (create or update) the stacks of one environment.
+    Deploy(crate::aws::DeployArgs),
+    /// Start an execution of a deployed pipeline.
+    Start(crate::aws::StartArgs),
+    /// Follow a deployed execution until it ends, with per-stage progress.
+    Watch(crate::aws::WatchArgs),
+    /// Delete the stacks of one environment, and everything they own.
+    Teardown(crate::aws::TeardownArgs),
+}
+
+/// Options of `nton run`. Every default works on a fresh clone.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of record ids to generate.
+    #[arg(long, default_value_t = 4000)]
+    pub ids: u64,
+
+    /// Most record ids per array node.
+    #[arg(long, default_value_t = 40)]
+    pub ids_per_node: u64,
+
+    /// The CloudFormation template holding the state machine and job definitions.
+    #[arg(long, default_value = "cloudformation/pipeline.yaml")]
+    pub template: PathBuf,
+
+    /// Logical id of the state machine, when the template has more than one.
+    #[arg(long)]
+    pub state_machine: Option<String>,
+
+    /// Where runs keep their working data (the local stand-in for EFS), run records and logs.
+    #[arg(long, default_value = "nton-runs")]
+    pub data_dir: PathBuf,
+
+    /// Where results go: a directory, or s3://bucket[/prefix]. Default: <data-dir>/results.
+    #[arg(long)]
+    pub output: Option<String>,
+
+    /// Most children running at once per job queue (default: the machine's cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+
+    /// Keep the run's working data (prep, data, results on the local "EFS") after a success.
+    #[arg(long)]
+    pub keep_data: bool,
+
+    /// Print newline-delimited JSON events and a JSON summary instead of progress bars.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds between two checks of the jobs (the state machine's Wait). Locally a Wait also
+    /// ends as soon as the local Batch changes, so this rarely matters.
+    #[arg(long)]
+    pub poll_seconds: Option<u64>,
+
+    /// Template parameter override, KEY=VALUE (repeatable), as for a deploy.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// Extra environment for every job child, KEY=VALUE (repeatable); e.g. the worker's fault
+    /// injection NTON_FAULT_FAIL=procure:3 for a failure drill.
+    #[arg(long = "job-env", value_name = "KEY=VALUE")]
+    pub job_env: Vec<String>,
+
+    /// Directory holding the nton-job binary (default: next to this executable).
+    #[arg(long, env = "NTON_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Resume a run that was interrupted: its run directory. Children that already succeeded
+    /// are not run again.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["ids", "ids_per_node"])]
+    pub resume: Option<PathBuf>,
+}
+
+/// Options of `nton report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A local run directory (holding run-record.jsonl). Default: the latest run under --data-dir.
+    pub run_dir: Option<PathBuf>,
+
+    /// Where `nton run` kept its runs.
+    #[arg(long, default_value = "nton-runs")]
+    pub data_dir: PathBuf,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,327 @@
+//! `nton report`: a summary of a local run, made from its run record alone: how it ended,
+//! each job's children (succeeded, failed, retried, time per child), how many times each
+//! state ran, and the failed children with their reasons.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use serde::Serialize;
+
+use crate::cli::ReportArgs;
+use crate::exit::{self, CommandError};
+
+/// Most failed children listed one by one.
+const LISTED_FAILURES: usize = 20;
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub execution_name: String,
+    pub status: String,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub jobs: BTreeMap<String, JobReport>,
+    /// How many times each state was entered (a poll loop shows here).
+    pub state_visits: BTreeMap<String, u64>,
+    pub failures: Vec<FailureReport>,
+    pub failure_count: usize,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JobReport {
+    pub succeeded: u64,
+    pub failed: u64,
+    /// Attempts that failed and were retried.
+    pub retried_attempts: u64,
+    /// Children an earlier execution had finished (a resumed run).
+    pub resumed: u64,
+    /// Milliseconds from start to stop of the children that ran.
+    pub child_ms_median: Option<i64>,
+    pub child_ms_p90: Option<i64>,
+    pub child_ms_max: Option<i64>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureReport {
+    pub job_name: String,
+    pub node: Option<u32>,
+    pub attempt: u32,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub stderr_tail: Option<String>,
+}
+
+/// Builds the report from a record's lines.
+pub fn build_report(lines: &[RecordLine]) -> Report {
+    let mut report = Report {
+        status: "RUNNING".to_string(),
+        ..Report::default()
+    };
+    let mut started_at = None;
+    let mut durations: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for line in lines {
+        match line {
+            RecordLine::Run(start) => {
+                report.execution_name = start.execution_name.clone();
+                started_at.get_or_insert(start.started_at);
+                // A resumed execution starts again: its end is the one that counts.
+                report.status = "RUNNING".to_string();
+            }
+            RecordLine::State(state) if state.event == "entered" => {
+                *report.state_visits.entry(state.name.clone()).or_default() += 1;
+            }
+            RecordLine::State(_) => {}
+            RecordLine::Child(child) => {
+                let job = report.jobs.entry(job_label(&child.job_name)).or_default();
+                if !child.is_final {
+                    job.retried_attempts += 1;
+                } else if child.status == "SUCCEEDED" {
+                    job.succeeded += 1;
+                } else {
+                    job.failed += 1;
+                    report.failure_count += 1;
+                    if report.failures.len() < LISTED_FAILURES {
+                        report.failures.push(FailureReport {
+                            job_name: child.job_name.clone(),
+                            node: child.node,
+                            attempt: child.attempt,
+                            reason: child.reason.clone(),
+                            exit_code: child.exit_code,
+                            stderr_tail: child.stderr_tail.clone(),
+                        });
+                    }
+                }
+                match child.started_at {
+                    Some(start) => durations
+                        .entry(job_label(&child.job_name))
+                        .or_default()
+                        .push(child.stopped_at - start),
+                    None if child.status == "SUCCEEDED" => job.resumed += 1,
+                    None => {}
+                }
+            }
+            RecordLine::End(end) => {
+                report.status = end.status.clone();
+                report.error = end.error.clone();
+                report.cause = end.cause.clone();
+                if let Some(start) = started_at {
+                    report.seconds = Some((end.at - start) as f64 / 1000.0);
+                }
+            }
+        }
+    }
+    for (label, mut values) in durations {
+        values.sort_unstable();
+        let job = report.jobs.entry(label).or_default();
+        job.child_ms_median = percentile(&values, 50);
+        job.child_ms_p90 = percentile(&values, 90);
+        job.child_ms_max = values.last().copied();
+    }
+    report
+}
+
+fn percentile(sorted: &[i64], pct: usize) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() * pct).div_ceil(100).max(1) - 1;
+    sorted.get(rank).copied()
+}
+
+fn job_label(job_name: &str) -> String {
+    crate::progress::short_job_name(job_name).to_string()
+}
+
+/// The report as text.
+pub fn render(report: &Report) -> String {
+    let mut text = format!("run {}: {}", report.execution_name, report.status);
+    if let Some(seconds) = report.seconds {
+        text += &format!(" in {seconds:.1} s");
+    }
+    text.push('\n');
+    for (job, stats) in &report.jobs {
+        text += &format!(
+            "  {job:<16} {} succeeded, {} failed, {} retried attempts",
+            stats.succeeded, stats.failed, stats.retried_attempts
+        );
+        if stats.resumed > 0 {
+            text += &format!(", {} resumed", stats.resumed);
+        }
+        if let (Some(median), Some(p90), Some(max)) =
+            (stats.child_ms_median, stats.child_ms_p90, stats.child_ms_max)
+        {
+            text += &format!("; per child {median} ms median, {p90} ms p90, {max} ms max");
+        }
+        text.push('\n');
+    }
+    if !report.state_visits.is_empty() {
+        let visits: Vec<String> = report
+            .state_visits
+            .iter()
+            .map(|(state, count)| format!("{state} x{count}"))
+            .collect();
+        text += &format!("  states           {}\n", visits.join(", "));
+    }
+    if let Some(cause) = &report.cause {
+        text += &format!(
+            "  error            {}\n  cause            {cause}\n",
+            report.error.as_deref().unwrap_or("?")
+        );
+    }
+    for failure in &report.failures {
+        text += &format!(
+            "  failed           {} node {} attempt {}: {}{}\n",
+            failure.job_name,
+            failure
+                .node
+                .map_or_else(|| "-".to_string(), |node| node.to_string()),
+            failure.attempt,
+            failure.reason.as_deref().unwrap_or("no reason given"),
+            failure
+                .stderr_tail
+                .as_deref()
+                .map(|tail| format!(" — {tail}"))
+                .unwrap_or_default()
+        );
+    }
+    if report.failure_count > report.failures.len() {
+        text += &format!(
+            "  ... and {} more failed children\n",
+            report.failure_count - report.failures.len()
+        );
+    }
+    text
+}
+
+/// Runs `nton report`.
+pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
+    let run_dir = match args.run_dir {
+        Some(dir) => dir,
+        None => latest_run(&args.data_dir)?,
+    };
+    let path = if run_dir.is_file() {
+        run_dir.clone()
+    } else {
+        run_dir.join(RECORD_FILE)
+    };
+    let lines = read_record(&path).map_err(|error| {
+        CommandError::bad_input(format!("cannot read {}: {error}", path.display()))
+    })?;
+    let report = build_report(&lines);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The most recently changed run directory (one holding a record) under `data_dir`.
+fn latest_run(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let entries = std::fs::read_dir(data_dir).with_context(|| {
+        format!(
+            "no runs in {} (run `nton run` first, or name a run directory)",
+            data_dir.display()
+        )
+    })?;
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.join(RECORD_FILE).is_file())
+        .max_by_key(|path| {
+            std::fs::metadata(path.join(RECORD_FILE))
+                .and_then(|meta| meta.modified())
+                .ok()
+        })
+        .ok_or_else(|| {
+            CommandError::bad_input(format!("no run records under {}", data_dir.display())).into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nton_engine::record::{ChildLine, RunEnd, RunStart, StateLine};
+    use serde_json::json;
+
+    fn child(node: u32, status: &str, is_final: bool, started: Option<i64>) -> RecordLine {
+        RecordLine::Child(ChildLine {
+            job_id: format!("j:{node}"),
+            job_name: "nton-procure-0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            node: Some(node),
+            attempt: 1,
+            started_at: started,
+            stopped_at: 1_100,
+            status: status.into(),
+            reason: (status == "FAILED").then(|| "Essential container in task exited".into()),
+            exit_code: Some(i32::from(status == "FAILED")),
+            stderr_tail: None,
+            is_final,
+        })
+    }
+
+    #[test]
+    fn report_counts_children_states_and_failures() {
+        let lines = vec![
+            RecordLine::Run(RunStart {
+                execution_name: "local-1".into(),
+                template: "t".into(),
+                state_machine: "StateMachine".into(),
+                input: json!({}),
+                started_at: 1_000,
+                resumed: false,
+            }),
+            RecordLine::State(StateLine {
+                name: "Watch".into(),
+                event: "entered".into(),
+                at: 1_001,
+                output: None,
+            }),
+            RecordLine::State(StateLine {
+                name: "Watch".into(),
+                event: "entered".into(),
+                at: 1_002,
+                output: None,
+            }),
+            child(0, "SUCCEEDED", true, Some(1_000)),
+            child(1, "FAILED", false, Some(1_050)),
+            child(1, "FAILED", true, Some(1_080)),
+            child(2, "SUCCEEDED", true, None),
+            RecordLine::End(RunEnd {
+                status: "FAILED".into(),
+                at: 3_500,
+                error: Some("nton.NodesFailed".into()),
+                cause: Some("procure failed on node 1".into()),
+                output: None,
+            }),
+        ];
+        let report = build_report(&lines);
+        let procure = &report.jobs["nton-procure"];
+        assert_eq!(procure.succeeded, 2);
+        assert_eq!(procure.failed, 1);
+        assert_eq!(procure.retried_attempts, 1);
+        assert_eq!(procure.resumed, 1);
+        assert_eq!(procure.child_ms_max, Some(100));
+        assert_eq!(report.state_visits["Watch"], 2);
+        assert_eq!(report.seconds, Some(2.5));
+        assert_eq!(report.failure_count, 1);
+        assert_eq!(report.failures[0].node, Some(1));
+        let text = render(&report);
+        assert!(text.contains("FAILED in 2.5 s"), "{text}");
+        assert!(text.contains("nton-procure node 1 attempt 1"), "{text}");
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let values: Vec<i64> = (1..=10).collect();
+        assert_eq!(percentile(&values, 50), Some(5));
+        assert_eq!(percentile(&values, 90), Some(9));
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(percentile(&[7], 90), Some(7));
+    }
+}

@@ -1,0 +1,469 @@
+//! `nton run`: the whole pipeline on this machine, from the template that deploys it.
+//!
+//! This module knows the nton contract the template sets up (the workers' `NTON_DATA_ROOT`
+//! and `NTON_RESULTS_URL`, the init event's fields); the engine knows only CloudFormation,
+//! ASL and Batch. A run lives in `<data-dir>/<workflowId>/`: `efs/` (the local stand-in for
+//! EFS, removed after a success unless `--keep-data`), `logs/` and `run-record.jsonl`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nton_core::batch::JobStatus;
+use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
+use nton_engine::local::{LocalRun, LocalRunSpec, RunSummary};
+use nton_engine::record::{RECORD_FILE, RecordLine, read_record, succeeded_children};
+use serde_json::{Value, json};
+
+use crate::cli::RunArgs;
+use crate::exit::{self, CommandError};
+use crate::progress::{JsonReporter, Reporter, TerminalReporter};
+
+/// A validated `nton run`: everything derived from the arguments before anything runs.
+#[derive(Debug)]
+pub struct RunRequest {
+    pub spec: LocalRunSpec,
+    pub workflow_id: WorkflowId,
+    pub run_dir: PathBuf,
+    pub efs_dir: PathBuf,
+    /// A directory, or an `s3://` URL.
+    pub output: String,
+    pub keep_data: bool,
+    pub json: bool,
+}
+
+/// Checks the arguments and derives the run's directories and the engine's spec.
+pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
+    let data_dir = absolute(cwd, &args.data_dir);
+    let parallelism = args.parallelism.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(2)
+    });
+    if parallelism == 0 {
+        return Err(CommandError::bad_input("--parallelism: 0 is out of range (must be >= 1)").into());
+    }
+
+    let (input, resumed_children, run_dir, workflow_id) = match &args.resume {
+        Some(run_dir) => resume_point(&absolute(cwd, run_dir))?,
+        None => {
+            let workflow_id = WorkflowId::new_v4();
+            let mut input = json!({
+                "ids": args.ids,
+                "idsPerNode": args.ids_per_node,
+                "workflowId": workflow_id.to_string(),
+            });
+            if let Some(seconds) = args.poll_seconds {
+                input["pollSeconds"] = json!(seconds);
+            }
+            // The init Lambda checks these too, but by then the run has begun: refuse a plan
+            // AWS Batch would refuse (0 ids, 10,001 nodes...) before anything is written.
+            let defaults = PlanDefaults::new(args.ids, args.ids_per_node, 30)
+                .map_err(|error| CommandError::bad_input(error.to_string()))?;
+            PlanInput::from_json(&input, &defaults)
+                .map_err(|error| CommandError::bad_input(error.to_string()))?;
+            let run_dir = data_dir.join(workflow_id.to_string());
+            (input, BTreeSet::new(), run_dir, workflow_id)
+        }
+    };
+
+    let efs_dir = run_dir.join("efs");
+    let output = match &args.output {
+        Some(url) if url.starts_with("s3://") => url.clone(),
+        Some(dir) => absolute(cwd, Path::new(dir)).display().to_string(),
+        None => data_dir.join("results").display().to_string(),
+    };
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => absolute(cwd, dir),
+        None => std::env::current_exe()
+            .context("finding this executable's directory (give --bin-dir)")?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+
+    let mut env_overrides = BTreeMap::new();
+    env_overrides.insert("NTON_DATA_ROOT".to_string(), efs_dir.display().to_string());
+    env_overrides.insert("NTON_RESULTS_URL".to_string(), output.clone());
+    for pair in &args.job_env {
+        let (key, value) = split_pair("--job-env", pair)?;
+        env_overrides.insert(key, value);
+    }
+    let mut parameters = BTreeMap::new();
+    for pair in &args.params {
+        let (key, value) = split_pair("--param", pair)?;
+        parameters.insert(key, value);
+    }
+
+    let spec = LocalRunSpec {
+        template: absolute(cwd, &args.template),
+        state_machine: args.state_machine.clone(),
+        parameters,
+        run_dir: run_dir.clone(),
+        bin_dir,
+        parallelism,
+        base_env: child_base_env(std::env::vars()),
+        env_overrides,
+        input,
+        execution_name: format!("local-{}", uuid::Uuid::new_v4()),
+        resumed_children,
+    };
+    Ok(RunRequest {
+        spec,
+        workflow_id,
+        run_dir,
+        efs_dir,
+        output,
+        keep_data: args.keep_data,
+        json: args.json,
+    })
+}
+
+/// Runs `nton run` and returns the exit code.
+pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let request = plan_run(&args, &cwd)?;
+    let local = LocalRun::prepare(request.spec.clone())
+        .map_err(|error| CommandError::bad_input(error.to_string()))?;
+    // The local stand-in for the EFS file system the template mounts: like EFS, it exists
+    // before the functions and jobs that use it.
+    std::fs::create_dir_all(&request.efs_dir)
+        .with_context(|| format!("creating {}", request.efs_dir.display()))?;
+
+    let mut reporter: Box<dyn Reporter> = if request.json {
+        Box::new(JsonReporter::new(std::io::stdout()))
+    } else if std::io::stderr().is_terminal() {
+        Box::new(TerminalReporter::new())
+    } else {
+        Box::new(PlainReporter::default())
+    };
+    let mut events = local.subscribe();
+    let display = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            reporter.event(&event);
+        }
+        reporter.finish();
+    });
+
+    let summary = tokio::select! {
+        summary = local.execute() => summary.map_err(|error| CommandError::environment(error.to_string()))?,
+        _ = tokio::signal::ctrl_c() => {
+            local.batch().shutdown().await;
+            drop(local);
+            let _ = display.await;
+            eprintln!(
+                "nton: interrupted; resume with: nton run --resume {}",
+                request.run_dir.display()
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+    };
+    drop(local);
+    let _ = display.await;
+
+    let record_copy = copy_record_next_to_results(&request, &summary)?;
+    if summary.succeeded() && !request.keep_data {
+        std::fs::remove_dir_all(&request.efs_dir)
+            .or_else(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(error),
+            })
+            .with_context(|| format!("removing {}", request.efs_dir.display()))?;
+    }
+
+    if request.json {
+        println!("{}", summary_json(&request, &summary, record_copy.as_deref()));
+    } else {
+        eprint!("{}", summary_text(&request, &summary, record_copy.as_deref()));
+    }
+    Ok(if summary.succeeded() {
+        exit::SUCCESS
+    } else {
+        exit::RUN_FAILED
+    })
+}
+
+/// What to resume from a run directory: the first execution's input (with its workflow id)
+/// and the children that already succeeded.
+fn resume_point(
+    run_dir: &Path,
+) -> anyhow::Result<(Value, BTreeSet<(String, Option<u32>)>, PathBuf, WorkflowId)> {
+    let record_path = run_dir.join(RECORD_FILE);
+    let lines = read_record(&record_path).map_err(|error| {
+        CommandError::bad_input(format!(
+            "--resume: cannot read {}: {error}",
+            record_path.display()
+        ))
+    })?;
+    let input = lines
+        .iter()
+        .find_map(|line| match line {
+            RecordLine::Run(start) => Some(start.input.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            CommandError::bad_input(format!(
+                "--resume: {} has no run start line",
+                record_path.display()
+            ))
+        })?;
+    if lines
+        .iter()
+        .any(|line| matches!(line, RecordLine::End(end) if end.status == "SUCCEEDED"))
+    {
+        return Err(CommandError::bad_input(format!(
+            "--resume: the run in {} already succeeded; nothing to resume",
+            run_dir.display()
+        ))
+        .into());
+    }
+    let workflow_id = input["workflowId"]
+        .as_str()
+        .and_then(|text| WorkflowId::parse(text).ok())
+        .ok_or_else(|| {
+            CommandError::bad_input(format!(
+                "--resume: the run in {} has no workflowId in its input",
+                run_dir.display()
+            ))
+        })?;
+    Ok((
+        input,
+        succeeded_children(&lines),
+        run_dir.to_path_buf(),
+        workflow_id,
+    ))
+}
+
+/// The environment a job child starts from: enough to run a static binary and reach AWS
+/// (credentials, region, endpoint for an emulator), not the whole of ours.
+pub fn child_base_env(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.filter(|(key, _)| {
+        matches!(
+            key.as_str(),
+            "PATH" | "HOME" | "TMPDIR" | "TZ" | "RUST_LOG" | "RUST_BACKTRACE" | "SSL_CERT_FILE"
+        ) || key.starts_with("AWS_")
+            || key.starts_with("NTON_S3_")
+    })
+    .collect()
+}
+
+/// Puts a copy of the run record next to the results (for a directory output), so results and
+/// their provenance travel together.
+fn copy_record_next_to_results(
+    request: &RunRequest,
+    summary: &RunSummary,
+) -> anyhow::Result<Option<PathBuf>> {
+    if request.output.starts_with("s3://") {
+        return Ok(None);
+    }
+    let dir = Path::new(&request.output).join(request.workflow_id.to_string());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let target = dir.join(RECORD_FILE);
+    let bytes = std::fs::read(&summary.record)
+        .with_context(|| format!("reading {}", summary.record.display()))?;
+    nton_core::fsutil::write_atomic(&target, &bytes)
+        .with_context(|| format!("writing {}", target.display()))?;
+    Ok(Some(target))
+}
+
+fn summary_json(request: &RunRequest, summary: &RunSummary, record_copy: Option<&Path>) -> Value {
+    json!({
+        "event": "summary",
+        "status": summary.status,
+        "workflowId": request.workflow_id.to_string(),
+        "error": summary.error,
+        "cause": summary.cause,
+        "failedState": summary.failed_state,
+        "seconds": (summary.ended_at_ms - summary.started_at_ms) as f64 / 1000.0,
+        "results": results_location(request),
+        "runDir": request.run_dir,
+        "record": record_copy.unwrap_or(&summary.record),
+        "jobs": summary.jobs.iter().map(|job| json!({
+            "jobId": job.job_id,
+            "jobName": job.job_name,
+            "status": job.status,
+            "size": job.array_properties.as_ref().and_then(|a| a.size),
+            "statusSummary": job.array_properties.as_ref().and_then(|a| a.status_summary.clone()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn results_location(request: &RunRequest) -> String {
+    if request.output.starts_with("s3://") {
+        format!("{}/{}/", request.output.trim_end_matches('/'), request.workflow_id)
+    } else {
+        Path::new(&request.output)
+            .join(request.workflow_id.to_string())
+            .display()
+            .to_string()
+    }
+}
+
+/// The closing summary a person reads.
+pub fn summary_text(request: &RunRequest, summary: &RunSummary, record_copy: Option<&Path>) -> String {
+    let seconds = (summary.ended_at_ms - summary.started_at_ms) as f64 / 1000.0;
+    let mut text = format!("\nnton run: {} in {seconds:.1} s\n", summary.status);
+    text += &format!("  workflow   {}\n", request.workflow_id);
+    if let Some(ids) = request.spec.input["ids"].as_u64() {
+        text += &format!(
+            "  ids        {ids} ({} per node)\n",
+            request.spec.input["idsPerNode"]
+        );
+    }
+    for job in &summary.jobs {
+        let counts = job
+            .array_properties
+            .as_ref()
+            .and_then(|a| a.status_summary.clone())
+            .unwrap_or_default();
+        let size = job.array_properties.as_ref().and_then(|a| a.size).unwrap_or(1);
+        let succeeded = counts.get(&JobStatus::Succeeded).copied().unwrap_or(
+            u32::from(job.status == JobStatus::Succeeded && job.array_properties.is_none()),
+        );
+        let failed = counts.get(&JobStatus::Failed).copied().unwrap_or(
+            u32::from(job.status == JobStatus::Failed && job.array_properties.is_none()),
+        );
+        text += &format!(
+            "  {:<10} {size} node(s): {succeeded} succeeded, {failed} failed\n",
+            crate::progress::short_job_name(&job.job_name)
+                .trim_start_matches("nton-"),
+        );
+    }
+    text += &format!("  results    {}\n", results_location(request));
+    text += &format!(
+        "  record     {}\n",
+        record_copy.unwrap_or(&summary.record).display()
+    );
+    if let Some(error) = &summary.error {
+        text += &format!(
+            "  failed     {error} in state {}\n",
+            summary.failed_state.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(cause) = &summary.cause {
+        text += &format!("  cause      {cause}\n");
+    }
+    if !summary.succeeded() {
+        text += &format!(
+            "  logs       {}\n",
+            request.run_dir.join("logs").display()
+        );
+    }
+    text
+}
+
+/// Without a terminal (CI logs): one line per state entered and per job end, no bars.
+#[derive(Default)]
+pub struct PlainReporter {
+    last_state: Option<String>,
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &nton_engine::local::RunEvent) {
+        use nton_engine::batch::BatchEvent;
+        use nton_engine::local::RunEvent;
+        match event {
+            RunEvent::StateEntered { name, .. } if self.last_state.as_ref() != Some(name) => {
+                eprintln!("state {name}");
+                self.last_state = Some(name.clone());
+            }
+            RunEvent::Batch(BatchEvent::JobEnded {
+                job_name, status, ..
+            }) => eprintln!("job {job_name} {status}"),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {}
+}
+
+fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(CommandError::bad_input(format!(
+            "{flag}: {pair:?} is not KEY=VALUE"
+        ))),
+    }
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["nton", "run"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Run(args) => args,
+            _ => unreachable!("parsed a run"),
+        }
+    }
+
+    #[test]
+    fn defaults_put_everything_under_the_data_dir() {
+        let request = plan_run(&args(&[]), Path::new("/work")).unwrap();
+        assert_eq!(request.spec.input["ids"], 4000);
+        assert_eq!(request.spec.input["idsPerNode"], 40);
+        assert!(request.run_dir.starts_with("/work/nton-runs"));
+        assert_eq!(request.efs_dir, request.run_dir.join("efs"));
+        assert_eq!(request.output, "/work/nton-runs/results");
+        assert_eq!(
+            request.spec.env_overrides["NTON_DATA_ROOT"],
+            request.efs_dir.display().to_string()
+        );
+        assert_eq!(
+            request.spec.input["workflowId"],
+            request.workflow_id.to_string()
+        );
+    }
+
+    #[test]
+    fn a_plan_batch_would_refuse_is_refused_before_anything_runs() {
+        let error = plan_run(&args(&["--ids", "10001", "--ids-per-node", "1"]), Path::new("/w"))
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("10001 nodes"), "{message}");
+        assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
+        assert!(plan_run(&args(&["--ids", "0"]), Path::new("/w")).is_err());
+        assert!(plan_run(&args(&["--parallelism", "0"]), Path::new("/w")).is_err());
+    }
+
+    #[test]
+    fn job_env_and_params_must_be_pairs() {
+        let request = plan_run(
+            &args(&["--job-env", "NTON_FAULT_FAIL=procure:3", "--param", "PollSeconds=5"]),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(request.spec.env_overrides["NTON_FAULT_FAIL"], "procure:3");
+        assert_eq!(request.spec.parameters["PollSeconds"], "5");
+        let error = plan_run(&args(&["--job-env", "oops"]), Path::new("/w")).unwrap_err();
+        assert!(error.to_string().contains("--job-env"), "{error}");
+    }
+
+    #[test]
+    fn children_get_aws_settings_but_not_the_whole_environment() {
+        let env = child_base_env(
+            [
+                ("PATH", "/bin"),
+                ("AWS_REGION", "eu-west-1"),
+                ("SECRET_TOKEN", "x"),
+                ("NTON_S3_FORCE_PATH_STYLE", "true"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(env.len(), 3);
+        assert!(!env.contains_key("SECRET_TOKEN"));
+    }
+}

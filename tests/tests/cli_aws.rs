@@ -1,0 +1,597 @@
+//! `nton deploy`, `start`, `watch` and `teardown` against a moto server over real HTTP, with
+//! the real SDK: small templates written per test (moto's CloudFormation makes S3, SQS and ECR
+//! resources), and state machines that moto really executes (Pass/Wait/Choice/Succeed/Fail).
+//!
+//! moto ignores some things AWS does (it answers "no changes" from CreateChangeSet itself, it
+//! ignores ECR's EmptyOnDelete, it fails rather than rolls back); the tests only assert what
+//! both do.
+
+use std::path::Path;
+
+use aws_sdk_cloudformation::types::StackStatus;
+use nton::aws::{self, Console, DeployArgs, StackArgs, StartArgs, TeardownArgs, WatchArgs};
+use nton::exit;
+use nton_tests::moto::MotoServer;
+use serde_json::{Value, json};
+
+/// Repositories named like the real registry stack's (`<prefix>/nton-job`), without
+/// EmptyOnDelete so teardown must empty them (moto ignores that property anyway).
+const REGISTRY: &str = r#"
+Parameters:
+  RepositoryPrefix:
+    Type: String
+Resources:
+  JobRepository:
+    Type: AWS::ECR::Repository
+    Properties:
+      RepositoryName: !Sub "${RepositoryPrefix}/nton-job"
+  InitRepository:
+    Type: AWS::ECR::Repository
+    Properties:
+      RepositoryName: !Sub "${RepositoryPrefix}/nton-init"
+  WatchRepository:
+    Type: AWS::ECR::Repository
+    Properties:
+      RepositoryName: !Sub "${RepositoryPrefix}/nton-watch"
+Outputs:
+  JobRepositoryName:
+    Value: !Ref JobRepository
+"#;
+
+/// A bucket, a queue named from a parameter (so a parameter change is a resource change), and
+/// outputs that show what nton passed for the image parameters.
+const PIPELINE: &str = r#"
+Parameters:
+  ImageRegistry:
+    Type: String
+    Default: ""
+  ImageTag:
+    Type: String
+    Default: ":latest"
+  RepositoryPrefix:
+    Type: String
+    Default: nton
+  QueueSuffix:
+    Type: String
+    Default: a
+  StateMachineArn:
+    Type: String
+    Default: none
+Resources:
+  ResultsBucket:
+    Type: AWS::S3::Bucket
+  WorkQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-${QueueSuffix}"
+Outputs:
+  ResultsBucketName:
+    Value: !Ref ResultsBucket
+    Export:
+      Name: !Sub "${AWS::StackName}-ResultsBucketName"
+  JobImage:
+    Value: !Sub "${ImageRegistry}/nton-job${ImageTag}"
+  StateMachineArn:
+    Value: !Ref StateMachineArn
+"#;
+
+fn write_templates(dir: &Path, params: &Value) {
+    std::fs::write(dir.join("registry.yaml"), REGISTRY).unwrap();
+    std::fs::write(dir.join("pipeline.yaml"), PIPELINE).unwrap();
+    std::fs::create_dir_all(dir.join("params")).unwrap();
+    std::fs::write(dir.join("params/dev.json"), params.to_string()).unwrap();
+}
+
+fn default_params() -> Value {
+    json!({"Parameters": {"RepositoryPrefix": "team-dev"}, "Tags": {"project": "nton", "environment": "dev"}})
+}
+
+fn deploy_args(dir: &Path) -> DeployArgs {
+    DeployArgs {
+        stack: StackArgs {
+            env: "dev".into(),
+            prefix: "nton".into(),
+            cfn_role_arn: None,
+        },
+        template_dir: dir.to_path_buf(),
+        params_file: None,
+        image_tag: Some(":git-1a2b3c4".into()),
+        only: None,
+        no_wait: false,
+        dry_run: false,
+        json: false,
+        poll_seconds: 0.1,
+        aws: Default::default(),
+    }
+}
+
+fn teardown_args() -> TeardownArgs {
+    TeardownArgs {
+        stack: StackArgs {
+            env: "dev".into(),
+            prefix: "nton".into(),
+            cfn_role_arn: None,
+        },
+        yes: true,
+        only: None,
+        keep_logs: false,
+        poll_seconds: 0.1,
+        aws: Default::default(),
+    }
+}
+
+async fn stack_status(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Option<StackStatus> {
+    match cfn.describe_stacks().stack_name(name).send().await {
+        Ok(answer) => answer.stacks()[0].stack_status().cloned(),
+        Err(_) => None,
+    }
+}
+
+async fn outputs(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Value {
+    let answer = cfn.describe_stacks().stack_name(name).send().await.unwrap();
+    answer.stacks()[0]
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap().to_string(),
+                Value::from(o.output_value().unwrap()),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+async fn deploy(config: &aws_config::SdkConfig, args: &DeployArgs) -> (u8, String, String) {
+    let (mut console, out, log) = Console::capture();
+    let code = aws::deploy_with(config, args, &mut console).await.unwrap();
+    (code, out.text(), log.text())
+}
+
+#[tokio::test]
+async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let dir = tempfile::tempdir().unwrap();
+    write_templates(dir.path(), &default_params());
+
+    let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    for name in ["nton-dev-registry", "nton-dev-pipeline"] {
+        assert_eq!(stack_status(&cfn, name).await, Some(StackStatus::CreateComplete), "{name}");
+        assert!(out.contains(&format!("{name}: CREATE_COMPLETE")), "{out}");
+    }
+    // The registry comes from the registry stack's repositories; the tag from the flag.
+    let registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-dev";
+    let pipeline = outputs(&cfn, "nton-dev-pipeline").await;
+    assert_eq!(pipeline["JobImage"], format!("{registry}/nton-job:git-1a2b3c4"));
+    assert!(out.contains(&format!("image registry: {registry}")), "{out}");
+    // Tags from the params file reach the stacks; only new events were printed, once each.
+    let described = cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap();
+    let tags: Vec<(String, String)> = described.stacks()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert!(tags.contains(&("environment".into(), "dev".into())), "{tags:?}");
+    assert_eq!(log.matches("CREATE_COMPLETE       ").count(), 2, "{log}");
+    assert!(log.contains("Add      AWS::S3::Bucket"), "{log}");
+
+    // The same deploy again changes nothing, which is a success; the image tag is kept from
+    // the deployed stack when no --image-tag is given.
+    let mut again = deploy_args(dir.path());
+    again.image_tag = None;
+    again.json = true;
+    let (code, out, log) = deploy(&config, &again).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    let summary: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["stacks"][0]["result"], "NO_CHANGES", "{summary}");
+    assert_eq!(summary["stacks"][1]["result"], "NO_CHANGES", "{summary}");
+    assert_eq!(summary["imageRegistry"], registry);
+    assert_eq!(
+        summary["stacks"][1]["outputs"]["JobImage"],
+        format!("{registry}/nton-job:git-1a2b3c4")
+    );
+
+    // A dry run of a real change prints it and changes nothing, leaving no change set.
+    write_templates(
+        dir.path(),
+        &json!({"Parameters": {"RepositoryPrefix": "team-dev", "QueueSuffix": "b"}}),
+    );
+    let mut dry = deploy_args(dir.path());
+    dry.dry_run = true;
+    dry.only = Some(aws::StackKind::Pipeline);
+    let (code, out, log) = deploy(&config, &dry).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    assert!(out.contains("nton-dev-pipeline: would update"), "{out}");
+    let sets = cfn
+        .list_change_sets()
+        .stack_name("nton-dev-pipeline")
+        .send()
+        .await
+        .unwrap();
+    assert!(sets.summaries().is_empty(), "{:?}", sets.summaries());
+    assert_eq!(
+        stack_status(&cfn, "nton-dev-pipeline").await,
+        Some(StackStatus::CreateComplete)
+    );
+
+    // And the real update applies it.
+    let mut update = deploy_args(dir.path());
+    update.only = Some(aws::StackKind::Pipeline);
+    let (code, out, log) = deploy(&config, &update).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    assert_eq!(
+        stack_status(&cfn, "nton-dev-pipeline").await,
+        Some(StackStatus::UpdateComplete)
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_of_a_new_environment_leaves_no_stack_behind() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let dir = tempfile::tempdir().unwrap();
+    write_templates(dir.path(), &default_params());
+    let mut dry = deploy_args(dir.path());
+    dry.dry_run = true;
+    let (code, out, log) = deploy(&config, &dry).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    assert!(out.contains("nton-dev-registry: would create (3 changes)"), "{out}");
+    assert!(out.contains("Add      AWS::ECR::Repository"), "{out}");
+    assert!(out.contains("nton-dev-pipeline: would create (2 changes)"), "{out}");
+    for name in ["nton-dev-registry", "nton-dev-pipeline"] {
+        assert_eq!(stack_status(&cfn, name).await, None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_stack_is_touched() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let dir = tempfile::tempdir().unwrap();
+    let params_path = dir.path().join("params/dev.json");
+    let cases: Vec<(Value, Option<&str>, String)> = vec![
+        (
+            json!({"Parameters": {"RepositoryPrefix": "x", "QueueSufix": "b"}}),
+            None,
+            format!("{}: Parameters.QueueSufix: no template declares it", params_path.display()),
+        ),
+        (
+            json!({"Parameters": {"RepositoryPrefix": ["a", {"b": 1}]}}),
+            None,
+            format!("{}: Parameters.RepositoryPrefix: ", params_path.display()),
+        ),
+        (
+            json!({"Parameters": {}}),
+            None,
+            format!(
+                "{}: Parameters: registry.yaml declares RepositoryPrefix without a Default",
+                params_path.display()
+            ),
+        ),
+        (
+            default_params(),
+            Some("latest"),
+            "--image-tag: \"latest\" is not an image tag".to_string(),
+        ),
+    ];
+    for (params, tag, expected) in cases {
+        write_templates(dir.path(), &params);
+        let mut args = deploy_args(dir.path());
+        args.image_tag = tag.map(str::to_string);
+        let (mut console, _, _) = Console::capture();
+        let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
+        let command_error = error.downcast_ref::<exit::CommandError>().expect("a CommandError");
+        assert_eq!(command_error.code, exit::BAD_INPUT, "{error}");
+        assert!(error.to_string().starts_with(&expected), "{error}\nexpected: {expected}");
+    }
+    // A file that is not JSON names the file.
+    std::fs::write(&params_path, "{\"Parameters\": {").unwrap();
+    let (mut console, _, _) = Console::capture();
+    let error = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with(&format!("{}: not valid JSON", params_path.display())),
+        "{error}"
+    );
+    // An environment without a params file says how to make one.
+    let mut args = deploy_args(dir.path());
+    args.stack.env = "prod".into();
+    let (mut console, _, _) = Console::capture();
+    let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
+    assert!(error.to_string().contains("params/prod.json: cannot read"), "{error}");
+    let stacks = cfn.list_stacks().send().await.unwrap();
+    assert!(stacks.stack_summaries().is_empty(), "{:?}", stacks.stack_summaries());
+}
+
+/// A state machine shaped like the pipeline's tail: a `Watch` state whose output carries the
+/// watcher's status, a Wait, a Choice, and Succeed or Fail with the status's error and cause.
+fn watching_machine(status: &Value) -> String {
+    json!({
+        "StartAt": "Watch",
+        "States": {
+            "Watch": {"Type": "Pass", "Result": status, "ResultPath": "$.status", "Next": "WaitForJobs"},
+            "WaitForJobs": {"Type": "Wait", "Seconds": 1, "Next": "IsDone"},
+            "IsDone": {"Type": "Choice", "Choices": [
+                {"Variable": "$.status.failed", "BooleanEquals": false, "Next": "Succeeded"}
+            ], "Default": "Failed"},
+            "Succeeded": {"Type": "Succeed"},
+            "Failed": {"Type": "Fail", "ErrorPath": "$.status.error", "CausePath": "$.status.cause"}
+        }
+    })
+    .to_string()
+}
+
+async fn create_machine(config: &aws_config::SdkConfig, name: &str, status: &Value) -> String {
+    let sfn = aws_sdk_sfn::Client::new(config);
+    sfn.create_state_machine()
+        .name(name)
+        .definition(watching_machine(status))
+        .role_arn("arn:aws:iam::123456789012:role/nton-test")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_string()
+}
+
+fn watch_args(execution: &str) -> WatchArgs {
+    WatchArgs {
+        env: Some("dev".into()),
+        prefix: "nton".into(),
+        execution: execution.into(),
+        state_machine_arn: None,
+        poll_seconds: 0.2,
+        watch_state: "Watch".into(),
+        json: false,
+        aws: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let status = json!({"done": true, "failed": false, "error": null, "cause": null,
+        "progress": {
+            "procure": {"size": 4, "counts": {"SUCCEEDED": 4}},
+            "process": {"size": 4, "counts": {"SUCCEEDED": 4}},
+            "egress": {"size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
+        }});
+    // moto does not execute machines made by CloudFormation, so the stack's output names one
+    // made through the API, as the real template's StateMachineArn output names its own.
+    let machine = create_machine(&config, "nton-dev-pipeline", &status).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_templates(
+        dir.path(),
+        &json!({"Parameters": {"RepositoryPrefix": "team-dev", "StateMachineArn": machine}}),
+    );
+    let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+
+    let start = StartArgs {
+        env: Some("dev".into()),
+        prefix: "nton".into(),
+        ids: Some(160),
+        ids_per_node: Some(40),
+        name: Some("run-1".into()),
+        state_machine_arn: None,
+        json: true,
+        aws: Default::default(),
+    };
+    let (mut console, out, _) = Console::capture();
+    assert_eq!(aws::start_with(&config, &start, &mut console).await.unwrap(), exit::SUCCESS);
+    let started: Value = serde_json::from_str(out.text().trim()).unwrap();
+    let execution = format!("{}:run-1", machine.replace(":stateMachine:", ":execution:"));
+    assert_eq!(started["executionArn"], execution.as_str());
+    assert_eq!(started["input"], json!({"ids": 160, "idsPerNode": 40}));
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(described.input().unwrap()).unwrap(),
+        json!({"ids": 160, "idsPerNode": 40})
+    );
+
+    // "latest" finds it; progress comes from the Watch state's output, per stage in order.
+    let (mut console, out, log) = Console::capture();
+    let code = aws::watch_with(&config, &watch_args("latest"), &mut console).await.unwrap();
+    assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
+    let log = log.text();
+    let procure = log.find("procure        4/4     ended  SUCCEEDED 4").expect(&log);
+    let egress = log.find("egress         3/4     ended  SUCCEEDED 3  RUNNING 1").expect(&log);
+    assert!(procure < egress, "{log}");
+    assert!(out.text().starts_with(&format!("SUCCEEDED after ")), "{}", out.text());
+    assert!(out.text().contains(&execution), "{}", out.text());
+
+    // The bare ARN without --json, and a name that the init Lambda would refuse is refused.
+    let mut plain = start.clone();
+    plain.json = false;
+    plain.name = None;
+    let (mut console, out, _) = Console::capture();
+    aws::start_with(&config, &plain, &mut console).await.unwrap();
+    assert!(out.text().trim().starts_with("arn:aws:states:us-east-1:123456789012:execution:nton-dev-pipeline:"));
+    let mut bad = start.clone();
+    bad.ids_per_node = Some(0);
+    let (mut console, _, _) = Console::capture();
+    let error = aws::start_with(&config, &bad, &mut console).await.unwrap_err();
+    assert!(error.to_string().starts_with("--ids-per-node: 0 is out of range"), "{error}");
+}
+
+#[tokio::test]
+async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_execution() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let status = json!({"done": true, "failed": true, "error": "NodesFailed",
+        "cause": "procure: 1 of 4 nodes failed (node 2)",
+        "progress": {"procure": {"size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}}},
+        "failedNodes": [{"node": 2, "stage": "procure", "reason": "Essential container exited", "exitCode": 1}],
+        "failedNodeCount": 1});
+    let machine = create_machine(&config, "failing", &status).await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let execution = sfn
+        .start_execution()
+        .state_machine_arn(&machine)
+        .input("{}")
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_string();
+
+    // By ARN: no stack needed.
+    let mut args = watch_args(&execution);
+    args.env = None;
+    let (mut console, out, log) = Console::capture();
+    let code = aws::watch_with(&config, &args, &mut console).await.unwrap();
+    let out = out.text();
+    assert_eq!(code, exit::RUN_FAILED, "{out}\n{}", log.text());
+    assert!(out.starts_with("FAILED after "), "{out}");
+    assert!(out.contains("  error: NodesFailed\n"), "{out}");
+    assert!(out.contains("  cause: procure: 1 of 4 nodes failed (node 2)\n"), "{out}");
+    assert!(
+        out.contains("  failed: procure node 2: Essential container exited (exit 1)"),
+        "{out}"
+    );
+
+    // The JSON stream ends with one "finished" object carrying the same.
+    args.json = true;
+    let (mut console, out, _) = Console::capture();
+    let code = aws::watch_with(&config, &args, &mut console).await.unwrap();
+    assert_eq!(code, exit::RUN_FAILED);
+    let last: Value = serde_json::from_str(out.text().trim().lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "finished");
+    assert_eq!(last["status"], "FAILED");
+    assert_eq!(last["error"], "NodesFailed");
+    assert_eq!(last["failedNodes"][0]["node"], 2);
+
+    // A name of the machine works as well as its ARN, given the machine.
+    let name = execution.rsplit(':').next().unwrap().to_string();
+    let mut by_name = watch_args(&name);
+    by_name.env = None;
+    by_name.state_machine_arn = Some(machine.clone());
+    let (mut console, _, _) = Console::capture();
+    assert_eq!(
+        aws::watch_with(&config, &by_name, &mut console).await.unwrap(),
+        exit::RUN_FAILED
+    );
+    // Without a stack or a machine, "latest" says what is missing.
+    let (mut console, _, _) = Console::capture();
+    let error = aws::watch_with(&config, &watch_args("latest"), &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("the stack nton-dev-pipeline does not exist"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes_both_stacks() {
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let dir = tempfile::tempdir().unwrap();
+    write_templates(dir.path(), &default_params());
+    let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+
+    // Results with old versions and a delete marker: all must go before the bucket can.
+    let bucket = outputs(&cfn, "nton-dev-pipeline").await["ResultsBucketName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+    );
+    s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (key, body) in [("w/0/results/1.json", "1"), ("w/0/results/1.json", "2"), ("w/1/results/2.json", "3")] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.delete_object().bucket(&bucket).key("w/1/results/2.json").send().await.unwrap();
+    let versions = s3.list_object_versions().bucket(&bucket).send().await.unwrap();
+    assert_eq!(versions.versions().len() + versions.delete_markers().len(), 4);
+    // An image in a repository: moto refuses to delete a repository holding one.
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let manifest = json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                   "digest": format!("sha256:{}", "a".repeat(64))},
+        "layers": []});
+    ecr.put_image()
+        .repository_name("team-dev/nton-job")
+        .image_manifest(manifest.to_string())
+        .image_tag("git-1a2b3c4")
+        .send()
+        .await
+        .unwrap();
+
+    // Refusing the confirmation deletes nothing.
+    let mut asked = String::new();
+    let mut refuse = |question: &str| {
+        asked = question.to_string();
+        Ok(false)
+    };
+    let mut ask = teardown_args();
+    ask.yes = false;
+    let (mut console, _, _) = Console::capture();
+    let error = aws::teardown_with(&config, &ask, &mut console, &mut refuse)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("nothing was deleted"), "{error}");
+    assert!(asked.contains(&format!("bucket {bucket} (4 object versions and delete markers)")), "{asked}");
+    assert!(asked.contains("image repository team-dev/nton-job (1 images)"), "{asked}");
+    assert_eq!(stack_status(&cfn, "nton-dev-pipeline").await, Some(StackStatus::CreateComplete));
+
+    let mut never = |_: &str| -> anyhow::Result<bool> { panic!("--yes must not ask") };
+    let (mut console, out, log) = Console::capture();
+    let code = aws::teardown_with(&config, &teardown_args(), &mut console, &mut never)
+        .await
+        .unwrap();
+    let (out, log) = (out.text(), log.text());
+    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    assert!(log.contains(&format!("emptied bucket {bucket} (4 object versions")), "{log}");
+    assert!(log.contains("emptied image repository team-dev/nton-job (1 images)"), "{log}");
+    // The pipeline goes first: it pulls from the registry.
+    let pipeline = out.find("nton-dev-pipeline: DELETE_COMPLETE").expect(&out);
+    let registry = out.find("nton-dev-registry: DELETE_COMPLETE").expect(&out);
+    assert!(pipeline < registry, "{out}");
+    assert!(out.contains("nothing left behind"), "{out}");
+    for name in ["nton-dev-registry", "nton-dev-pipeline"] {
+        let status = stack_status(&cfn, name).await;
+        assert!(
+            status.is_none() || status == Some(StackStatus::DeleteComplete),
+            "{name}: {status:?}"
+        );
+    }
+    assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
+    let repositories = ecr.describe_repositories().send().await.unwrap();
+    assert!(repositories.repositories().is_empty(), "{:?}", repositories.repositories());
+
+    // A second teardown finds nothing to do.
+    let (mut console, out, _) = Console::capture();
+    let code = aws::teardown_with(&config, &teardown_args(), &mut console, &mut never)
+        .await
+        .unwrap();
+    assert_eq!(code, exit::SUCCESS);
+    assert!(out.text().contains("nothing to tear down"), "{}", out.text());
+}

