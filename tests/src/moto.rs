@@ -81,7 +81,10 @@ impl MotoServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("moto server on port {} not ready after {limit:?}", self.port)
+        bail!(
+            "moto server on port {} not ready after {limit:?}",
+            self.port
+        )
     }
 
     /// A bare HTTP/1.0 request: the harness needs two calls, not an HTTP client dependency.

@@ -82,7 +82,11 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 set(
                     t,
-                    &["ResultsBucket", "Properties", "PublicAccessBlockConfiguration"],
+                    &[
+                        "ResultsBucket",
+                        "Properties",
+                        "PublicAccessBlockConfiguration",
+                    ],
                     "BlockPublicPolicy",
                     Value::Bool(false),
                 )
@@ -106,7 +110,14 @@ fn cases() -> Vec<Case> {
             rule_file: "efs1",
             rule: "EFS1",
             what: "unencrypted EFS",
-            breaks: |t| set(t, &["FileSystem", "Properties"], "Encrypted", Value::Bool(false)),
+            breaks: |t| {
+                set(
+                    t,
+                    &["FileSystem", "Properties"],
+                    "Encrypted",
+                    Value::Bool(false),
+                )
+            },
         },
         Case {
             template: "pipeline.yaml",
@@ -167,7 +178,10 @@ fn cases() -> Vec<Case> {
             rule: "EC26",
             what: "launch template with an unencrypted root volume",
             breaks: |t| {
-                let mappings = at(t, &["BatchLaunchTemplate", "Properties", "LaunchTemplateData"]);
+                let mappings = at(
+                    t,
+                    &["BatchLaunchTemplate", "Properties", "LaunchTemplateData"],
+                );
                 mappings.insert(
                     key("BlockDeviceMappings"),
                     yaml("[{DeviceName: /dev/xvda, Ebs: {Encrypted: false, VolumeSize: 30}}]"),
@@ -255,9 +269,13 @@ fn cases() -> Vec<Case> {
             rule: "IAM5",
             what: "a suppression without a reason suppresses nothing",
             breaks: |t| {
-                let entry = &mut t["Resources"]["WatchFunctionRole"]["Metadata"]["guard"]
-                    ["SuppressedRules"][0];
-                entry.as_mapping_mut().unwrap().remove("reason").expect("a reason to remove");
+                let entry = &mut t["Resources"]["WatchFunctionRole"]["Metadata"]["guard"]["SuppressedRules"]
+                    [0];
+                entry
+                    .as_mapping_mut()
+                    .unwrap()
+                    .remove("reason")
+                    .expect("a reason to remove");
             },
         },
         Case {
@@ -266,8 +284,8 @@ fn cases() -> Vec<Case> {
             rule: "IAM5",
             what: "deploy role allowed cloudformation:*",
             breaks: |t| {
-                t["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]
-                    ["Statement"][0]["Action"] = key("cloudformation:*");
+                t["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                    [0]["Action"] = key("cloudformation:*");
             },
         },
         Case {
@@ -399,9 +417,8 @@ fn cases() -> Vec<Case> {
             rule: "BATCH_JOB_EFS_TLS_IAM",
             what: "job mounting EFS without TLS",
             breaks: |t| {
-                t["Resources"]["ProcureJobDefinition"]["Properties"]["ContainerProperties"]
-                    ["Volumes"][0]["EfsVolumeConfiguration"]["TransitEncryption"] =
-                    key("DISABLED");
+                t["Resources"]["ProcureJobDefinition"]["Properties"]["ContainerProperties"]["Volumes"]
+                    [0]["EfsVolumeConfiguration"]["TransitEncryption"] = key("DISABLED");
             },
         },
         Case {
@@ -486,12 +503,18 @@ fn every_broken_variant_fails_its_rule_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (i, case) in cases().iter().enumerate() {
-        let rules = cfn_dir().join("guard").join(format!("{}.guard", case.rule_file));
+        let rules = cfn_dir()
+            .join("guard")
+            .join(format!("{}.guard", case.rule_file));
         assert!(rules.is_file(), "{} missing", rules.display());
 
         // The real template passes the rule ...
         let (code, out) = validate(&cfn_dir().join(case.template), &rules);
-        assert_eq!(code, 0, "{} fails {} before being broken:\n{out}", case.template, case.rule);
+        assert_eq!(
+            code, 0,
+            "{} fails {} before being broken:\n{out}",
+            case.template, case.rule
+        );
 
         // ... and the broken one fails it, naming the rule and printing its message.
         let mut template = load(case.template);
@@ -524,7 +547,10 @@ fn every_rule_file_has_a_broken_variant() {
             }
         }
     }
-    assert!(missing.is_empty(), "rule files without a broken variant: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "rule files without a broken variant: {missing:?}"
+    );
 }
 
 #[test]
@@ -545,11 +571,15 @@ fn every_rule_file_has_a_header_a_message_and_tests() {
             text.contains("Violation:") || text.contains("Warning:"),
             "{name}: no Violation message"
         );
-        assert_eq!(text.matches("\nrule ").count(), 1, "{name}: one rule per file");
+        assert_eq!(
+            text.matches("\nrule ").count(),
+            1,
+            "{name}: one rule per file"
+        );
         let stem = path.file_stem().unwrap().to_string_lossy();
         let tests = guard.join("tests").join(format!("{stem}_tests.yaml"));
-        let cases = std::fs::read_to_string(&tests)
-            .unwrap_or_else(|e| panic!("{}: {e}", tests.display()));
+        let cases =
+            std::fs::read_to_string(&tests).unwrap_or_else(|e| panic!("{}: {e}", tests.display()));
         for outcome in ["SKIP", "PASS", "FAIL"] {
             assert!(
                 cases.contains(&format!(": {outcome}")),
@@ -558,7 +588,8 @@ fn every_rule_file_has_a_header_a_message_and_tests() {
             );
         }
         assert!(
-            cases.contains("suppressed with a reason") || cases.contains("is suppressed with a reason"),
+            cases.contains("suppressed with a reason")
+                || cases.contains("is suppressed with a reason"),
             "{}: no suppressed case",
             tests.display()
         );

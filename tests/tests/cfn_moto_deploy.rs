@@ -14,8 +14,9 @@
 //!   deleted). Batch deletion is therefore not asserted here (cfn-guard's NO_RETAIN rule checks
 //!   statically that nothing is retained), and the full "nothing left" check uses an existing
 //!   VPC; the stack that creates its VPC is checked for everything but that VPC.
-//! - AWS::Scheduler::Schedule and AWS::S3::BucketPolicy are skipped silently; state machines it
-//!   creates from CloudFormation are invisible to its Step Functions API in executing mode.
+//! - AWS::Scheduler::Schedule and AWS::S3::BucketPolicy are skipped silently, a bucket gets only
+//!   its encryption (no logging, public access block, lifecycle), and state machines it creates
+//!   from CloudFormation are invisible to its Step Functions API in executing mode.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -26,14 +27,21 @@ use nton_tests::moto::MotoServer;
 type Outputs = HashMap<String, String>;
 
 fn template(name: &str) -> String {
-    let path = nton_tests::workspace_root().join("cloudformation").join(name);
+    let path = nton_tests::workspace_root()
+        .join("cloudformation")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<Parameter> {
     pairs
         .iter()
-        .map(|(k, v)| Parameter::builder().parameter_key(*k).parameter_value(*v).build())
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(*k)
+                .parameter_value(*v)
+                .build()
+        })
         .collect()
 }
 
@@ -76,16 +84,15 @@ async fn create(c: &Clients, name: &str, body: &str, parameters: Vec<Parameter>)
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
     let start = Instant::now();
     loop {
-        let stack = c
-            .cf
-            .describe_stacks()
-            .stack_name(name)
-            .send()
-            .await
-            .unwrap()
-            .stacks
-            .unwrap()
-            .remove(0);
+        let stack =
+            c.cf.describe_stacks()
+                .stack_name(name)
+                .send()
+                .await
+                .unwrap()
+                .stacks
+                .unwrap()
+                .remove(0);
         let status = stack.stack_status.clone().unwrap();
         if status.as_str().ends_with("IN_PROGRESS") && start.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -140,7 +147,11 @@ async fn delete(c: &Clients, name: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
-    assert_eq!(listed_status(c, name).await, Some(StackStatus::DeleteComplete), "{name}");
+    assert_eq!(
+        listed_status(c, name).await,
+        Some(StackStatus::DeleteComplete),
+        "{name}"
+    );
 }
 
 async fn bucket_exists(c: &Clients, bucket: &str) -> bool {
@@ -182,12 +193,13 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -196,13 +208,16 @@ fn percent_decode(text: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn registry_stack_creates_three_locked_down_repositories_and_deletes_them() {
+async fn registry_stack_creates_locked_down_repositories_and_a_templates_bucket_and_deletes_them() {
     let moto = MotoServer::start().unwrap();
     let c = clients(&moto).await;
     let outputs = create(&c, "nton-registry", &template("registry.yaml"), vec![]).await;
 
     let registry = outputs["ImageRegistry"].clone();
-    assert_eq!(registry, "123456789012.dkr.ecr.us-east-1.amazonaws.com/nton");
+    assert_eq!(
+        registry,
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/nton"
+    );
     let mut names = Vec::new();
     for (output, binary) in [
         ("JobRepositoryUri", "nton-job"),
@@ -239,9 +254,24 @@ async fn registry_stack_creates_three_locked_down_repositories_and_deletes_them(
         assert!(policy.is_err(), "unexpected repository policy: {policy:?}");
     }
 
+    // The bucket deploys upload pipeline.yaml to (too large to pass inline).
+    let templates = outputs["TemplatesBucketName"].clone();
+    assert!(bucket_exists(&c, &templates).await, "{templates}");
+    let encryption =
+        c.s3.get_bucket_encryption()
+            .bucket(&templates)
+            .send()
+            .await
+            .unwrap();
+    assert!(encryption.server_side_encryption_configuration.is_some());
+
     delete(&c, "nton-registry").await;
     let left = c.ecr.describe_repositories().send().await.unwrap();
     assert!(left.repositories.unwrap_or_default().is_empty());
+    assert!(
+        !bucket_exists(&c, &templates).await,
+        "{templates} left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,8 +321,14 @@ async fn github_oidc_stack_trusts_one_repository_environment_and_deletes_its_rol
         .assume_role_policy_document
         .unwrap();
     let trust = percent_decode(&trust);
-    assert!(trust.contains("repo:nton-dev/nton:environment:dev"), "{trust}");
-    assert!(trust.contains("token.actions.githubusercontent.com:aud"), "{trust}");
+    assert!(
+        trust.contains("repo:nton-dev/nton:environment:dev"),
+        "{trust}"
+    );
+    assert!(
+        trust.contains("token.actions.githubusercontent.com:aud"),
+        "{trust}"
+    );
     assert!(trust.contains("sts:AssumeRoleWithWebIdentity"), "{trust}");
 
     delete(&c, "nton-github-dev").await;
@@ -353,7 +389,10 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         "FileSystemId",
         "VpcId",
     ] {
-        assert!(outputs.contains_key(key), "output {key} missing: {outputs:?}");
+        assert!(
+            outputs.contains_key(key),
+            "output {key} missing: {outputs:?}"
+        );
     }
     assert_eq!(
         outputs["StateMachineArn"],
@@ -366,13 +405,15 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
     for bucket in &buckets {
         assert!(bucket_exists(c, bucket).await, "{bucket}");
     }
+    // moto's CloudFormation applies a bucket's encryption but not its logging, public access
+    // block, ownership or lifecycle settings; cfn-guard (S1, S2) checks those statically.
     let results = &outputs["ResultsBucketName"];
-    let logging = c.s3.get_bucket_logging().bucket(results).send().await.unwrap();
-    assert_eq!(
-        logging.logging_enabled.unwrap().target_bucket,
-        outputs["AccessLogsBucketName"]
-    );
-    let encryption = c.s3.get_bucket_encryption().bucket(results).send().await.unwrap();
+    let encryption =
+        c.s3.get_bucket_encryption()
+            .bucket(results)
+            .send()
+            .await
+            .unwrap();
     assert!(encryption.server_side_encryption_configuration.is_some());
 
     let queues = c
@@ -409,7 +450,11 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         .unwrap()
         .mount_targets
         .unwrap();
-    assert_eq!(mount_targets.len(), 2, "one mount target per private subnet");
+    assert_eq!(
+        mount_targets.len(),
+        2,
+        "one mount target per private subnet"
+    );
     let access_points = c
         .efs
         .describe_access_points()
@@ -421,19 +466,52 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         .unwrap();
     assert_eq!(access_points.len(), 1);
     let posix = access_points[0].posix_user.as_ref().unwrap();
-    assert_eq!((posix.uid, posix.gid), (1000, 1000), "non-root access point");
+    assert_eq!(
+        (posix.uid, posix.gid),
+        (1000, 1000),
+        "non-root access point"
+    );
 
     let mut groups = log_groups(c, &format!("/nton/{stack}/")).await;
     groups.extend(log_groups(c, &format!("/aws/vendedlogs/states/{stack}")).await);
-    for key in ["InitLogGroupName", "WatchLogGroupName", "JobLogGroupName", "StateMachineLogGroupName"] {
+    for key in [
+        "InitLogGroupName",
+        "WatchLogGroupName",
+        "JobLogGroupName",
+        "StateMachineLogGroupName",
+    ] {
         let group = groups.iter().find(|(name, _)| *name == outputs[key]);
         assert_eq!(group.map(|g| g.1), Some(Some(30)), "{key}: {groups:?}");
     }
 
     let roles = physical_ids(c, stack, "AWS::IAM::Role").await;
-    assert!(roles.len() >= 9, "one role per function, job, machine, schedule: {roles:?}");
+    // One role per function, job stage, state machine and schedule (+ the flow log role).
+    for logical in [
+        "InitFunctionRole",
+        "WatchFunctionRole",
+        "JobExecutionRole",
+        "ProcureJobRole",
+        "ProcessJobRole",
+        "EgressJobRole",
+        "StateMachineRole",
+        "SchedulerRole",
+    ] {
+        let prefix = format!("{stack}-{logical}-");
+        assert!(
+            roles.iter().any(|r| r.starts_with(&prefix)),
+            "no {logical}: {roles:?}"
+        );
+    }
     for role in &roles {
-        let role = c.iam.get_role().role_name(role).send().await.unwrap().role.unwrap();
+        let role = c
+            .iam
+            .get_role()
+            .role_name(role)
+            .send()
+            .await
+            .unwrap()
+            .role
+            .unwrap();
         assert!(role.assume_role_policy_document.is_some());
         let attached = c
             .iam
@@ -442,7 +520,10 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
             .send()
             .await
             .unwrap();
-        assert!(attached.attached_policies.unwrap_or_default().is_empty(), "no managed policies");
+        assert!(
+            attached.attached_policies.unwrap_or_default().is_empty(),
+            "no managed policies"
+        );
     }
     buckets
 }
@@ -450,7 +531,10 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
 /// After the stack is gone: nothing of it is left in S3, EFS, CloudWatch Logs or IAM.
 async fn check_nothing_left(c: &Clients, stack: &str, buckets: &[String], roles: &[String]) {
     for bucket in buckets {
-        assert!(!bucket_exists(c, bucket).await, "bucket {bucket} left behind");
+        assert!(
+            !bucket_exists(c, bucket).await,
+            "bucket {bucket} left behind"
+        );
     }
     assert_eq!(file_system_count(c).await, 0, "EFS file system left behind");
     let groups = [
@@ -486,11 +570,18 @@ async fn pipeline_stack_in_an_existing_vpc_deploys_and_deletes_leaving_nothing()
     )
     .await;
     assert_eq!(outputs["VpcId"], network["VpcId"]);
-    assert!(!outputs.contains_key("FlowLogGroupName"), "no flow log group for a VPC we do not own");
+    assert!(
+        !outputs.contains_key("FlowLogGroupName"),
+        "no flow log group for a VPC we do not own"
+    );
     let buckets = check_pipeline(&c, stack, &outputs).await;
     let roles = physical_ids(&c, stack, "AWS::IAM::Role").await;
     let security_groups = physical_ids(&c, stack, "AWS::EC2::SecurityGroup").await;
-    assert_eq!(security_groups.len(), 3, "compute, init Lambda, EFS: {security_groups:?}");
+    assert_eq!(
+        security_groups.len(),
+        3,
+        "compute, init Lambda, EFS: {security_groups:?}"
+    );
 
     delete(&c, stack).await;
     check_nothing_left(&c, stack, &buckets, &roles).await;
@@ -516,16 +607,27 @@ async fn pipeline_stack_with_its_own_vpc_deploys_and_deletes_all_moto_can() {
     let flow_logs = log_groups(&c, &outputs["FlowLogGroupName"]).await;
     assert_eq!(flow_logs, [(outputs["FlowLogGroupName"].clone(), Some(30))]);
     let endpoints = physical_ids(&c, stack, "AWS::EC2::VPCEndpoint").await;
-    assert_eq!(endpoints.len(), 4, "S3 gateway + ECR api, ECR dkr, Logs: {endpoints:?}");
+    assert_eq!(
+        endpoints.len(),
+        4,
+        "S3 gateway + ECR api, ECR dkr, Logs: {endpoints:?}"
+    );
     assert_eq!(physical_ids(&c, stack, "AWS::EC2::FlowLog").await.len(), 1);
-    assert!(physical_ids(&c, stack, "AWS::EC2::NatGateway").await.is_empty());
+    assert!(
+        physical_ids(&c, stack, "AWS::EC2::NatGateway")
+            .await
+            .is_empty()
+    );
     let buckets = check_pipeline(&c, stack, &outputs).await;
     let roles = physical_ids(&c, stack, "AWS::IAM::Role").await;
 
     // moto 5.2.1 never deletes a route table created by CloudFormation, so the VPC itself cannot
     // be deleted there; everything else must still be gone. A moto that fixes this deletes all.
     match c.cf.delete_stack().stack_name(stack).send().await {
-        Ok(_) => assert_eq!(listed_status(&c, stack).await, Some(StackStatus::DeleteComplete)),
+        Ok(_) => assert_eq!(
+            listed_status(&c, stack).await,
+            Some(StackStatus::DeleteComplete)
+        ),
         Err(e) => {
             let text = format!("{e:?}");
             assert!(

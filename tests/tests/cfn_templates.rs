@@ -84,7 +84,10 @@ fn cfn_lint_is_clean_with_every_environment_and_compute_type() {
     for compute in ["EC2", "SPOT"] {
         sets.push((
             format!("ComputeType={compute}, NAT"),
-            vec![format!("ComputeType={compute}"), "EgressMode=NatGateway".into()],
+            vec![
+                format!("ComputeType={compute}"),
+                "EgressMode=NatGateway".into(),
+            ],
         ));
     }
     sets.push((
@@ -120,16 +123,30 @@ fn params_files_name_only_real_parameters_in_the_template_configuration_format()
             serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let object = json.as_object().unwrap();
         assert!(
-            object.keys().all(|k| k == "Parameters" || k == "Tags" || k == "StackPolicy"),
+            object
+                .keys()
+                .all(|k| k == "Parameters" || k == "Tags" || k == "StackPolicy"),
             "{}: only Parameters, Tags, StackPolicy belong in a template configuration",
             file.display()
         );
         for (key, value) in json["Parameters"].as_object().unwrap() {
-            assert!(declared.contains_key(key.as_str()), "{}: {key} is not a parameter", file.display());
-            assert!(value.is_string(), "{}: {key} must be a string", file.display());
+            assert!(
+                declared.contains_key(key.as_str()),
+                "{}: {key} is not a parameter",
+                file.display()
+            );
+            assert!(
+                value.is_string(),
+                "{}: {key} must be a string",
+                file.display()
+            );
         }
         for (key, value) in json["Tags"].as_object().unwrap() {
-            assert!(value.is_string(), "{}: tag {key} must be a string", file.display());
+            assert!(
+                value.is_string(),
+                "{}: tag {key} must be a string",
+                file.display()
+            );
         }
     }
 }
@@ -151,7 +168,11 @@ fn cfn_guard_validate_passes_every_template() {
             }
         }
     }
-    assert!(errors.len() >= 25, "only {} error rules found", errors.len());
+    assert!(
+        errors.len() >= 25,
+        "only {} error rules found",
+        errors.len()
+    );
     for template in TEMPLATES {
         let mut args = vec![
             "validate".to_string(),
@@ -178,7 +199,12 @@ fn cfn_guard_validate_passes_every_template() {
                     path_arg(rules.clone()),
                 ],
             );
-            assert_eq!(code, 0, "warning rule {} on {template}:\n{out}", rules.display());
+            assert_eq!(
+                code,
+                0,
+                "warning rule {} on {template}:\n{out}",
+                rules.display()
+            );
         }
     }
 }
@@ -188,11 +214,28 @@ fn cfn_guard_rule_unit_tests_pass() {
     let guard = tool("NTON_CFN_GUARD", "cfn-guard");
     let (code, out) = run(
         &guard,
-        &["test".into(), "-d".into(), path_arg(cfn_dir().join("guard"))],
+        &[
+            "test".into(),
+            "-d".into(),
+            path_arg(cfn_dir().join("guard")),
+        ],
     );
     assert_eq!(code, 0, "cfn-guard test:\n{out}");
     let cases = out.matches("Test Case #").count();
     assert!(cases >= 200, "only {cases} guard test cases ran:\n{out}");
+}
+
+#[test]
+fn templates_fit_where_they_are_deployed_from() {
+    // CloudFormation takes at most 51,200 bytes inline (TemplateBody) and 1 MB from S3.
+    for (template, limit) in [
+        ("registry.yaml", 51_200),
+        ("github-oidc.yaml", 51_200),
+        ("pipeline.yaml", 1_000_000),
+    ] {
+        let size = std::fs::metadata(cfn_dir().join(template)).unwrap().len();
+        assert!(size <= limit, "{template} is {size} bytes, over {limit}");
+    }
 }
 
 #[test]
@@ -216,9 +259,10 @@ fn the_engine_contract_holds() {
     ] {
         assert!(resources.contains_key(id), "{id} is gone");
     }
-    let substitutions = template["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
-        .as_mapping()
-        .unwrap();
+    let substitutions =
+        template["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
+            .as_mapping()
+            .unwrap();
     let mut keys: Vec<&str> = substitutions.keys().map(|k| k.as_str().unwrap()).collect();
     keys.sort();
     assert_eq!(
@@ -239,10 +283,13 @@ fn the_engine_contract_holds() {
     // The init Lambda mounts EFS where the jobs do, and where NTON_DATA_ROOT points.
     let init = &template["Resources"]["InitFunction"]["Properties"];
     assert_eq!(init["FileSystemConfigs"][0]["LocalMountPath"], "/mnt/efs");
-    assert_eq!(init["Environment"]["Variables"]["NTON_DATA_ROOT"], "/mnt/efs");
+    assert_eq!(
+        init["Environment"]["Variables"]["NTON_DATA_ROOT"],
+        "/mnt/efs"
+    );
     for stage in ["Procure", "Process", "Egress"] {
-        let container =
-            &template["Resources"][format!("{stage}JobDefinition").as_str()]["Properties"]["ContainerProperties"];
+        let container = &template["Resources"][format!("{stage}JobDefinition").as_str()]["Properties"]
+            ["ContainerProperties"];
         assert_eq!(container["MountPoints"][0]["ContainerPath"], "/mnt/efs");
         assert_eq!(container["Environment"][0]["Name"], "NTON_DATA_ROOT");
         assert_eq!(container["Environment"][0]["Value"], "/mnt/efs");

@@ -2,13 +2,14 @@
 //! the real SDK: small templates written per test (moto's CloudFormation makes S3, SQS and ECR
 //! resources), and state machines that moto really executes (Pass/Wait/Choice/Succeed/Fail).
 //!
-//! moto ignores some things AWS does (it answers "no changes" from CreateChangeSet itself, it
-//! ignores ECR's EmptyOnDelete, it fails rather than rolls back); the tests only assert what
-//! both do.
+//! moto differs from AWS in ways the tests work around rather than assert: it answers "no
+//! changes" from CreateChangeSet itself, ignores ECR's EmptyOnDelete, fails rather than rolls
+//! back, and gives stacks made by change sets no outputs (so values are read from the stacks'
+//! parameters and resources here, and the stack `start` reads is made with CreateStack).
 
 use std::path::Path;
 
-use aws_sdk_cloudformation::types::StackStatus;
+use aws_sdk_cloudformation::types::{ExecutionStatus, StackStatus};
 use nton::aws::{self, Console, DeployArgs, StackArgs, StartArgs, TeardownArgs, WatchArgs};
 use nton::exit;
 use nton_tests::moto::MotoServer;
@@ -127,19 +128,35 @@ async fn stack_status(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Optio
     }
 }
 
-async fn outputs(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Value {
+async fn parameters(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Value {
     let answer = cfn.describe_stacks().stack_name(name).send().await.unwrap();
     answer.stacks()[0]
-        .outputs()
+        .parameters()
         .iter()
-        .map(|o| {
+        .map(|p| {
             (
-                o.output_key().unwrap().to_string(),
-                Value::from(o.output_value().unwrap()),
+                p.parameter_key().unwrap().to_string(),
+                Value::from(p.parameter_value().unwrap_or_default()),
             )
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+async fn physical_id(cfn: &aws_sdk_cloudformation::Client, stack: &str, logical: &str) -> String {
+    let answer = cfn
+        .list_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
+    answer
+        .stack_resource_summaries()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some(logical))
+        .and_then(|r| r.physical_resource_id())
+        .unwrap()
+        .to_string()
 }
 
 async fn deploy(config: &aws_config::SdkConfig, args: &DeployArgs) -> (u8, String, String) {
@@ -159,22 +176,39 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
     for name in ["nton-dev-registry", "nton-dev-pipeline"] {
-        assert_eq!(stack_status(&cfn, name).await, Some(StackStatus::CreateComplete), "{name}");
+        assert_eq!(
+            stack_status(&cfn, name).await,
+            Some(StackStatus::CreateComplete),
+            "{name}"
+        );
         assert!(out.contains(&format!("{name}: CREATE_COMPLETE")), "{out}");
     }
     // The registry comes from the registry stack's repositories; the tag from the flag.
     let registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/team-dev";
-    let pipeline = outputs(&cfn, "nton-dev-pipeline").await;
-    assert_eq!(pipeline["JobImage"], format!("{registry}/nton-job:git-1a2b3c4"));
-    assert!(out.contains(&format!("image registry: {registry}")), "{out}");
+    let pipeline = parameters(&cfn, "nton-dev-pipeline").await;
+    assert_eq!(pipeline["ImageRegistry"], registry);
+    assert_eq!(pipeline["ImageTag"], ":git-1a2b3c4");
+    assert_eq!(pipeline["RepositoryPrefix"], "team-dev");
+    assert!(
+        out.contains(&format!("image registry: {registry}")),
+        "{out}"
+    );
     // Tags from the params file reach the stacks; only new events were printed, once each.
-    let described = cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap();
+    let described = cfn
+        .describe_stacks()
+        .stack_name("nton-dev-pipeline")
+        .send()
+        .await
+        .unwrap();
     let tags: Vec<(String, String)> = described.stacks()[0]
         .tags()
         .iter()
         .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
         .collect();
-    assert!(tags.contains(&("environment".into(), "dev".into())), "{tags:?}");
+    assert!(
+        tags.contains(&("environment".into(), "dev".into())),
+        "{tags:?}"
+    );
     assert_eq!(log.matches("CREATE_COMPLETE       ").count(), 2, "{log}");
     assert!(log.contains("Add      AWS::S3::Bucket"), "{log}");
 
@@ -189,9 +223,10 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     assert_eq!(summary["stacks"][0]["result"], "NO_CHANGES", "{summary}");
     assert_eq!(summary["stacks"][1]["result"], "NO_CHANGES", "{summary}");
     assert_eq!(summary["imageRegistry"], registry);
+    assert_eq!(summary["stacks"][1]["status"], "CREATE_COMPLETE");
     assert_eq!(
-        summary["stacks"][1]["outputs"]["JobImage"],
-        format!("{registry}/nton-job:git-1a2b3c4")
+        parameters(&cfn, "nton-dev-pipeline").await["ImageTag"],
+        ":git-1a2b3c4"
     );
 
     // A dry run of a real change prints it and changes nothing, leaving no change set.
@@ -211,7 +246,13 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
         .send()
         .await
         .unwrap();
-    assert!(sets.summaries().is_empty(), "{:?}", sets.summaries());
+    // (moto also lists executed change sets, which AWS drops.)
+    let pending: Vec<_> = sets
+        .summaries()
+        .iter()
+        .filter(|s| s.execution_status() == Some(&ExecutionStatus::Available))
+        .collect();
+    assert!(pending.is_empty(), "{pending:?}");
     assert_eq!(
         stack_status(&cfn, "nton-dev-pipeline").await,
         Some(StackStatus::CreateComplete)
@@ -226,6 +267,10 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
         stack_status(&cfn, "nton-dev-pipeline").await,
         Some(StackStatus::UpdateComplete)
     );
+    assert_eq!(
+        parameters(&cfn, "nton-dev-pipeline").await["QueueSuffix"],
+        "b"
+    );
 }
 
 #[tokio::test]
@@ -239,9 +284,15 @@ async fn a_dry_run_of_a_new_environment_leaves_no_stack_behind() {
     dry.dry_run = true;
     let (code, out, log) = deploy(&config, &dry).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert!(out.contains("nton-dev-registry: would create (3 changes)"), "{out}");
+    assert!(
+        out.contains("nton-dev-registry: would create (3 changes)"),
+        "{out}"
+    );
     assert!(out.contains("Add      AWS::ECR::Repository"), "{out}");
-    assert!(out.contains("nton-dev-pipeline: would create (2 changes)"), "{out}");
+    assert!(
+        out.contains("nton-dev-pipeline: would create (2 changes)"),
+        "{out}"
+    );
     for name in ["nton-dev-registry", "nton-dev-pipeline"] {
         assert_eq!(stack_status(&cfn, name).await, None, "{name}");
     }
@@ -258,7 +309,10 @@ async fn bad_input_is_refused_before_any_stack_is_touched() {
         (
             json!({"Parameters": {"RepositoryPrefix": "x", "QueueSufix": "b"}}),
             None,
-            format!("{}: Parameters.QueueSufix: no template declares it", params_path.display()),
+            format!(
+                "{}: Parameters.QueueSufix: no template declares it",
+                params_path.display()
+            ),
         ),
         (
             json!({"Parameters": {"RepositoryPrefix": ["a", {"b": 1}]}}),
@@ -284,10 +338,17 @@ async fn bad_input_is_refused_before_any_stack_is_touched() {
         let mut args = deploy_args(dir.path());
         args.image_tag = tag.map(str::to_string);
         let (mut console, _, _) = Console::capture();
-        let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
-        let command_error = error.downcast_ref::<exit::CommandError>().expect("a CommandError");
+        let error = aws::deploy_with(&config, &args, &mut console)
+            .await
+            .unwrap_err();
+        let command_error = error
+            .downcast_ref::<exit::CommandError>()
+            .expect("a CommandError");
         assert_eq!(command_error.code, exit::BAD_INPUT, "{error}");
-        assert!(error.to_string().starts_with(&expected), "{error}\nexpected: {expected}");
+        assert!(
+            error.to_string().starts_with(&expected),
+            "{error}\nexpected: {expected}"
+        );
     }
     // A file that is not JSON names the file.
     std::fs::write(&params_path, "{\"Parameters\": {").unwrap();
@@ -296,17 +357,28 @@ async fn bad_input_is_refused_before_any_stack_is_touched() {
         .await
         .unwrap_err();
     assert!(
-        error.to_string().starts_with(&format!("{}: not valid JSON", params_path.display())),
+        error
+            .to_string()
+            .starts_with(&format!("{}: not valid JSON", params_path.display())),
         "{error}"
     );
     // An environment without a params file says how to make one.
     let mut args = deploy_args(dir.path());
     args.stack.env = "prod".into();
     let (mut console, _, _) = Console::capture();
-    let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
-    assert!(error.to_string().contains("params/prod.json: cannot read"), "{error}");
+    let error = aws::deploy_with(&config, &args, &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("params/prod.json: cannot read"),
+        "{error}"
+    );
     let stacks = cfn.list_stacks().send().await.unwrap();
-    assert!(stacks.stack_summaries().is_empty(), "{:?}", stacks.stack_summaries());
+    assert!(
+        stacks.stack_summaries().is_empty(),
+        "{:?}",
+        stacks.stack_summaries()
+    );
 }
 
 /// A state machine shaped like the pipeline's tail: a `Watch` state whose output carries the
@@ -358,21 +430,27 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
     let moto = MotoServer::start().unwrap();
     let config = moto.sdk_config().await;
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
-        "progress": {
-            "procure": {"size": 4, "counts": {"SUCCEEDED": 4}},
-            "process": {"size": 4, "counts": {"SUCCEEDED": 4}},
-            "egress": {"size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
-        }});
+    "progress": {
+        "procure": {"size": 4, "counts": {"SUCCEEDED": 4}},
+        "process": {"size": 4, "counts": {"SUCCEEDED": 4}},
+        "egress": {"size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
+    }});
     // moto does not execute machines made by CloudFormation, so the stack's output names one
     // made through the API, as the real template's StateMachineArn output names its own.
     let machine = create_machine(&config, "nton-dev-pipeline", &status).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_templates(
-        dir.path(),
-        &json!({"Parameters": {"RepositoryPrefix": "team-dev", "StateMachineArn": machine}}),
-    );
-    let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
-    assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    cfn.create_stack()
+        .stack_name("nton-dev-pipeline")
+        .template_body(PIPELINE)
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("StateMachineArn")
+                .parameter_value(&machine)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     let start = StartArgs {
         env: Some("dev".into()),
@@ -385,13 +463,23 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
         aws: Default::default(),
     };
     let (mut console, out, _) = Console::capture();
-    assert_eq!(aws::start_with(&config, &start, &mut console).await.unwrap(), exit::SUCCESS);
+    assert_eq!(
+        aws::start_with(&config, &start, &mut console)
+            .await
+            .unwrap(),
+        exit::SUCCESS
+    );
     let started: Value = serde_json::from_str(out.text().trim()).unwrap();
     let execution = format!("{}:run-1", machine.replace(":stateMachine:", ":execution:"));
     assert_eq!(started["executionArn"], execution.as_str());
     assert_eq!(started["input"], json!({"ids": 160, "idsPerNode": 40}));
     let sfn = aws_sdk_sfn::Client::new(&config);
-    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(described.input().unwrap()).unwrap(),
         json!({"ids": 160, "idsPerNode": 40})
@@ -399,27 +487,92 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
 
     // "latest" finds it; progress comes from the Watch state's output, per stage in order.
     let (mut console, out, log) = Console::capture();
-    let code = aws::watch_with(&config, &watch_args("latest"), &mut console).await.unwrap();
+    let code = aws::watch_with(&config, &watch_args("latest"), &mut console)
+        .await
+        .unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
     let log = log.text();
-    let procure = log.find("procure        4/4     ended  SUCCEEDED 4").expect(&log);
-    let egress = log.find("egress         3/4     ended  SUCCEEDED 3  RUNNING 1").expect(&log);
+    let procure = log
+        .find("procure      4/4     ended  SUCCEEDED 4")
+        .expect(&log);
+    let egress = log
+        .find("egress       3/4     ended  SUCCEEDED 3  RUNNING 1")
+        .expect(&log);
     assert!(procure < egress, "{log}");
-    assert!(out.text().starts_with(&format!("SUCCEEDED after ")), "{}", out.text());
+    assert!(
+        out.text().starts_with(&format!("SUCCEEDED after ")),
+        "{}",
+        out.text()
+    );
     assert!(out.text().contains(&execution), "{}", out.text());
 
-    // The bare ARN without --json, and a name that the init Lambda would refuse is refused.
-    let mut plain = start.clone();
-    plain.json = false;
-    plain.name = None;
-    let (mut console, out, _) = Console::capture();
-    aws::start_with(&config, &plain, &mut console).await.unwrap();
-    assert!(out.text().trim().starts_with("arn:aws:states:us-east-1:123456789012:execution:nton-dev-pipeline:"));
+    // A group size the init Lambda would refuse is refused before anything starts.
     let mut bad = start.clone();
     bad.ids_per_node = Some(0);
     let (mut console, _, _) = Console::capture();
-    let error = aws::start_with(&config, &bad, &mut console).await.unwrap_err();
-    assert!(error.to_string().starts_with("--ids-per-node: 0 is out of range"), "{error}");
+    let error = aws::start_with(&config, &bad, &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("--ids-per-node: 0 is out of range"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn start_on_a_machine_given_by_arn_prints_the_bare_execution_arn() {
+    // A server of its own: moto fails every execution after the first in one server.
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let status = json!({"done": true, "failed": false, "progress": {}});
+    let machine = create_machine(&config, "by-arn", &status).await;
+    let args = StartArgs {
+        env: None,
+        prefix: "nton".into(),
+        ids: None,
+        ids_per_node: None,
+        name: Some("nightly".into()),
+        state_machine_arn: Some(machine.clone()),
+        json: false,
+        aws: Default::default(),
+    };
+    let (mut console, out, log) = Console::capture();
+    assert_eq!(
+        aws::start_with(&config, &args, &mut console).await.unwrap(),
+        exit::SUCCESS
+    );
+    let execution = format!(
+        "{}:nightly",
+        machine.replace(":stateMachine:", ":execution:")
+    );
+    assert_eq!(out.text(), format!("{execution}\n"));
+    assert!(
+        log.text()
+            .contains(&format!("nton watch --execution {execution}")),
+        "{}",
+        log.text()
+    );
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.input(), Some("{}"));
+    // Something that is not a state machine ARN is refused, naming the flag.
+    let mut wrong = args.clone();
+    wrong.state_machine_arn = Some(execution.clone());
+    let (mut console, _, _) = Console::capture();
+    let error = aws::start_with(&config, &wrong, &mut console)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with("--state-machine-arn: "),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -452,7 +605,10 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
     assert_eq!(code, exit::RUN_FAILED, "{out}\n{}", log.text());
     assert!(out.starts_with("FAILED after "), "{out}");
     assert!(out.contains("  error: NodesFailed\n"), "{out}");
-    assert!(out.contains("  cause: procure: 1 of 4 nodes failed (node 2)\n"), "{out}");
+    assert!(
+        out.contains("  cause: procure: 1 of 4 nodes failed (node 2)\n"),
+        "{out}"
+    );
     assert!(
         out.contains("  failed: procure node 2: Essential container exited (exit 1)"),
         "{out}"
@@ -476,7 +632,9 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
     by_name.state_machine_arn = Some(machine.clone());
     let (mut console, _, _) = Console::capture();
     assert_eq!(
-        aws::watch_with(&config, &by_name, &mut console).await.unwrap(),
+        aws::watch_with(&config, &by_name, &mut console)
+            .await
+            .unwrap(),
         exit::RUN_FAILED
     );
     // Without a stack or a machine, "latest" says what is missing.
@@ -485,7 +643,9 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
         .await
         .unwrap_err();
     assert!(
-        error.to_string().contains("the stack nton-dev-pipeline does not exist"),
+        error
+            .to_string()
+            .contains("the stack nton-dev-pipeline does not exist"),
         "{error}"
     );
 }
@@ -501,12 +661,11 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
 
     // Results with old versions and a delete marker: all must go before the bucket can.
-    let bucket = outputs(&cfn, "nton-dev-pipeline").await["ResultsBucketName"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let bucket = physical_id(&cfn, "nton-dev-pipeline", "ResultsBucket").await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
     );
     s3.put_bucket_versioning()
         .bucket(&bucket)
@@ -518,7 +677,11 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         .send()
         .await
         .unwrap();
-    for (key, body) in [("w/0/results/1.json", "1"), ("w/0/results/1.json", "2"), ("w/1/results/2.json", "3")] {
+    for (key, body) in [
+        ("w/0/results/1.json", "1"),
+        ("w/0/results/1.json", "2"),
+        ("w/1/results/2.json", "3"),
+    ] {
         s3.put_object()
             .bucket(&bucket)
             .key(key)
@@ -527,9 +690,22 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
             .await
             .unwrap();
     }
-    s3.delete_object().bucket(&bucket).key("w/1/results/2.json").send().await.unwrap();
-    let versions = s3.list_object_versions().bucket(&bucket).send().await.unwrap();
-    assert_eq!(versions.versions().len() + versions.delete_markers().len(), 4);
+    s3.delete_object()
+        .bucket(&bucket)
+        .key("w/1/results/2.json")
+        .send()
+        .await
+        .unwrap();
+    let versions = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.versions().len() + versions.delete_markers().len(),
+        4
+    );
     // An image in a repository: moto refuses to delete a repository holding one.
     let ecr = aws_sdk_ecr::Client::new(&config);
     let manifest = json!({"schemaVersion": 2,
@@ -558,9 +734,20 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         .await
         .unwrap_err();
     assert!(error.to_string().contains("nothing was deleted"), "{error}");
-    assert!(asked.contains(&format!("bucket {bucket} (4 object versions and delete markers)")), "{asked}");
-    assert!(asked.contains("image repository team-dev/nton-job (1 images)"), "{asked}");
-    assert_eq!(stack_status(&cfn, "nton-dev-pipeline").await, Some(StackStatus::CreateComplete));
+    assert!(
+        asked.contains(&format!(
+            "bucket {bucket} (4 object versions and delete markers)"
+        )),
+        "{asked}"
+    );
+    assert!(
+        asked.contains("image repository team-dev/nton-job (1 images)"),
+        "{asked}"
+    );
+    assert_eq!(
+        stack_status(&cfn, "nton-dev-pipeline").await,
+        Some(StackStatus::CreateComplete)
+    );
 
     let mut never = |_: &str| -> anyhow::Result<bool> { panic!("--yes must not ask") };
     let (mut console, out, log) = Console::capture();
@@ -569,8 +756,14 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         .unwrap();
     let (out, log) = (out.text(), log.text());
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert!(log.contains(&format!("emptied bucket {bucket} (4 object versions")), "{log}");
-    assert!(log.contains("emptied image repository team-dev/nton-job (1 images)"), "{log}");
+    assert!(
+        log.contains(&format!("emptied bucket {bucket} (4 object versions")),
+        "{log}"
+    );
+    assert!(
+        log.contains("emptied image repository team-dev/nton-job (1 images)"),
+        "{log}"
+    );
     // The pipeline goes first: it pulls from the registry.
     let pipeline = out.find("nton-dev-pipeline: DELETE_COMPLETE").expect(&out);
     let registry = out.find("nton-dev-registry: DELETE_COMPLETE").expect(&out);
@@ -585,7 +778,11 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
     }
     assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
     let repositories = ecr.describe_repositories().send().await.unwrap();
-    assert!(repositories.repositories().is_empty(), "{:?}", repositories.repositories());
+    assert!(
+        repositories.repositories().is_empty(),
+        "{:?}",
+        repositories.repositories()
+    );
 
     // A second teardown finds nothing to do.
     let (mut console, out, _) = Console::capture();
@@ -593,5 +790,9 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         .await
         .unwrap();
     assert_eq!(code, exit::SUCCESS);
-    assert!(out.text().contains("nothing to tear down"), "{}", out.text());
+    assert!(
+        out.text().contains("nothing to tear down"),
+        "{}",
+        out.text()
+    );
 }

@@ -185,7 +185,11 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
     }
     let results = result_files(&run.results_dir());
     assert_eq!(results.len(), 32);
-    assert!(results.iter().all(|path| !path.starts_with(run.results_dir().join("3"))));
+    assert!(
+        results
+            .iter()
+            .all(|path| !path.starts_with(run.results_dir().join("3")))
+    );
     // The run ended in the Fail state, whose cause names the stage and the node.
     assert_eq!(run.summary["status"], "FAILED");
     assert_eq!(run.summary["failedState"], "Failed");
@@ -221,8 +225,15 @@ fn ten_thousand_nodes_complete_and_ten_thousand_and_one_are_refused_before_any_w
         &["--ids", "10001", "--ids-per-node", "1"],
     );
     assert_eq!(refused.code(), 2, "{}", refused.stderr());
-    assert!(refused.stderr().contains("10001 nodes"), "{}", refused.stderr());
-    assert!(!dir.path().join("refused").exists(), "nothing may be written");
+    assert!(
+        refused.stderr().contains("10001 nodes"),
+        "{}",
+        refused.stderr()
+    );
+    assert!(
+        !dir.path().join("refused").exists(),
+        "nothing may be written"
+    );
 
     let run = nton_run(
         &dir.path().join("big"),
@@ -281,8 +292,8 @@ fn every_result_of_a_few_thousand_ids_matches_its_data() {
 
 /// Writes the real template with one edit into `dir` and returns its path.
 fn edited_template(dir: &Path, from: &str, to: &str) -> PathBuf {
-    let text = std::fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml")).unwrap();
     assert!(text.contains(from), "the template still has {from:?}");
     let path = dir.join("pipeline.yaml");
     std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
@@ -297,7 +308,10 @@ fn an_unsupported_state_type_or_a_broken_path_fails_at_load_naming_the_state() {
         "          WaitForJobs:\n            Type: Wait",
         "          WaitForJobs:\n            Type: Map",
     );
-    let run = nton_run(&dir.path().join("a"), &["--template", map.to_str().unwrap()]);
+    let run = nton_run(
+        &dir.path().join("a"),
+        &["--template", map.to_str().unwrap()],
+    );
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("WaitForJobs"), "{}", run.stderr());
     assert!(!dir.path().join("a").exists(), "nothing may be written");
@@ -307,7 +321,10 @@ fn an_unsupported_state_type_or_a_broken_path_fails_at_load_naming_the_state() {
         "nodes.$: $.Payload.nodes",
         "nodes.$: $.Payload..[",
     );
-    let run = nton_run(&dir.path().join("b"), &["--template", broken.to_str().unwrap()]);
+    let run = nton_run(
+        &dir.path().join("b"),
+        &["--template", broken.to_str().unwrap()],
+    );
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("Init"), "{}", run.stderr());
 }

@@ -35,7 +35,12 @@ impl Fake {
         if let Value::Object(map) = responses {
             let mut script = fake.script.lock().unwrap();
             for (state, answers) in map {
-                let answers = answers.as_array().expect("a list of answers").iter().cloned().collect();
+                let answers = answers
+                    .as_array()
+                    .expect("a list of answers")
+                    .iter()
+                    .cloned()
+                    .collect();
                 script.insert(state.clone(), answers);
             }
         }
@@ -90,7 +95,10 @@ impl TaskExecutor for Fake {
     }
 
     async fn wait(&self, state: &str, duration: Duration) {
-        self.waits.lock().unwrap().push((state.to_string(), duration));
+        self.waits
+            .lock()
+            .unwrap()
+            .push((state.to_string(), duration));
     }
 }
 
@@ -116,13 +124,16 @@ impl ExecutionObserver for Recorder {
         let _ = input;
     }
     fn state_exited(&self, name: &str, output: &Value) {
-        self.events.lock().unwrap().push(format!("exit {name} {output}"));
-    }
-    fn task_retry(&self, state: &str, failure: &TaskFailure, attempt: u32, delay: Duration) {
         self.events
             .lock()
             .unwrap()
-            .push(format!("retry {state} #{attempt} after {}s: {failure}", delay.as_secs_f64()));
+            .push(format!("exit {name} {output}"));
+    }
+    fn task_retry(&self, state: &str, failure: &TaskFailure, attempt: u32, delay: Duration) {
+        self.events.lock().unwrap().push(format!(
+            "retry {state} #{attempt} after {}s: {failure}",
+            delay.as_secs_f64()
+        ));
     }
     fn execution_ended(&self, outcome: &ExecutionOutcome) {
         let end = match outcome {
@@ -154,12 +165,23 @@ async fn check_run_case(case: &Value) -> Vec<String> {
                 problems.push(format!("output {output}, expected {expected}"));
             }
         }
-        (None, Some(expected), ExecutionOutcome::Failed { error, cause, state }) => {
+        (
+            None,
+            Some(expected),
+            ExecutionOutcome::Failed {
+                error,
+                cause,
+                state,
+            },
+        ) => {
             if error != expected["error"].as_str().unwrap() {
                 problems.push(format!("error {error}, expected {}", expected["error"]));
             }
             if state.as_deref() != expected["state"].as_str() {
-                problems.push(format!("failed in {state:?}, expected {}", expected["state"]));
+                problems.push(format!(
+                    "failed in {state:?}, expected {}",
+                    expected["state"]
+                ));
             }
             if let Some(c) = expected.get("cause").and_then(Value::as_str)
                 && cause != c
@@ -177,7 +199,11 @@ async fn check_run_case(case: &Value) -> Vec<String> {
     if let Some(expected) = case.get("calls").and_then(Value::as_array) {
         let calls = fake.calls();
         if calls.len() != expected.len() {
-            problems.push(format!("{} calls, expected {}: {calls:?}", calls.len(), expected.len()));
+            problems.push(format!(
+                "{} calls, expected {}: {calls:?}",
+                calls.len(),
+                expected.len()
+            ));
         }
         for (i, (call, want)) in calls.iter().zip(expected).enumerate() {
             for (key, value) in want.as_object().unwrap() {
@@ -202,7 +228,10 @@ async fn check_run_case(case: &Value) -> Vec<String> {
         }
     }
     if let Some(expected) = case.get("path").and_then(Value::as_array) {
-        let want: Vec<String> = expected.iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
         let got = recorder.entered();
         if got != want {
             problems.push(format!("path {got:?}, expected {want:?}"));
@@ -220,10 +249,19 @@ async fn scripted_executions() {
     for case in cases {
         let problems = check_run_case(case).await;
         if !problems.is_empty() {
-            failures.push(format!("{}:\n  {}", case["name"].as_str().unwrap(), problems.join("\n  ")));
+            failures.push(format!(
+                "{}:\n  {}",
+                case["name"].as_str().unwrap(),
+                problems.join("\n  ")
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -245,20 +283,37 @@ async fn choice_rules() {
         .unwrap_or_else(|e| panic!("{}: {e}", entry["rule"]));
         for case in entry["cases"].as_array().unwrap() {
             let (input, expected) = (&case[0], case[1].to_string().replace('"', ""));
-            let outcome = run_execution(&machine, input.clone(), &Fake::default(), &NullObserver, context()).await;
+            let outcome = run_execution(
+                &machine,
+                input.clone(),
+                &Fake::default(),
+                &NullObserver,
+                context(),
+            )
+            .await;
             let got = match outcome {
                 ExecutionOutcome::Succeeded { output } => output.as_str().unwrap().to_string(),
-                ExecutionOutcome::Failed { error, .. } if error == "States.Runtime" => "runtime".to_string(),
+                ExecutionOutcome::Failed { error, .. } if error == "States.Runtime" => {
+                    "runtime".to_string()
+                }
                 other => format!("{other:?}"),
             };
             checked += 1;
             if got != expected {
-                failures.push(format!("{} on {input}: {got}, expected {expected}", entry["rule"]));
+                failures.push(format!(
+                    "{} on {input}: {got}, expected {expected}",
+                    entry["rule"]
+                ));
             }
         }
     }
     assert!(checked > 100, "only {checked} choice cases");
-    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -286,12 +341,21 @@ async fn context_object() {
         panic!("{outcome:?}")
     };
     let c = &output["ctx"];
-    assert_eq!(c["Execution"]["Id"], "arn:aws:states:eu-west-1:123456789012:execution:Pipeline:run-7");
+    assert_eq!(
+        c["Execution"]["Id"],
+        "arn:aws:states:eu-west-1:123456789012:execution:Pipeline:run-7"
+    );
     assert_eq!(c["Execution"]["Name"], "run-7");
     assert_eq!(c["Execution"]["Input"], json!({"in": 1}));
-    assert_eq!(c["Execution"]["RoleArn"], "arn:aws:iam::123456789012:role/sfn");
+    assert_eq!(
+        c["Execution"]["RoleArn"],
+        "arn:aws:iam::123456789012:role/sfn"
+    );
     assert_eq!(c["Execution"]["StartTime"], "2024-05-01T12:00:00.000Z");
-    assert_eq!(c["StateMachine"]["Id"], "arn:aws:states:eu-west-1:123456789012:stateMachine:Pipeline");
+    assert_eq!(
+        c["StateMachine"]["Id"],
+        "arn:aws:states:eu-west-1:123456789012:stateMachine:Pipeline"
+    );
     assert_eq!(c["StateMachine"]["Name"], "Pipeline");
     assert_eq!(c["State"]["Name"], "Look");
     assert_eq!(c["State"]["RetryCount"], 1);
@@ -306,9 +370,15 @@ async fn default_context_names() {
     let ctx = ExecutionContext::new("M");
     assert_eq!(ctx.region, "local-1");
     assert_eq!(ctx.account_id, "000000000000");
-    assert_eq!(ctx.state_machine_arn(), "arn:aws:states:local-1:000000000000:stateMachine:M");
+    assert_eq!(
+        ctx.state_machine_arn(),
+        "arn:aws:states:local-1:000000000000:stateMachine:M"
+    );
     assert!(uuid::Uuid::parse_str(&ctx.execution_name).is_ok());
-    assert_ne!(ExecutionContext::new("M").execution_name, ctx.execution_name);
+    assert_ne!(
+        ExecutionContext::new("M").execution_name,
+        ctx.execution_name
+    );
 }
 
 #[tokio::test]
@@ -329,7 +399,12 @@ async fn task_timeout_is_states_timeout_and_not_task_failed() {
     fake.answer("Slow", json!({"hang": true}));
     let started = std::time::Instant::now();
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    assert_eq!(outcome, ExecutionOutcome::Succeeded { output: json!("States.Timeout") });
+    assert_eq!(
+        outcome,
+        ExecutionOutcome::Succeeded {
+            output: json!("States.Timeout")
+        }
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(fake.calls()[0]["timeout"], 1);
 }
@@ -342,11 +417,30 @@ async fn timeout_seconds_path_is_read_from_the_input() {
     }))
     .unwrap();
     let fake = Fake::default();
-    let outcome = run_execution(&machine, json!({"limit": 40}), &fake, &NullObserver, context()).await;
-    assert!(matches!(outcome, ExecutionOutcome::Succeeded { .. }), "{outcome:?}");
+    let outcome = run_execution(
+        &machine,
+        json!({"limit": 40}),
+        &fake,
+        &NullObserver,
+        context(),
+    )
+    .await;
+    assert!(
+        matches!(outcome, ExecutionOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
     assert_eq!(fake.calls()[0]["timeout"], 40);
-    let outcome = run_execution(&machine, json!({"limit": 0}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, cause, .. } = outcome else { panic!() };
+    let outcome = run_execution(
+        &machine,
+        json!({"limit": 0}),
+        &fake,
+        &NullObserver,
+        context(),
+    )
+    .await;
+    let ExecutionOutcome::Failed { error, cause, .. } = outcome else {
+        panic!()
+    };
     assert_eq!(error, "States.Runtime");
     assert!(cause.contains("TimeoutSecondsPath '$.limit'"), "{cause}");
 }
@@ -361,12 +455,17 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
     .unwrap();
     let fake = Fake::default();
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else { panic!("{outcome:?}") };
+    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(error, "States.Timeout");
     assert_eq!(state.as_deref(), Some("Nap"));
     let waits = fake.waits();
     assert_eq!(waits.len(), 1);
-    assert!(waits[0].1 <= Duration::from_secs(5) && waits[0].1 > Duration::from_secs(4), "{waits:?}");
+    assert!(
+        waits[0].1 <= Duration::from_secs(5) && waits[0].1 > Duration::from_secs(4),
+        "{waits:?}"
+    );
 
     // Retry intervals count too, and a catch-all does not catch the execution's timeout.
     let machine = StateMachine::from_json(&json!({
@@ -385,9 +484,18 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
         fake.answer("T", json!({"fail": ["E", "x"]}));
     }
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!((error.as_str(), state.as_deref()), ("States.Timeout", Some("T")));
-    assert_eq!(fake.calls().len(), 2, "4 s then 8 s (cut to the 6 s left) of retry waits");
+    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (error.as_str(), state.as_deref()),
+        ("States.Timeout", Some("T"))
+    );
+    assert_eq!(
+        fake.calls().len(),
+        2,
+        "4 s then 8 s (cut to the 6 s left) of retry waits"
+    );
 }
 
 #[tokio::test]
@@ -403,17 +511,34 @@ async fn payloads_over_256_kib_fail_the_execution() {
     let fake = Fake::default();
     fake.answer("T", json!({"ok": big}));
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, cause } = outcome else { panic!("{outcome:?}") };
+    let ExecutionOutcome::Failed {
+        error,
+        state,
+        cause,
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(error, "States.DataLimitExceeded");
     assert_eq!(state.as_deref(), Some("T"));
     assert!(cause.contains("the result of task T"), "{cause}");
 
-    let outcome = run_execution(&machine, json!({"big": big}), &Fake::default(), &NullObserver, context()).await;
+    let outcome = run_execution(
+        &machine,
+        json!({"big": big}),
+        &Fake::default(),
+        &NullObserver,
+        context(),
+    )
+    .await;
     assert_eq!(
         outcome,
         ExecutionOutcome::Failed {
             error: "States.DataLimitExceeded".to_string(),
-            cause: format!("the execution's input is {} bytes, more than the 262144-byte limit", 300 * 1024 + 10),
+            cause: format!(
+                "the execution's input is {} bytes, more than the 262144-byte limit",
+                300 * 1024 + 10
+            ),
             state: None
         }
     );
@@ -468,7 +593,12 @@ async fn full_jitter_waits_at_most_the_backoff() {
         ceiling *= 2.0;
     }
     // Six uniform draws all landing on their ceiling would mean no jitter at all.
-    assert!(waits.iter().zip([8.0, 16.0, 32.0, 64.0, 128.0, 256.0]).any(|((_, d), c)| d.as_secs_f64() < c));
+    assert!(
+        waits
+            .iter()
+            .zip([8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
+            .any(|((_, d), c)| d.as_secs_f64() < c)
+    );
 }
 
 #[tokio::test]
@@ -486,16 +616,26 @@ async fn default_wait_sleeps() {
     .unwrap();
     let started = std::time::Instant::now();
     let outcome = run_execution(&machine, json!({"a": 1}), &Sleepy, &NullObserver, context()).await;
-    assert_eq!(outcome, ExecutionOutcome::Succeeded { output: json!({"a": 1}) });
+    assert_eq!(
+        outcome,
+        ExecutionOutcome::Succeeded {
+            output: json!({"a": 1})
+        }
+    );
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 // --- The real template's state machine ------------------------------------------------------
 
 fn pipeline() -> (Template, StateMachine) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cloudformation/pipeline.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../cloudformation/pipeline.yaml"
+    );
     let template = Template::load(path).unwrap();
-    let (_, definition) = template.state_machine(&LocalContext::default(), None).unwrap();
+    let (_, definition) = template
+        .state_machine(&LocalContext::default(), None)
+        .unwrap();
     let machine = StateMachine::from_json(&definition).unwrap_or_else(|e| panic!("{e}"));
     (template, machine)
 }
@@ -517,7 +657,10 @@ fn pipeline_fake(nodes: u64, watch: &[Value]) -> Fake {
         "SubmitProcessSingle",
         "SubmitEgressSingle",
     ] {
-        fake.answer(state, json!({"ok": {"JobId": format!("job-{state}"), "JobName": "n"}}));
+        fake.answer(
+            state,
+            json!({"ok": {"JobId": format!("job-{state}"), "JobName": "n"}}),
+        );
     }
     for w in watch {
         fake.answer("Watch", json!({"ok": {"StatusCode": 200, "Payload": w}}));
@@ -531,23 +674,48 @@ fn pipeline_tasks_are_listed_and_bound_to_template_resources() {
     assert_eq!(machine.start_at(), "Init");
     let tasks = machine.task_resources();
     let states: Vec<&str> = tasks.iter().map(|t| t.state).collect();
-    for s in ["Init", "SubmitProcureArray", "SubmitProcessArray", "SubmitEgressArray",
-              "SubmitProcureSingle", "SubmitProcessSingle", "SubmitEgressSingle", "Watch"] {
+    for s in [
+        "Init",
+        "SubmitProcureArray",
+        "SubmitProcessArray",
+        "SubmitEgressArray",
+        "SubmitProcureSingle",
+        "SubmitProcessSingle",
+        "SubmitEgressSingle",
+        "Watch",
+    ] {
         assert!(states.contains(&s), "{s} missing from {states:?}");
     }
     for task in &tasks {
-        let params = task.parameters.unwrap_or_else(|| panic!("{} has no Parameters", task.state));
+        let params = task
+            .parameters
+            .unwrap_or_else(|| panic!("{} has no Parameters", task.state));
         match task.resource {
             "arn:aws:states:::lambda:invoke" => {
                 let f = params["FunctionName"].as_str().unwrap();
-                let id = template.logical_id_for_arn(f).unwrap_or_else(|| panic!("{f}"));
-                assert_eq!(template.resource(id).unwrap().resource_type, "AWS::Lambda::Function");
+                let id = template
+                    .logical_id_for_arn(f)
+                    .unwrap_or_else(|| panic!("{f}"));
+                assert_eq!(
+                    template.resource(id).unwrap().resource_type,
+                    "AWS::Lambda::Function"
+                );
             }
             "arn:aws:states:::batch:submitJob" => {
-                let q = template.logical_id_for_arn(params["JobQueue"].as_str().unwrap()).unwrap();
-                let d = template.logical_id_for_arn(params["JobDefinition"].as_str().unwrap()).unwrap();
-                assert_eq!(template.resource(q).unwrap().resource_type, "AWS::Batch::JobQueue");
-                assert_eq!(template.resource(d).unwrap().resource_type, "AWS::Batch::JobDefinition");
+                let q = template
+                    .logical_id_for_arn(params["JobQueue"].as_str().unwrap())
+                    .unwrap();
+                let d = template
+                    .logical_id_for_arn(params["JobDefinition"].as_str().unwrap())
+                    .unwrap();
+                assert_eq!(
+                    template.resource(q).unwrap().resource_type,
+                    "AWS::Batch::JobQueue"
+                );
+                assert_eq!(
+                    template.resource(d).unwrap().resource_type,
+                    "AWS::Batch::JobDefinition"
+                );
             }
             other => panic!("{}: unexpected resource {other}", task.state),
         }
@@ -566,31 +734,68 @@ async fn pipeline_runs_arrays_then_polls_until_done() {
     );
     let recorder = Recorder::default();
     let outcome = run_execution(&machine, json!({"ids": 120}), &fake, &recorder, context()).await;
-    let ExecutionOutcome::Succeeded { output } = outcome else { panic!("{outcome:?}") };
+    let ExecutionOutcome::Succeeded { output } = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(output["plan"]["workflowId"], "wf-1");
-    assert_eq!(output["jobs"]["egress"], json!({"JobId": "job-SubmitEgressArray"}));
+    assert_eq!(
+        output["jobs"]["egress"],
+        json!({"JobId": "job-SubmitEgressArray"})
+    );
     assert_eq!(output["status"]["progress"], json!({"succeeded": 9}));
     assert_eq!(
         recorder.entered(),
-        ["Init", "ChooseJobShape", "SubmitProcureArray", "SubmitProcessArray", "SubmitEgressArray",
-         "Watch", "IsDone", "WaitForJobs", "Watch", "IsDone", "Succeeded"]
+        [
+            "Init",
+            "ChooseJobShape",
+            "SubmitProcureArray",
+            "SubmitProcessArray",
+            "SubmitEgressArray",
+            "Watch",
+            "IsDone",
+            "WaitForJobs",
+            "Watch",
+            "IsDone",
+            "Succeeded"
+        ]
     );
-    assert_eq!(fake.waits(), [("WaitForJobs".to_string(), Duration::from_secs(30))]);
+    assert_eq!(
+        fake.waits(),
+        [("WaitForJobs".to_string(), Duration::from_secs(30))]
+    );
 
     let calls = fake.calls();
     assert_eq!(calls[0]["parameters"]["Payload"], json!({"ids": 120}));
     let init_fn = calls[0]["parameters"]["FunctionName"].as_str().unwrap();
     assert_eq!(template.logical_id_for_arn(init_fn), Some("InitFunction"));
-    let process = calls.iter().find(|c| c["state"] == "SubmitProcessArray").unwrap();
+    let process = calls
+        .iter()
+        .find(|c| c["state"] == "SubmitProcessArray")
+        .unwrap();
     let p = &process["parameters"];
     assert_eq!(p["JobName"], "nton-process-wf-1");
     assert_eq!(p["ArrayProperties"], json!({"Size": 3}));
-    assert_eq!(p["DependsOn"], json!([{"JobId": "job-SubmitProcureArray", "Type": "N_TO_N"}]));
-    assert_eq!(template.logical_id_for_arn(p["JobQueue"].as_str().unwrap()), Some("ProcessJobQueue"));
-    assert_eq!(template.logical_id_for_arn(p["JobDefinition"].as_str().unwrap()), Some("ProcessJobDefinition"));
-    assert_eq!(p["ContainerOverrides"]["Environment"], json!([{"Name": "NTON_WORKFLOW_ID", "Value": "wf-1"}]));
+    assert_eq!(
+        p["DependsOn"],
+        json!([{"JobId": "job-SubmitProcureArray", "Type": "N_TO_N"}])
+    );
+    assert_eq!(
+        template.logical_id_for_arn(p["JobQueue"].as_str().unwrap()),
+        Some("ProcessJobQueue")
+    );
+    assert_eq!(
+        template.logical_id_for_arn(p["JobDefinition"].as_str().unwrap()),
+        Some("ProcessJobDefinition")
+    );
+    assert_eq!(
+        p["ContainerOverrides"]["Environment"],
+        json!([{"Name": "NTON_WORKFLOW_ID", "Value": "wf-1"}])
+    );
     let watch = calls.iter().find(|c| c["state"] == "Watch").unwrap();
-    assert_eq!(watch["parameters"]["Payload"]["jobs"]["process"], json!({"JobId": "job-SubmitProcessArray"}));
+    assert_eq!(
+        watch["parameters"]["Payload"]["jobs"]["process"],
+        json!({"JobId": "job-SubmitProcessArray"})
+    );
 }
 
 #[tokio::test]
@@ -598,7 +803,9 @@ async fn pipeline_single_node_submits_plain_jobs_and_reports_failure() {
     let (_, machine) = pipeline();
     let fake = pipeline_fake(
         1,
-        &[json!({"done": true, "failed": true, "error": "Nton.StageFailed", "cause": "procure: node 0 failed", "progress": {}})],
+        &[
+            json!({"done": true, "failed": true, "error": "Nton.StageFailed", "cause": "procure: node 0 failed", "progress": {}}),
+        ],
     );
     let recorder = Recorder::default();
     let outcome = run_execution(&machine, json!({}), &fake, &recorder, context()).await;
@@ -612,12 +819,27 @@ async fn pipeline_single_node_submits_plain_jobs_and_reports_failure() {
     );
     assert_eq!(
         recorder.entered(),
-        ["Init", "ChooseJobShape", "SubmitProcureSingle", "SubmitProcessSingle", "SubmitEgressSingle",
-         "Watch", "IsDone", "Failed"]
+        [
+            "Init",
+            "ChooseJobShape",
+            "SubmitProcureSingle",
+            "SubmitProcessSingle",
+            "SubmitEgressSingle",
+            "Watch",
+            "IsDone",
+            "Failed"
+        ]
     );
-    let single = fake.calls().into_iter().find(|c| c["state"] == "SubmitProcessSingle").unwrap();
+    let single = fake
+        .calls()
+        .into_iter()
+        .find(|c| c["state"] == "SubmitProcessSingle")
+        .unwrap();
     assert!(single["parameters"].get("ArrayProperties").is_none());
-    assert_eq!(single["parameters"]["DependsOn"], json!([{"JobId": "job-SubmitProcureSingle"}]));
+    assert_eq!(
+        single["parameters"]["DependsOn"],
+        json!([{"JobId": "job-SubmitProcureSingle"}])
+    );
 }
 
 #[tokio::test]
@@ -625,15 +847,32 @@ async fn pipeline_retries_throttled_submits() {
     let (_, machine) = pipeline();
     let fake = Fake::default();
     fake.answer("Init", json!({"ok": {"Payload": {"workflowId": "w", "nodes": 2, "ids": 2, "idsPerNode": 1, "pollSeconds": 5}}}));
-    fake.answer("SubmitProcureArray", json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}));
-    fake.answer("SubmitProcureArray", json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}));
+    fake.answer(
+        "SubmitProcureArray",
+        json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}),
+    );
+    fake.answer(
+        "SubmitProcureArray",
+        json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}),
+    );
     fake.answer("SubmitProcureArray", json!({"ok": {"JobId": "p"}}));
-    fake.answer("SubmitProcessArray", json!({"fail": ["Batch.ClientException", "bad request"]}));
+    fake.answer(
+        "SubmitProcessArray",
+        json!({"fail": ["Batch.ClientException", "bad request"]}),
+    );
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!((error.as_str(), state.as_deref()), ("Batch.ClientException", Some("SubmitProcessArray")));
+    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (error.as_str(), state.as_deref()),
+        ("Batch.ClientException", Some("SubmitProcessArray"))
+    );
     assert_eq!(
         fake.waits(),
-        [("SubmitProcureArray".to_string(), Duration::from_secs(2)), ("SubmitProcureArray".to_string(), Duration::from_secs(4))]
+        [
+            ("SubmitProcureArray".to_string(), Duration::from_secs(2)),
+            ("SubmitProcureArray".to_string(), Duration::from_secs(4))
+        ]
     );
 }

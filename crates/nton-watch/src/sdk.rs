@@ -280,4 +280,111 @@ mod tests {
             "UnexpectedResponse: job j has status \"PAUSED\", not a Batch job status"
         );
     }
+
+    mod replayed {
+        use aws_sdk_batch::config::{BehaviorVersion, Credentials, Region};
+        use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+        use aws_smithy_types::body::SdkBody;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        fn answer(status: u16, body: Value) -> http::Response<SdkBody> {
+            let mut response = http::Response::builder().status(status);
+            if let Some(kind) = body.get("__type").and_then(Value::as_str) {
+                response = response.header("x-amzn-errortype", kind);
+            }
+            response.body(SdkBody::from(body.to_string())).unwrap()
+        }
+
+        fn request(operation: &str) -> http::Request<SdkBody> {
+            http::Request::builder()
+                .uri(format!("https://batch.us-east-1.amazonaws.com/v1/{operation}"))
+                .body(SdkBody::empty())
+                .unwrap()
+        }
+
+        fn batch(events: Vec<ReplayEvent>) -> (SdkBatch, StaticReplayClient) {
+            let replay = StaticReplayClient::new(events);
+            let conf = aws_sdk_batch::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+                .http_client(replay.clone())
+                .build();
+            (SdkBatch::new(aws_sdk_batch::Client::from_conf(conf)), replay)
+        }
+
+        fn bodies(replay: &StaticReplayClient) -> Vec<Value> {
+            replay
+                .actual_requests()
+                .map(|r| serde_json::from_slice(r.body().bytes().unwrap()).unwrap())
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn list_jobs_follows_every_page() {
+            let (batch, replay) = batch(vec![
+                ReplayEvent::new(
+                    request("listjobs"),
+                    answer(200, json!({"nextToken": "t1", "jobSummaryList": [
+                        {"jobId": "p:0", "jobName": "n", "status": "FAILED", "arrayProperties": {"index": 0}}]})),
+                ),
+                ReplayEvent::new(
+                    request("listjobs"),
+                    answer(200, json!({"nextToken": "t2", "jobSummaryList": []})),
+                ),
+                ReplayEvent::new(
+                    request("listjobs"),
+                    answer(200, json!({"jobSummaryList": [
+                        {"jobId": "p:7", "jobName": "n", "status": "FAILED", "statusReason": "boom"}]})),
+                ),
+            ]);
+            let children = batch.list_array_children("p", JobStatus::Failed).await.unwrap();
+            let ids: Vec<&str> = children.iter().map(|c| c.job_id.as_str()).collect();
+            assert_eq!(ids, ["p:0", "p:7"]);
+            assert_eq!(children[1].status_reason.as_deref(), Some("boom"));
+            let sent = bodies(&replay);
+            assert_eq!(sent.len(), 3);
+            for body in &sent {
+                assert_eq!(body["arrayJobId"], "p");
+                assert_eq!(body["jobStatus"], "FAILED");
+            }
+            assert_eq!(sent[0].get("nextToken"), None);
+            assert_eq!(sent[1]["nextToken"], "t1");
+            assert_eq!(sent[2]["nextToken"], "t2");
+        }
+
+        #[tokio::test]
+        async fn describe_jobs_asks_at_most_100_ids_per_call() {
+            let ids: Vec<String> = (0..150).map(|i| format!("j{i}")).collect();
+            let (batch, replay) = batch(vec![
+                ReplayEvent::new(
+                    request("describejobs"),
+                    answer(200, json!({"jobs": [{"jobId": "j3", "jobName": "n", "status": "RUNNING",
+                        "jobQueue": "q", "jobDefinition": "d", "startedAt": 5}]})),
+                ),
+                ReplayEvent::new(request("describejobs"), answer(200, json!({"jobs": []}))),
+            ]);
+            let jobs = batch.describe_jobs(&ids).await.unwrap();
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].status, JobStatus::Running);
+            assert_eq!(jobs[0].started_at, Some(5));
+            let sent = bodies(&replay);
+            assert_eq!(sent[0]["jobs"].as_array().unwrap().len(), 100);
+            assert_eq!(sent[1]["jobs"].as_array().unwrap().len(), 50);
+            assert_eq!(sent[1]["jobs"][0], "j100");
+        }
+
+        #[tokio::test]
+        async fn service_errors_keep_their_code_and_message() {
+            let (batch, _) = batch(vec![ReplayEvent::new(
+                request("describejobs"),
+                answer(400, json!({"__type": "ClientException", "message": "jobs: too many"})),
+            )]);
+            let error = batch.describe_jobs(&["j".to_string()]).await.unwrap_err();
+            assert_eq!(error.code, "ClientException");
+            assert_eq!(error.message, "jobs: too many");
+        }
+    }
 }

@@ -152,9 +152,11 @@ pub fn render(report: &Report) -> String {
         if stats.resumed > 0 {
             text += &format!(", {} resumed", stats.resumed);
         }
-        if let (Some(median), Some(p90), Some(max)) =
-            (stats.child_ms_median, stats.child_ms_p90, stats.child_ms_max)
-        {
+        if let (Some(median), Some(p90), Some(max)) = (
+            stats.child_ms_median,
+            stats.child_ms_p90,
+            stats.child_ms_max,
+        ) {
             text += &format!("; per child {median} ms median, {p90} ms p90, {max} ms max");
         }
         text.push('\n');

@@ -42,7 +42,9 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
             .unwrap_or(2)
     });
     if parallelism == 0 {
-        return Err(CommandError::bad_input("--parallelism: 0 is out of range (must be >= 1)").into());
+        return Err(
+            CommandError::bad_input("--parallelism: 0 is out of range (must be >= 1)").into(),
+        );
     }
 
     let (input, resumed_children, run_dir, workflow_id) = match &args.resume {
@@ -173,9 +175,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
 
     if request.json {
-        println!("{}", summary_json(&request, &summary, record_copy.as_deref()));
+        println!(
+            "{}",
+            summary_json(&request, &summary, record_copy.as_deref())
+        );
     } else {
-        eprint!("{}", summary_text(&request, &summary, record_copy.as_deref()));
+        eprint!(
+            "{}",
+            summary_text(&request, &summary, record_copy.as_deref())
+        );
     }
     Ok(if summary.succeeded() {
         exit::SUCCESS
@@ -291,7 +299,11 @@ fn summary_json(request: &RunRequest, summary: &RunSummary, record_copy: Option<
 
 fn results_location(request: &RunRequest) -> String {
     if request.output.starts_with("s3://") {
-        format!("{}/{}/", request.output.trim_end_matches('/'), request.workflow_id)
+        format!(
+            "{}/{}/",
+            request.output.trim_end_matches('/'),
+            request.workflow_id
+        )
     } else {
         Path::new(&request.output)
             .join(request.workflow_id.to_string())
@@ -301,7 +313,11 @@ fn results_location(request: &RunRequest) -> String {
 }
 
 /// The closing summary a person reads.
-pub fn summary_text(request: &RunRequest, summary: &RunSummary, record_copy: Option<&Path>) -> String {
+pub fn summary_text(
+    request: &RunRequest,
+    summary: &RunSummary,
+    record_copy: Option<&Path>,
+) -> String {
     let seconds = (summary.ended_at_ms - summary.started_at_ms) as f64 / 1000.0;
     let mut text = format!("\nnton run: {} in {seconds:.1} s\n", summary.status);
     text += &format!("  workflow   {}\n", request.workflow_id);
@@ -317,17 +333,23 @@ pub fn summary_text(request: &RunRequest, summary: &RunSummary, record_copy: Opt
             .as_ref()
             .and_then(|a| a.status_summary.clone())
             .unwrap_or_default();
-        let size = job.array_properties.as_ref().and_then(|a| a.size).unwrap_or(1);
-        let succeeded = counts.get(&JobStatus::Succeeded).copied().unwrap_or(
-            u32::from(job.status == JobStatus::Succeeded && job.array_properties.is_none()),
-        );
-        let failed = counts.get(&JobStatus::Failed).copied().unwrap_or(
-            u32::from(job.status == JobStatus::Failed && job.array_properties.is_none()),
-        );
+        let size = job
+            .array_properties
+            .as_ref()
+            .and_then(|a| a.size)
+            .unwrap_or(1);
+        let succeeded = counts
+            .get(&JobStatus::Succeeded)
+            .copied()
+            .unwrap_or(u32::from(
+                job.status == JobStatus::Succeeded && job.array_properties.is_none(),
+            ));
+        let failed = counts.get(&JobStatus::Failed).copied().unwrap_or(u32::from(
+            job.status == JobStatus::Failed && job.array_properties.is_none(),
+        ));
         text += &format!(
             "  {:<10} {size} node(s): {succeeded} succeeded, {failed} failed\n",
-            crate::progress::short_job_name(&job.job_name)
-                .trim_start_matches("nton-"),
+            crate::progress::short_job_name(&job.job_name).trim_start_matches("nton-"),
         );
     }
     text += &format!("  results    {}\n", results_location(request));
@@ -345,10 +367,7 @@ pub fn summary_text(request: &RunRequest, summary: &RunSummary, record_copy: Opt
         text += &format!("  cause      {cause}\n");
     }
     if !summary.succeeded() {
-        text += &format!(
-            "  logs       {}\n",
-            request.run_dir.join("logs").display()
-        );
+        text += &format!("  logs       {}\n", request.run_dir.join("logs").display());
     }
     text
 }
@@ -429,11 +448,17 @@ mod tests {
 
     #[test]
     fn a_plan_batch_would_refuse_is_refused_before_anything_runs() {
-        let error = plan_run(&args(&["--ids", "10001", "--ids-per-node", "1"]), Path::new("/w"))
-            .unwrap_err();
+        let error = plan_run(
+            &args(&["--ids", "10001", "--ids-per-node", "1"]),
+            Path::new("/w"),
+        )
+        .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("10001 nodes"), "{message}");
-        assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
+        assert_eq!(
+            error.downcast_ref::<CommandError>().unwrap().code,
+            exit::BAD_INPUT
+        );
         assert!(plan_run(&args(&["--ids", "0"]), Path::new("/w")).is_err());
         assert!(plan_run(&args(&["--parallelism", "0"]), Path::new("/w")).is_err());
     }
@@ -441,7 +466,12 @@ mod tests {
     #[test]
     fn job_env_and_params_must_be_pairs() {
         let request = plan_run(
-            &args(&["--job-env", "NTON_FAULT_FAIL=procure:3", "--param", "PollSeconds=5"]),
+            &args(&[
+                "--job-env",
+                "NTON_FAULT_FAIL=procure:3",
+                "--param",
+                "PollSeconds=5",
+            ]),
             Path::new("/w"),
         )
         .unwrap();

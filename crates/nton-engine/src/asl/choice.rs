@@ -298,6 +298,8 @@ fn compile_test(operator: &str, operand: Value) -> Result<Test, String> {
 }
 
 /// `StringMatches` patterns: `*` matches any run of characters; `\*` and `\\` are literal.
+/// Hand-written: `*` is the only wildcard and these two escapes are Step Functions' own; glob
+/// crates give `?`, `[` and `{` meanings that `StringMatches` does not have.
 fn glob(pattern: &str) -> Result<Vec<GlobPiece>, String> {
     let mut pieces = Vec::new();
     let mut text = String::new();

@@ -73,7 +73,8 @@ pub trait TaskExecutor: Send + Sync {
     }
 }
 
-/// Hears what an execution does, as it happens.
+/// Hears what an execution does, as it happens. A state that fails the execution is entered
+/// but never exited; a Task whose error is caught exits with the catcher's output.
 pub trait ExecutionObserver: Send + Sync {
     fn state_entered(&self, name: &str, input: &Value);
     fn state_exited(&self, name: &str, output: &Value);
@@ -102,7 +103,9 @@ pub enum ExecutionOutcome {
         output: Value,
     },
     Failed {
+        /// The error name; empty when a Fail state names none.
         error: String,
+        /// Empty when a Fail state gives no cause.
         cause: String,
         /// The state that failed (`None` when the execution's input was refused).
         state: Option<String>,

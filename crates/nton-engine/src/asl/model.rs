@@ -213,7 +213,8 @@ pub(crate) struct Fail {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
-    Task(Task),
+    // Boxed: a Task holds far more than the other kinds.
+    Task(Box<Task>),
     Pass(Pass),
     Wait(Wait),
     Choice(ChoiceState),
@@ -564,7 +565,7 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
                 timeout,
                 transition: transition(name, "Task", r.next, r.end)?,
             };
-            (r.input_path, r.output_path, Kind::Task(task))
+            (r.input_path, r.output_path, Kind::Task(Box::new(task)))
         }
         "Pass" => {
             let r: raw::RawPass = raw::read(value).map_err(read_err)?;

@@ -424,7 +424,7 @@ fn check_parameter(
         ));
     }
     if let Some(Value::String(pattern)) = decl.get("AllowedPattern") {
-        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+        let re = allowed_pattern(pattern)
             .map_err(|e| format!("parameter {name}: AllowedPattern is not a valid pattern: {e}"))?;
         if !re.is_match(value) {
             return Err(format!(
@@ -464,6 +464,23 @@ fn check_parameter(
         }
     }
     Ok(())
+}
+
+/// An `AllowedPattern` compiled once per process: parameters are read for every resource
+/// that refers to them, and compiling a regex each time dominated resolution.
+fn allowed_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static COMPILED: LazyLock<Mutex<HashMap<String, regex::Regex>>> =
+        LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = compiled.get(pattern) {
+        return Ok(re.clone());
+    }
+    // CloudFormation matches the whole value.
+    let re = regex::Regex::new(&format!("^(?:{pattern})$"))?;
+    compiled.insert(pattern.to_string(), re.clone());
+    Ok(re)
 }
 
 /// Applies `DefinitionSubstitutions` to every string (keys included) of a definition.

@@ -43,6 +43,8 @@ pub(crate) struct Resolver<'a> {
     ctx: &'a LocalContext,
     conditions: RefCell<BTreeMap<String, bool>>,
     evaluating: RefCell<Vec<String>>,
+    /// Parameter values, checked once (an AllowedPattern is a regex to compile).
+    parameters: RefCell<BTreeMap<String, Value>>,
 }
 
 impl<'a> Resolver<'a> {
@@ -52,6 +54,7 @@ impl<'a> Resolver<'a> {
             ctx,
             conditions: RefCell::new(BTreeMap::new()),
             evaluating: RefCell::new(Vec::new()),
+            parameters: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -314,7 +317,14 @@ impl<'a> Resolver<'a> {
             return Err(error(at, format!("unknown pseudo parameter {name}")));
         }
         if self.template.parameter_declaration(name).is_some() {
-            return self.template.parameter_value(name, ctx).map(Some);
+            if let Some(v) = self.parameters.borrow().get(name) {
+                return Ok(Some(v.clone()));
+            }
+            let v = self.template.parameter_value(name, ctx)?;
+            self.parameters
+                .borrow_mut()
+                .insert(name.to_string(), v.clone());
+            return Ok(Some(v));
         }
         let resource = self.existing_resource(name, at)?;
         Ok(Some(local::ref_value(ctx, name, &resource.resource_type)))

@@ -105,7 +105,8 @@ pub async fn deploy_with(
         // The pipeline reads the registry's outputs, so the registry is waited for even with
         // --no-wait when the pipeline follows it.
         let wait = !args.no_wait || (kind == StackKind::Registry && kinds.len() > 1);
-        let outcome = deploy_stack(&cfn, &plan, existing, args.dry_run, wait, poll, console).await?;
+        let outcome =
+            deploy_stack(&cfn, &plan, existing, args.dry_run, wait, poll, console).await?;
         let after = if matches!(outcome, Outcome::DryRun) {
             None
         } else {
@@ -147,7 +148,9 @@ fn supply_pipeline_parameters(
     }
     if declares("ImageRegistry") && !parameters.values.contains_key("ImageRegistry") {
         if let Some(registry) = image_registry {
-            parameters.values.insert("ImageRegistry".into(), registry.into());
+            parameters
+                .values
+                .insert("ImageRegistry".into(), registry.into());
         } else if deployed_has("ImageRegistry") {
             parameters.keep_previous.push("ImageRegistry".into());
         }
@@ -613,7 +616,10 @@ mod tests {
             Some("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn")
         );
         assert_eq!(registry_from(STACK, &repos(&["other"])), None);
-        assert_eq!(registry_from(STACK, &repos(&["a/nton-job", "b/nton-init"])), None);
+        assert_eq!(
+            registry_from(STACK, &repos(&["a/nton-job", "b/nton-init"])),
+            None
+        );
         assert_eq!(registry_from("not-an-arn", &repos(&["nton-job"])), None);
     }
 
@@ -646,8 +652,14 @@ mod tests {
 
         let mut p = StackParameters::default();
         p.values.insert("ImageTag".into(), ":file".into());
-        supply_pipeline_parameters(&mut p, &t, Some(&deployed(&[("ImageTag", ":old")])), None, None)
-            .unwrap();
+        supply_pipeline_parameters(
+            &mut p,
+            &t,
+            Some(&deployed(&[("ImageTag", ":old")])),
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(p.values["ImageTag"], ":file");
         assert!(p.keep_previous.is_empty());
 
@@ -658,6 +670,10 @@ mod tests {
 
         let mut p = StackParameters::default();
         let error = supply_pipeline_parameters(&mut p, &t, None, None, None).unwrap_err();
-        assert!(error.message.starts_with("--image-tag: "), "{}", error.message);
+        assert!(
+            error.message.starts_with("--image-tag: "),
+            "{}",
+            error.message
+        );
     }
 }

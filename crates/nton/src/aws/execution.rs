@@ -58,7 +58,9 @@ pub async fn start_with(
             .as_deref()
             .map(|e| format!("--env {e} "))
             .unwrap_or_default();
-        console.note(format!("follow it with: nton watch {env}--execution {execution}"));
+        console.note(format!(
+            "follow it with: nton watch {env}--execution {execution}"
+        ));
     }
     Ok(exit::SUCCESS)
 }
@@ -144,7 +146,11 @@ async fn state_machine_arn(
     if let Some(arn) = state.outputs.get(STATE_MACHINE_OUTPUT) {
         return Ok(arn.clone());
     }
-    if let Some(arn) = state.outputs.values().find(|v| v.contains(":stateMachine:")) {
+    if let Some(arn) = state
+        .outputs
+        .values()
+        .find(|v| v.contains(":stateMachine:"))
+    {
         return Ok(arn.clone());
     }
     // A template without the output still owns the state machine; its physical id is the ARN.
@@ -188,12 +194,15 @@ pub async fn watch_with(
             .send()
             .await
             .map_err(|e| aws_error(format!("DescribeExecution {execution}"), &e))?;
-        let status = history_items(&sfn, &execution).await.map(|items| {
-            latest_watch_status(&items, &args.watch_state)
-        })?;
+        let status = history_items(&sfn, &execution)
+            .await
+            .map(|items| latest_watch_status(&items, &args.watch_state))?;
         let started = described.start_date().secs();
         let ended = described.stop_date().map(|d| d.secs());
-        let elapsed = ended.unwrap_or_else(now_secs).saturating_sub(started).max(0);
+        let elapsed = ended
+            .unwrap_or_else(now_secs)
+            .saturating_sub(started)
+            .max(0);
         if let Some(status) = &status {
             let lines = progress_lines(status);
             if last_progress.as_ref() != Some(&lines) {
@@ -218,7 +227,9 @@ pub async fn watch_with(
             continue;
         }
         let succeeded = *state == ExecutionStatus::Succeeded;
-        let output: Option<Value> = described.output().and_then(|o| serde_json::from_str(o).ok());
+        let output: Option<Value> = described
+            .output()
+            .and_then(|o| serde_json::from_str(o).ok());
         let failed_nodes = status
             .as_ref()
             .and_then(|s| s.get("failedNodes"))
@@ -250,8 +261,14 @@ pub async fn watch_with(
                 console.result(format!("  workflow: {workflow}"));
             }
             if !succeeded {
-                console.result(format!("  error: {}", described.error().unwrap_or("(none)")));
-                console.result(format!("  cause: {}", described.cause().unwrap_or("(none)")));
+                console.result(format!(
+                    "  error: {}",
+                    described.error().unwrap_or("(none)")
+                ));
+                console.result(format!(
+                    "  cause: {}",
+                    described.cause().unwrap_or("(none)")
+                ));
                 for line in failed_node_lines(status.as_ref()) {
                     console.result(format!("  {line}"));
                 }
@@ -398,7 +415,9 @@ async fn history_items(
 /// (its whole answer, with failed nodes) when it is the one behind the latest exit of the
 /// watch state, else that state's output's `status` (what the state machine kept of it).
 pub fn latest_watch_status(items: &[HistoryItem], watch_state: &str) -> Option<Value> {
-    let parse = |item: &HistoryItem| -> Option<Value> { serde_json::from_str(item.output.as_deref()?).ok() };
+    let parse = |item: &HistoryItem| -> Option<Value> {
+        serde_json::from_str(item.output.as_deref()?).ok()
+    };
     let is_status = |value: &Value| value.get("done").is_some_and(Value::is_boolean);
     let exit = items
         .iter()
@@ -515,10 +534,12 @@ fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
         .iter()
         .take(MAX_FAILED_LINES)
         .map(|node| {
-            let field = |name: &str| node.get(name).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            });
+            let field = |name: &str| {
+                node.get(name).map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+            };
             let mut line = format!(
                 "failed: {} node {}: {}",
                 field("stage").unwrap_or_else(|| "?".into()),
@@ -587,25 +608,71 @@ mod tests {
     #[test]
     fn the_latest_watch_exit_wins() {
         let items = vec![
-            item(3, 2, "TaskStateExited", Some("Watch"), json!({"status": status(1)})),
-            item(5, 4, "WaitStateExited", Some("WaitForJobs"), json!({"status": status(1)})),
-            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
-            item(9, 8, "TaskStateExited", Some("Other"), json!({"status": status(4)})),
+            item(
+                3,
+                2,
+                "TaskStateExited",
+                Some("Watch"),
+                json!({"status": status(1)}),
+            ),
+            item(
+                5,
+                4,
+                "WaitStateExited",
+                Some("WaitForJobs"),
+                json!({"status": status(1)}),
+            ),
+            item(
+                8,
+                7,
+                "TaskStateExited",
+                Some("Watch"),
+                json!({"status": status(3)}),
+            ),
+            item(
+                9,
+                8,
+                "TaskStateExited",
+                Some("Other"),
+                json!({"status": status(4)}),
+            ),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
-        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(3)));
+        assert_eq!(
+            latest.pointer("/progress/procure/counts/SUCCEEDED"),
+            Some(&json!(3))
+        );
         assert_eq!(latest_watch_status(&items, "Missing"), None);
     }
 
     #[test]
     fn the_lambda_answer_behind_the_exit_gives_the_failed_nodes() {
         let mut full = status(3);
-        full["failedNodes"] = json!([{"node": 2, "stage": "procure", "reason": "boom", "exitCode": 1}]);
+        full["failedNodes"] =
+            json!([{"node": 2, "stage": "procure", "reason": "boom", "exitCode": 1}]);
         let items = vec![
-            item(7, 6, "TaskSucceeded", None, json!({"Payload": full, "StatusCode": 200})),
-            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            item(
+                7,
+                6,
+                "TaskSucceeded",
+                None,
+                json!({"Payload": full, "StatusCode": 200}),
+            ),
+            item(
+                8,
+                7,
+                "TaskStateExited",
+                Some("Watch"),
+                json!({"status": status(3)}),
+            ),
             // Init's answer is a Lambda answer too, but not a status.
-            item(2, 1, "TaskSucceeded", None, json!({"Payload": {"workflowId": "w", "nodes": 4}})),
+            item(
+                2,
+                1,
+                "TaskSucceeded",
+                None,
+                json!({"Payload": {"workflowId": "w", "nodes": 4}}),
+            ),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
         assert_eq!(latest["failedNodes"][0]["reason"], "boom");
@@ -614,11 +681,26 @@ mod tests {
         // A stale Lambda answer (an earlier round) does not replace a newer exit.
         let items = vec![
             item(7, 6, "TaskSucceeded", None, json!({"Payload": full})),
-            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
-            item(14, 13, "TaskStateExited", Some("Watch"), json!({"status": status(4)})),
+            item(
+                8,
+                7,
+                "TaskStateExited",
+                Some("Watch"),
+                json!({"status": status(3)}),
+            ),
+            item(
+                14,
+                13,
+                "TaskStateExited",
+                Some("Watch"),
+                json!({"status": status(4)}),
+            ),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
-        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(4)));
+        assert_eq!(
+            latest.pointer("/progress/procure/counts/SUCCEEDED"),
+            Some(&json!(4))
+        );
     }
 
     #[test]
@@ -647,13 +729,28 @@ mod tests {
             json!({"ids": 4000, "idsPerNode": 40})
         );
         // A large run with the stack's own group size is not judged by a local default.
-        assert_eq!(start_input(Some(1_000_000), None).unwrap(), json!({"ids": 1_000_000}));
+        assert_eq!(
+            start_input(Some(1_000_000), None).unwrap(),
+            json!({"ids": 1_000_000})
+        );
         let error = start_input(Some(0), None).unwrap_err();
-        assert!(error.message.starts_with("--ids: 0 is out of range"), "{}", error.message);
+        assert!(
+            error.message.starts_with("--ids: 0 is out of range"),
+            "{}",
+            error.message
+        );
         let error = start_input(Some(100_000), Some(1)).unwrap_err();
-        assert!(error.message.contains("at most 10000 nodes"), "{}", error.message);
+        assert!(
+            error.message.contains("at most 10000 nodes"),
+            "{}",
+            error.message
+        );
         let error = start_input(None, Some(0)).unwrap_err();
-        assert!(error.message.starts_with("--ids-per-node: 0"), "{}", error.message);
+        assert!(
+            error.message.starts_with("--ids-per-node: 0"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -126,7 +126,11 @@ pub struct DeployArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
     /// Environment whose pipeline stack holds the state machine.
-    #[arg(long = "env", value_name = "ENV", required_unless_present = "state_machine_arn")]
+    #[arg(
+        long = "env",
+        value_name = "ENV",
+        required_unless_present = "state_machine_arn"
+    )]
     pub env: Option<String>,
 
     /// First part of every stack name.

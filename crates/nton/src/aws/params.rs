@@ -112,7 +112,10 @@ impl Template {
     /// CloudFormation validates the rest when the change set is made.
     pub fn read(path: &Path) -> Result<Template, CommandError> {
         let body = std::fs::read_to_string(path).map_err(|error| {
-            CommandError::bad_input(format!("{}: cannot read the template: {error}", path.display()))
+            CommandError::bad_input(format!(
+                "{}: cannot read the template: {error}",
+                path.display()
+            ))
         })?;
         Template::parse(path, body)
     }
@@ -127,9 +130,8 @@ impl Template {
                 body.len()
             )));
         }
-        let parameters = declared_parameters(&body).map_err(|message| {
-            CommandError::bad_input(format!("{shown}: {message}"))
-        })?;
+        let parameters = declared_parameters(&body)
+            .map_err(|message| CommandError::bad_input(format!("{shown}: {message}")))?;
         Ok(Template {
             path: path.to_path_buf(),
             body,
@@ -275,12 +277,19 @@ impl ParamsFile {
                     "{}: Parameters.{key}: no template declares it ({} declare: {})",
                     self.path.display(),
                     files.join(" and "),
-                    if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 )));
             }
         }
         if let Some(tag) = self.parameters.get("ImageTag") {
-            check_image_tag(&format!("{}: Parameters.ImageTag", self.path.display()), tag)?;
+            check_image_tag(
+                &format!("{}: Parameters.ImageTag", self.path.display()),
+                tag,
+            )?;
         }
         Ok(assigned)
     }
@@ -351,7 +360,11 @@ pub struct StackParameters {
 impl StackParameters {
     /// Checks that every declared parameter without a `Default` gets a value, so the error
     /// names the params file rather than coming back from CloudFormation half-way through.
-    pub fn check_complete(&self, template: &Template, params_file: &Path) -> Result<(), CommandError> {
+    pub fn check_complete(
+        &self,
+        template: &Template,
+        params_file: &Path,
+    ) -> Result<(), CommandError> {
         let missing: Vec<&str> = template
             .parameters
             .iter()
@@ -371,7 +384,11 @@ impl StackParameters {
             template.name(),
             missing.join(", ")
         );
-        let _ = write!(message, "{} a value there", if missing.len() == 1 { "it" } else { "them" });
+        let _ = write!(
+            message,
+            "{} a value there",
+            if missing.len() == 1 { "it" } else { "them" }
+        );
         Err(CommandError::bad_input(message))
     }
 }
@@ -389,7 +406,16 @@ mod tests {
         for good in ["dev", "prod", "e2e-1", "A"] {
             check_name("--env", good).unwrap();
         }
-        for bad in ["", "../x", "a/b", "1dev", "dev-", "dev_1", "d.v", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "1dev",
+            "dev-",
+            "dev_1",
+            "d.v",
+            &"x".repeat(41),
+        ] {
             let error = check_name("--env", bad).unwrap_err().to_string();
             assert!(error.starts_with("--env: "), "{error}");
             assert!(error.contains(&format!("{bad:?}")), "{error}");
@@ -403,11 +429,27 @@ mod tests {
             check_image_tag("--image-tag", good).unwrap();
         }
         let upper = format!("@sha256:{}", "A".repeat(64));
-        for bad in ["latest", ":", ":-x", ":a b", "@sha256:abc", upper.as_str(), "@sha512:00"] {
+        for bad in [
+            "latest",
+            ":",
+            ":-x",
+            ":a b",
+            "@sha256:abc",
+            upper.as_str(),
+            "@sha512:00",
+        ] {
             let error = check_image_tag("--image-tag", bad).unwrap_err();
             assert_eq!(error.code, crate::exit::BAD_INPUT);
-            assert!(error.message.starts_with("--image-tag: "), "{}", error.message);
-            assert!(error.message.contains(&format!("{bad:?}")), "{}", error.message);
+            assert!(
+                error.message.starts_with("--image-tag: "),
+                "{}",
+                error.message
+            );
+            assert!(
+                error.message.contains(&format!("{bad:?}")),
+                "{}",
+                error.message
+            );
         }
     }
 
@@ -425,9 +467,17 @@ mod tests {
         let t = template(r#"{"Parameters": {"C": {"Type": "String", "Default": ""}}}"#);
         assert_eq!(t.parameters, BTreeMap::from([("C".to_string(), true)]));
         let error = Template::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
-        assert!(error.message.starts_with("t/x.yaml: Parameters: "), "{}", error.message);
+        assert!(
+            error.message.starts_with("t/x.yaml: Parameters: "),
+            "{}",
+            error.message
+        );
         let error = Template::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
-        assert!(error.message.contains("not valid YAML"), "{}", error.message);
+        assert!(
+            error.message.contains("not valid YAML"),
+            "{}",
+            error.message
+        );
         let long = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
         let error = Template::parse(Path::new("t/big.yaml"), long).unwrap_err();
         assert!(error.message.contains("51200"), "{}", error.message);
@@ -455,15 +505,31 @@ mod tests {
             ("{", "p/dev.json: not valid JSON"),
             ("[]", "p/dev.json: must be a JSON object"),
             (r#"{"Params": {}}"#, "p/dev.json: unknown key \"Params\""),
-            (r#"{"Parameters": []}"#, "p/dev.json: Parameters: must be an object"),
-            (r#"{"Parameters": {"A": null}}"#, "p/dev.json: Parameters.A: null is null"),
-            (r#"{"Parameters": {"A": {"x": 1}}}"#, "p/dev.json: Parameters.A: "),
-            (r#"{"Tags": {"k": 1.5, "aws:x": "y"}}"#, "p/dev.json: Tags.aws:x: "),
+            (
+                r#"{"Parameters": []}"#,
+                "p/dev.json: Parameters: must be an object",
+            ),
+            (
+                r#"{"Parameters": {"A": null}}"#,
+                "p/dev.json: Parameters.A: null is null",
+            ),
+            (
+                r#"{"Parameters": {"A": {"x": 1}}}"#,
+                "p/dev.json: Parameters.A: ",
+            ),
+            (
+                r#"{"Tags": {"k": 1.5, "aws:x": "y"}}"#,
+                "p/dev.json: Tags.aws:x: ",
+            ),
         ];
         for (text, expected) in cases {
             let error = ParamsFile::parse(Path::new("p/dev.json"), text).unwrap_err();
             assert_eq!(error.code, crate::exit::BAD_INPUT);
-            assert!(error.message.starts_with(expected), "{text}: {}", error.message);
+            assert!(
+                error.message.starts_with(expected),
+                "{text}: {}",
+                error.message
+            );
         }
     }
 
@@ -471,7 +537,10 @@ mod tests {
     fn parameters_go_to_the_templates_that_declare_them() {
         let registry = template("Parameters:\n  Shared: {Type: String}\n  R: {Type: String}\n");
         let pipeline = template("Parameters:\n  Shared: {Type: String}\n  P: {Type: String}\n");
-        let templates = [(StackKind::Registry, &registry), (StackKind::Pipeline, &pipeline)];
+        let templates = [
+            (StackKind::Registry, &registry),
+            (StackKind::Pipeline, &pipeline),
+        ];
         let file = ParamsFile::parse(
             Path::new("p/dev.json"),
             r#"{"Parameters": {"Shared": "s", "R": "r", "P": "p"}}"#,
@@ -486,25 +555,44 @@ mod tests {
             ParamsFile::parse(Path::new("p/dev.json"), r#"{"Parameters": {"Pp": "x"}}"#).unwrap();
         let error = file.assign(&templates).unwrap_err();
         assert!(
-            error.message.starts_with("p/dev.json: Parameters.Pp: no template declares it"),
+            error
+                .message
+                .starts_with("p/dev.json: Parameters.Pp: no template declares it"),
             "{}",
             error.message
         );
         assert!(error.message.contains("P, R, Shared"), "{}", error.message);
 
         let tagged = template("Parameters:\n  ImageTag: {Type: String}\n");
-        let file =
-            ParamsFile::parse(Path::new("p/dev.json"), r#"{"Parameters": {"ImageTag": "v1"}}"#).unwrap();
+        let file = ParamsFile::parse(
+            Path::new("p/dev.json"),
+            r#"{"Parameters": {"ImageTag": "v1"}}"#,
+        )
+        .unwrap();
         let error = file.assign(&[(StackKind::Pipeline, &tagged)]).unwrap_err();
-        assert!(error.message.starts_with("p/dev.json: Parameters.ImageTag: \"v1\""), "{}", error.message);
+        assert!(
+            error
+                .message
+                .starts_with("p/dev.json: Parameters.ImageTag: \"v1\""),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
     fn parameters_without_defaults_need_a_value() {
-        let t = template("Parameters:\n  A: {Type: String}\n  B: {Type: String, Default: b}\n  C: {Type: String}\n");
+        let t = template(
+            "Parameters:\n  A: {Type: String}\n  B: {Type: String, Default: b}\n  C: {Type: String}\n",
+        );
         let mut params = StackParameters::default();
-        let error = params.check_complete(&t, Path::new("p/dev.json")).unwrap_err();
-        assert!(error.message.contains("declares A, C without a Default"), "{}", error.message);
+        let error = params
+            .check_complete(&t, Path::new("p/dev.json"))
+            .unwrap_err();
+        assert!(
+            error.message.contains("declares A, C without a Default"),
+            "{}",
+            error.message
+        );
         params.values.insert("A".into(), "a".into());
         params.keep_previous.push("C".into());
         params.check_complete(&t, Path::new("p/dev.json")).unwrap();

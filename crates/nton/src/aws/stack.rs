@@ -29,9 +29,20 @@ where
     match (error.code(), error.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
         (None, Some(message)) => message.to_string(),
-        _ => DisplayErrorContext(error).to_string(),
+        // No code: a network failure (the context says which), or an answer that is not the
+        // service's (a proxy's or emulator's error page), whose body the context quotes whole.
+        _ => {
+            let context = DisplayErrorContext(error).to_string();
+            match context.char_indices().nth(MAX_ERROR_TEXT) {
+                Some((cut, _)) => format!("{}...", &context[..cut]),
+                None => context,
+            }
+        }
     }
 }
+
+/// Longest error context quoted in a message.
+const MAX_ERROR_TEXT: usize = 400;
 
 /// A stack as deploy and teardown need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +61,9 @@ pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<StackSta
         Ok(answer) => answer,
         Err(error) => {
             if error.code() == Some("ValidationError")
-                && error.message().is_some_and(|m| m.contains("does not exist"))
+                && error
+                    .message()
+                    .is_some_and(|m| m.contains("does not exist"))
             {
                 return Ok(None);
             }
@@ -95,8 +108,7 @@ pub(crate) fn is_settled(status: &str) -> bool {
 /// words, not a code: the first text is the service's, the second the one CreateChangeSet
 /// itself raises on some endpoints (moto among them).
 pub(crate) fn is_no_changes(reason: &str) -> bool {
-    reason.contains("didn't contain changes")
-        || reason.contains("No updates are to be performed")
+    reason.contains("didn't contain changes") || reason.contains("No updates are to be performed")
 }
 
 /// One line per change of a change set: `Add  AWS::S3::Bucket  ResultsBucket`, with whether
@@ -259,8 +271,14 @@ pub(crate) async fn resources(
         let page = page.map_err(|e| aws_error(format!("ListStackResources {stack}"), &e))?;
         for summary in page.stack_resource_summaries() {
             all.push((
-                summary.logical_resource_id().unwrap_or_default().to_string(),
-                summary.physical_resource_id().unwrap_or_default().to_string(),
+                summary
+                    .logical_resource_id()
+                    .unwrap_or_default()
+                    .to_string(),
+                summary
+                    .physical_resource_id()
+                    .unwrap_or_default()
+                    .to_string(),
                 summary.resource_type().unwrap_or_default().to_string(),
             ));
         }
@@ -274,7 +292,12 @@ mod tests {
 
     #[test]
     fn settled_statuses() {
-        for done in ["CREATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_COMPLETE"] {
+        for done in [
+            "CREATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "ROLLBACK_FAILED",
+            "DELETE_COMPLETE",
+        ] {
             assert!(is_settled(done), "{done}");
         }
         for busy in [
@@ -292,6 +315,8 @@ mod tests {
             "The submitted information didn't contain changes. Submit different information to create a change set."
         ));
         assert!(is_no_changes("No updates are to be performed."));
-        assert!(!is_no_changes("Template format error: Unresolved resource dependencies [X]"));
+        assert!(!is_no_changes(
+            "Template format error: Unresolved resource dependencies [X]"
+        ));
     }
 }

@@ -5,11 +5,11 @@
 //! deletes the third. Resources the template marks `DeletionPolicy: Retain` are left alone
 //! and reported.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, IsTerminal, Write};
 use aws_sdk_cloudformation::types::TemplateStage;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, IsTerminal, Write};
 
 use super::console::Console;
 use super::params::{self, StackKind};
@@ -70,7 +70,9 @@ impl StackInventory {
                 Some("Retain" | "RetainExceptOnCreate")
             );
             if retained {
-                inventory.retained.push(format!("{kind} {logical} ({physical})"));
+                inventory
+                    .retained
+                    .push(format!("{kind} {logical} ({physical})"));
                 continue;
             }
             match kind.as_str() {
@@ -104,7 +106,9 @@ fn is_true(value: &serde_yaml_ng::Value, parameters: &BTreeMap<String, String>) 
         _ => None,
     };
     match (value, referenced) {
-        (_, Some(name)) => parameters.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        (_, Some(name)) => parameters
+            .get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         (Value::Bool(flag), _) => *flag,
         (Value::String(text), _) => text.eq_ignore_ascii_case("true"),
         _ => false,
@@ -126,7 +130,10 @@ pub fn terminal_confirm(env: &str) -> impl FnMut(&str) -> anyhow::Result<bool> +
             .into());
         }
         let mut stderr = std::io::stderr();
-        write!(stderr, "{question}\nType the environment name ({env}) to go on: ")?;
+        write!(
+            stderr,
+            "{question}\nType the environment name ({env}) to go on: "
+        )?;
         stderr.flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
@@ -212,10 +219,9 @@ pub async fn teardown_with(
     }
     if !args.yes {
         if !confirm(&question)? {
-            return Err(CommandError::bad_input(
-                "teardown not confirmed; nothing was deleted",
-            )
-            .into());
+            return Err(
+                CommandError::bad_input("teardown not confirmed; nothing was deleted").into(),
+            );
         }
     } else {
         console.note(question);
@@ -226,11 +232,15 @@ pub async fn teardown_with(
         let name = &inventory.name;
         for bucket in &inventory.buckets {
             let removed = empty_bucket(&s3, bucket).await?;
-            console.note(format!("{name}: emptied bucket {bucket} ({removed} object versions and delete markers)"));
+            console.note(format!(
+                "{name}: emptied bucket {bucket} ({removed} object versions and delete markers)"
+            ));
         }
         for repository in &inventory.repositories {
             let removed = empty_repository(&ecr, repository).await?;
-            console.note(format!("{name}: emptied image repository {repository} ({removed} images)"));
+            console.note(format!(
+                "{name}: emptied image repository {repository} ({removed} images)"
+            ));
         }
         let mut follower = EventFollower::after_existing(&cfn, &inventory.id).await?;
         cfn.delete_stack()
@@ -246,7 +256,9 @@ pub async fn teardown_with(
             for reason in &follower.failures {
                 console.result(format!("  failed: {reason}"));
             }
-            console.result("  the stack is still there; fix the failures above and run teardown again");
+            console.result(
+                "  the stack is still there; fix the failures above and run teardown again",
+            );
             return Ok(exit::RUN_FAILED);
         }
         console.result(format!("{name}: DELETE_COMPLETE"));
@@ -261,9 +273,19 @@ pub async fn teardown_with(
                 }
             }
         } else {
-            left.extend(inventory.log_groups.iter().map(|g| format!("log group {g} (--keep-logs)")));
+            left.extend(
+                inventory
+                    .log_groups
+                    .iter()
+                    .map(|g| format!("log group {g} (--keep-logs)")),
+            );
         }
-        left.extend(inventory.retained.iter().map(|r| format!("{r} (DeletionPolicy Retain)")));
+        left.extend(
+            inventory
+                .retained
+                .iter()
+                .map(|r| format!("{r} (DeletionPolicy Retain)")),
+        );
     }
     if left.is_empty() {
         console.result("nothing left behind");
@@ -312,7 +334,12 @@ pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<usize
         let page = match s3.list_object_versions().bucket(bucket).send().await {
             Ok(page) => page,
             Err(error) if error.code() == Some("NoSuchBucket") => return Ok(removed),
-            Err(error) => return Err(aws_error(format!("ListObjectVersions s3://{bucket}"), &error)),
+            Err(error) => {
+                return Err(aws_error(
+                    format!("ListObjectVersions s3://{bucket}"),
+                    &error,
+                ));
+            }
         };
         let mut identifiers = Vec::new();
         for version in page.versions() {
@@ -406,7 +433,11 @@ async fn list_image_digests(
             Err(error) => return Err(aws_error(format!("ListImages {repository}"), &error)),
         };
         // One image may carry several tags; each digest is deleted once.
-        digests.extend(page.image_ids().iter().filter_map(|id| id.image_digest().map(str::to_string)));
+        digests.extend(
+            page.image_ids()
+                .iter()
+                .filter_map(|id| id.image_digest().map(str::to_string)),
+        );
     }
     Ok(digests.into_iter().collect())
 }
@@ -421,7 +452,11 @@ pub async fn empty_repository(
     for chunk in digests.chunks(100) {
         let ids = chunk
             .iter()
-            .map(|digest| aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest).build())
+            .map(|digest| {
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_digest(digest)
+                    .build()
+            })
             .collect();
         let answer = ecr
             .batch_delete_image()
