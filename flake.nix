@@ -1,8 +1,14 @@
 {
   description = "nton: fan-out batch pipelines on AWS (Step Functions, Lambda, AWS Batch N_TO_N) as static musl binaries and minimal OCI images";
 
+  # flake.lock was written without network access to GitHub: crane's and rust-overlay's revs
+  # come from copies of their repositories, each narHash computed from `git archive <rev>` (the
+  # tarball GitHub serves) with `nix-hash --type sha256`, a method checked against published
+  # locks; nixpkgs' rev and narHash are those crane's own test/flake.lock pins for nixos-26.05
+  # at crane 2c71e194 (the crane rev locked here), the pairing crane tests itself against.
+  # `nix flake update` replaces all of it with fetched values.
   inputs = {
-    # A release branch: crane (unreleased master) needs nixpkgs >= 26.05.
+    # A release branch: crane's master (locked here, after 0.23.4) needs nixpkgs >= 26.05.
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
     # crane has had no inputs of its own since 0.20, so there is nothing to make follow.
     crane.url = "github:ipetkov/crane";

@@ -499,11 +499,7 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
         .find("egress       3/4     ended  SUCCEEDED 3  RUNNING 1")
         .expect(&log);
     assert!(procure < egress, "{log}");
-    assert!(
-        out.text().starts_with(&format!("SUCCEEDED after ")),
-        "{}",
-        out.text()
-    );
+    assert!(out.text().starts_with("SUCCEEDED after "), "{}", out.text());
     assert!(out.text().contains(&execution), "{}", out.text());
 
     // A group size the init Lambda would refuse is refused before anything starts.
@@ -795,4 +791,39 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         "{}",
         out.text()
     );
+}
+
+#[tokio::test]
+async fn the_real_templates_and_every_params_file_make_change_sets() {
+    // Each params file must fit the templates it is deployed with (a key no template declares
+    // fails here, not in the deploy workflow), and CloudFormation (moto's) must accept the
+    // change sets. A dry run deletes them again.
+    let moto = MotoServer::start().unwrap();
+    let config = moto.sdk_config().await;
+    let template_dir = nton_tests::workspace_root().join("cloudformation");
+    let mut envs: Vec<String> = std::fs::read_dir(template_dir.join("params"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    envs.sort();
+    assert!(envs.contains(&"dev".to_string()), "{envs:?}");
+    for env in envs {
+        let mut args = deploy_args(&template_dir);
+        args.stack.env = env.clone();
+        args.dry_run = true;
+        let (code, out, log) = deploy(&config, &args).await;
+        assert_eq!(code, exit::SUCCESS, "{env}:\n{out}\n{log}");
+        assert!(
+            out.contains(&format!("nton-{env}-registry: would create")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("nton-{env}-pipeline: would create")),
+            "{out}"
+        );
+        assert!(out.contains("AWS::StepFunctions::StateMachine"), "{out}");
+    }
 }

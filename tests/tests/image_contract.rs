@@ -581,6 +581,55 @@ fn the_description_is_coherent_and_shared() {
     }
 }
 
+/// The job image's user is the user Batch runs every job definition as and the EFS access point
+/// writes as, so files on EFS, the image's passwd and the running process agree. (Lambda runs
+/// images as a user of its own; the access point sets the identity on EFS for it too.)
+#[test]
+fn the_image_user_is_the_templates_user() {
+    use serde_yaml_ng::Value;
+    let path = workspace_root().join("cloudformation/pipeline.yaml");
+    let text = fs::read_to_string(&path).unwrap();
+    let template: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let user = &image("nton-job").user;
+    let expected = format!("{}:{}", user.uid, user.gid);
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let of_type = |kind: &str| {
+        resources
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+            .map(|(name, r)| (name.as_str().unwrap_or_default().to_string(), r.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    let jobs = of_type("AWS::Batch::JobDefinition");
+    assert!(!jobs.is_empty(), "pipeline.yaml has job definitions");
+    for (name, job) in &jobs {
+        assert_eq!(
+            job["Properties"]["ContainerProperties"]["User"].as_str(),
+            Some(expected.as_str()),
+            "{name}: ContainerProperties.User is the nton-job image's user"
+        );
+    }
+    let access_points = of_type("AWS::EFS::AccessPoint");
+    assert!(
+        !access_points.is_empty(),
+        "pipeline.yaml has an EFS access point"
+    );
+    for (name, point) in &access_points {
+        let posix = &point["Properties"]["PosixUser"];
+        assert_eq!(
+            posix["Uid"].as_u64(),
+            Some(u64::from(user.uid)),
+            "{name}: PosixUser.Uid"
+        );
+        assert_eq!(
+            posix["Gid"].as_u64(),
+            Some(u64::from(user.gid)),
+            "{name}: PosixUser.Gid"
+        );
+    }
+}
+
 /// `nix/image-config.nix`, which the flake feeds to dockerTools, evaluates (with a real Nix,
 /// offline) to the entrypoint, user, environment and passwd/group these tests run with.
 #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use nton_core::fsutil;
 use nton_core::layout::{Layout, format_ids};
 use nton_core::plan::WorkflowId;
-use nton_core::stage::{RECORD_THREADS, procure, procure_record, process, process_record};
+use nton_core::stage::{RECORD_THREADS, process, process_record, procure, procure_record};
 use uuid::Uuid;
 
 const IDS: usize = 40;
@@ -89,7 +89,12 @@ fn fresh_node(layout: &Layout, ids: &[Uuid]) -> WorkflowId {
 
 fn row(name: &str, samples: &Samples, against: Option<&Samples>) {
     let versus = against
-        .map(|b| format!("  = {:.2}x baseline (b)", ms(samples.median()) / ms(b.median())))
+        .map(|b| {
+            format!(
+                "  = {:.2}x baseline (b)",
+                ms(samples.median()) / ms(b.median())
+            )
+        })
         .unwrap_or_default();
     println!(
         "{name:<46} median {:>7.3} ms   p90 {:>7.3} ms{versus}",
@@ -112,11 +117,27 @@ impl Case {
     fn print(&self, title: &str) {
         println!("\n{title}");
         row("procure (40 records)", &self.procure, Some(&self.procure_b));
-        row("  baseline (a): same files, sequential", &self.procure_a, None);
-        row("  baseline (b): same files, parallel", &self.procure_b, None);
+        row(
+            "  baseline (a): same files, sequential",
+            &self.procure_a,
+            None,
+        );
+        row(
+            "  baseline (b): same files, parallel",
+            &self.procure_b,
+            None,
+        );
         row("process (40 records)", &self.process, Some(&self.process_b));
-        row("  baseline (a): same files, sequential", &self.process_a, None);
-        row("  baseline (b): same files, parallel", &self.process_b, None);
+        row(
+            "  baseline (a): same files, sequential",
+            &self.process_a,
+            None,
+        );
+        row(
+            "  baseline (b): same files, parallel",
+            &self.process_b,
+            None,
+        );
     }
 }
 
@@ -131,10 +152,14 @@ fn main() {
     let processed = process(&layout, &wf, 0).expect("process");
     let read = |path: PathBuf| fs::read(path).expect("output file");
     let name = |id: &Uuid| format!("{id}.json");
-    let data: Vec<(String, Vec<u8>)> =
-        ids.iter().map(|id| (name(id), read(layout.data_file(&wf, 0, id)))).collect();
-    let results: Vec<(String, Vec<u8>)> =
-        ids.iter().map(|id| (name(id), read(layout.result_file(&wf, 0, id)))).collect();
+    let data: Vec<(String, Vec<u8>)> = ids
+        .iter()
+        .map(|id| (name(id), read(layout.data_file(&wf, 0, id))))
+        .collect();
+    let results: Vec<(String, Vec<u8>)> = ids
+        .iter()
+        .map(|id| (name(id), read(layout.result_file(&wf, 0, id))))
+        .collect();
     let total = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.1.len() as u64).sum::<u64>();
     assert_eq!(total(&data), procured.bytes);
     assert_eq!(total(&results), processed.bytes);
@@ -156,13 +181,19 @@ fn main() {
     for rep in 0..WARMUP + REPS {
         let mut case = Case::default();
         let wf = fresh_node(&layout, &ids);
-        case.procure.time(|| procure(&layout, &wf, 0).expect("procure"));
-        case.process.time(|| process(&layout, &wf, 0).expect("process"));
+        case.procure
+            .time(|| procure(&layout, &wf, 0).expect("procure"));
+        case.process
+            .time(|| process(&layout, &wf, 0).expect("process"));
         let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
-        case.procure_a.time(|| baseline(&layout.data_dir(&a, 0), &data, false));
-        case.procure_b.time(|| baseline(&layout.data_dir(&b, 0), &data, true));
-        case.process_a.time(|| baseline(&layout.results_dir(&a, 0), &results, false));
-        case.process_b.time(|| baseline(&layout.results_dir(&b, 0), &results, true));
+        case.procure_a
+            .time(|| baseline(&layout.data_dir(&a, 0), &data, false));
+        case.procure_b
+            .time(|| baseline(&layout.data_dir(&b, 0), &data, true));
+        case.process_a
+            .time(|| baseline(&layout.results_dir(&a, 0), &results, false));
+        case.process_b
+            .time(|| baseline(&layout.results_dir(&b, 0), &results, true));
         for wf in [wf, a, b] {
             fs::remove_dir_all(layout.workflow_dir(&wf)).expect("clean up");
         }
@@ -182,12 +213,18 @@ fn main() {
     let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
     for rep in 0..WARMUP + REPS {
         let mut case = Case::default();
-        case.procure.time(|| procure(&layout, &wf, 0).expect("procure"));
-        case.process.time(|| process(&layout, &wf, 0).expect("process"));
-        case.procure_a.time(|| baseline(&layout.data_dir(&a, 0), &data, false));
-        case.procure_b.time(|| baseline(&layout.data_dir(&b, 0), &data, true));
-        case.process_a.time(|| baseline(&layout.results_dir(&a, 0), &results, false));
-        case.process_b.time(|| baseline(&layout.results_dir(&b, 0), &results, true));
+        case.procure
+            .time(|| procure(&layout, &wf, 0).expect("procure"));
+        case.process
+            .time(|| process(&layout, &wf, 0).expect("process"));
+        case.procure_a
+            .time(|| baseline(&layout.data_dir(&a, 0), &data, false));
+        case.procure_b
+            .time(|| baseline(&layout.data_dir(&b, 0), &data, true));
+        case.process_a
+            .time(|| baseline(&layout.results_dir(&a, 0), &results, false));
+        case.process_b
+            .time(|| baseline(&layout.results_dir(&b, 0), &results, true));
         if rep >= WARMUP {
             rerun.procure.0.extend(case.procure.0);
             rerun.process.0.extend(case.process.0);
@@ -219,11 +256,25 @@ fn main() {
     generate.0.drain(..WARMUP);
     transform.0.drain(..WARMUP);
 
+    // The machine is shared: say how busy it was, since absolute times depend on it (the
+    // ratios to the baselines, measured interleaved, much less so).
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at the end (1/5/15 min): {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     first.print("First run of a node (fresh directories):");
     rerun.print("Re-run of a node (replacing its earlier files):");
     println!("\nCPU only, in memory, one thread:");
     row("procure: generate + serialize 40 records", &generate, None);
-    row("process: parse + transform + serialize 40", &transform, None);
+    row(
+        "process: parse + transform + serialize 40",
+        &transform,
+        None,
+    );
     println!("\nAgainst the original's {ORIGINAL_SECONDS} s per stage per node (first run):");
     for (name, samples) in [("procure", &first.procure), ("process", &first.process)] {
         println!(

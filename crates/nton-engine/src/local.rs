@@ -72,7 +72,11 @@ pub struct LocalRunSpec {
 
 /// Everything a run reports as it goes: the state machine's states and every Batch transition.
 #[derive(Clone, Debug, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum RunEvent {
     StateEntered {
         name: String,
@@ -176,12 +180,11 @@ impl LocalRun {
 
         let (machine_id, definition) =
             template.state_machine(&ctx, spec.state_machine.as_deref())?;
-        let machine = StateMachine::from_json(&definition).map_err(|source| {
-            PrepareError::StateMachine {
+        let machine =
+            StateMachine::from_json(&definition).map_err(|source| PrepareError::StateMachine {
                 origin: format!("{origin}: {machine_id}"),
                 source,
-            }
-        })?;
+            })?;
 
         let binding_error = |message: String| PrepareError::Binding {
             origin: origin.clone(),
@@ -215,9 +218,8 @@ impl LocalRun {
         }
 
         // Only now, with everything checked, does the run leave a trace on disk.
-        let record = RecordWriter::open(&spec.run_dir).map_err(|error| {
-            PrepareError::Io(format!("{}: {error}", spec.run_dir.display()))
-        })?;
+        let record = RecordWriter::open(&spec.run_dir)
+            .map_err(|error| PrepareError::Io(format!("{}: {error}", spec.run_dir.display())))?;
 
         Ok(LocalRun {
             state_machine_name: machine_id,
@@ -259,7 +261,9 @@ impl LocalRun {
                 started_at: started_at_ms,
                 resumed: !self.spec.resumed_children.is_empty(),
             }))
-            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))?;
+            .map_err(|error| {
+                PrepareError::Io(format!("{}: {error}", self.record.path().display()))
+            })?;
 
         let forwarder = tokio::spawn(forward_batch_events(
             self.batch.subscribe(),
@@ -276,25 +280,24 @@ impl LocalRun {
             record: Arc::clone(&self.record),
             events: Arc::clone(&self.events),
         };
-        let outcome =
-            crate::asl::run_execution(&self.machine, self.spec.input.clone(), self, &observer, context)
-                .await;
+        let outcome = crate::asl::run_execution(
+            &self.machine,
+            self.spec.input.clone(),
+            self,
+            &observer,
+            context,
+        )
+        .await;
 
         // The state machine may end (a Fail, say) while children still run: AWS lets them
         // finish too; a local run waits for them so its record and results are complete.
         self.batch.wait_all_terminal().await;
         drop(self.batch.subscribe());
         let job_ids = lock(&self.submitted).clone();
-        let jobs = self
-            .batch
-            .describe_jobs(&job_ids)
-            .await
-            .unwrap_or_default();
+        let jobs = self.batch.describe_jobs(&job_ids).await.unwrap_or_default();
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
-            ExecutionOutcome::Succeeded { output } => {
-                ("SUCCEEDED", None, None, None, Some(output))
-            }
+            ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
             ExecutionOutcome::Failed {
                 error,
                 cause,
@@ -311,9 +314,9 @@ impl LocalRun {
         // The forwarder ends when the batch's senders are gone; give it the last events first.
         tokio::task::yield_now().await;
         forwarder.abort();
-        self.record
-            .append(&RecordLine::End(end))
-            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))?;
+        self.record.append(&RecordLine::End(end)).map_err(|error| {
+            PrepareError::Io(format!("{}: {error}", self.record.path().display()))
+        })?;
         Ok(RunSummary {
             status: status.to_string(),
             error,
@@ -363,10 +366,13 @@ impl LocalRun {
     }
 
     async fn submit(&self, parameters: &Value, wait: bool) -> Result<Value, TaskFailure> {
-        let answer = self.batch.submit_job(parameters).map_err(|error| TaskFailure {
-            error: format!("Batch.{}", error.code),
-            cause: error.message,
-        })?;
+        let answer = self
+            .batch
+            .submit_job(parameters)
+            .map_err(|error| TaskFailure {
+                error: format!("Batch.{}", error.code),
+                cause: error.message,
+            })?;
         let job_id = answer["JobId"].as_str().unwrap_or_default().to_string();
         lock(&self.submitted).push(job_id.clone());
         if !wait {
@@ -406,7 +412,9 @@ impl TaskExecutor for LocalRun {
                 let function = call.parameters["FunctionName"].as_str().unwrap_or_default();
                 let lambda = self.find_lambda(function).ok_or_else(|| TaskFailure {
                     error: "Lambda.ResourceNotFoundException".to_string(),
-                    cause: format!("Function not found: {function} (no such function in the template)"),
+                    cause: format!(
+                        "Function not found: {function} (no such function in the template)"
+                    ),
                 })?;
                 let payload = call.parameters.get("Payload").cloned().unwrap_or(json!({}));
                 let output = self.invoke_lambda(lambda, payload).await?;
@@ -558,7 +566,9 @@ fn send(events: &Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>, event: RunEvent) {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A function error as the Lambda integration reports it: the function's error type as the
@@ -578,13 +588,18 @@ pub fn image_binary(image: &str) -> &str {
     last.split(':').next().unwrap_or(last)
 }
 
-fn find_lambda<'a>(lambdas: &'a HashMap<String, Arc<Lambda>>, function: &str) -> Option<&'a Arc<Lambda>> {
+fn find_lambda<'a>(
+    lambdas: &'a HashMap<String, Arc<Lambda>>,
+    function: &str,
+) -> Option<&'a Arc<Lambda>> {
     // FunctionName may be a name, an ARN, or either with a `:qualifier` (version or alias).
     if let Some(lambda) = lambdas.get(function) {
         return Some(lambda);
     }
     let unqualified = match function.strip_prefix("arn:") {
-        Some(_) if function.matches(':').count() > 6 => function.rsplit_once(':').map(|(head, _)| head),
+        Some(_) if function.matches(':').count() > 6 => {
+            function.rsplit_once(':').map(|(head, _)| head)
+        }
         Some(_) => None,
         None => function.split_once(':').map(|(head, _)| head),
     }?;
@@ -598,7 +613,10 @@ fn bind_lambdas(
 ) -> Result<HashMap<String, Arc<Lambda>>, String> {
     let mut lambdas = HashMap::new();
     for (logical_id, _) in template.resources_of_type("AWS::Lambda::Function") {
-        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+        if !template
+            .resource_exists(logical_id, ctx)
+            .map_err(|e| e.to_string())?
+        {
             continue;
         }
         let properties = template
@@ -648,14 +666,19 @@ fn bind_lambdas(
     Ok(lambdas)
 }
 
-fn check_resource(task: &TaskResource<'_>, lambdas: &HashMap<String, Arc<Lambda>>) -> Result<(), String> {
+fn check_resource(
+    task: &TaskResource<'_>,
+    lambdas: &HashMap<String, Arc<Lambda>>,
+) -> Result<(), String> {
     let state = task.state;
     match task.resource {
         LAMBDA_INVOKE => match task.parameters.and_then(|p| p.get("FunctionName")) {
-            Some(Value::String(function)) if find_lambda(lambdas, function).is_none() => Err(format!(
-                "state {state}: Parameters.FunctionName {function} names no function the local \
+            Some(Value::String(function)) if find_lambda(lambdas, function).is_none() => {
+                Err(format!(
+                    "state {state}: Parameters.FunctionName {function} names no function the local \
                  engine can run (an AWS::Lambda::Function with an nton-init or nton-watch image)"
-            )),
+                ))
+            }
             _ => Ok(()),
         },
         BATCH_SUBMIT | BATCH_SUBMIT_SYNC => Ok(()),
@@ -671,23 +694,36 @@ fn check_resource(task: &TaskResource<'_>, lambdas: &HashMap<String, Arc<Lambda>
 fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>, String> {
     let mut queues = Vec::new();
     for (logical_id, _) in template.resources_of_type("AWS::Batch::JobQueue") {
-        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+        if !template
+            .resource_exists(logical_id, ctx)
+            .map_err(|e| e.to_string())?
+        {
             continue;
         }
         let properties = template
             .resolved_properties(logical_id, ctx)
             .map_err(|e| e.to_string())?;
-        let arn = text_of(&template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?);
+        let arn = text_of(
+            &template
+                .resolve(&json!({"Ref": logical_id}), ctx)
+                .map_err(|e| e.to_string())?,
+        );
         let name = properties["JobQueueName"]
             .as_str()
             .unwrap_or(logical_id)
             .to_string();
         let mut max_vcpus = 0.0;
         let mut compute_environment = String::new();
-        for entry in properties["ComputeEnvironmentOrder"].as_array().into_iter().flatten() {
+        for entry in properties["ComputeEnvironmentOrder"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let ce_arn = text_of(&entry["ComputeEnvironment"]);
             let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
-                format!("job queue {logical_id}: compute environment {ce_arn} is not in the template")
+                format!(
+                    "job queue {logical_id}: compute environment {ce_arn} is not in the template"
+                )
             })?;
             let ce = template
                 .resolved_properties(ce_id, ctx)
@@ -720,7 +756,10 @@ fn read_job_definitions(
 ) -> Result<Vec<JobDefinitionSpec>, String> {
     let mut definitions = Vec::new();
     for (logical_id, _) in template.resources_of_type("AWS::Batch::JobDefinition") {
-        if !template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+        if !template
+            .resource_exists(logical_id, ctx)
+            .map_err(|e| e.to_string())?
+        {
             continue;
         }
         let properties = template
@@ -757,28 +796,47 @@ fn read_job_definitions(
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|pair| Some((pair["Name"].as_str()?.to_string(), scalar_text(&pair["Value"]))))
+            .filter_map(|pair| {
+                Some((
+                    pair["Name"].as_str()?.to_string(),
+                    scalar_text(&pair["Value"]),
+                ))
+            })
             .collect();
         environment.extend(env_overrides.clone());
         let mut vcpus = number_of(&container["Vcpus"]).unwrap_or(1.0);
         let mut memory_mib = number_of(&container["Memory"]).unwrap_or(2048.0) as u64;
-        for requirement in container["ResourceRequirements"].as_array().into_iter().flatten() {
+        for requirement in container["ResourceRequirements"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             match requirement["Type"].as_str() {
                 Some("VCPU") => vcpus = number_of(&requirement["Value"]).unwrap_or(vcpus),
                 Some("MEMORY") => {
-                    memory_mib = number_of(&requirement["Value"]).unwrap_or(memory_mib as f64) as u64
+                    memory_mib =
+                        number_of(&requirement["Value"]).unwrap_or(memory_mib as f64) as u64
                 }
                 _ => {}
             }
         }
-        let retry = read_retry(&properties["RetryStrategy"]).map_err(|e| format!("{}: {e}", at("RetryStrategy")))?;
+        let retry = read_retry(&properties["RetryStrategy"])
+            .map_err(|e| format!("{}: {e}", at("RetryStrategy")))?;
         let attempt_timeout = number_of(&properties["Timeout"]["AttemptDurationSeconds"])
             .map(|seconds| Duration::from_secs_f64(seconds.max(1.0)));
         let parameters = properties["Parameters"]
             .as_object()
-            .map(|map| map.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
+            .map(|map| {
+                map.iter()
+                    .map(|(k, v)| (k.clone(), scalar_text(v)))
+                    .collect()
+            })
             .unwrap_or_default();
-        let arn = text_of(&template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?);
+        let arn = text_of(
+            &template
+                .resolve(&json!({"Ref": logical_id}), ctx)
+                .map_err(|e| e.to_string())?,
+        );
         definitions.push(JobDefinitionSpec {
             arn,
             name: properties["JobDefinitionName"]
@@ -804,10 +862,16 @@ fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
     }
     let attempts = number_of(&value["Attempts"]).unwrap_or(1.0) as u32;
     let mut evaluate_on_exit = Vec::new();
-    for (i, rule) in value["EvaluateOnExit"].as_array().into_iter().flatten().enumerate() {
+    for (i, rule) in value["EvaluateOnExit"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let action_text = rule["Action"].as_str().unwrap_or_default();
-        let action = RetryAction::parse(action_text)
-            .ok_or_else(|| format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT"))?;
+        let action = RetryAction::parse(action_text).ok_or_else(|| {
+            format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT")
+        })?;
         let text = |key: &str| rule[key].as_str().map(str::to_string);
         evaluate_on_exit.push(EvaluateOnExit {
             on_status_reason: text("OnStatusReason"),

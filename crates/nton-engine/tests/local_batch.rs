@@ -94,7 +94,11 @@ impl Rig {
             events.push(event);
         }
         let seqs: Vec<u64> = events.iter().map(BatchEvent::seq).collect();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "events out of order");
+        // In order and none missing: the stream is numbered without gaps.
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "events out of order or lost"
+        );
         let mut ended = std::collections::HashSet::new();
         for event in &events {
             if let BatchEvent::JobEnded { job_id, .. } = event {
@@ -144,7 +148,6 @@ struct Seen {
     seq: u64,
     status: JobStatus,
     attempt: u32,
-    at_ms: i64,
     reason: Option<String>,
     exit_code: Option<i32>,
     tail: Option<String>,
@@ -159,7 +162,6 @@ fn by_child(events: &[BatchEvent]) -> HashMap<String, Vec<Seen>> {
             job_id,
             status,
             attempt,
-            at_ms,
             status_reason,
             exit_code,
             stderr_tail,
@@ -170,7 +172,6 @@ fn by_child(events: &[BatchEvent]) -> HashMap<String, Vec<Seen>> {
                 seq: *seq,
                 status: *status,
                 attempt: *attempt,
-                at_ms: *at_ms,
                 reason: status_reason.clone(),
                 exit_code: *exit_code,
                 tail: stderr_tail.clone(),

@@ -114,6 +114,16 @@ fn main() {
         }));
         clear(layout.workflow_dir(&wf));
     }
+    // The machine is shared: say how busy it was, since absolute times depend on it (the
+    // ratios to the baselines, measured interleaved, much less so).
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at the end (1/5/15 min): {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let init = median(init_times);
     let base = median(par_times);
     println!();

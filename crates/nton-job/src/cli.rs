@@ -29,11 +29,16 @@ pub struct Cli {
 /// The stage to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum StageCommand {
-    /// Make each record's data: data/<id>.json for every id in prep/ids.csv.
+    /// Writes `data/<id>.json` for every id in the node's `prep/ids.csv`.
+    #[command(about = "Make each record's data: data/<id>.json for every id in prep/ids.csv")]
     Procure,
-    /// Turn each record's data into results: results/<id>.json.
+    /// Writes `results/<id>.json` from each record's data.
+    #[command(about = "Turn each record's data into results: results/<id>.json")]
     Process,
-    /// Ship the node's results to NTON_RESULTS_URL under <wf>/<node>/results/<id>.json.
+    /// Ships the node's results to `NTON_RESULTS_URL` under `<wf>/<node>/results/<id>.json`.
+    #[command(
+        about = "Ship the node's results to NTON_RESULTS_URL under <wf>/<node>/results/<id>.json"
+    )]
     Egress,
 }
 

@@ -14,7 +14,7 @@ const DESCRIBE_BATCH: usize = 100;
 
 /// Attempts per call (the first plus retries) in the SDK's standard retry mode: throttling
 /// during a large run must not fail the poll.
-const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// AWS Batch through the AWS SDK.
 #[derive(Clone, Debug)]
@@ -299,7 +299,9 @@ mod tests {
 
         fn request(operation: &str) -> http::Request<SdkBody> {
             http::Request::builder()
-                .uri(format!("https://batch.us-east-1.amazonaws.com/v1/{operation}"))
+                .uri(format!(
+                    "https://batch.us-east-1.amazonaws.com/v1/{operation}"
+                ))
                 .body(SdkBody::empty())
                 .unwrap()
         }
@@ -312,7 +314,10 @@ mod tests {
                 .credentials_provider(Credentials::new("a", "b", None, None, "test"))
                 .http_client(replay.clone())
                 .build();
-            (SdkBatch::new(aws_sdk_batch::Client::from_conf(conf)), replay)
+            (
+                SdkBatch::new(aws_sdk_batch::Client::from_conf(conf)),
+                replay,
+            )
         }
 
         fn bodies(replay: &StaticReplayClient) -> Vec<Value> {
@@ -327,8 +332,11 @@ mod tests {
             let (batch, replay) = batch(vec![
                 ReplayEvent::new(
                     request("listjobs"),
-                    answer(200, json!({"nextToken": "t1", "jobSummaryList": [
-                        {"jobId": "p:0", "jobName": "n", "status": "FAILED", "arrayProperties": {"index": 0}}]})),
+                    answer(
+                        200,
+                        json!({"nextToken": "t1", "jobSummaryList": [
+                        {"jobId": "p:0", "jobName": "n", "status": "FAILED", "arrayProperties": {"index": 0}}]}),
+                    ),
                 ),
                 ReplayEvent::new(
                     request("listjobs"),
@@ -336,11 +344,17 @@ mod tests {
                 ),
                 ReplayEvent::new(
                     request("listjobs"),
-                    answer(200, json!({"jobSummaryList": [
-                        {"jobId": "p:7", "jobName": "n", "status": "FAILED", "statusReason": "boom"}]})),
+                    answer(
+                        200,
+                        json!({"jobSummaryList": [
+                        {"jobId": "p:7", "jobName": "n", "status": "FAILED", "statusReason": "boom"}]}),
+                    ),
                 ),
             ]);
-            let children = batch.list_array_children("p", JobStatus::Failed).await.unwrap();
+            let children = batch
+                .list_array_children("p", JobStatus::Failed)
+                .await
+                .unwrap();
             let ids: Vec<&str> = children.iter().map(|c| c.job_id.as_str()).collect();
             assert_eq!(ids, ["p:0", "p:7"]);
             assert_eq!(children[1].status_reason.as_deref(), Some("boom"));
@@ -361,8 +375,11 @@ mod tests {
             let (batch, replay) = batch(vec![
                 ReplayEvent::new(
                     request("describejobs"),
-                    answer(200, json!({"jobs": [{"jobId": "j3", "jobName": "n", "status": "RUNNING",
-                        "jobQueue": "q", "jobDefinition": "d", "startedAt": 5}]})),
+                    answer(
+                        200,
+                        json!({"jobs": [{"jobId": "j3", "jobName": "n", "status": "RUNNING",
+                        "jobQueue": "q", "jobDefinition": "d", "startedAt": 5}]}),
+                    ),
                 ),
                 ReplayEvent::new(request("describejobs"), answer(200, json!({"jobs": []}))),
             ]);
@@ -380,7 +397,10 @@ mod tests {
         async fn service_errors_keep_their_code_and_message() {
             let (batch, _) = batch(vec![ReplayEvent::new(
                 request("describejobs"),
-                answer(400, json!({"__type": "ClientException", "message": "jobs: too many"})),
+                answer(
+                    400,
+                    json!({"__type": "ClientException", "message": "jobs: too many"}),
+                ),
             )]);
             let error = batch.describe_jobs(&["j".to_string()]).await.unwrap_err();
             assert_eq!(error.code, "ClientException");

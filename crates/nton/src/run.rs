@@ -48,7 +48,15 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     }
 
     let (input, resumed_children, run_dir, workflow_id) = match &args.resume {
-        Some(run_dir) => resume_point(&absolute(cwd, run_dir))?,
+        Some(run_dir) => {
+            let point = resume_point(&absolute(cwd, run_dir))?;
+            (
+                point.input,
+                point.succeeded,
+                point.run_dir,
+                point.workflow_id,
+            )
+        }
         None => {
             let workflow_id = WorkflowId::new_v4();
             let mut input = json!({
@@ -192,11 +200,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// What to resume from a run directory: the first execution's input (with its workflow id)
-/// and the children that already succeeded.
-fn resume_point(
-    run_dir: &Path,
-) -> anyhow::Result<(Value, BTreeSet<(String, Option<u32>)>, PathBuf, WorkflowId)> {
+/// Where an interrupted or failed run picks up again.
+struct ResumePoint {
+    /// The first execution's input, with its workflow id.
+    input: Value,
+    /// Children (job name, index) that already succeeded.
+    succeeded: BTreeSet<(String, Option<u32>)>,
+    run_dir: PathBuf,
+    workflow_id: WorkflowId,
+}
+
+/// Reads what to resume from a run directory's record.
+fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
     let record_path = run_dir.join(RECORD_FILE);
     let lines = read_record(&record_path).map_err(|error| {
         CommandError::bad_input(format!(
@@ -235,12 +250,12 @@ fn resume_point(
                 run_dir.display()
             ))
         })?;
-    Ok((
+    Ok(ResumePoint {
         input,
-        succeeded_children(&lines),
-        run_dir.to_path_buf(),
+        succeeded: succeeded_children(&lines),
+        run_dir: run_dir.to_path_buf(),
         workflow_id,
-    ))
+    })
 }
 
 /// The environment a job child starts from: enough to run a static binary and reach AWS

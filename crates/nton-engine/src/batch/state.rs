@@ -552,8 +552,8 @@ impl State {
                 };
                 record.stopped_at = Some(now);
                 self.open_jobs -= 1;
+                let seq = self.events.next_seq();
                 if self.events.listening() {
-                    let seq = self.events.next_seq();
                     let record = &self.jobs[job as usize];
                     let event = BatchEvent::JobEnded {
                         seq,
@@ -563,8 +563,6 @@ impl State {
                         at_ms: now,
                     };
                     self.events.send(event);
-                } else {
-                    self.events.next_seq();
                 }
                 self.worklist.push_back(Ended::Job { job, ok });
             }

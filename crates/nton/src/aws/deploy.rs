@@ -68,36 +68,87 @@ pub async fn deploy_with(
         None => StackKind::ALL.to_vec(),
     };
     let cfn = Client::new(config);
-    let mut summaries = Vec::new();
-    let mut image_registry: Option<String> = None;
-    let mut code = exit::SUCCESS;
-    for kind in kinds.iter().copied() {
-        let name = kind.stack_name(prefix, env);
+    let registry_name = StackKind::Registry.stack_name(prefix, env);
+    let parameters_of = |kind: StackKind,
+                         existing: Option<&StackState>,
+                         image_registry: Option<&str>|
+     -> Result<StackParameters, CommandError> {
         let template = &templates[&kind];
-        let existing = stack::describe(&cfn, &name).await?;
         let mut parameters = StackParameters {
             values: assigned.get(&kind).cloned().unwrap_or_default(),
             keep_previous: Vec::new(),
         };
         if kind == StackKind::Pipeline {
-            if image_registry.is_none() {
-                // Deploying the pipeline alone: the registry stack is read, not changed.
-                image_registry =
-                    registry_of(&cfn, &StackKind::Registry.stack_name(prefix, env)).await?;
-            }
             supply_pipeline_parameters(
                 &mut parameters,
                 template,
-                existing.as_ref(),
+                existing,
                 args.image_tag.as_deref(),
-                image_registry.as_deref(),
+                image_registry,
             )?;
         }
         parameters.check_complete(template, &params_path)?;
+        Ok(parameters)
+    };
 
+    // Every stack's parameters are checked before the first one changes, so a parameter
+    // missing for the pipeline does not surface only after the registry was deployed.
+    let mut image_registry = registry_of(&cfn, &registry_name).await?;
+    let mut existing_stacks = BTreeMap::new();
+    for kind in kinds.iter().copied() {
+        let existing = stack::describe(&cfn, &kind.stack_name(prefix, env)).await?;
+        parameters_of(kind, existing.as_ref(), image_registry.as_deref())?;
+        existing_stacks.insert(kind, existing);
+    }
+
+    let mut summaries = Vec::new();
+    let mut code = exit::SUCCESS;
+    for kind in kinds.iter().copied() {
+        let name = kind.stack_name(prefix, env);
+        let template = &templates[&kind];
+        let existing = existing_stacks.remove(&kind).flatten();
+        let parameters = parameters_of(kind, existing.as_ref(), image_registry.as_deref())?;
+        if kind == StackKind::Pipeline
+            && existing.is_none()
+            && !parameters.values.contains_key("ImageTag")
+            && let Some(true) = template.parameters.get("ImageTag")
+        {
+            console.note(format!(
+                "{name}: no --image-tag; the template's default ImageTag applies, and the \
+                 images must exist under it"
+            ));
+        }
+
+        let template_url = if template.needs_upload() {
+            let bucket = match &args.template_bucket {
+                Some(bucket) => Some(bucket.clone()),
+                None => stack::describe(&cfn, &registry_name)
+                    .await?
+                    .and_then(|s| s.outputs.get(TEMPLATE_BUCKET_OUTPUT).cloned()),
+            };
+            let Some(bucket) = bucket else {
+                return Err(CommandError::bad_input(format!(
+                    "--template-bucket: {} is {} bytes, more than the {} CloudFormation takes \
+                     inline, so it goes through S3; name a bucket (--template-bucket, \
+                     NTON_TEMPLATE_BUCKET) or give the registry stack a {TEMPLATE_BUCKET_OUTPUT} output",
+                    template.path.display(),
+                    template.body.len(),
+                    params::MAX_TEMPLATE_BODY
+                ))
+                .into());
+            };
+            if args.dry_run || !matches!(args.only, Some(StackKind::Registry)) {
+                Some(upload_template(config, &bucket, &name, template, console).await?)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
         let plan = StackPlan {
             name: &name,
             template,
+            template_url: template_url.as_deref(),
             parameters: &parameters,
             tags: &params_file.tags,
             role_arn: args.stack.cfn_role_arn.as_deref(),
@@ -113,7 +164,7 @@ pub async fn deploy_with(
             stack::describe(&cfn, &name).await?
         };
         if kind == StackKind::Registry && !args.dry_run {
-            image_registry = registry_of(&cfn, &name).await?;
+            image_registry = registry_of(&cfn, &registry_name).await?;
         }
         let failed = matches!(outcome, Outcome::Failed { .. });
         summaries.push((kind, name, outcome, after));
@@ -125,6 +176,57 @@ pub async fn deploy_with(
 
     print_summary(console, args, env, &summaries, image_registry.as_deref());
     Ok(code)
+}
+
+/// The registry stack output naming a bucket for templates too large to send inline.
+pub const TEMPLATE_BUCKET_OUTPUT: &str = "TemplateBucketName";
+
+/// Uploads a template too large to send inline; returns its URL for CloudFormation. The key
+/// holds the stack name and the time, so that a change set made from an older upload is
+/// never changed under it.
+async fn upload_template(
+    config: &aws_config::SdkConfig,
+    bucket: &str,
+    stack: &str,
+    template: &Template,
+    console: &mut Console,
+) -> Result<String, CommandError> {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let key = format!("templates/{stack}/{millis}-{}", template.name());
+    let s3 = super::s3_client(config);
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .content_type("application/x-yaml")
+        .body(template.body.clone().into_bytes().into())
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("PutObject s3://{bucket}/{key}"), &e))?;
+    console.note(format!(
+        "{stack}: {} is {} bytes; uploaded to s3://{bucket}/{key}",
+        template.name(),
+        template.body.len()
+    ));
+    let region = config.region().map(|r| r.as_ref()).unwrap_or("us-east-1");
+    Ok(template_url(bucket, region, &key))
+}
+
+/// The S3 URL CloudFormation reads a template from: virtual-hosted, or path-style for a
+/// bucket name with dots (whose virtual host would not match S3's certificate).
+pub fn template_url(bucket: &str, region: &str, key: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    if bucket.contains('.') {
+        format!("https://s3.{region}.{domain}/{bucket}/{key}")
+    } else {
+        format!("https://{bucket}.s3.{region}.{domain}/{key}")
+    }
 }
 
 /// Adds the values nton itself supplies to the pipeline stack: the image tag (flag, else
@@ -233,6 +335,8 @@ pub fn registry_from(stack_arn: &str, repositories: &[String]) -> Option<String>
 struct StackPlan<'a> {
     name: &'a str,
     template: &'a Template,
+    /// Where the template was uploaded, when it is too large to send inline.
+    template_url: Option<&'a str>,
     parameters: &'a StackParameters,
     tags: &'a BTreeMap<String, String>,
     role_arn: Option<&'a str>,
@@ -372,7 +476,12 @@ async fn deploy_stack(
         } else {
             ChangeSetType::Update
         })
-        .template_body(&plan.template.body)
+        .set_template_body(
+            plan.template_url
+                .is_none()
+                .then(|| plan.template.body.clone()),
+        )
+        .set_template_url(plan.template_url.map(str::to_string))
         .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityNamedIam)
         .set_role_arn(plan.role_arn.map(str::to_string))
@@ -598,6 +707,18 @@ mod tests {
     use super::*;
 
     const STACK: &str = "arn:aws:cloudformation:eu-west-1:123456789012:stack/nton-dev-registry/abc";
+
+    #[test]
+    fn template_urls_are_virtual_hosted_unless_the_bucket_has_dots() {
+        assert_eq!(
+            template_url("nton-templates", "eu-west-1", "templates/s/1-pipeline.yaml"),
+            "https://nton-templates.s3.eu-west-1.amazonaws.com/templates/s/1-pipeline.yaml"
+        );
+        assert_eq!(
+            template_url("my.bucket", "cn-north-1", "k"),
+            "https://s3.cn-north-1.amazonaws.com.cn/my.bucket/k"
+        );
+    }
 
     #[test]
     fn registry_comes_from_repository_names_and_the_stack_arn() {

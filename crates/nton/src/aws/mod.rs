@@ -88,6 +88,11 @@ pub struct DeployArgs {
     #[arg(long, default_value = "cloudformation")]
     pub template_dir: PathBuf,
 
+    /// Bucket for templates too large to send inline (over 51,200 bytes), e.g. pipeline.yaml.
+    /// Default: the registry stack's TemplateBucketName output.
+    #[arg(long, env = "NTON_TEMPLATE_BUCKET", value_name = "BUCKET")]
+    pub template_bucket: Option<String>,
+
     /// Parameters file (default: <template-dir>/params/<env>.json).
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,

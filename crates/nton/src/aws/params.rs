@@ -13,8 +13,12 @@ use serde_json::Value;
 
 use crate::exit::CommandError;
 
-/// CloudFormation refuses a `TemplateBody` longer than this; larger templates must go via S3.
+/// CloudFormation refuses a `TemplateBody` longer than this: a larger template is uploaded to
+/// S3 and passed as a `TemplateURL`.
 pub const MAX_TEMPLATE_BODY: usize = 51_200;
+
+/// The largest template CloudFormation takes at all (from S3).
+pub const MAX_TEMPLATE_URL_BODY: usize = 1_048_576;
 
 /// At most this many tags on a stack (a CloudFormation limit).
 const MAX_TAGS: usize = 50;
@@ -123,10 +127,10 @@ impl Template {
     /// Parses a template body; `path` only names it in errors.
     pub fn parse(path: &Path, body: String) -> Result<Template, CommandError> {
         let shown = path.display();
-        if body.len() > MAX_TEMPLATE_BODY {
+        if body.len() > MAX_TEMPLATE_URL_BODY {
             return Err(CommandError::bad_input(format!(
-                "{shown}: the template is {} bytes; CloudFormation accepts at most {MAX_TEMPLATE_BODY} \
-                 bytes inline (split it, or shorten descriptions)",
+                "{shown}: the template is {} bytes; CloudFormation accepts at most \
+                 {MAX_TEMPLATE_URL_BODY} (split it into nested stacks)",
                 body.len()
             )));
         }
@@ -137,6 +141,11 @@ impl Template {
             body,
             parameters,
         })
+    }
+
+    /// Whether the body is too large to send inline and must go through S3.
+    pub fn needs_upload(&self) -> bool {
+        self.body.len() > MAX_TEMPLATE_BODY
     }
 
     /// The template's file name, for messages.
@@ -478,9 +487,16 @@ mod tests {
             "{}",
             error.message
         );
-        let long = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
-        let error = Template::parse(Path::new("t/big.yaml"), long).unwrap_err();
-        assert!(error.message.contains("51200"), "{}", error.message);
+        let large = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
+        assert!(
+            Template::parse(Path::new("t/large.yaml"), large)
+                .unwrap()
+                .needs_upload()
+        );
+        assert!(!template("Resources: {}").needs_upload());
+        let huge = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_URL_BODY));
+        let error = Template::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
+        assert!(error.message.contains("1048576"), "{}", error.message);
     }
 
     #[test]

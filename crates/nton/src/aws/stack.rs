@@ -192,15 +192,8 @@ impl EventFollower {
                 continue;
             }
             console.note(event_line(&event));
-            let status = event.resource_status().map(|s| s.as_str()).unwrap_or("");
-            if status.ends_with("_FAILED")
-                && let Some(reason) = event.resource_status_reason()
-            {
-                self.failures.push(format!(
-                    "{} ({}): {reason}",
-                    event.logical_resource_id().unwrap_or("?"),
-                    event.resource_type().unwrap_or("?")
-                ));
+            if let Some(failure) = failure_of(&event) {
+                self.failures.push(failure);
             }
         }
         Ok(())
@@ -230,6 +223,24 @@ impl EventFollower {
             tokio::time::sleep(poll).await;
         }
     }
+}
+
+/// `LogicalId (Type): reason` for an event that records a failure (`CREATE_FAILED`,
+/// `UPDATE_FAILED`, `DELETE_FAILED`...), the line a failed deploy or teardown ends with.
+pub(crate) fn failure_of(event: &StackEvent) -> Option<String> {
+    let status = event.resource_status()?.as_str();
+    if !status.ends_with("_FAILED") {
+        return None;
+    }
+    Some(format!(
+        "{} ({}): {}",
+        event.logical_resource_id().unwrap_or("?"),
+        event.resource_type().unwrap_or("?"),
+        event
+            .resource_status_reason()
+            .filter(|r| !r.is_empty())
+            .unwrap_or("no reason given")
+    ))
 }
 
 fn event_id(event: &StackEvent) -> String {
@@ -289,6 +300,7 @@ pub(crate) async fn resources(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_cloudformation::types::ResourceStatus;
 
     #[test]
     fn settled_statuses() {
@@ -307,6 +319,41 @@ mod tests {
         ] {
             assert!(!is_settled(busy), "{busy}");
         }
+    }
+
+    fn event(status: ResourceStatus, reason: &str) -> StackEvent {
+        StackEvent::builder()
+            .event_id("e1")
+            .stack_id("arn:aws:cloudformation:eu-west-1:123456789012:stack/s/1")
+            .stack_name("s")
+            .logical_resource_id("ComputeEnvironment")
+            .resource_type("AWS::Batch::ComputeEnvironment")
+            .resource_status(status)
+            .resource_status_reason(reason)
+            .timestamp(aws_sdk_cloudformation::primitives::DateTime::from_secs(
+                3_723,
+            ))
+            .build()
+    }
+
+    #[test]
+    fn failed_events_give_the_resource_and_the_reason() {
+        let failed = event(ResourceStatus::CreateFailed, "Subnet not found");
+        assert_eq!(
+            failure_of(&failed).as_deref(),
+            Some("ComputeEnvironment (AWS::Batch::ComputeEnvironment): Subnet not found")
+        );
+        let no_reason = event(ResourceStatus::DeleteFailed, "");
+        assert_eq!(
+            failure_of(&no_reason).as_deref(),
+            Some("ComputeEnvironment (AWS::Batch::ComputeEnvironment): no reason given")
+        );
+        assert_eq!(failure_of(&event(ResourceStatus::CreateComplete, "")), None);
+        assert_eq!(
+            event_line(&failed),
+            "  01:02:03  CREATE_FAILED                AWS::Batch::ComputeEnvironment       \
+             ComputeEnvironment  Subnet not found"
+        );
     }
 
     #[test]

@@ -115,6 +115,9 @@ fn is_true(value: &serde_yaml_ng::Value, parameters: &BTreeMap<String, String>) 
     }
 }
 
+/// Delete attempts per stack when buckets refill between emptying and deleting.
+const MAX_DELETE_ATTEMPTS: u32 = 3;
+
 /// Asks the user to confirm; gets the question, returns whether to go on.
 pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> anyhow::Result<bool>;
 
@@ -230,30 +233,49 @@ pub async fn teardown_with(
     let mut left = Vec::new();
     for inventory in &inventories {
         let name = &inventory.name;
-        for bucket in &inventory.buckets {
-            let removed = empty_bucket(&s3, bucket).await?;
-            console.note(format!(
-                "{name}: emptied bucket {bucket} ({removed} object versions and delete markers)"
-            ));
-        }
         for repository in &inventory.repositories {
             let removed = empty_repository(&ecr, repository).await?;
             console.note(format!(
                 "{name}: emptied image repository {repository} ({removed} images)"
             ));
         }
-        let mut follower = EventFollower::after_existing(&cfn, &inventory.id).await?;
-        cfn.delete_stack()
-            .stack_name(&inventory.id)
-            .set_role_arn(args.stack.cfn_role_arn.clone())
-            .send()
-            .await
-            .map_err(|e| aws_error(format!("DeleteStack {name}"), &e))?;
-        console.note(format!("{name}: deleting"));
-        let status = follower.until_settled(&cfn, console, poll).await?;
+        let mut attempt = 1;
+        let (status, failures) = loop {
+            for bucket in &inventory.buckets {
+                let removed = empty_bucket(&s3, bucket).await?;
+                if attempt == 1 || removed > 0 {
+                    console.note(format!(
+                        "{name}: emptied bucket {bucket} ({removed} object versions and delete markers)"
+                    ));
+                }
+            }
+            let mut follower = EventFollower::after_existing(&cfn, &inventory.id).await?;
+            cfn.delete_stack()
+                .stack_name(&inventory.id)
+                .set_role_arn(args.stack.cfn_role_arn.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("DeleteStack {name}"), &e))?;
+            console.note(format!("{name}: deleting"));
+            let status = follower.until_settled(&cfn, console, poll).await?;
+            if status == "DELETE_COMPLETE"
+                || inventory.buckets.is_empty()
+                || attempt == MAX_DELETE_ATTEMPTS
+            {
+                break (status, follower.failures);
+            }
+            // A bucket can fill again after it was emptied: S3 server access logs arrive
+            // minutes late, and a job still running writes results. Emptying again and
+            // deleting again finishes what the first attempt left.
+            console.note(format!(
+                "{name}: {status}; emptying its buckets again and retrying (attempt {} of {MAX_DELETE_ATTEMPTS})",
+                attempt + 1
+            ));
+            attempt += 1;
+        };
         if status != "DELETE_COMPLETE" {
             console.result(format!("{name}: {status}"));
-            for reason in &follower.failures {
+            for reason in &failures {
                 console.result(format!("  failed: {reason}"));
             }
             console.result(
