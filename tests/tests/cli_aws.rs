@@ -95,6 +95,7 @@ fn deploy_args(dir: &Path) -> DeployArgs {
             cfn_role_arn: None,
         },
         template_dir: dir.to_path_buf(),
+        template_bucket: None,
         params_file: None,
         image_tag: Some(":git-1a2b3c4".into()),
         only: None,
@@ -800,6 +801,7 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
     // change sets. A dry run deletes them again.
     let moto = MotoServer::start().unwrap();
     let config = moto.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
     let template_dir = nton_tests::workspace_root().join("cloudformation");
     let mut envs: Vec<String> = std::fs::read_dir(template_dir.join("params"))
         .unwrap()
@@ -810,10 +812,49 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
         .collect();
     envs.sort();
     assert!(envs.contains(&"dev".to_string()), "{envs:?}");
+
+    // pipeline.yaml is more than CloudFormation takes inline: without a bucket for it (a flag,
+    // or a registry output), deploy says so before anything changes.
+    let pipeline_size = std::fs::metadata(template_dir.join("pipeline.yaml"))
+        .unwrap()
+        .len();
+    let registry = std::fs::read_to_string(template_dir.join("registry.yaml")).unwrap();
+    if pipeline_size > 51_200 && !registry.contains("TemplateBucketName:") {
+        let mut args = deploy_args(&template_dir);
+        args.dry_run = true;
+        let (mut console, _, _) = Console::capture();
+        let error = aws::deploy_with(&config, &args, &mut console)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("--template-bucket: "),
+            "{error}"
+        );
+        assert!(
+            cfn.list_stacks()
+                .send()
+                .await
+                .unwrap()
+                .stack_summaries()
+                .is_empty()
+        );
+    }
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("nton-templates")
+        .send()
+        .await
+        .unwrap();
     for env in envs {
         let mut args = deploy_args(&template_dir);
         args.stack.env = env.clone();
         args.dry_run = true;
+        args.template_bucket = Some("nton-templates".into());
         let (code, out, log) = deploy(&config, &args).await;
         assert_eq!(code, exit::SUCCESS, "{env}:\n{out}\n{log}");
         assert!(
@@ -825,5 +866,22 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
             "{out}"
         );
         assert!(out.contains("AWS::StepFunctions::StateMachine"), "{out}");
+        if pipeline_size > 51_200 {
+            assert!(
+                log.contains(&format!(
+                    "uploaded to s3://nton-templates/templates/nton-{env}-pipeline/"
+                )),
+                "{log}"
+            );
+        }
     }
+    assert!(
+        cfn.list_stacks()
+            .send()
+            .await
+            .unwrap()
+            .stack_summaries()
+            .iter()
+            .all(|s| { s.stack_status() == Some(&StackStatus::DeleteComplete) })
+    );
 }

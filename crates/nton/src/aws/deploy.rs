@@ -91,6 +91,28 @@ pub async fn deploy_with(
         Ok(parameters)
     };
 
+    // A template too large to send inline needs a bucket; known before anything changes.
+    let bucket_coming = args.template_bucket.is_some()
+        || templates[&StackKind::Registry]
+            .outputs
+            .contains(TEMPLATE_BUCKET_OUTPUT);
+    if let Some(large) = kinds
+        .iter()
+        .map(|kind| &templates[kind])
+        .find(|t| t.needs_upload())
+        && !bucket_coming
+    {
+        return Err(CommandError::bad_input(format!(
+            "--template-bucket: {} is {} bytes, more than the {} CloudFormation takes inline, \
+             so it goes through S3; name a bucket (--template-bucket, NTON_TEMPLATE_BUCKET) or \
+             give the registry template a {TEMPLATE_BUCKET_OUTPUT} output",
+            large.path.display(),
+            large.body.len(),
+            params::MAX_TEMPLATE_BODY
+        ))
+        .into());
+    }
+
     // Every stack's parameters are checked before the first one changes, so a parameter
     // missing for the pipeline does not surface only after the registry was deployed.
     let mut image_registry = registry_of(&cfn, &registry_name).await?;
@@ -137,11 +159,7 @@ pub async fn deploy_with(
                 ))
                 .into());
             };
-            if args.dry_run || !matches!(args.only, Some(StackKind::Registry)) {
-                Some(upload_template(config, &bucket, &name, template, console).await?)
-            } else {
-                None
-            }
+            Some(upload_template(config, &bucket, &name, template, console).await?)
         } else {
             None
         };

@@ -5,7 +5,7 @@
 //! Every error names the file or flag, the key and the value, and is a
 //! [`CommandError::bad_input`] (exit code 2): nothing was deployed when one is returned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -109,6 +109,8 @@ pub struct Template {
     pub body: String,
     /// Declared parameter name -> whether it has a `Default`.
     pub parameters: BTreeMap<String, bool>,
+    /// Names of the template's outputs.
+    pub outputs: BTreeSet<String>,
 }
 
 impl Template {
@@ -134,12 +136,24 @@ impl Template {
                 body.len()
             )));
         }
-        let parameters = declared_parameters(&body)
+        let document = parse_template_value(&body)
             .map_err(|message| CommandError::bad_input(format!("{shown}: {message}")))?;
+        let parameters = declared_parameters(&document)
+            .map_err(|message| CommandError::bad_input(format!("{shown}: {message}")))?;
+        let outputs = document
+            .get("Outputs")
+            .and_then(|o| o.as_mapping())
+            .map(|o| {
+                o.keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Template {
             path: path.to_path_buf(),
             body,
             parameters,
+            outputs,
         })
     }
 
@@ -164,8 +178,7 @@ pub fn parse_template_value(body: &str) -> Result<serde_yaml_ng::Value, String> 
 }
 
 /// The names in a template's `Parameters` section, each with whether it has a `Default`.
-fn declared_parameters(body: &str) -> Result<BTreeMap<String, bool>, String> {
-    let document = parse_template_value(body)?;
+fn declared_parameters(document: &serde_yaml_ng::Value) -> Result<BTreeMap<String, bool>, String> {
     let mut declared = BTreeMap::new();
     let Some(parameters) = document.get("Parameters") else {
         return Ok(declared);
@@ -473,8 +486,11 @@ mod tests {
             BTreeMap::from([("A".to_string(), false), ("B".to_string(), true)])
         );
         // JSON is YAML too.
-        let t = template(r#"{"Parameters": {"C": {"Type": "String", "Default": ""}}}"#);
+        let t = template(
+            r#"{"Parameters": {"C": {"Type": "String", "Default": ""}}, "Outputs": {"O": {"Value": 1}}}"#,
+        );
         assert_eq!(t.parameters, BTreeMap::from([("C".to_string(), true)]));
+        assert_eq!(t.outputs, BTreeSet::from(["O".to_string()]));
         let error = Template::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
         assert!(
             error.message.starts_with("t/x.yaml: Parameters: "),
