@@ -395,3 +395,78 @@ fn the_readme_run_command_works_with_no_flags_from_a_fresh_checkout() {
         .path();
     assert_eq!(result_files(&workflow).len(), 4000);
 }
+
+#[test]
+fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(workspace_binary("nton"))
+        .current_dir(workspace_root())
+        .args(["run", "--json", "--ids", "30", "--ids-per-node", "5"])
+        .args(["--parallelism", "1", "--data-dir"])
+        .arg(dir.path())
+        .arg("--bin-dir")
+        .arg(binary_dir())
+        // Node 5 is slow in procure: the run is still going when it is interrupted.
+        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:5:30000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some children have finished (their lines are in the record), then interrupt.
+    let record_path = || {
+        std::fs::read_dir(dir.path())
+            .ok()?
+            .flatten()
+            .map(|entry| entry.path().join(RECORD_FILE))
+            .find(|path| path.is_file())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let finished = record_path()
+            .and_then(|path| read_record(&path).ok())
+            .map(|lines| {
+                children(&lines)
+                    .iter()
+                    .filter(|c| c.status == "SUCCEEDED")
+                    .count()
+            })
+            .unwrap_or(0);
+        if finished >= 10 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--resume"), "{stderr}");
+
+    let path = record_path().unwrap();
+    let run_dir = path.parent().unwrap().to_path_buf();
+    let before = read_record(&path).unwrap();
+    let done_before: BTreeSet<(String, u32)> = children(&before)
+        .iter()
+        .filter(|c| c.status == "SUCCEEDED")
+        .map(|c| (stage_of(c).to_string(), c.node.unwrap_or(0)))
+        .collect();
+    let resumed = nton_run(dir.path(), &["--resume", run_dir.to_str().unwrap()]);
+    assert_eq!(resumed.code(), 0, "{}", resumed.stderr());
+    let after = read_record(&path).unwrap();
+    let rerun: BTreeSet<(String, u32)> = children(&after[before.len()..])
+        .iter()
+        .filter(|c| c.started_at.is_some())
+        .map(|c| (stage_of(c).to_string(), c.node.unwrap_or(0)))
+        .collect();
+    assert!(
+        rerun.is_disjoint(&done_before),
+        "finished children ran again: {:?}",
+        rerun.intersection(&done_before).collect::<Vec<_>>()
+    );
+    assert_eq!(result_files(&resumed.results_dir()).len(), 30);
+}
