@@ -819,7 +819,7 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
         .unwrap()
         .len();
     let registry = std::fs::read_to_string(template_dir.join("registry.yaml")).unwrap();
-    if pipeline_size > 51_200 && !registry.contains("TemplateBucketName:") {
+    if pipeline_size > 51_200 && !registry.contains("TemplatesBucketName:") {
         let mut args = deploy_args(&template_dir);
         args.dry_run = true;
         let (mut console, _, _) = Console::capture();

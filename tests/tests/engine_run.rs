@@ -434,7 +434,10 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
         if finished >= 10 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the run never got going");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never got going"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let status = Command::new("kill")

@@ -23,9 +23,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => nton::run::run(args).await,
             Command::Report(args) => nton::report::report(args),
-            Command::Deploy(_) | Command::Start(_) | Command::Watch(_) | Command::Teardown(_) => {
-                Ok(nton::exit::SUCCESS)
-            }
+            Command::Deploy(args) => nton::aws::deploy(args).await,
+            Command::Start(args) => nton::aws::start(args).await,
+            Command::Watch(args) => nton::aws::watch(args).await,
+            Command::Teardown(args) => nton::aws::teardown(args).await,
         }
     }))
 }

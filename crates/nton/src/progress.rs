@@ -118,11 +118,9 @@ impl TerminalReporter {
         self.jobs.entry(job_id.to_string()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0));
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>14} [{bar:28}] {pos:>5}/{len:<5} {per_sec:>9} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix:>14} [{bar:28}] {pos:>5}/{len:<5} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(short_job_name(job_name).to_string());
             (bar, JobCounts::default())
@@ -154,7 +152,14 @@ impl Reporter for TerminalReporter {
                 counts.apply(index.unwrap_or(0), *status);
                 bar.set_length(counts.size());
                 bar.set_position(counts.ended());
-                bar.set_message(counts.describe());
+                // indicatif's own rate prints nine decimals; children per second needs none.
+                let seconds = bar.elapsed().as_secs_f64();
+                let rate = if seconds > 0.5 {
+                    format!(" · {:.0}/s", counts.ended() as f64 / seconds)
+                } else {
+                    String::new()
+                };
+                bar.set_message(format!("{}{rate}", counts.describe()));
             }
             RunEvent::Batch(BatchEvent::JobEnded { job_id, .. }) => {
                 if let Some((bar, _)) = self.jobs.get(job_id) {

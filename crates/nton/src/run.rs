@@ -382,6 +382,25 @@ pub fn summary_text(
         text += &format!("  cause      {cause}\n");
     }
     if !summary.succeeded() {
+        // What the failed children said on stderr: the first thing a person wants to see.
+        if let Ok(lines) = read_record(&summary.record) {
+            let report = crate::report::build_report(&lines);
+            for failure in report
+                .failures
+                .iter()
+                .filter(|f| f.stderr_tail.is_some())
+                .take(5)
+            {
+                text += &format!(
+                    "  stderr     {} node {}: {}\n",
+                    crate::progress::short_job_name(&failure.job_name),
+                    failure
+                        .node
+                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    failure.stderr_tail.as_deref().unwrap_or_default()
+                );
+            }
+        }
         text += &format!("  logs       {}\n", request.run_dir.join("logs").display());
     }
     text

@@ -92,7 +92,7 @@ pub async fn deploy_with(
     };
 
     // A template too large to send inline needs a bucket; known before anything changes.
-    let bucket_coming = args.template_bucket.is_some()
+    let bucket_coming = args.template_bucket().is_some()
         || templates[&StackKind::Registry]
             .outputs
             .contains(TEMPLATE_BUCKET_OUTPUT);
@@ -142,8 +142,8 @@ pub async fn deploy_with(
         }
 
         let template_url = if template.needs_upload() {
-            let bucket = match &args.template_bucket {
-                Some(bucket) => Some(bucket.clone()),
+            let bucket = match args.template_bucket() {
+                Some(bucket) => Some(bucket.to_string()),
                 None => stack::describe(&cfn, &registry_name)
                     .await?
                     .and_then(|s| s.outputs.get(TEMPLATE_BUCKET_OUTPUT).cloned()),
@@ -169,7 +169,7 @@ pub async fn deploy_with(
             template_url: template_url.as_deref(),
             parameters: &parameters,
             tags: &params_file.tags,
-            role_arn: args.stack.cfn_role_arn.as_deref(),
+            role_arn: args.stack.role_arn(),
         };
         // The pipeline reads the registry's outputs, so the registry is waited for even with
         // --no-wait when the pipeline follows it.
@@ -197,7 +197,7 @@ pub async fn deploy_with(
 }
 
 /// The registry stack output naming a bucket for templates too large to send inline.
-pub const TEMPLATE_BUCKET_OUTPUT: &str = "TemplateBucketName";
+pub const TEMPLATE_BUCKET_OUTPUT: &str = "TemplatesBucketName";
 
 /// Uploads a template too large to send inline; returns its URL for CloudFormation. The key
 /// holds the stack name and the time, so that a change set made from an older upload is

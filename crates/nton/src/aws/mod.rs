@@ -50,11 +50,17 @@ pub struct StackArgs {
 }
 
 impl StackArgs {
+    /// The service role, if one is set. An empty value counts as none: a workflow passes an
+    /// unset variable as `NTON_CFN_ROLE_ARN=""`.
+    pub fn role_arn(&self) -> Option<&str> {
+        self.cfn_role_arn.as_deref().filter(|r| !r.is_empty())
+    }
+
     /// Checks the names and the role ARN before any AWS call.
     pub fn check(&self) -> Result<(), CommandError> {
         params::check_name("--env", &self.env)?;
         params::check_name("--prefix", &self.prefix)?;
-        if let Some(role) = &self.cfn_role_arn
+        if let Some(role) = self.role_arn()
             && !(role.starts_with("arn:") && role.contains(":iam::") && role.contains(":role/"))
         {
             return Err(CommandError::bad_input(format!(
@@ -89,7 +95,7 @@ pub struct DeployArgs {
     pub template_dir: PathBuf,
 
     /// Bucket for templates too large to send inline (over 51,200 bytes), e.g. pipeline.yaml.
-    /// Default: the registry stack's TemplateBucketName output.
+    /// Default: the registry stack's TemplatesBucketName output.
     #[arg(long, env = "NTON_TEMPLATE_BUCKET", value_name = "BUCKET")]
     pub template_bucket: Option<String>,
 
@@ -99,7 +105,7 @@ pub struct DeployArgs {
 
     /// Images to run: ":<tag>" or "@sha256:<digest>", appended to each repository URI.
     /// Default: the params file's ImageTag, else what the deployed stack runs now.
-    #[arg(long, value_name = ":TAG|@sha256:DIGEST", allow_hyphen_values = false)]
+    #[arg(long, value_name = ":TAG|@sha256:DIGEST")]
     pub image_tag: Option<String>,
 
     /// Deploy only this stack (e.g. the registry before the first image push).
@@ -125,6 +131,13 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+impl DeployArgs {
+    /// The template bucket, if one is set (an empty value counts as none, as for the role).
+    pub fn template_bucket(&self) -> Option<&str> {
+        self.template_bucket.as_deref().filter(|b| !b.is_empty())
+    }
 }
 
 /// Options of `nton start`.
@@ -292,5 +305,116 @@ pub(crate) fn poll_interval(seconds: f64) -> Result<Duration, CommandError> {
         Err(CommandError::bad_input(format!(
             "--poll-seconds: {seconds} is out of range (must be more than 0 and at most 3600)"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser, Subcommand};
+
+    /// The four commands as the CLI mounts them.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Sub,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Sub {
+        Deploy(DeployArgs),
+        Start(StartArgs),
+        Watch(WatchArgs),
+        Teardown(TeardownArgs),
+    }
+
+    #[test]
+    fn the_flags_parse_as_documented() {
+        Cli::command().debug_assert();
+        let parsed = Cli::try_parse_from([
+            "nton",
+            "deploy",
+            "--env",
+            "dev",
+            "--image-tag",
+            ":git-1",
+            "--only",
+            "registry",
+            "--cfn-role-arn",
+            "arn:aws:iam::1:role/r",
+            "--template-bucket",
+            "b",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Sub::Deploy(deploy) = parsed.command else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(deploy.only, Some(StackKind::Registry));
+        assert_eq!(deploy.image_tag.as_deref(), Some(":git-1"));
+        assert_eq!(deploy.template_dir, PathBuf::from("cloudformation"));
+        assert_eq!(deploy.template_bucket(), Some("b"));
+        assert!(deploy.dry_run && !deploy.no_wait);
+        assert!(
+            Cli::try_parse_from(["nton", "deploy", "--env", "dev", "--dry-run", "--no-wait"])
+                .is_err()
+        );
+        // start needs an environment or a machine; watch needs neither up front.
+        assert!(Cli::try_parse_from(["nton", "start", "--ids", "10"]).is_err());
+        let Sub::Watch(watch) = Cli::try_parse_from(["nton", "watch", "--execution", "arn:x"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!((watch.env, watch.poll_seconds), (None, 10.0));
+        let Sub::Teardown(teardown) = Cli::try_parse_from([
+            "nton", "teardown", "--env", "dev", "--yes", "--only", "pipeline",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert!(teardown.yes && teardown.only == Some(StackKind::Pipeline));
+    }
+
+    fn stack(role: Option<&str>) -> StackArgs {
+        StackArgs {
+            env: "dev".into(),
+            prefix: "nton".into(),
+            cfn_role_arn: role.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn an_empty_role_is_no_role_and_a_wrong_one_is_named() {
+        assert_eq!(stack(Some("")).role_arn(), None);
+        stack(Some("")).check().unwrap();
+        let role = "arn:aws:iam::123456789012:role/nton-cfn";
+        assert_eq!(stack(Some(role)).role_arn(), Some(role));
+        stack(Some(role)).check().unwrap();
+        let error = stack(Some("nton-cfn")).check().unwrap_err();
+        assert!(
+            error.message.starts_with("--cfn-role-arn: \"nton-cfn\""),
+            "{}",
+            error.message
+        );
+        let mut bad_env = stack(None);
+        bad_env.env = "dev/../prod".into();
+        assert!(bad_env.check().unwrap_err().message.starts_with("--env: "));
+    }
+
+    #[test]
+    fn poll_intervals_are_positive_and_bounded() {
+        assert_eq!(poll_interval(0.25).unwrap(), Duration::from_millis(250));
+        for bad in [0.0, -1.0, f64::NAN, 3601.0] {
+            let error = poll_interval(bad).unwrap_err();
+            assert!(
+                error.message.starts_with("--poll-seconds: "),
+                "{}",
+                error.message
+            );
+        }
     }
 }

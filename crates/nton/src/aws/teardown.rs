@@ -252,7 +252,7 @@ pub async fn teardown_with(
             let mut follower = EventFollower::after_existing(&cfn, &inventory.id).await?;
             cfn.delete_stack()
                 .stack_name(&inventory.id)
-                .set_role_arn(args.stack.cfn_role_arn.clone())
+                .set_role_arn(args.stack.role_arn().map(str::to_string))
                 .send()
                 .await
                 .map_err(|e| aws_error(format!("DeleteStack {name}"), &e))?;
