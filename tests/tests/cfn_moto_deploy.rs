@@ -298,7 +298,8 @@ async fn github_oidc_stack_trusts_one_repository_environment_and_deletes_its_rol
         params(&[
             ("GitHubRepository", "nton-dev/nton"),
             ("GitHubEnvironment", "dev"),
-            ("PipelineStackName", "nton-dev"),
+            ("PipelineStackName", "nton-dev-pipeline"),
+            ("RegistryStackName", "nton-dev-registry"),
             ("ExistingOidcProviderArn", &provider),
         ]),
     )
