@@ -178,7 +178,7 @@ pub fn render(report: &Report) -> String {
     for failure in &report.failures {
         text += &format!(
             "  failed           {} node {} attempt {}: {}{}\n",
-            failure.job_name,
+            job_label(&failure.job_name),
             failure
                 .node
                 .map_or_else(|| "-".to_string(), |node| node.to_string()),
