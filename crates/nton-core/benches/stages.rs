@@ -3,7 +3,8 @@
 //! `cargo bench -p nton-core --bench stages`. Prints figures; asserts nothing but correctness.
 //!
 //! The baselines run in the same process, on the same file system, interleaved with the
-//! stages (so a noisy neighbour slows both alike). They write the same number of files with the
+//! stages in a rotating order (so a noisy neighbour, or the file system's own background work,
+//! slows both alike). They write the same number of files with the
 //! same bytes (already in memory) into the same directory structure, creating the directory
 //! and writing each file as temp file + rename: (a) one file after another, (b) on as many
 //! threads as a stage uses. A stage's time over (b) is what generating, reading and parsing add
@@ -141,6 +142,63 @@ impl Case {
     }
 }
 
+/// Where one repetition writes: the stages into `wf`, the baselines into `a` and `b`.
+struct Targets<'a> {
+    layout: &'a Layout,
+    wf: WorkflowId,
+    a: WorkflowId,
+    b: WorkflowId,
+    data: &'a [(String, Vec<u8>)],
+    results: &'a [(String, Vec<u8>)],
+}
+
+impl Targets<'_> {
+    /// One repetition: the stages (procure then process, which reads procure's output) and
+    /// the four baselines, starting at a different one each time, so that no measurement
+    /// always comes first or right after the previous repetition's clean-up.
+    fn measure(&self, rep: usize, into: &mut Case) {
+        let Targets {
+            layout,
+            wf,
+            a,
+            b,
+            data,
+            results,
+        } = self;
+        let mut case = Case::default();
+        for unit in 0..5 {
+            match (unit + rep) % 5 {
+                0 => {
+                    case.procure
+                        .time(|| procure(layout, wf, 0).expect("procure"));
+                    case.process
+                        .time(|| process(layout, wf, 0).expect("process"));
+                }
+                1 => case
+                    .procure_a
+                    .time(|| baseline(&layout.data_dir(a, 0), data, false)),
+                2 => case
+                    .procure_b
+                    .time(|| baseline(&layout.data_dir(b, 0), data, true)),
+                3 => case
+                    .process_a
+                    .time(|| baseline(&layout.results_dir(a, 0), results, false)),
+                _ => case
+                    .process_b
+                    .time(|| baseline(&layout.results_dir(b, 0), results, true)),
+            };
+        }
+        if rep >= WARMUP {
+            into.procure.0.extend(case.procure.0);
+            into.process.0.extend(case.process.0);
+            into.procure_a.0.extend(case.procure_a.0);
+            into.procure_b.0.extend(case.procure_b.0);
+            into.process_a.0.extend(case.process_a.0);
+            into.process_b.0.extend(case.process_b.0);
+        }
+    }
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let layout = Layout::new(dir.path());
@@ -179,31 +237,19 @@ fn main() {
     // First run of a node: every repetition in fresh directories, removed untimed afterwards.
     let mut first = Case::default();
     for rep in 0..WARMUP + REPS {
-        let mut case = Case::default();
         let wf = fresh_node(&layout, &ids);
-        case.procure
-            .time(|| procure(&layout, &wf, 0).expect("procure"));
-        case.process
-            .time(|| process(&layout, &wf, 0).expect("process"));
         let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
-        case.procure_a
-            .time(|| baseline(&layout.data_dir(&a, 0), &data, false));
-        case.procure_b
-            .time(|| baseline(&layout.data_dir(&b, 0), &data, true));
-        case.process_a
-            .time(|| baseline(&layout.results_dir(&a, 0), &results, false));
-        case.process_b
-            .time(|| baseline(&layout.results_dir(&b, 0), &results, true));
+        let targets = Targets {
+            layout: &layout,
+            wf,
+            a,
+            b,
+            data: &data,
+            results: &results,
+        };
+        targets.measure(rep, &mut first);
         for wf in [wf, a, b] {
             fs::remove_dir_all(layout.workflow_dir(&wf)).expect("clean up");
-        }
-        if rep >= WARMUP {
-            first.procure.0.extend(case.procure.0);
-            first.process.0.extend(case.process.0);
-            first.procure_a.0.extend(case.procure_a.0);
-            first.procure_b.0.extend(case.procure_b.0);
-            first.process_a.0.extend(case.process_a.0);
-            first.process_b.0.extend(case.process_b.0);
         }
     }
 
@@ -211,28 +257,16 @@ fn main() {
     let mut rerun = Case::default();
     let wf = fresh_node(&layout, &ids);
     let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
+    let targets = Targets {
+        layout: &layout,
+        wf,
+        a,
+        b,
+        data: &data,
+        results: &results,
+    };
     for rep in 0..WARMUP + REPS {
-        let mut case = Case::default();
-        case.procure
-            .time(|| procure(&layout, &wf, 0).expect("procure"));
-        case.process
-            .time(|| process(&layout, &wf, 0).expect("process"));
-        case.procure_a
-            .time(|| baseline(&layout.data_dir(&a, 0), &data, false));
-        case.procure_b
-            .time(|| baseline(&layout.data_dir(&b, 0), &data, true));
-        case.process_a
-            .time(|| baseline(&layout.results_dir(&a, 0), &results, false));
-        case.process_b
-            .time(|| baseline(&layout.results_dir(&b, 0), &results, true));
-        if rep >= WARMUP {
-            rerun.procure.0.extend(case.procure.0);
-            rerun.process.0.extend(case.process.0);
-            rerun.procure_a.0.extend(case.procure_a.0);
-            rerun.procure_b.0.extend(case.procure_b.0);
-            rerun.process_a.0.extend(case.process_a.0);
-            rerun.process_b.0.extend(case.process_b.0);
-        }
+        targets.measure(rep, &mut rerun);
     }
 
     // The CPU part alone, in memory, one thread.
