@@ -606,22 +606,36 @@ fn find_lambda<'a>(
     lambdas.get(unqualified)
 }
 
+/// The resources of one type that the template creates (their Condition holds), with their
+/// properties resolved locally.
+fn created_resources(
+    template: &Template,
+    ctx: &LocalContext,
+    resource_type: &str,
+) -> Result<Vec<(String, Value)>, String> {
+    let mut created = Vec::new();
+    for (logical_id, _) in template.resources_of_type(resource_type) {
+        if template
+            .resource_exists(logical_id, ctx)
+            .map_err(|e| e.to_string())?
+        {
+            let properties = template
+                .resolved_properties(logical_id, ctx)
+                .map_err(|e| e.to_string())?;
+            created.push((logical_id.to_string(), properties));
+        }
+    }
+    Ok(created)
+}
+
 fn bind_lambdas(
     template: &Template,
     ctx: &LocalContext,
     env_overrides: &BTreeMap<String, String>,
 ) -> Result<HashMap<String, Arc<Lambda>>, String> {
     let mut lambdas = HashMap::new();
-    for (logical_id, _) in template.resources_of_type("AWS::Lambda::Function") {
-        if !template
-            .resource_exists(logical_id, ctx)
-            .map_err(|e| e.to_string())?
-        {
-            continue;
-        }
-        let properties = template
-            .resolved_properties(logical_id, ctx)
-            .map_err(|e| e.to_string())?;
+    for (logical_id, properties) in created_resources(template, ctx, "AWS::Lambda::Function")? {
+        let logical_id = logical_id.as_str();
         let Some(image) = properties["Code"]["ImageUri"].as_str() else {
             // Not an image function: there is no local handler for it. Only an error if a
             // state calls it (checked against the state machine afterwards).
@@ -693,16 +707,8 @@ fn check_resource(
 /// The job queues, with the vCPU ceiling of their compute environments.
 fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>, String> {
     let mut queues = Vec::new();
-    for (logical_id, _) in template.resources_of_type("AWS::Batch::JobQueue") {
-        if !template
-            .resource_exists(logical_id, ctx)
-            .map_err(|e| e.to_string())?
-        {
-            continue;
-        }
-        let properties = template
-            .resolved_properties(logical_id, ctx)
-            .map_err(|e| e.to_string())?;
+    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
+        let logical_id = logical_id.as_str();
         let arn = text_of(
             &template
                 .resolve(&json!({"Ref": logical_id}), ctx)
@@ -755,16 +761,8 @@ fn read_job_definitions(
     env_overrides: &BTreeMap<String, String>,
 ) -> Result<Vec<JobDefinitionSpec>, String> {
     let mut definitions = Vec::new();
-    for (logical_id, _) in template.resources_of_type("AWS::Batch::JobDefinition") {
-        if !template
-            .resource_exists(logical_id, ctx)
-            .map_err(|e| e.to_string())?
-        {
-            continue;
-        }
-        let properties = template
-            .resolved_properties(logical_id, ctx)
-            .map_err(|e| e.to_string())?;
+    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobDefinition")? {
+        let logical_id = logical_id.as_str();
         let at = |field: &str| format!("job definition {logical_id}: {field}");
         let container = properties
             .get("ContainerProperties")

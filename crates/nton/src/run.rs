@@ -134,6 +134,9 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let request = plan_run(&args, &cwd)?;
+    if args.bin_dir.is_none() {
+        build_missing_workers(&request.spec.bin_dir, std::env::var_os("CARGO").as_deref())?;
+    }
     let local = LocalRun::prepare(request.spec.clone())
         .map_err(|error| CommandError::bad_input(error.to_string()))?;
     // The local stand-in for the EFS file system the template mounts: like EFS, it exists
@@ -198,6 +201,52 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     } else {
         exit::RUN_FAILED
     })
+}
+
+/// The workspace binaries the template's job definitions run (their images' repositories).
+const WORKER_BINARIES: [&str; 1] = ["nton-job"];
+
+/// `cargo run --bin nton -- run` builds only this binary; the worker the template's job
+/// definitions name is another package of the workspace. When cargo started us (it sets
+/// `$CARGO`) and the worker is missing next to us, build it the same way, so the README's one
+/// command works on a fresh clone. Otherwise a missing worker is left to the engine, whose
+/// error says how to build it.
+fn build_missing_workers(bin_dir: &Path, cargo: Option<&std::ffi::OsStr>) -> anyhow::Result<()> {
+    let Some(cargo) = cargo else {
+        return Ok(());
+    };
+    let missing: Vec<&str> = WORKER_BINARIES
+        .into_iter()
+        .filter(|name| !bin_dir.join(name).is_file())
+        .collect();
+    let release = match bin_dir.file_name().and_then(|name| name.to_str()) {
+        Some("release") => true,
+        Some("debug") => false,
+        // A custom profile or target: not ours to guess.
+        _ => return Ok(()),
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut command = std::process::Command::new(cargo);
+    command.arg("build");
+    if release {
+        command.arg("--release");
+    }
+    for name in &missing {
+        command.args(["-p", name]);
+    }
+    eprintln!(
+        "nton: building {} for the job definitions: {command:?}",
+        missing.join(", ")
+    );
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        return Err(CommandError::environment(format!("{command:?} failed ({status})")).into());
+    }
+    Ok(())
 }
 
 /// Where an interrupted or failed run picks up again.
@@ -513,6 +562,26 @@ mod tests {
         assert_eq!(request.spec.parameters["PollSeconds"], "5");
         let error = plan_run(&args(&["--job-env", "oops"]), Path::new("/w")).unwrap_err();
         assert!(error.to_string().contains("--job-env"), "{error}");
+    }
+
+    #[test]
+    fn workers_are_built_only_when_cargo_started_us_in_a_known_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not started by cargo: nothing to do, whatever is missing.
+        build_missing_workers(&dir.path().join("debug"), None).unwrap();
+        // A custom profile directory: not guessed, left to the engine's error.
+        build_missing_workers(dir.path(), Some(std::ffi::OsStr::new("/no/such/cargo"))).unwrap();
+        // Everything present: cargo is not run (it does not exist here).
+        let debug = dir.path().join("debug");
+        std::fs::create_dir_all(&debug).unwrap();
+        std::fs::write(debug.join("nton-job"), b"").unwrap();
+        build_missing_workers(&debug, Some(std::ffi::OsStr::new("/no/such/cargo"))).unwrap();
+        // Missing, in a debug dir, started by cargo: it tries, and a failure is an error.
+        let empty = dir.path().join("other").join("debug");
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = build_missing_workers(&empty, Some(std::ffi::OsStr::new("/no/such/cargo")))
+            .unwrap_err();
+        assert!(error.to_string().contains("/no/such/cargo"), "{error}");
     }
 
     #[test]
