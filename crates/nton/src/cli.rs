@@ -19,7 +19,7 @@ pub enum Command {
     /// Run the whole pipeline on this machine: the template's own state machine, a local
     /// AWS Batch with real array, N_TO_N and failure semantics, and the real workers.
     Run(RunArgs),
-    /// Summarise a run: a local run's record, or a deployed execution.
+    /// Summarise a local run from its run record.
     Report(ReportArgs),
     /// Deploy (create or update) the stacks of one environment.
     Deploy(crate::aws::DeployArgs),

@@ -24,6 +24,8 @@ pub struct Report {
     pub error: Option<String>,
     pub cause: Option<String>,
     pub jobs: BTreeMap<String, JobReport>,
+    /// Job labels in the order their first child ended (stage order, for a pipeline).
+    pub job_order: Vec<String>,
     /// How many times each state was entered (a poll loop shows here).
     pub state_visits: BTreeMap<String, u64>,
     pub failures: Vec<FailureReport>,
@@ -77,7 +79,11 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
             }
             RecordLine::State(_) => {}
             RecordLine::Child(child) => {
-                let job = report.jobs.entry(job_label(&child.job_name)).or_default();
+                let label = job_label(&child.job_name);
+                if !report.jobs.contains_key(&label) {
+                    report.job_order.push(label.clone());
+                }
+                let job = report.jobs.entry(label).or_default();
                 if !child.is_final {
                     job.retried_attempts += 1;
                 } else if child.status == "SUCCEEDED" {
@@ -144,7 +150,11 @@ pub fn render(report: &Report) -> String {
         text += &format!(" in {seconds:.1} s");
     }
     text.push('\n');
-    for (job, stats) in &report.jobs {
+    for (job, stats) in report
+        .job_order
+        .iter()
+        .filter_map(|label| Some((label, report.jobs.get(label)?)))
+    {
         text += &format!(
             "  {job:<16} {} succeeded, {} failed, {} retried attempts",
             stats.succeeded, stats.failed, stats.retried_attempts
