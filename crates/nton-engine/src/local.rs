@@ -265,11 +265,13 @@ impl LocalRun {
                 PrepareError::Io(format!("{}: {error}", self.record.path().display()))
             })?;
 
+        let (stop_forwarding, stop) = tokio::sync::oneshot::channel();
         let forwarder = tokio::spawn(forward_batch_events(
             self.batch.subscribe(),
             Arc::clone(&self.record),
             Arc::clone(&self.events),
             Arc::clone(&self.job_ended),
+            stop,
         ));
 
         let context = ExecutionContext::new(&self.state_machine_name)
@@ -292,7 +294,9 @@ impl LocalRun {
         // The state machine may end (a Fail, say) while children still run: AWS lets them
         // finish too; a local run waits for them so its record and results are complete.
         self.batch.wait_all_terminal().await;
-        drop(self.batch.subscribe());
+        let _ = stop_forwarding.send(());
+        // Every child's last record line is written before the run's end line.
+        let _ = forwarder.await;
         let job_ids = lock(&self.submitted).clone();
         let jobs = self.batch.describe_jobs(&job_ids).await.unwrap_or_default();
         let ended_at_ms = now_ms();
@@ -311,9 +315,6 @@ impl LocalRun {
             cause: cause.clone(),
             output: output.clone(),
         };
-        // The forwarder ends when the batch's senders are gone; give it the last events first.
-        tokio::task::yield_now().await;
-        forwarder.abort();
         self.record.append(&RecordLine::End(end)).map_err(|error| {
             PrepareError::Io(format!("{}: {error}", self.record.path().display()))
         })?;
@@ -379,7 +380,10 @@ impl LocalRun {
             return Ok(answer);
         }
         loop {
+            // Registered before looking, so a job end between the look and the wait is seen.
             let ended = self.job_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
             let job = self
                 .batch
                 .describe_jobs(std::slice::from_ref(&job_id))
@@ -502,16 +506,55 @@ impl ExecutionObserver for Observer {
 }
 
 /// Writes a record line for every attempt that ends, passes every Batch event on, and wakes
-/// Wait states when a job ends.
+/// Wait states when a job ends. When `stop` fires it handles what is already queued, then ends:
+/// the local Batch sends each event before its state change is visible, so once every job has
+/// ended, everything there is to record is in the queue.
 async fn forward_batch_events(
     mut batch_events: crate::batch::EventReceiver,
     record: Arc<RecordWriter>,
     events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
     job_ended: Arc<Notify>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    // When each child's current attempt started, for its record line.
-    let mut started: HashMap<String, i64> = HashMap::new();
-    while let Some(event) = batch_events.recv().await {
+    let mut forwarder = Forwarder {
+        record,
+        events,
+        job_ended,
+        started: HashMap::new(),
+    };
+    loop {
+        tokio::select! {
+            biased;
+            event = batch_events.recv() => match event {
+                Some(event) => forwarder.handle(event),
+                None => return,
+            },
+            _ = &mut stop => {
+                while let Ok(event) = batch_events.try_recv() {
+                    forwarder.handle(event);
+                }
+                return;
+            }
+        }
+    }
+}
+
+struct Forwarder {
+    record: Arc<RecordWriter>,
+    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
+    job_ended: Arc<Notify>,
+    /// When each child's current attempt started, for its record line.
+    started: HashMap<String, i64>,
+}
+
+impl Forwarder {
+    fn handle(&mut self, event: BatchEvent) {
+        let Forwarder {
+            record,
+            events,
+            job_ended,
+            started,
+        } = self;
         match &event {
             BatchEvent::ChildChanged {
                 job_id,
@@ -553,7 +596,7 @@ async fn forward_batch_events(
             },
             BatchEvent::JobEnded { .. } => job_ended.notify_waiters(),
         }
-        send(&events, RunEvent::Batch(event));
+        send(events, RunEvent::Batch(event));
     }
 }
 
@@ -666,7 +709,9 @@ fn bind_lambdas(
             .as_str()
             .unwrap_or(logical_id)
             .to_string();
-        let timeout = Duration::from_secs(properties["Timeout"].as_u64().unwrap_or(3).max(1));
+        // Lambda's own default is 3 s; a Ref to a parameter resolves to a string.
+        let timeout =
+            Duration::from_secs_f64(number_of(&properties["Timeout"]).unwrap_or(3.0).max(1.0));
         let lambda = Arc::new(Lambda {
             logical_id: logical_id.to_string(),
             name: name.clone(),
