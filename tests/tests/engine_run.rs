@@ -194,7 +194,10 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
     assert_eq!(run.summary["status"], "FAILED");
     assert_eq!(run.summary["failedState"], "Failed");
     let cause = run.summary["cause"].as_str().unwrap_or_default();
-    assert!(cause.contains("procure") && cause.contains('3'), "{cause}");
+    assert!(
+        cause.contains("procure") && cause.contains("node 3"),
+        "{cause}"
+    );
     // A failed run keeps its data for inspection.
     assert!(run.run_dir().join("efs").is_dir());
 }
@@ -453,6 +456,10 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     let path = record_path().unwrap();
     let run_dir = path.parent().unwrap().to_path_buf();
     let before = read_record(&path).unwrap();
+    assert!(
+        matches!(before.last(), Some(RecordLine::End(end)) if end.status == "INTERRUPTED"),
+        "the record ends with the interruption"
+    );
     let done_before: BTreeSet<(String, u32)> = children(&before)
         .iter()
         .filter(|c| c.status == "SUCCEEDED")

@@ -30,7 +30,7 @@ use crate::asl::{
 };
 use crate::batch::{
     BatchEvent, EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec,
-    RetryAction, RetryStrategy,
+    RetryAction, RetryStrategy, now_ms,
 };
 use crate::record::{ChildLine, RecordLine, RecordWriter, RunEnd, RunStart, StateLine};
 use crate::template::{LocalContext, Template};
@@ -68,6 +68,8 @@ pub struct LocalRunSpec {
     pub execution_name: String,
     /// Children (job name, index) an earlier execution finished: they are not run again.
     pub resumed_children: BTreeSet<(String, Option<u32>)>,
+    /// The caller's notes, kept in the record's run line (found again on resume).
+    pub meta: Value,
 }
 
 /// Everything a run reports as it goes: the state machine's states and every Batch transition.
@@ -130,6 +132,9 @@ pub enum PrepareError {
     },
     #[error("{origin}: {message}")]
     Binding { origin: String, message: String },
+    /// A job definition's image names a workspace binary that is not built.
+    #[error("{origin}: {message}")]
+    MissingBinary { origin: String, message: String },
     #[error("{0}")]
     Io(String),
 }
@@ -200,9 +205,15 @@ impl LocalRun {
         for queue in read_queues(&template, &ctx).map_err(binding_error)? {
             batch.add_queue(queue, spec.parallelism.max(1));
         }
-        for definition in read_job_definitions(&template, &ctx, &spec.bin_dir, &spec.env_overrides)
-            .map_err(binding_error)?
-        {
+        let definitions = read_job_definitions(&template, &ctx, &spec.bin_dir, &spec.env_overrides)
+            .map_err(|error| match error {
+                DefinitionError::Invalid(message) => binding_error(message),
+                DefinitionError::MissingBinary(message) => PrepareError::MissingBinary {
+                    origin: origin.clone(),
+                    message,
+                },
+            })?;
+        for definition in definitions {
             batch.add_job_definition(definition);
         }
         if !spec.resumed_children.is_empty() {
@@ -237,9 +248,24 @@ impl LocalRun {
         })
     }
 
-    /// The local Batch (to describe jobs while the run goes, or to stop it).
+    /// The local Batch (to describe jobs while the run goes).
     pub fn batch(&self) -> &LocalBatch {
         &self.batch
+    }
+
+    /// Ctrl-C: stops every child and closes the record with an INTERRUPTED end line, so a
+    /// report shows the run as stopped and `--resume` picks it up.
+    pub async fn interrupt(&self) -> Result<(), PrepareError> {
+        self.batch.shutdown().await;
+        self.record
+            .append(&RecordLine::End(RunEnd {
+                status: "INTERRUPTED".to_string(),
+                at: now_ms(),
+                error: None,
+                cause: Some("interrupted (Ctrl-C)".to_string()),
+                output: None,
+            }))
+            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))
     }
 
     /// Every event of the run from now on.
@@ -260,6 +286,7 @@ impl LocalRun {
                 input: self.spec.input.clone(),
                 started_at: started_at_ms,
                 resumed: !self.spec.resumed_children.is_empty(),
+                meta: self.spec.meta.clone(),
             }))
             .map_err(|error| {
                 PrepareError::Io(format!("{}: {error}", self.record.path().display()))
@@ -297,8 +324,18 @@ impl LocalRun {
         let _ = stop_forwarding.send(());
         // Every child's last record line is written before the run's end line.
         let _ = forwarder.await;
+        if let Some(error) = self.record.failure() {
+            return Err(PrepareError::Io(format!(
+                "{}: the run record is incomplete: {error}",
+                self.record.path().display()
+            )));
+        }
         let job_ids = lock(&self.submitted).clone();
-        let jobs = self.batch.describe_jobs(&job_ids).await.unwrap_or_default();
+        let jobs = self
+            .batch
+            .describe_jobs(&job_ids)
+            .await
+            .map_err(|error| PrepareError::Io(format!("describing the run's jobs: {error}")))?;
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
             ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
@@ -393,7 +430,9 @@ impl LocalRun {
                     cause: error.message,
                 })?;
             if let Some(job) = job.first().filter(|job| job.status.is_terminal()) {
-                let detail = serde_json::to_value(job).unwrap_or(Value::Null);
+                // Step Functions hands service answers on with PascalCase keys (`JobId`,
+                // `Status`, ...), as it does the request-response answer.
+                let detail = pascal_case_keys(serde_json::to_value(job).unwrap_or(Value::Null));
                 return if job.status == JobStatus::Succeeded {
                     Ok(detail)
                 } else {
@@ -442,18 +481,26 @@ impl TaskExecutor for LocalRun {
         }
     }
 
-    async fn wait(&self, _state: &str, duration: Duration) {
+    async fn wait(&self, state: &str, duration: Duration) {
+        // Only a Wait state is a poll interval. The interpreter also sleeps here between Retry
+        // attempts: those back off in full, as on AWS.
+        if self.machine.state_type(state) != Some("Wait") {
+            tokio::time::sleep(duration).await;
+            return;
+        }
         // Register for the next job end before looking, so an end between the look and the
         // wait is not missed.
         let ended = self.job_ended.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        if lock(&self.submitted).is_empty() || self.batch.all_terminal() {
-            // Nothing submitted can change what a poll sees... unless nothing was submitted
-            // yet, in which case the Wait is not a poll: sleep it out.
-            if lock(&self.submitted).is_empty() {
-                tokio::time::sleep(duration).await;
-            }
+        let nothing_submitted = lock(&self.submitted).is_empty();
+        if nothing_submitted {
+            // No job can end: this Wait is not a poll; sleep it out.
+            tokio::time::sleep(duration).await;
+            return;
+        }
+        if self.batch.all_terminal() {
+            // Every job has ended: the next poll sees the final state at once.
             return;
         }
         tokio::select! {
@@ -571,14 +618,23 @@ impl Forwarder {
                 JobStatus::Starting | JobStatus::Running => {
                     started.entry(job_id.clone()).or_insert(*at_ms);
                 }
+                // RUNNABLE again after an attempt started: that attempt failed and will be
+                // retried (a retried spawn failure has no exit code, so look at `started`).
                 JobStatus::Succeeded | JobStatus::Failed | JobStatus::Runnable
-                    if status.is_terminal() || exit_code.is_some() =>
+                    if status.is_terminal() || started.contains_key(job_id) =>
                 {
+                    // A retry's RUNNABLE event carries the number of the attempt to come.
+                    let attempt = if *status == JobStatus::Runnable {
+                        attempt.saturating_sub(1).max(1)
+                    } else {
+                        *attempt
+                    };
+                    // A failed append is kept by the writer and fails the run at its end.
                     let _ = record.append(&RecordLine::Child(ChildLine {
                         job_id: job_id.clone(),
                         job_name: job_name.clone(),
                         node: *index,
-                        attempt: *attempt,
+                        attempt,
                         started_at: started.remove(job_id),
                         stopped_at: *at_ms,
                         status: if *status == JobStatus::Runnable {
@@ -754,7 +810,7 @@ fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>
     let mut queues = Vec::new();
     for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
         let logical_id = logical_id.as_str();
-        let arn = text_of(
+        let arn = scalar_text(
             &template
                 .resolve(&json!({"Ref": logical_id}), ctx)
                 .map_err(|e| e.to_string())?,
@@ -770,7 +826,7 @@ fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>
             .into_iter()
             .flatten()
         {
-            let ce_arn = text_of(&entry["ComputeEnvironment"]);
+            let ce_arn = scalar_text(&entry["ComputeEnvironment"]);
             let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
                 format!(
                     "job queue {logical_id}: compute environment {ce_arn} is not in the template"
@@ -799,12 +855,26 @@ fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>
 }
 
 /// The container job definitions, each bound to the workspace binary its image names.
+/// Why a job definition cannot run locally.
+enum DefinitionError {
+    /// The template says something the local Batch cannot take.
+    Invalid(String),
+    /// The binary its image names is not built (an environment problem, not the template's).
+    MissingBinary(String),
+}
+
+impl From<String> for DefinitionError {
+    fn from(message: String) -> Self {
+        DefinitionError::Invalid(message)
+    }
+}
+
 fn read_job_definitions(
     template: &Template,
     ctx: &LocalContext,
     bin_dir: &Path,
     env_overrides: &BTreeMap<String, String>,
-) -> Result<Vec<JobDefinitionSpec>, String> {
+) -> Result<Vec<JobDefinitionSpec>, DefinitionError> {
     let mut definitions = Vec::new();
     for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobDefinition")? {
         let logical_id = logical_id.as_str();
@@ -824,12 +894,12 @@ fn read_job_definitions(
         let binary = image_binary(image);
         let program = bin_dir.join(binary);
         if !program.is_file() {
-            return Err(format!(
+            return Err(DefinitionError::MissingBinary(format!(
                 "{}: image {image} runs the workspace binary {binary}, not found at {} \
                  (build it: cargo build --bins, or point --bin-dir at it)",
                 at("ContainerProperties.Image"),
                 program.display()
-            ));
+            )));
         }
         let command = container["Command"]
             .as_array()
@@ -875,7 +945,7 @@ fn read_job_definitions(
                     .collect()
             })
             .unwrap_or_default();
-        let arn = text_of(
+        let arn = scalar_text(
             &template
                 .resolve(&json!({"Ref": logical_id}), ctx)
                 .map_err(|e| e.to_string())?,
@@ -931,6 +1001,26 @@ fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
     Ok(strategy)
 }
 
+/// Every object key with its first letter upper-cased, at every depth.
+fn pascal_case_keys(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let mut chars = key.chars();
+                    let key = chars
+                        .next()
+                        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default();
+                    (key, pascal_case_keys(value))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(pascal_case_keys).collect()),
+        other => other,
+    }
+}
+
 /// A scalar as the text CloudFormation would pass (numbers and booleans as written).
 fn scalar_text(value: &Value) -> String {
     match value {
@@ -940,10 +1030,6 @@ fn scalar_text(value: &Value) -> String {
     }
 }
 
-fn text_of(value: &Value) -> String {
-    scalar_text(value)
-}
-
 /// A number CloudFormation may hand over as a number or as a string ("1", "0.5").
 fn number_of(value: &Value) -> Option<f64> {
     match value {
@@ -951,12 +1037,6 @@ fn number_of(value: &Value) -> Option<f64> {
         Value::String(text) => text.trim().parse().ok(),
         _ => None,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -975,6 +1055,18 @@ mod tests {
             "nton-watch"
         );
         assert_eq!(image_binary("nton-job"), "nton-job");
+    }
+
+    #[test]
+    fn sync_answers_use_pascal_case_keys_at_every_depth() {
+        assert_eq!(
+            pascal_case_keys(
+                json!({"jobId": "a", "arrayProperties": {"statusSummary": {"x": 1}},
+                "attempts": [{"exitCode": 0}]})
+            ),
+            json!({"JobId": "a", "ArrayProperties": {"StatusSummary": {"X": 1}},
+                "Attempts": [{"ExitCode": 0}]})
+        );
     }
 
     #[test]

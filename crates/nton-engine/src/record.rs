@@ -43,6 +43,9 @@ pub struct RunStart {
     /// True when this execution resumes an earlier one in the same run directory.
     #[serde(default)]
     pub resumed: bool,
+    /// What the caller wants to find again on resume (e.g. where results go).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub meta: Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,18 +107,42 @@ pub struct RunEnd {
 pub struct RecordWriter {
     path: PathBuf,
     file: Mutex<File>,
+    /// The first append that failed: callers that cannot stop for it (event forwarders) go on,
+    /// and the run reports it at its end.
+    first_failure: Mutex<Option<String>>,
 }
 
 impl RecordWriter {
     /// Opens (creating or appending to) `<run_dir>/run-record.jsonl`.
+    /// A torn last line, left by a run killed mid-write, is cut off first: appending after it
+    /// would glue the next line to it and make the record unreadable.
     pub fn open(run_dir: &Path) -> io::Result<RecordWriter> {
         std::fs::create_dir_all(run_dir)?;
         let path = run_dir.join(RECORD_FILE);
+        if let Ok(bytes) = std::fs::read(&path)
+            && !bytes.is_empty()
+            && !bytes.ends_with(b"\n")
+        {
+            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(keep as u64)?;
+        }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(RecordWriter {
             path,
             file: Mutex::new(file),
+            first_failure: Mutex::new(None),
         })
+    }
+
+    /// The first append that failed, if any.
+    pub fn failure(&self) -> Option<String> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -130,8 +157,14 @@ impl RecordWriter {
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&bytes)?;
-        file.flush()
+        let result = file.write_all(&bytes).and_then(|()| file.flush());
+        if let Err(error) = &result {
+            self.first_failure
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get_or_insert_with(|| error.to_string());
+        }
+        result
     }
 }
 
@@ -226,6 +259,21 @@ mod tests {
         std::fs::write(&path, format!("{{\"kind\":\"chi\n{good}\n")).unwrap();
         let error = read_record(&path).unwrap_err().to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn reopening_after_a_torn_line_cuts_it_so_the_record_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RECORD_FILE);
+        let good = serde_json::to_string(&child("p", 0, "SUCCEEDED")).unwrap();
+        std::fs::write(&path, format!("{good}\n{{\"kind\":\"chi")).unwrap();
+        RecordWriter::open(dir.path())
+            .unwrap()
+            .append(&child("p", 1, "SUCCEEDED"))
+            .unwrap();
+        let lines = read_record(&path).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(succeeded_children(&lines).len(), 2);
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub struct RunArgs {
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
 
-    /// Extra environment for every job child, KEY=VALUE (repeatable); e.g. the worker's fault
-    /// injection NTON_FAULT_FAIL=procure:3 for a failure drill.
+    /// Extra environment for every job child and Lambda handler, KEY=VALUE (repeatable); e.g.
+    /// the worker's fault injection NTON_FAULT_FAIL=procure:3 for a failure drill.
     #[arg(long = "job-env", value_name = "KEY=VALUE")]
     pub job_env: Vec<String>,
 

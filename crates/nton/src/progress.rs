@@ -201,6 +201,29 @@ impl<W: Write + Send> Reporter for JsonReporter<W> {
     }
 }
 
+/// Without a terminal (CI logs): one line per state entered and per job end, no bars.
+#[derive(Default)]
+pub struct PlainReporter {
+    last_state: Option<String>,
+}
+
+impl Reporter for PlainReporter {
+    fn event(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::StateEntered { name, .. } if self.last_state.as_ref() != Some(name) => {
+                eprintln!("state {name}");
+                self.last_state = Some(name.clone());
+            }
+            RunEvent::Batch(BatchEvent::JobEnded {
+                job_name, status, ..
+            }) => eprintln!("job {job_name} {status}"),
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

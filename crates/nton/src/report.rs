@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
@@ -66,6 +66,7 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
     };
     let mut started_at = None;
     let mut durations: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut finals: BTreeMap<(String, Option<u32>), &ChildLine> = BTreeMap::new();
     for line in lines {
         match line {
             RecordLine::Run(start) => {
@@ -83,32 +84,19 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
                 if !report.jobs.contains_key(&label) {
                     report.job_order.push(label.clone());
                 }
-                let job = report.jobs.entry(label).or_default();
+                let job = report.jobs.entry(label.clone()).or_default();
                 if !child.is_final {
                     job.retried_attempts += 1;
-                } else if child.status == "SUCCEEDED" {
-                    job.succeeded += 1;
-                } else {
-                    job.failed += 1;
-                    report.failure_count += 1;
-                    if report.failures.len() < LISTED_FAILURES {
-                        report.failures.push(FailureReport {
-                            job_name: child.job_name.clone(),
-                            node: child.node,
-                            attempt: child.attempt,
-                            reason: child.reason.clone(),
-                            exit_code: child.exit_code,
-                            stderr_tail: child.stderr_tail.clone(),
-                        });
-                    }
                 }
-                match child.started_at {
-                    Some(start) => durations
-                        .entry(job_label(&child.job_name))
+                if let Some(start) = child.started_at {
+                    durations
+                        .entry(label.clone())
                         .or_default()
-                        .push(child.stopped_at - start),
-                    None if child.status == "SUCCEEDED" => job.resumed += 1,
-                    None => {}
+                        .push(child.stopped_at - start);
+                }
+                if child.is_final {
+                    // A resumed execution ends every child again: the last word counts.
+                    finals.insert((label, child.node), child);
                 }
             }
             RecordLine::End(end) => {
@@ -117,6 +105,30 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
                 report.cause = end.cause.clone();
                 if let Some(start) = started_at {
                     report.seconds = Some((end.at - start) as f64 / 1000.0);
+                }
+            }
+        }
+    }
+    for ((label, _), child) in finals {
+        let job = report.jobs.entry(label).or_default();
+        match (child.status.as_str(), child.started_at) {
+            ("SUCCEEDED", Some(_)) => job.succeeded += 1,
+            ("SUCCEEDED", None) => {
+                job.succeeded += 1;
+                job.resumed += 1;
+            }
+            _ => {
+                job.failed += 1;
+                report.failure_count += 1;
+                if report.failures.len() < LISTED_FAILURES {
+                    report.failures.push(FailureReport {
+                        job_name: child.job_name.clone(),
+                        node: child.node,
+                        attempt: child.attempt,
+                        reason: child.reason.clone(),
+                        exit_code: child.exit_code,
+                        stderr_tail: child.stderr_tail.clone(),
+                    });
                 }
             }
         }
@@ -287,6 +299,7 @@ mod tests {
                 input: json!({}),
                 started_at: 1_000,
                 resumed: false,
+                meta: json!(null),
             }),
             RecordLine::State(StateLine {
                 name: "Watch".into(),
@@ -326,6 +339,24 @@ mod tests {
         let text = render(&report);
         assert!(text.contains("FAILED in 2.5 s"), "{text}");
         assert!(text.contains("nton-procure node 1 attempt 1"), "{text}");
+    }
+
+    #[test]
+    fn a_resumed_execution_supersedes_earlier_ends_of_the_same_child() {
+        let lines = vec![
+            child(0, "SUCCEEDED", true, Some(1_000)),
+            child(1, "FAILED", true, Some(1_000)),
+            // The resume: node 0 skipped (already done), node 1 runs again and succeeds.
+            child(0, "SUCCEEDED", true, None),
+            child(1, "SUCCEEDED", true, Some(1_050)),
+        ];
+        let report = build_report(&lines);
+        let procure = &report.jobs["nton-procure"];
+        assert_eq!(procure.succeeded, 2);
+        assert_eq!(procure.failed, 0);
+        assert_eq!(procure.resumed, 1);
+        assert_eq!(report.failure_count, 0);
+        assert!(report.failures.is_empty());
     }
 
     #[test]

@@ -6,19 +6,19 @@
 //! EFS, removed after a success unless `--keep-data`), `logs/` and `run-record.jsonl`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
-use nton_engine::local::{LocalRun, LocalRunSpec, RunSummary};
+use nton_engine::local::{LocalRun, LocalRunSpec, PrepareError, RunSummary};
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record, succeeded_children};
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
 use crate::exit::{self, CommandError};
-use crate::progress::{JsonReporter, Reporter, TerminalReporter};
+use crate::progress::{JsonReporter, PlainReporter, Reporter, TerminalReporter};
 
 /// A validated `nton run`: everything derived from the arguments before anything runs.
 #[derive(Debug)]
@@ -47,9 +47,11 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         );
     }
 
+    let mut recorded_output = None;
     let (input, resumed_children, run_dir, workflow_id) = match &args.resume {
         Some(run_dir) => {
             let point = resume_point(&absolute(cwd, run_dir))?;
+            recorded_output = point.output.clone();
             (
                 point.input,
                 point.succeeded,
@@ -69,9 +71,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
             }
             // The init Lambda checks these too, but by then the run has begun: refuse a plan
             // AWS Batch would refuse (0 ids, 10,001 nodes...) before anything is written.
-            let defaults = PlanDefaults::new(args.ids, args.ids_per_node, 30)
-                .map_err(|error| CommandError::bad_input(error.to_string()))?;
-            PlanInput::from_json(&input, &defaults)
+            PlanInput::from_json(&input, &PlanDefaults::default())
                 .map_err(|error| CommandError::bad_input(error.to_string()))?;
             let run_dir = data_dir.join(workflow_id.to_string());
             (input, BTreeSet::new(), run_dir, workflow_id)
@@ -79,10 +79,25 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     };
 
     let efs_dir = run_dir.join("efs");
-    let output = match &args.output {
-        Some(url) if url.starts_with("s3://") => url.clone(),
-        Some(dir) => absolute(cwd, Path::new(dir)).display().to_string(),
-        None => data_dir.join("results").display().to_string(),
+    let given_output = args.output.as_ref().map(|output| {
+        if output.starts_with("s3://") {
+            output.clone()
+        } else {
+            absolute(cwd, Path::new(output)).display().to_string()
+        }
+    });
+    // A resumed run writes where the first one did: egress children it skips do not write again.
+    let output = match (recorded_output, given_output) {
+        (Some(recorded), Some(given)) if recorded != given => {
+            return Err(CommandError::bad_input(format!(
+                "--output: {given} differs from {recorded}, where the run being resumed puts its \
+                 results (leave --output out to resume)"
+            ))
+            .into());
+        }
+        (Some(recorded), _) => recorded,
+        (None, Some(given)) => given,
+        (None, None) => data_dir.join("results").display().to_string(),
     };
     let bin_dir = match &args.bin_dir {
         Some(dir) => absolute(cwd, dir),
@@ -118,6 +133,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         input,
         execution_name: format!("local-{}", uuid::Uuid::new_v4()),
         resumed_children,
+        meta: json!({ "output": output }),
     };
     Ok(RunRequest {
         spec,
@@ -137,8 +153,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.bin_dir.is_none() {
         build_missing_workers(&request.spec.bin_dir, std::env::var_os("CARGO").as_deref())?;
     }
-    let local = LocalRun::prepare(request.spec.clone())
-        .map_err(|error| CommandError::bad_input(error.to_string()))?;
+    let local = LocalRun::prepare(request.spec.clone()).map_err(|error| match error {
+        PrepareError::Io(_) | PrepareError::MissingBinary { .. } => {
+            CommandError::environment(error.to_string())
+        }
+        _ => CommandError::bad_input(error.to_string()),
+    })?;
     // The local stand-in for the EFS file system the template mounts: like EFS, it exists
     // before the functions and jobs that use it.
     std::fs::create_dir_all(&request.efs_dir)
@@ -162,9 +182,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let summary = tokio::select! {
         summary = local.execute() => summary.map_err(|error| CommandError::environment(error.to_string()))?,
         _ = tokio::signal::ctrl_c() => {
-            local.batch().shutdown().await;
+            let interrupted = local.interrupt().await;
             drop(local);
             let _ = display.await;
+            interrupted.map_err(|error| CommandError::environment(error.to_string()))?;
             eprintln!(
                 "nton: interrupted; resume with: nton run --resume {}",
                 request.run_dir.display()
@@ -186,7 +207,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
 
     if request.json {
-        println!(
+        // A closed stdout (piped to `head`) must not turn the run's result into a panic.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             summary_json(&request, &summary, record_copy.as_deref())
         );
@@ -257,6 +280,8 @@ struct ResumePoint {
     succeeded: BTreeSet<(String, Option<u32>)>,
     run_dir: PathBuf,
     workflow_id: WorkflowId,
+    /// Where the first execution put its results.
+    output: Option<String>,
 }
 
 /// Reads what to resume from a run directory's record.
@@ -268,12 +293,13 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
             record_path.display()
         ))
     })?;
-    let input = lines
-        .iter()
-        .find_map(|line| match line {
-            RecordLine::Run(start) => Some(start.input.clone()),
-            _ => None,
-        })
+    let first_start = lines.iter().find_map(|line| match line {
+        RecordLine::Run(start) => Some(start),
+        _ => None,
+    });
+    let output = first_start.and_then(|start| start.meta["output"].as_str().map(str::to_string));
+    let input = first_start
+        .map(|start| start.input.clone())
         .ok_or_else(|| {
             CommandError::bad_input(format!(
                 "--resume: {} has no run start line",
@@ -304,6 +330,7 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
         succeeded: succeeded_children(&lines),
         run_dir: run_dir.to_path_buf(),
         workflow_id,
+        output,
     })
 }
 
@@ -453,31 +480,6 @@ pub fn summary_text(
         text += &format!("  logs       {}\n", request.run_dir.join("logs").display());
     }
     text
-}
-
-/// Without a terminal (CI logs): one line per state entered and per job end, no bars.
-#[derive(Default)]
-pub struct PlainReporter {
-    last_state: Option<String>,
-}
-
-impl Reporter for PlainReporter {
-    fn event(&mut self, event: &nton_engine::local::RunEvent) {
-        use nton_engine::batch::BatchEvent;
-        use nton_engine::local::RunEvent;
-        match event {
-            RunEvent::StateEntered { name, .. } if self.last_state.as_ref() != Some(name) => {
-                eprintln!("state {name}");
-                self.last_state = Some(name.clone());
-            }
-            RunEvent::Batch(BatchEvent::JobEnded {
-                job_name, status, ..
-            }) => eprintln!("job {job_name} {status}"),
-            _ => {}
-        }
-    }
-
-    fn finish(&mut self) {}
 }
 
 fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {

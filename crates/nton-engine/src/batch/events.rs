@@ -15,7 +15,11 @@ pub type EventReceiver = mpsc::UnboundedReceiver<BatchEvent>;
 
 /// A transition in the local Batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum BatchEvent {
     /// An array child, or a plain job (then `parent_job_id` and `index` are `None`), changed
     /// status.
