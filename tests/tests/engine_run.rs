@@ -480,3 +480,35 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     );
     assert_eq!(result_files(&resumed.results_dir()).len(), 30);
 }
+
+#[test]
+fn a_retried_child_records_each_attempt_under_its_own_number() {
+    let dir = tempfile::tempdir().unwrap();
+    // The procure job definition (the template's first) retries every failure: 3 attempts.
+    let retrying = edited_template(
+        dir.path(),
+        "          - OnReason: \"*\"\n            Action: EXIT",
+        "          - OnReason: \"*\"\n            Action: RETRY",
+    );
+    let run = nton_run(
+        &dir.path().join("runs"),
+        &[
+            "--template",
+            retrying.to_str().unwrap(),
+            "--ids",
+            "10",
+            "--ids-per-node",
+            "5",
+            "--job-env",
+            "NTON_FAULT_FAIL=procure:1",
+        ],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let lines = run.record();
+    let attempts: Vec<(u32, bool)> = children(&lines)
+        .into_iter()
+        .filter(|child| stage_of(child) == "procure" && child.node == Some(1))
+        .map(|child| (child.attempt, child.is_final))
+        .collect();
+    assert_eq!(attempts, vec![(1, false), (2, false), (3, true)]);
+}
