@@ -512,3 +512,80 @@ fn a_retried_child_records_each_attempt_under_its_own_number() {
         .collect();
     assert_eq!(attempts, vec![(1, false), (2, false), (3, true)]);
 }
+
+/// A minimal template of one `batch:submitJob.sync` state, running `nton-job` with `command`.
+fn sync_template(dir: &Path, command: &str) -> PathBuf {
+    let path = dir.join("sync.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+Resources:
+  Env:
+    Type: AWS::Batch::ComputeEnvironment
+    Properties: {{Type: MANAGED, ComputeResources: {{Type: FARGATE, MaxvCpus: 4}}}}
+  Queue:
+    Type: AWS::Batch::JobQueue
+    Properties:
+      Priority: 1
+      ComputeEnvironmentOrder: [{{Order: 1, ComputeEnvironment: !Ref Env}}]
+  Worker:
+    Type: AWS::Batch::JobDefinition
+    Properties:
+      Type: container
+      ContainerProperties:
+        Image: registry.example/nton/nton-job:dev
+        Command: ["{command}"]
+        ResourceRequirements: [{{Type: VCPU, Value: "1"}}, {{Type: MEMORY, Value: "512"}}]
+  Machine:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      DefinitionSubstitutions: {{Queue: !Ref Queue, Worker: !Ref Worker}}
+      Definition:
+        StartAt: Submit
+        States:
+          Submit:
+            Type: Task
+            Resource: arn:aws:states:::batch:submitJob.sync
+            Parameters: {{JobName: sync-check, JobQueue: "${{Queue}}", JobDefinition: "${{Worker}}"}}
+            ResultSelector: {{status.$: $.Status, id.$: $.JobId}}
+            End: true
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_sync_submission_waits_for_the_job_and_fails_the_task_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = sync_template(dir.path(), "--help");
+    let run = nton_run(
+        &dir.path().join("ok"),
+        &["--template", ok.to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let exited = run
+        .record()
+        .into_iter()
+        .find_map(|line| match line {
+            RecordLine::State(state) if state.name == "Submit" && state.event == "exited" => {
+                state.output
+            }
+            _ => None,
+        })
+        .expect("Submit exited");
+    // The answer is the ended job, in Step Functions' PascalCase.
+    assert_eq!(exited["status"], "SUCCEEDED");
+    assert!(exited["id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    let failing = sync_template(dir.path(), "no-such-stage");
+    let run = nton_run(
+        &dir.path().join("failing"),
+        &["--template", failing.to_str().unwrap()],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert_eq!(run.summary["error"], "States.TaskFailed");
+    assert_eq!(run.summary["failedState"], "Submit");
+}
