@@ -96,23 +96,7 @@ fn is_plain_relative(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::{process, procure};
-    use uuid::Uuid;
-
-    fn processed_node(dir: &Path, node: u32, count: usize) -> (Layout, WorkflowId, Vec<Uuid>) {
-        let layout = Layout::new(dir);
-        let wf = WorkflowId::new_v4();
-        let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-        fs::create_dir_all(layout.prep_dir(&wf, node)).unwrap();
-        fs::write(
-            layout.prep_ids_file(&wf, node),
-            crate::layout::format_ids(&ids),
-        )
-        .unwrap();
-        procure(&layout, &wf, node).unwrap();
-        process(&layout, &wf, node).unwrap();
-        (layout, wf, ids)
-    }
+    use crate::stage::test_support::processed_node;
 
     #[test]
     fn items_list_every_result_with_its_key_and_size() {

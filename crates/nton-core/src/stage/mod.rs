@@ -15,6 +15,8 @@ mod process;
 mod procure;
 mod records;
 mod report;
+#[cfg(test)]
+mod test_support;
 
 pub use egress::{EgressItem, egress_items, egress_to_dir};
 pub use error::StageError;

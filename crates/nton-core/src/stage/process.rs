@@ -70,8 +70,8 @@ fn process_one(layout: &Layout, wf: &WorkflowId, node: u32, id: &Uuid) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::{procure, procure_record};
-    use std::path::Path;
+    use crate::stage::procure_record;
+    use crate::stage::test_support::procured_node;
 
     fn results(bytes: &[u8]) -> Vec<ResultPoint> {
         serde_json::from_slice(bytes).unwrap()
@@ -105,20 +105,6 @@ mod tests {
         // About a quarter of uniform values in [10, 20000) are above 15000.
         let open = results.iter().filter(|r| r.open).count();
         assert!((75..175).contains(&open), "{open}");
-    }
-
-    fn procured_node(dir: &Path, node: u32, count: usize) -> (Layout, WorkflowId, Vec<Uuid>) {
-        let layout = Layout::new(dir);
-        let wf = WorkflowId::new_v4();
-        let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-        fs::create_dir_all(layout.prep_dir(&wf, node)).unwrap();
-        fs::write(
-            layout.prep_ids_file(&wf, node),
-            crate::layout::format_ids(&ids),
-        )
-        .unwrap();
-        procure(&layout, &wf, node).unwrap();
-        (layout, wf, ids)
     }
 
     #[test]

@@ -73,6 +73,7 @@ pub fn procure(layout: &Layout, wf: &WorkflowId, node: u32) -> Result<StageRepor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stage::test_support::node_with_ids;
     use std::fs;
 
     fn points(bytes: &[u8]) -> Vec<DataPoint> {
@@ -136,23 +137,6 @@ mod tests {
             bins.iter().all(|&n| (4_500..5_500).contains(&n)),
             "{bins:?}"
         );
-    }
-
-    fn node_with_ids(
-        dir: &std::path::Path,
-        node: u32,
-        count: usize,
-    ) -> (Layout, WorkflowId, Vec<Uuid>) {
-        let layout = Layout::new(dir);
-        let wf = WorkflowId::new_v4();
-        let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-        fs::create_dir_all(layout.prep_dir(&wf, node)).unwrap();
-        fs::write(
-            layout.prep_ids_file(&wf, node),
-            crate::layout::format_ids(&ids),
-        )
-        .unwrap();
-        (layout, wf, ids)
     }
 
     #[test]
