@@ -7,5 +7,6 @@ pub mod batch;
 pub mod fsutil;
 pub mod layout;
 pub mod plan;
+pub mod results;
 pub mod stage;
 pub mod status;

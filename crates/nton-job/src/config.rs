@@ -50,71 +50,12 @@ impl ConfigError {
     }
 }
 
-/// Where egress ships results.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ResultsTarget {
-    /// An S3 bucket, with an optional key prefix (no leading or trailing `/`).
-    S3 {
-        bucket: String,
-        prefix: Option<String>,
-    },
-    /// A local directory (absolute path); created if missing.
-    Dir(PathBuf),
-}
+pub use nton_core::results::ResultsTarget;
 
-impl ResultsTarget {
-    /// Parses `NTON_RESULTS_URL`.
-    pub fn parse(value: &str) -> Result<ResultsTarget, ConfigError> {
-        const VAR: &str = "NTON_RESULTS_URL";
-        let rule = "must be s3://bucket[/prefix], an absolute directory path or file:///dir";
-        if let Some(rest) = value.strip_prefix("s3://") {
-            let (bucket, prefix) = match rest.split_once('/') {
-                Some((bucket, prefix)) => (bucket, prefix.trim_matches('/')),
-                None => (rest, ""),
-            };
-            validate_bucket(bucket).map_err(|problem| ConfigError::invalid(VAR, value, problem))?;
-            if prefix.split('/').any(|part| part == "." || part == "..") || prefix.contains("//") {
-                return Err(ConfigError::invalid(
-                    VAR,
-                    value,
-                    "the prefix must not have empty, `.` or `..` segments",
-                ));
-            }
-            return Ok(ResultsTarget::S3 {
-                bucket: bucket.to_string(),
-                prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
-            });
-        }
-        let path = match value.strip_prefix("file://") {
-            Some(path) => path,
-            None if value.contains("://") => return Err(ConfigError::invalid(VAR, value, rule)),
-            None => value,
-        };
-        let path = PathBuf::from(path);
-        if !path.is_absolute() {
-            return Err(ConfigError::invalid(VAR, value, rule));
-        }
-        Ok(ResultsTarget::Dir(path))
-    }
-}
-
-/// S3 bucket naming rules (general purpose buckets): 3 to 63 characters of lowercase letters,
-/// digits, `.` and `-`, beginning and ending with a letter or digit.
-fn validate_bucket(bucket: &str) -> Result<(), String> {
-    let len = bucket.len();
-    if !(3..=63).contains(&len) {
-        return Err(format!(
-            "the bucket name {bucket:?} has {len} characters; it must have 3 to 63"
-        ));
-    }
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
-    let edge = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !bucket.chars().all(allowed) || !bucket.starts_with(edge) || !bucket.ends_with(edge) {
-        return Err(format!(
-            "the bucket name {bucket:?} must be lowercase letters, digits, '.' and '-', beginning and ending with a letter or digit"
-        ));
-    }
-    Ok(())
+/// Parses `NTON_RESULTS_URL` (the rules live in [`nton_core::results`], shared with the CLI).
+pub(crate) fn parse_results_url(value: &str) -> Result<ResultsTarget, ConfigError> {
+    ResultsTarget::parse(value)
+        .map_err(|problem| ConfigError::invalid("NTON_RESULTS_URL", value, problem))
 }
 
 /// S3 client settings for egress.
@@ -206,7 +147,7 @@ impl WorkerConfig {
                         hint: "egress needs s3://bucket[/prefix] or a local directory",
                     });
                 }
-                Some(text) => Some(ResultsTarget::parse(text)?),
+                Some(text) => Some(parse_results_url(text)?),
             },
             // Other stages do not ship anything; the variable is not theirs to judge.
             Stage::Procure | Stage::Process => None,
@@ -416,7 +357,7 @@ mod tests {
             ),
         ];
         for (url, target) in cases {
-            assert_eq!(ResultsTarget::parse(url), Ok(target), "{url}");
+            assert_eq!(parse_results_url(url), Ok(target), "{url}");
         }
         let bad = [
             (
@@ -454,7 +395,7 @@ mod tests {
         ];
         for (url, rule) in bad {
             assert_eq!(
-                ResultsTarget::parse(url).unwrap_err().to_string(),
+                parse_results_url(url).unwrap_err().to_string(),
                 format!("NTON_RESULTS_URL={url:?} is invalid: {rule}")
             );
         }

@@ -35,11 +35,11 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Number of record ids to generate.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = 4000, allow_negative_numbers = true, value_parser = id_count)]
     pub ids: u64,
 
     /// Most record ids per array node.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true, value_parser = id_count)]
     pub ids_per_node: u64,
 
     /// The CloudFormation template holding the state machine and job definitions.
@@ -59,7 +59,7 @@ pub struct RunArgs {
     pub output: Option<String>,
 
     /// Most children running at once per job queue (default: the machine's cores).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
     pub parallelism: Option<usize>,
 
     /// Keep the run's working data (prep, data, results on the local "EFS") after a success.
@@ -72,7 +72,7 @@ pub struct RunArgs {
 
     /// Seconds between two checks of the jobs (the state machine's Wait). Locally a Wait also
     /// ends as soon as the local Batch changes, so this rarely matters.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = poll_seconds)]
     pub poll_seconds: Option<u64>,
 
     /// Template parameter override, KEY=VALUE (repeatable), as for a deploy.
@@ -107,4 +107,79 @@ pub struct ReportArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses a whole number in `min..=max`. Negative and oversized input gets the range in its
+/// message (clap adds the option's name), instead of clap's "unexpected argument '-5'" or
+/// "invalid digit" that name neither the option nor its limits.
+fn integer_in(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let rule = format!("must be an integer in {min}..={max}");
+    let value: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not an integer ({rule})"))?;
+    u64::try_from(value)
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| format!("{value} is out of range ({rule})"))
+}
+
+/// `--ids` and `--ids-per-node` (the plan's own limits; the node count is checked with both).
+pub fn id_count(text: &str) -> Result<u64, String> {
+    integer_in(text, 1, u64::from(nton_core::plan::MAX_IDS))
+}
+
+/// `--poll-seconds`: the plan's limits.
+pub fn poll_seconds(text: &str) -> Result<u64, String> {
+    integer_in(text, 1, u64::from(nton_core::plan::MAX_POLL_SECONDS))
+}
+
+/// `--parallelism`: at least one child; at most 4,096 processes per queue at once.
+fn parallelism(text: &str) -> Result<usize, String> {
+    integer_in(text, 1, MAX_PARALLELISM).map(|value| value as usize)
+}
+
+/// Most children one local queue runs at once: far above any machine's cores, low enough that
+/// a typo cannot exhaust the process table.
+pub const MAX_PARALLELISM: u64 = 4_096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run_error(args: &[&str]) -> String {
+        let mut argv = vec!["nton", "run"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn negative_and_oversized_counts_name_the_option_and_its_range() {
+        let error = run_error(&["--ids", "-5"]);
+        assert!(error.contains("'--ids <IDS>'"), "{error}");
+        assert!(
+            error.contains("-5 is out of range (must be an integer in 1..=10000000)"),
+            "{error}"
+        );
+        let error = run_error(&["--ids-per-node", "10000001"]);
+        assert!(error.contains("'--ids-per-node <IDS_PER_NODE>'"), "{error}");
+        assert!(error.contains("10000001 is out of range"), "{error}");
+        let error = run_error(&["--parallelism", "0"]);
+        assert!(error.contains("'--parallelism <PARALLELISM>'"), "{error}");
+        assert!(error.contains("must be an integer in 1..=4096"), "{error}");
+        let error = run_error(&["--poll-seconds", "x"]);
+        assert!(error.contains("\"x\" is not an integer"), "{error}");
+    }
+
+    #[test]
+    fn counts_in_range_parse() {
+        let Cli {
+            command: Command::Run(args),
+        } = Cli::try_parse_from(["nton", "run", "--ids", "7", "--ids-per-node", "1"]).unwrap()
+        else {
+            panic!("not run");
+        };
+        assert_eq!((args.ids, args.ids_per_node), (7, 1));
+    }
 }

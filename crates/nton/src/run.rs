@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
+use nton_core::results::{RESULTS_URL_RULE, ResultsTarget};
 use nton_engine::local::{LocalRun, LocalRunSpec, PrepareError, RunSummary};
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record, succeeded_children};
 use serde_json::{Value, json};
@@ -79,13 +80,11 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     };
 
     let efs_dir = run_dir.join("efs");
-    let given_output = args.output.as_ref().map(|output| {
-        if output.starts_with("s3://") {
-            output.clone()
-        } else {
-            absolute(cwd, Path::new(output)).display().to_string()
-        }
-    });
+    let given_output = args
+        .output
+        .as_deref()
+        .map(|output| checked_output(cwd, output))
+        .transpose()?;
     // A resumed run writes where the first one did: egress children it skips do not write again.
     let output = match (recorded_output, given_output) {
         (Some(recorded), Some(given)) if recorded != given => {
@@ -482,6 +481,25 @@ pub fn summary_text(
     text
 }
 
+/// `--output`, checked with the worker's own rules (`nton_core::results`) before anything runs:
+/// an S3 URL as given, a directory made absolute.
+fn checked_output(cwd: &Path, output: &str) -> Result<String, CommandError> {
+    let refuse =
+        |problem: String| CommandError::bad_input(format!("--output: {output:?}: {problem}"));
+    if output.starts_with("s3://") {
+        ResultsTarget::parse(output).map_err(refuse)?;
+        return Ok(output.to_string());
+    }
+    if output.contains("://") && !output.starts_with("file://") {
+        return Err(refuse(RESULTS_URL_RULE.to_string()));
+    }
+    let dir = output.strip_prefix("file://").unwrap_or(output);
+    if dir.is_empty() {
+        return Err(refuse("the directory is empty".to_string()));
+    }
+    Ok(absolute(cwd, Path::new(dir)).display().to_string())
+}
+
 fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
     match pair.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -532,6 +550,44 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_output_is_refused_before_anything_runs_naming_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        for (output, want) in [
+            (
+                "s3://",
+                "the bucket name \"\" has 0 characters; it must have 3 to 63",
+            ),
+            ("s3:///prefix", "the bucket name \"\" has 0 characters"),
+            ("s3://Bad_Bucket/x", "must be lowercase letters"),
+            ("s3://bucket/a/../b", "the prefix must not have empty"),
+            ("https://example.com/x", RESULTS_URL_RULE),
+            ("file://", "the directory is empty"),
+        ] {
+            let error = plan_run(&args(&["--output", output]), dir.path()).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!("--output: {output:?}: ")),
+                "{message}"
+            );
+            assert!(message.contains(want), "{output}: {message}");
+            assert_eq!(
+                error.downcast_ref::<CommandError>().map(|e| e.code),
+                Some(exit::BAD_INPUT),
+                "{output}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        let request = plan_run(&args(&["--output", "s3://my-bucket/runs"]), dir.path()).unwrap();
+        assert_eq!(request.output, "s3://my-bucket/runs");
+        let request = plan_run(&args(&["--output", "file:///srv/out"]), dir.path()).unwrap();
+        assert_eq!(request.output, "/srv/out");
+    }
+
+    #[test]
     fn a_plan_batch_would_refuse_is_refused_before_anything_runs() {
         let error = plan_run(
             &args(&["--ids", "10001", "--ids-per-node", "1"]),
@@ -544,8 +600,13 @@ mod tests {
             error.downcast_ref::<CommandError>().unwrap().code,
             exit::BAD_INPUT
         );
-        assert!(plan_run(&args(&["--ids", "0"]), Path::new("/w")).is_err());
-        assert!(plan_run(&args(&["--parallelism", "0"]), Path::new("/w")).is_err());
+        // clap refuses these already (cli.rs tests); plan_run checks again for library callers.
+        let mut zero_ids = args(&[]);
+        zero_ids.ids = 0;
+        assert!(plan_run(&zero_ids, Path::new("/w")).is_err());
+        let mut zero_parallelism = args(&[]);
+        zero_parallelism.parallelism = Some(0);
+        assert!(plan_run(&zero_parallelism, Path::new("/w")).is_err());
     }
 
     #[test]

@@ -156,11 +156,11 @@ pub struct StartArgs {
     pub prefix: String,
 
     /// Number of record ids (default: the init Lambda's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::cli::id_count)]
     pub ids: Option<u64>,
 
     /// Most record ids per array node (default: the stack's IdsPerNode).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::cli::id_count)]
     pub ids_per_node: Option<u64>,
 
     /// Execution name (default: one Step Functions makes up). Names are unique per state
