@@ -22,12 +22,14 @@ export PATH="$NTON_CACHE/tools/bin:$NTON_CACHE/venv/bin:$PATH"
 say() { printf 'tools: %s\n' "$*" >&2; }
 
 # Debian packages: musl-gcc for the static binaries (aws-lc-sys builds C), bwrap for the image
-# contract test, nix-instantiate for the flake's parse check.
+# contract test, nix-instantiate for the flake's parse check, chromium for the report test.
 missing_debs=()
 command -v musl-gcc >/dev/null || missing_debs+=(musl-tools)
 command -v bwrap >/dev/null || missing_debs+=(bubblewrap)
 command -v nix-instantiate >/dev/null || missing_debs+=(nix-bin)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing_debs+=(ca-certificates)
+# A real browser opens `nton report`'s timeline page in tests/tests/report_html.rs.
+[ -x /usr/bin/chromium ] || missing_debs+=(chromium)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   say "installing ${missing_debs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -104,9 +104,14 @@ pub struct ReportArgs {
     #[arg(long, default_value = "nton-runs")]
     pub data_dir: PathBuf,
 
-    /// Print the report as JSON.
+    /// Print the report (with the timeline's data) as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Where the timeline picture goes (one self-contained HTML file).
+    /// Default: report.html in the run directory.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// Parses a whole number in `min..=max`. Negative and oversized input gets the range in its

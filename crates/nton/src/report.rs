@@ -11,6 +11,10 @@ use serde::Serialize;
 
 use crate::cli::ReportArgs;
 use crate::exit::{self, CommandError};
+use crate::timeline::{Timeline, render_html};
+
+/// The timeline picture's file name in a run directory.
+pub const HTML_FILE: &str = "report.html";
 
 /// Most failed children listed one by one.
 const LISTED_FAILURES: usize = 20;
@@ -237,10 +241,20 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
         CommandError::bad_input(format!("cannot read {}: {error}", path.display()))
     })?;
     let report = build_report(&lines);
+    let timeline = Timeline::from_record(&lines);
+    let html_path = args
+        .html
+        .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join(HTML_FILE));
+    nton_core::fsutil::write_atomic(&html_path, render_html(&timeline).as_bytes())
+        .with_context(|| format!("writing {}", html_path.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["timeline"] = serde_json::to_value(&timeline)?;
+        value["html"] = serde_json::to_value(&html_path)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", render(&report));
+        println!("timeline: {}", html_path.display());
     }
     Ok(exit::SUCCESS)
 }

@@ -1,0 +1,159 @@
+//! `nton report`'s timeline picture, opened in a real headless Chromium: the page a person
+//! opens after a run. A local run with a failed node and a slow node, then the report; the
+//! browser's own DOM must hold one bar per attempt the record has, one row per node, the poll
+//! ticks, and its screenshot must show the picture (not a blank or error page).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use nton_tests::{binary_dir, workspace_binary, workspace_root};
+
+/// Debian's Chromium (tests/tools.sh installs it); NTON_CHROMIUM overrides.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("NTON_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "{} is missing: tests/tools.sh installs Debian's chromium",
+        path.display()
+    );
+    path
+}
+
+fn headless(page: &Path, extra: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium starts")
+}
+
+#[test]
+fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("runs");
+    let run = Command::new(workspace_binary("nton"))
+        .current_dir(workspace_root())
+        .args([
+            "run",
+            "--json",
+            "--ids",
+            "300",
+            "--ids-per-node",
+            "10",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .arg("--bin-dir")
+        .arg(binary_dir())
+        .args(["--job-env", "NTON_FAULT_FAIL=process:4"])
+        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:400"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let html = dir.path().join("timeline.html");
+    let report = Command::new(workspace_binary("nton"))
+        .args(["report", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert_eq!(
+        report.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        stdout.contains(&format!("timeline: {}", html.display())),
+        "{stdout}"
+    );
+
+    let run_dir = std::fs::read_dir(&data_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.join(RECORD_FILE).is_file())
+        .expect("a run directory");
+    let lines = read_record(&run_dir.join(RECORD_FILE)).unwrap();
+    let ran = lines
+        .iter()
+        .filter(|line| matches!(line, RecordLine::Child(child) if child.started_at.is_some()))
+        .count();
+
+    // The DOM as Chromium parsed it: SVG elements are there only if the page is well formed.
+    let dom = headless(&html, &["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(
+        dom.matches("<rect class=\"bar\"").count(),
+        ran,
+        "one bar per attempt that ran"
+    );
+    assert_eq!(
+        dom.matches("<g class=\"node\"").count(),
+        30,
+        "one row per node"
+    );
+    assert_eq!(
+        dom.matches("data-outcome=\"FAILED\"").count(),
+        1,
+        "node 4's process"
+    );
+    assert!(
+        dom.matches("<line class=\"poll\"").count() >= 1,
+        "the poll loop's ticks"
+    );
+    assert!(
+        dom.contains("Failed nodes: 4"),
+        "the header names the failed node"
+    );
+    assert!(
+        dom.contains("Slowest nodes: 2 ("),
+        "the slow node leads the slowest"
+    );
+
+    let png = dir.path().join("timeline.png");
+    let shot = headless(
+        &html,
+        &[
+            "--window-size=1200,900",
+            &format!("--screenshot={}", png.display()),
+        ],
+    );
+    assert!(png.is_file(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    let channels = frame.color_type.samples();
+    let pixels = &pixels[..frame.buffer_size()];
+    let coloured = pixels
+        .chunks(channels)
+        .filter(|p| {
+            let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+            (r - g).abs() > 40 || (g - b).abs() > 40 || (r - b).abs() > 40
+        })
+        .count();
+    let total = pixels.len() / channels;
+    assert!(
+        coloured * 100 > total,
+        "the screenshot shows coloured bars ({coloured} of {total} pixels)"
+    );
+}
