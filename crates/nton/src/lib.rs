@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod cli;
 pub mod exit;
+pub mod local_watch;
 pub mod progress;
 pub mod report;
 pub mod run;
