@@ -651,8 +651,12 @@ fn nix_config_is_the_description() {
         source = workspace.repository;
       }
     "#;
+    // `--store dummy://`: the evaluation copies nothing to a store, and without it Debian's
+    // nix-instantiate needs the daemon's socket, which only root may reach (GitHub's runners
+    // run as a user with sudo).
     let output = Command::new(nix)
         .current_dir(workspace_root())
+        .args(["--store", "dummy://"])
         .args(["--eval", "--strict", "--json", "--expr", expr])
         .output()
         .unwrap();
