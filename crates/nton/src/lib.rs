@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod confirm;
 pub mod exit;
 pub mod progress;
 pub mod report;
