@@ -312,6 +312,41 @@ async fn teardown_refuses_a_confirmation_that_is_not_the_environment_before_any_
         String::from_utf8_lossy(&output.stderr)
     );
 
+    // --confirm-only checks and stops, with no AWS call at all: 0 for the right name (with
+    // nothing listening), 2 for another, and it needs --confirm.
+    let offline = |args: &[&str]| {
+        Command::new(workspace_binary("nton"))
+            .args(["teardown", "--env", "dev"])
+            .args(args)
+            .env("AWS_ENDPOINT_URL", closed_endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(offline(&["--confirm", "dev", "--confirm-only"]), Some(0));
+    assert_eq!(
+        offline(&["--confirm", "prod", "--confirm-only"]),
+        Some(i32::from(exit::BAD_INPUT))
+    );
+    assert_eq!(
+        offline(&["--confirm-only"]),
+        Some(i32::from(exit::BAD_INPUT))
+    );
+    assert_eq!(
+        cfn.describe_stacks()
+            .stack_name("nton-dev-pipeline")
+            .send()
+            .await
+            .unwrap()
+            .stacks()
+            .len(),
+        1
+    );
+
     // The right name lets the teardown go ahead, and it deletes the stack.
     let output = nton(&moto)
         .args(["teardown", "--env", "dev", "--yes", "--confirm", "dev"])

@@ -53,6 +53,11 @@ pub struct TeardownCommand {
     /// call. The teardown workflow passes what the person who started it typed.
     #[arg(long, value_name = "ENV")]
     pub confirm: Option<String>,
+
+    /// Only check --confirm and the names, then exit (0, or 2 on a mismatch) without any AWS
+    /// call: the teardown workflow checks before it takes credentials.
+    #[arg(long, requires = "confirm")]
+    pub confirm_only: bool,
 }
 
 /// Options of `nton run`. Every default works on a fresh clone.

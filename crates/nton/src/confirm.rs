@@ -22,6 +22,10 @@ pub fn check(env: &str, confirm: Option<&str>) -> Result<(), CommandError> {
 /// SDK config from the environment.
 pub async fn teardown(command: TeardownCommand) -> anyhow::Result<u8> {
     check(&command.teardown.stack.env, command.confirm.as_deref())?;
+    if command.confirm_only {
+        command.teardown.stack.check()?;
+        return Ok(crate::exit::SUCCESS);
+    }
     crate::aws::teardown(command.teardown).await
 }
 
