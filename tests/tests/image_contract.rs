@@ -459,7 +459,15 @@ impl<'a> Run<'a> {
             return self.bwrap_command();
         };
         let mut cmd = Command::new("docker");
-        cmd.args(["run", "--rm", "--read-only", "--network", "none"]);
+        cmd.args([
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "none",
+        ]);
         for (host, inside) in &self.binds {
             cmd.arg("--volume")
                 .arg(format!("{}:{inside}", host.display()));
@@ -1266,7 +1274,7 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
         Runner::Docker { archives, rie } => {
             let reference = docker_image(image, archives);
             let mut cmd = Command::new("docker");
-            cmd.args(["run", "--detach", "--rm", "--read-only"]);
+            cmd.args(["run", "--detach", "--rm", "--read-only", "--tmpfs", "/tmp"]);
             cmd.args(["--publish", "127.0.0.1::8080"]);
             cmd.arg("--volume")
                 .arg(format!("{}:/aws-lambda-rie:ro", rie.display()));
@@ -1324,7 +1332,12 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
             let (head, body) = answer
                 .split_once("\r\n\r\n")
                 .unwrap_or_else(|| panic!("not an HTTP answer: {answer}\n{}", describe(&logs)));
-            let kind = if head.to_ascii_lowercase().contains("x-amz-function-error") {
+            // Whether the RIE marks a function error with the header depends on its version;
+            // the error document (errorType and errorMessage) is what Lambda returns either way.
+            let document: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let is_error =
+                document.get("errorType").is_some() && document.get("errorMessage").is_some();
+            let kind = if is_error || head.to_ascii_lowercase().contains("x-amz-function-error") {
                 "error"
             } else {
                 "response"
