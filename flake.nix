@@ -57,11 +57,18 @@
             overlays = [ rust-overlay.overlays.default ];
           };
           # Cross to <arch>-unknown-linux-musl with static linking. crane sees build != host and
-          # sets CARGO_BUILD_TARGET, the linker and CC_<target> (the musl cross gcc, which
-          # aws-lc-sys needs for its C); those env vars win over .cargo/config.toml's
-          # `CC_x86_64_unknown_linux_musl = "musl-gcc"`, which is for Debian machines.
+          # sets CARGO_BUILD_TARGET and the linker, and exports the compiler as the upper-case
+          # CC_<ARCH>_UNKNOWN_LINUX_MUSL, a name cc-rs does not read (it reads CC_<target> with
+          # the target's dashes or underscores, then TARGET_CC, then CC). So
+          # .cargo/config.toml's `CC_x86_64_unknown_linux_musl = "musl-gcc"` (for Debian
+          # machines) would win, and musl-gcc is not in the sandbox: commonArgs sets that same
+          # lower-case name to the static stdenv's gcc (aws-lc-sys builds C with it), as the dev
+          # shell does. An env var set on the build beats a [env] entry of a config file.
           static = pkgs.pkgsStatic;
           muslTarget = static.stdenv.hostPlatform.rust.rustcTarget;
+          # cc-rs's name for the target's C compiler, and that compiler.
+          muslCcVar = "CC_${lib.toLower static.stdenv.hostPlatform.rust.cargoEnvVarTarget}";
+          muslCc = "${static.stdenv.cc}/bin/${static.stdenv.cc.targetPrefix}cc";
 
           # rust-toolchain.toml stays the one place naming the channel and components; the
           # musl target of this system is added (aarch64 is not in the file).
@@ -99,11 +106,20 @@
             inherit (workspace) version;
             pname = "nton";
             strictDeps = true;
+            ${muslCcVar} = muslCc;
           };
 
-          # Every dependency of the whole workspace, built once; each package, clippy and the
-          # tests start from these artifacts.
+          # Every dependency of the whole workspace in the release profile (LTO, one codegen
+          # unit), built once; each shipped binary starts from these artifacts.
           cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+          # Clippy and the unit tests do not ship: they build with the dev profile (no LTO, no
+          # codegen-units = 1), from one dependency build of their own made with that profile,
+          # which is minutes instead of the release profile's tens of minutes on a cold runner.
+          checkArgs = commonArgs // {
+            CARGO_PROFILE = "dev";
+          };
+          checkArtifacts = craneLib.buildDepsOnly checkArgs;
 
           binary =
             name:
@@ -185,6 +201,8 @@
             src
             commonArgs
             cargoArtifacts
+            checkArgs
+            checkArtifacts
             binaries
             imagesByName
             imagePackages
@@ -220,13 +238,14 @@
       checks = forEachSystem (
         s:
         let
-          inherit (s) craneLib commonArgs cargoArtifacts;
+          inherit (s) craneLib commonArgs checkArgs;
+          cargoArtifacts = s.checkArtifacts;
         in
         {
           fmt = craneLib.cargoFmt commonArgs;
 
           clippy = craneLib.cargoClippy (
-            commonArgs
+            checkArgs
             // {
               inherit cargoArtifacts;
               cargoClippyExtraArgs = "--workspace --all-targets -- --deny warnings";
@@ -237,7 +256,7 @@
           # binaries) needs a network namespace and user namespaces the Nix sandbox does not
           # give; tests/run-all runs it.
           tests = craneLib.cargoTest (
-            commonArgs
+            checkArgs
             // {
               inherit cargoArtifacts;
               cargoTestExtraArgs = "--workspace --exclude nton-tests";

@@ -8,6 +8,13 @@
 //! here. `nix-instantiate --eval` of `nix/image-config.nix` checks that the OCI config and the
 //! passwd/group the flake writes are the ones run here.
 //!
+//! One switch runs the same tests against the images Nix built, with Docker (the CI's Nix
+//! job): `NTON_IMAGE_RUNNER=docker`, `NTON_IMAGE_ARCHIVES=<dir>` holding the `docker-archive`
+//! tarballs (`nix build .#images`: `<name>.tar.gz`) and `NTON_LAMBDA_RIE=<path>` to the AWS
+//! Lambda Runtime Interface Emulator binary. Then each image is `docker load`ed and run with
+//! `docker run` as its config says (user 1000, its Env, its entrypoint), and each Lambda image
+//! answers its event through the RIE instead of this file's runtime API.
+//!
 //! The binaries are built with `cargo build --release --target x86_64-unknown-linux-musl`
 //! (minutes the first time), or taken from `$NTON_MUSL_BIN_DIR` when set. Needs `bwrap`
 //! (Debian `bubblewrap`), `nix-instantiate` (Debian `nix-bin`), `musl-gcc` (Debian
@@ -39,6 +46,83 @@ const MAX_IMAGE_TO_BINARY: f64 = 1.3;
 const MAX_COMPRESSED_IMAGE: u64 = 10_000_000;
 /// Longest a single run of an entrypoint may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What runs the images.
+enum Runner {
+    /// bwrap over a root filesystem laid out from the description (the default).
+    Bwrap,
+    /// `docker run` of the built images: their archives' directory, and the RIE binary.
+    Docker { archives: PathBuf, rie: PathBuf },
+}
+
+fn runner() -> &'static Runner {
+    static RUNNER: OnceLock<Runner> = OnceLock::new();
+    RUNNER.get_or_init(|| {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        match std::env::var("NTON_IMAGE_RUNNER").as_deref() {
+            Err(_) | Ok("") | Ok("bwrap") => Runner::Bwrap,
+            Ok("docker") => Runner::Docker {
+                archives: PathBuf::from(var("NTON_IMAGE_ARCHIVES").expect(
+                    "NTON_IMAGE_RUNNER=docker needs NTON_IMAGE_ARCHIVES (the nix build .#images result)",
+                )),
+                rie: PathBuf::from(var("NTON_LAMBDA_RIE").expect(
+                    "NTON_IMAGE_RUNNER=docker needs NTON_LAMBDA_RIE (the aws-lambda-rie binary)",
+                )),
+            },
+            Ok(other) => panic!("NTON_IMAGE_RUNNER={other:?}: expected bwrap or docker"),
+        }
+    })
+}
+
+/// The image's root for bwrap; none for Docker, which runs the built image itself.
+fn image_root(image: &Image) -> Option<Rootfs> {
+    match runner() {
+        Runner::Bwrap => Some(Rootfs::lay_out(image)),
+        Runner::Docker { .. } => None,
+    }
+}
+
+/// A directory bound into an image: under Docker the image's user (1000) is not the host's,
+/// so the directory is writable by all, as an EFS access point's root is for its user.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if matches!(runner(), Runner::Docker { .. }) {
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    dir
+}
+
+/// `docker load` of an image's archive, once per image; its reference (`name:tag`).
+fn docker_image(image: &Image, archives: &Path) -> String {
+    static LOADED: OnceLock<std::sync::Mutex<BTreeMap<String, String>>> = OnceLock::new();
+    let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap();
+    let name = image.package.clone();
+    loaded
+        .entry(name.clone())
+        .or_insert_with(|| {
+            let archive = archives.join(format!("{name}.tar.gz"));
+            let output = Command::new("docker")
+                .arg("load")
+                .arg("--input")
+                .arg(&archive)
+                .output()
+                .expect("docker runs");
+            assert!(
+                output.status.success(),
+                "docker load {}: {}",
+                archive.display(),
+                describe(&output)
+            );
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("Loaded image: "))
+                .unwrap_or_else(|| panic!("docker load printed no image name: {stdout}"))
+                .trim()
+                .to_string()
+        })
+        .clone()
+}
 
 // ---------------------------------------------------------------------------------------------
 // The description (nix/images.json)
@@ -322,7 +406,10 @@ impl Write for CountingWriter {
 /// One run of an image's entrypoint.
 struct Run<'a> {
     image: &'a Image,
-    root: &'a Rootfs,
+    /// bwrap's root; `None` under Docker.
+    root: Option<&'a Rootfs>,
+    /// Keep the host's network (for a runtime API on the host's loopback).
+    share_net: bool,
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// host directory -> path inside the image
@@ -330,10 +417,11 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(image: &'a Image, root: &'a Rootfs) -> Run<'a> {
+    fn new(image: &'a Image, root: Option<&'a Rootfs>) -> Run<'a> {
         Run {
             image,
             root,
+            share_net: false,
             args: Vec::new(),
             env: Vec::new(),
             binds: Vec::new(),
@@ -360,6 +448,40 @@ impl<'a> Run<'a> {
     /// but a loopback), the image's user, and an environment of the image config's `Env` plus
     /// this run's variables and nothing from the host.
     fn output(self) -> Output {
+        run_with_timeout(self.command(), RUN_TIMEOUT)
+    }
+
+    /// The command that runs the entrypoint: bwrap (above), or under Docker `docker run` of
+    /// the loaded image with the same binds, variables and arguments, no network and a
+    /// read-only root, as the image config's user.
+    fn command(self) -> Command {
+        let Runner::Docker { archives, .. } = runner() else {
+            return self.bwrap_command();
+        };
+        let mut cmd = Command::new("docker");
+        cmd.args([
+            "run",
+            "--rm",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "none",
+        ]);
+        for (host, inside) in &self.binds {
+            cmd.arg("--volume")
+                .arg(format!("{}:{inside}", host.display()));
+        }
+        for (name, value) in &self.env {
+            cmd.arg("--env").arg(format!("{name}={value}"));
+        }
+        cmd.arg(docker_image(self.image, archives));
+        cmd.args(&self.args);
+        cmd
+    }
+
+    fn bwrap_command(self) -> Command {
+        let root = self.root.expect("bwrap runs a laid-out root");
         let bwrap = which("bwrap").unwrap_or_else(|| {
             panic!(
                 "bwrap is not installed: apt-get install bubblewrap (the image contract needs it)"
@@ -367,7 +489,7 @@ impl<'a> Run<'a> {
         });
         let mut cmd = Command::new(bwrap);
         cmd.env_clear();
-        cmd.arg("--bind").arg(self.root.path()).arg("/");
+        cmd.arg("--bind").arg(root.path()).arg("/");
         cmd.args(["--dev", "/dev", "--proc", "/proc"]);
         for (host, inside) in &self.binds {
             cmd.arg("--bind").arg(host).arg(inside);
@@ -379,6 +501,9 @@ impl<'a> Run<'a> {
             "--die-with-parent",
             "--new-session",
         ]);
+        if self.share_net {
+            cmd.arg("--share-net");
+        }
         cmd.args(["--uid", &self.image.user.uid.to_string()]);
         cmd.args(["--gid", &self.image.user.gid.to_string()]);
         cmd.args(["--chdir", "/"]);
@@ -393,7 +518,7 @@ impl<'a> Run<'a> {
         cmd.arg("--");
         cmd.args(&self.image.entrypoint);
         cmd.args(&self.args);
-        run_with_timeout(cmd, RUN_TIMEOUT)
+        cmd
     }
 }
 
@@ -651,8 +776,12 @@ fn nix_config_is_the_description() {
         source = workspace.repository;
       }
     "#;
+    // `--store dummy://`: the evaluation copies nothing to a store, and without it Debian's
+    // nix-instantiate needs the daemon's socket, which only root may reach (GitHub's runners
+    // run as a user with sudo).
     let output = Command::new(nix)
         .current_dir(workspace_root())
+        .args(["--store", "dummy://"])
         .args(["--eval", "--strict", "--json", "--expr", expr])
         .output()
         .unwrap();
@@ -786,20 +915,23 @@ fn binaries_are_static() {
 #[test]
 fn job_image_runs_a_node() {
     let image = image("nton-job");
-    let root = Rootfs::lay_out(image);
-    let efs = tempfile::tempdir().unwrap();
-    let results = tempfile::tempdir().unwrap();
+    let root = image_root(image);
+    let efs = shared_dir();
+    let results = shared_dir();
     let workflow = Uuid::new_v4().to_string();
     let node = 3u32;
     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
 
     let node_dir = efs.path().join(&workflow).join(node.to_string());
     fs::create_dir_all(node_dir.join("prep")).unwrap();
+    for dir in [efs.path().join(&workflow), node_dir.clone()] {
+        fs::set_permissions(&dir, fs::metadata(efs.path()).unwrap().permissions()).unwrap();
+    }
     let ids_csv: String = ids.iter().map(|id| format!("{id}\n")).collect();
     fs::write(node_dir.join("prep/ids.csv"), ids_csv).unwrap();
 
     let stage = |name: &str| {
-        let output = Run::new(image, &root)
+        let output = Run::new(image, root.as_ref())
             .arg(name)
             .env("NTON_WORKFLOW_ID", &workflow)
             .env("NTON_DATA_ROOT", "/mnt/efs")
@@ -816,6 +948,17 @@ fn job_image_runs_a_node() {
     };
 
     stage("procure");
+    // Under Docker the files are written as the image's user, as Batch runs it; bwrap maps
+    // that user to whoever runs the test.
+    if matches!(runner(), Runner::Docker { .. }) {
+        use std::os::unix::fs::MetadataExt;
+        let data_dir = fs::metadata(node_dir.join("data")).unwrap();
+        assert_eq!(
+            (data_dir.uid(), data_dir.gid()),
+            (image.user.uid, image.user.gid),
+            "procure wrote as the image's user"
+        );
+    }
     let mut data = BTreeMap::new();
     for id in &ids {
         let path = node_dir.join("data").join(format!("{id}.json"));
@@ -856,7 +999,7 @@ fn job_image_runs_a_node() {
     }
 
     // A stage that cannot work says why, in its image too (no shell to explain it otherwise).
-    let output = Run::new(image, &root)
+    let output = Run::new(image, root.as_ref())
         .arg("procure")
         .env("NTON_DATA_ROOT", "/mnt/efs")
         .bind(efs.path(), "/mnt/efs")
@@ -875,10 +1018,10 @@ fn job_image_runs_a_node() {
 #[test]
 fn lambda_images_fail_clearly_without_a_runtime_api() {
     for image in spec().images.values().filter(|image| image.is_lambda()) {
-        let root = Rootfs::lay_out(image);
-        let efs = tempfile::tempdir().unwrap();
+        let root = image_root(image);
+        let efs = shared_dir();
 
-        let output = Run::new(image, &root).output();
+        let output = Run::new(image, root.as_ref()).output();
         assert!(
             !output.status.success(),
             "{}: {}",
@@ -896,7 +1039,7 @@ fn lambda_images_fail_clearly_without_a_runtime_api() {
         );
 
         // Nothing listens on the discard port inside the fresh network namespace.
-        let output = Run::new(image, &root)
+        let output = Run::new(image, root.as_ref())
             .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
             .env("AWS_LAMBDA_FUNCTION_NAME", &image.package)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -978,5 +1121,274 @@ fn elf_reader_tells_static_from_dynamic() {
             interpreter: false,
             needed: 0
         }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Lambda image answering one event
+
+/// The Lambda Runtime API as Lambda serves it to a function, for one invocation: hands out
+/// `event` on the first `GET /2018-06-01/runtime/invocation/next`, and returns what the
+/// function posted to `.../response` or `.../error`. Written here (a few lines of HTTP/1.1
+/// over std's TcpListener) because no kept crate serves the runtime side of this API; under
+/// Docker the AWS Lambda Runtime Interface Emulator plays this part instead.
+struct RuntimeApi {
+    address: String,
+    answer: std::sync::mpsc::Receiver<(String, String)>,
+}
+
+const REQUEST_ID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";
+
+impl RuntimeApi {
+    fn serve(event: serde_json::Value) -> RuntimeApi {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut handed_out = false;
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let send = send.clone();
+                let event = event.to_string();
+                let first = !handed_out;
+                handed_out = true;
+                // One thread per connection: the function may keep one open per request kind.
+                std::thread::spawn(move || serve_connection(stream, &event, first, &send));
+            }
+        });
+        RuntimeApi { address, answer }
+    }
+}
+
+fn serve_connection(
+    stream: std::net::TcpStream,
+    event: &str,
+    mut first: bool,
+    send: &std::sync::mpsc::Sender<(String, String)>,
+) {
+    use std::io::BufRead;
+    let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            if !first {
+                // The next invocation never comes: the test ends the function.
+                std::thread::sleep(Duration::from_secs(3600));
+                return;
+            }
+            first = false;
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 60_000;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Lambda-Runtime-Aws-Request-Id: {REQUEST_ID}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\n\
+                 Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:eu-west-1:123456789012:function:nton\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1\r\n\r\n",
+                event.len()
+            );
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(event.as_bytes());
+        } else if method == "POST" {
+            let kind = path.rsplit('/').next().unwrap_or("").to_string();
+            let _ = writer.write_all(
+                b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n",
+            );
+            let _ = send.send((kind, String::from_utf8_lossy(&body).into_owned()));
+        } else {
+            let _ = writer.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    }
+}
+
+/// Invokes a Lambda image once with `event`, `efs` bound at /mnt/efs: under bwrap through
+/// [`RuntimeApi`], under Docker through the RIE (`docker run` with the RIE as entrypoint and
+/// the image's binary as its handler, the event posted to its invocations endpoint). Returns
+/// `("response" | "error", body)`.
+fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, String) {
+    let lambda_env = [
+        ("AWS_LAMBDA_FUNCTION_NAME", image.package.as_str()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_REGION", "eu-west-1"),
+        ("NTON_DATA_ROOT", "/mnt/efs"),
+    ];
+    match runner() {
+        Runner::Bwrap => {
+            let root = Rootfs::lay_out(image);
+            let api = RuntimeApi::serve(event);
+            let mut run = Run::new(image, Some(&root))
+                .env("AWS_LAMBDA_RUNTIME_API", &api.address)
+                .bind(efs, "/mnt/efs");
+            for (name, value) in lambda_env {
+                run = run.env(name, value);
+            }
+            run.share_net = true;
+            let mut child = run
+                .command()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("bwrap starts");
+            let answer = api.answer.recv_timeout(RUN_TIMEOUT);
+            child.kill().ok();
+            let output = child.wait_with_output().unwrap();
+            answer.unwrap_or_else(|_| {
+                panic!(
+                    "{} posted no answer within {RUN_TIMEOUT:?}:\n{}",
+                    image.package,
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })
+        }
+        Runner::Docker { archives, rie } => {
+            let reference = docker_image(image, archives);
+            let mut cmd = Command::new("docker");
+            cmd.args(["run", "--detach", "--rm", "--read-only", "--tmpfs", "/tmp"]);
+            cmd.args(["--publish", "127.0.0.1::8080"]);
+            cmd.arg("--volume")
+                .arg(format!("{}:/aws-lambda-rie:ro", rie.display()));
+            cmd.arg("--volume")
+                .arg(format!("{}:/mnt/efs", efs.display()));
+            for (name, value) in lambda_env {
+                cmd.arg("--env").arg(format!("{name}={value}"));
+            }
+            cmd.args([
+                "--entrypoint",
+                "/aws-lambda-rie",
+                &reference,
+                image.binary_path(),
+            ]);
+            let started = cmd.output().expect("docker runs");
+            assert!(started.status.success(), "{}", describe(&started));
+            let container = String::from_utf8_lossy(&started.stdout).trim().to_string();
+            let port = Command::new("docker")
+                .args(["port", &container, "8080/tcp"])
+                .output()
+                .unwrap();
+            let port = String::from_utf8_lossy(&port.stdout);
+            let address = port.lines().next().unwrap_or_default().trim().to_string();
+            // The RIE answers an error as the function's error document with status 200, and
+            // tells it apart by the X-Amz-Function-Error header; curl prints both.
+            let start = Instant::now();
+            let answer = loop {
+                let output = Command::new("curl")
+                    .args(["--silent", "--show-error", "--include", "--max-time", "60"])
+                    .args(["-H", "Content-Type: application/json", "--data-binary"])
+                    .arg(event.to_string())
+                    .arg(format!(
+                        "http://{address}/2015-03-31/functions/function/invocations"
+                    ))
+                    .output()
+                    .unwrap();
+                if output.status.success() {
+                    break String::from_utf8_lossy(&output.stdout).into_owned();
+                }
+                assert!(
+                    start.elapsed() < RUN_TIMEOUT,
+                    "the RIE never answered: {}",
+                    describe(&output)
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            };
+            let logs = Command::new("docker")
+                .args(["logs", &container])
+                .output()
+                .unwrap();
+            Command::new("docker")
+                .args(["rm", "--force", &container])
+                .output()
+                .ok();
+            let (head, body) = answer
+                .split_once("\r\n\r\n")
+                .unwrap_or_else(|| panic!("not an HTTP answer: {answer}\n{}", describe(&logs)));
+            // Whether the RIE marks a function error with the header depends on its version;
+            // the error document (errorType and errorMessage) is what Lambda returns either way.
+            let document: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let is_error =
+                document.get("errorType").is_some() && document.get("errorMessage").is_some();
+            let kind = if is_error || head.to_ascii_lowercase().contains("x-amz-function-error") {
+                "error"
+            } else {
+                "response"
+            };
+            (kind.to_string(), body.to_string())
+        }
+    }
+}
+
+/// Each Lambda image answers a real event through the Lambda Runtime API, as its user: init
+/// plans a run and writes every node's prep files to the bound EFS; the watcher refuses an
+/// event without its jobs with the error the state machine sees (its Batch calls are tested
+/// against moto in watch_moto.rs).
+#[test]
+fn lambda_images_answer_an_event() {
+    let efs = shared_dir();
+    let (kind, body) = invoke(
+        image("nton-init"),
+        efs.path(),
+        serde_json::json!({"ids": 10, "idsPerNode": 4}),
+    );
+    assert_eq!(kind, "response", "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["nodes"], 3, "{answer}");
+    assert_eq!(answer["ids"], 10, "{answer}");
+    let workflow = answer["workflowId"].as_str().expect("a workflow id");
+    for (node, expected) in [(0, 4), (1, 4), (2, 2)] {
+        let path = efs
+            .path()
+            .join(workflow)
+            .join(node.to_string())
+            .join("prep/ids.csv");
+        let ids = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(ids.lines().count(), expected, "{}", path.display());
+        for id in ids.lines() {
+            Uuid::parse_str(id).unwrap_or_else(|e| panic!("{id:?} in {}: {e}", path.display()));
+        }
+    }
+
+    let efs = shared_dir();
+    let (kind, body) = invoke(
+        image("nton-watch"),
+        efs.path(),
+        serde_json::json!({"workflowId": workflow, "nodes": 3}),
+    );
+    assert_eq!(kind, "error", "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("jobs: missing")),
+        "{error}"
     );
 }

@@ -26,9 +26,38 @@ pub enum Command {
     /// Start an execution of a deployed pipeline.
     Start(crate::aws::StartArgs),
     /// Follow a deployed execution until it ends, with per-stage progress.
-    Watch(crate::aws::WatchArgs),
+    Watch(WatchCommand),
     /// Delete the stacks of one environment, and everything they own.
-    Teardown(crate::aws::TeardownArgs),
+    Teardown(TeardownCommand),
+}
+
+/// Options of `nton watch`: the AWS ones, and where a report of the end goes.
+#[derive(Debug, Args)]
+pub struct WatchCommand {
+    #[command(flatten)]
+    pub watch: crate::aws::WatchArgs,
+
+    /// When the execution ends, append a markdown report (status, per-stage progress, failed
+    /// nodes, results location) to FILE, e.g. "$GITHUB_STEP_SUMMARY" in a GitHub workflow.
+    #[arg(long, value_name = "FILE")]
+    pub summary_markdown: Option<PathBuf>,
+}
+
+/// Options of `nton teardown`: the AWS ones, and a typed confirmation for unattended use.
+#[derive(Debug, Args)]
+pub struct TeardownCommand {
+    #[command(flatten)]
+    pub teardown: crate::aws::TeardownArgs,
+
+    /// The environment's name once more: anything else is refused (exit 2) before any AWS
+    /// call. The teardown workflow passes what the person who started it typed.
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+
+    /// Only check --confirm and the names, then exit (0, or 2 on a mismatch) without any AWS
+    /// call: the teardown workflow checks before it takes credentials.
+    #[arg(long, requires = "confirm")]
+    pub confirm_only: bool,
 }
 
 /// Options of `nton run`. Every default works on a fresh clone.

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod confirm;
 pub mod exit;
 pub mod local_watch;
 pub mod progress;

@@ -25,8 +25,10 @@ fn main() -> ExitCode {
             Command::Report(args) => nton::report::report(args),
             Command::Deploy(args) => nton::aws::deploy(args).await,
             Command::Start(args) => nton::aws::start(args).await,
-            Command::Watch(args) => nton::aws::watch(args).await,
-            Command::Teardown(args) => nton::aws::teardown(args).await,
+            Command::Watch(args) => {
+                nton::aws::execution::watch_cli(&args.watch, args.summary_markdown.as_deref()).await
+            }
+            Command::Teardown(args) => nton::confirm::teardown(args).await,
         }
     }))
 }

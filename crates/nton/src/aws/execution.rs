@@ -3,6 +3,8 @@
 //! (the latest `Watch` state's output in the execution history).
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
@@ -180,6 +182,52 @@ pub async fn watch_with(
     args: &WatchArgs,
     console: &mut Console,
 ) -> anyhow::Result<u8> {
+    Ok(watch_until_end(config, args, console).await?.exit_code())
+}
+
+/// `nton watch` from the command line: the SDK config from the environment, stdout/stderr,
+/// and the markdown report when `summary` is given.
+pub async fn watch_cli(args: &WatchArgs, summary: Option<&Path>) -> anyhow::Result<u8> {
+    let config = super::load_config(&args.aws).await?;
+    let mut console = Console::stdio();
+    match summary {
+        Some(path) => watch_with_summary(&config, args, &mut console, path).await,
+        None => watch_with(&config, args, &mut console).await,
+    }
+}
+
+/// [`watch_with`], then appends a markdown report of the ended execution to `summary` (a
+/// GitHub job summary, `$GITHUB_STEP_SUMMARY`): status, per-stage progress, failed nodes and
+/// where the results are. The file is opened before any AWS call, so a path that cannot be
+/// written is bad input (exit 2) and nothing is watched.
+pub async fn watch_with_summary(
+    config: &aws_config::SdkConfig,
+    args: &WatchArgs,
+    console: &mut Console,
+    summary: &Path,
+) -> anyhow::Result<u8> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(summary)
+        .map_err(|e| {
+            CommandError::bad_input(format!(
+                "--summary-markdown: cannot write {}: {e}",
+                summary.display()
+            ))
+        })?;
+    let outcome = watch_until_end(config, args, console).await?;
+    let results = results_location(config, args, outcome.workflow_id.as_deref()).await;
+    file.write_all(outcome.markdown(&results).as_bytes())
+        .map_err(|e| CommandError::environment(format!("{}: {e}", summary.display())))?;
+    Ok(outcome.exit_code())
+}
+
+async fn watch_until_end(
+    config: &aws_config::SdkConfig,
+    args: &WatchArgs,
+    console: &mut Console,
+) -> anyhow::Result<WatchOutcome> {
     let poll = poll_interval(args.poll_seconds)?;
     let sfn = aws_sdk_sfn::Client::new(config);
     let execution = resolve_execution(config, &sfn, args).await?;
@@ -187,6 +235,8 @@ pub async fn watch_with(
         console.note(format!("watching {execution}"));
     }
     let mut last_progress: Option<Vec<String>> = None;
+    // A failed execution has no output: the workflow id comes from a state's output then.
+    let mut workflow: Option<String> = None;
     loop {
         let described = sfn
             .describe_execution()
@@ -194,9 +244,9 @@ pub async fn watch_with(
             .send()
             .await
             .map_err(|e| aws_error(format!("DescribeExecution {execution}"), &e))?;
-        let status = history_items(&sfn, &execution)
-            .await
-            .map(|items| latest_watch_status(&items, &args.watch_state))?;
+        let items = history_items(&sfn, &execution).await?;
+        let status = latest_watch_status(&items, &args.watch_state);
+        workflow = workflow.or_else(|| workflow_in_history(&items));
         let started = described.start_date().secs();
         let ended = described.stop_date().map(|d| d.secs());
         let elapsed = ended
@@ -274,10 +324,20 @@ pub async fn watch_with(
                 }
             }
         }
-        return Ok(if succeeded {
-            exit::SUCCESS
-        } else {
-            exit::RUN_FAILED
+        return Ok(WatchOutcome {
+            execution,
+            status: state.as_str().to_string(),
+            elapsed_seconds: elapsed,
+            error: described.error().map(str::to_string),
+            cause: described.cause().map(str::to_string),
+            workflow_id: output
+                .as_ref()
+                .and_then(|o| o.pointer("/plan/workflowId"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or(workflow),
+            progress: last_progress.unwrap_or_default(),
+            failed_nodes: failed_node_lines(status.as_ref()),
         });
     }
 }
@@ -448,6 +508,15 @@ pub fn latest_watch_status(items: &[HistoryItem], watch_state: &str) -> Option<V
     }
 }
 
+/// The run's workflow id from the history: every state after init carries the plan
+/// (`ResultPath: $.plan`) in its output.
+pub fn workflow_in_history(items: &[HistoryItem]) -> Option<String> {
+    items.iter().find_map(|item| {
+        let output: Value = serde_json::from_str(item.output.as_deref()?).ok()?;
+        Some(output.pointer("/plan/workflowId")?.as_str()?.to_string())
+    })
+}
+
 /// The order stages are shown in: the pipeline's, then any other stage by name.
 const STAGE_ORDER: [&str; 3] = ["procure", "process", "egress"];
 /// Batch job statuses in the order a child moves through them.
@@ -560,6 +629,128 @@ fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
         lines.push(format!("... {} failed nodes in all", total));
     }
     lines
+}
+
+/// What `nton watch` knew when the execution ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchOutcome {
+    pub execution: String,
+    /// The execution status, e.g. `SUCCEEDED`, `FAILED`.
+    pub status: String,
+    pub elapsed_seconds: i64,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    /// The run's workflow id, from the execution's output (`plan.workflowId`).
+    pub workflow_id: Option<String>,
+    /// The last per-stage progress lines (see [`progress_lines`]).
+    pub progress: Vec<String>,
+    /// One line per failed node, at most 20, then a count of the rest.
+    pub failed_nodes: Vec<String>,
+}
+
+impl WatchOutcome {
+    pub fn exit_code(&self) -> u8 {
+        if self.status == ExecutionStatus::Succeeded.as_str() {
+            exit::SUCCESS
+        } else {
+            exit::RUN_FAILED
+        }
+    }
+
+    /// A markdown report (GitHub-flavoured): a heading with the status, the execution, the
+    /// results location, the progress and the failed nodes. Values from AWS go in code spans
+    /// or blocks, so nothing in an error message is read as markdown.
+    pub fn markdown(&self, results: &str) -> String {
+        let mut out = format!(
+            "### nton watch: {} after {}\n\n",
+            self.status,
+            duration_text(self.elapsed_seconds)
+        );
+        out.push_str(&format!("- execution: {}\n", code_span(&self.execution)));
+        if let Some(workflow) = &self.workflow_id {
+            out.push_str(&format!("- workflow: {}\n", code_span(workflow)));
+        }
+        out.push_str(&format!("- results: {results}\n"));
+        if self.exit_code() != exit::SUCCESS {
+            for (name, value) in [("error", &self.error), ("cause", &self.cause)] {
+                let value = value.as_deref().unwrap_or("(none)");
+                out.push_str(&format!("- {name}: {}\n", code_span(value)));
+            }
+        }
+        out.push_str("\n#### Progress\n\n");
+        out.push_str(&code_block(
+            &self.progress,
+            "(the watcher reported no progress)",
+        ));
+        if !self.failed_nodes.is_empty() {
+            out.push_str("\n#### Failed nodes\n\n");
+            out.push_str(&code_block(&self.failed_nodes, ""));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// `s3://<bucket>/<workflow>/` when the pipeline stack of `--env` names its results bucket
+/// (output `ResultsBucketName`), else what is known, in words.
+async fn results_location(
+    config: &aws_config::SdkConfig,
+    args: &WatchArgs,
+    workflow: Option<&str>,
+) -> String {
+    let Some(workflow) = workflow else {
+        return "none (the execution's output names no workflow)".to_string();
+    };
+    let Some(env) = args.env.as_deref() else {
+        return format!(
+            "workflow {} (pass --env to name the bucket)",
+            code_span(workflow)
+        );
+    };
+    let name = StackKind::Pipeline.stack_name(&args.prefix, env);
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    match stack::describe(&cfn, &name).await {
+        Ok(Some(state)) => match state.outputs.get(RESULTS_BUCKET_OUTPUT) {
+            Some(bucket) => code_span(&format!("s3://{bucket}/{workflow}/")),
+            None => format!(
+                "workflow {} ({name} has no {RESULTS_BUCKET_OUTPUT} output)",
+                code_span(workflow)
+            ),
+        },
+        Ok(None) => format!("workflow {} (no stack {name})", code_span(workflow)),
+        Err(error) => format!(
+            "workflow {} ({name}: {})",
+            code_span(workflow),
+            error.message
+        ),
+    }
+}
+
+/// The pipeline stack output that names the results bucket.
+pub const RESULTS_BUCKET_OUTPUT: &str = "ResultsBucketName";
+
+/// Text in a markdown code span: backticks inside are replaced (a span cannot hold its own
+/// delimiter without a longer fence), and newlines become spaces.
+fn code_span(text: &str) -> String {
+    format!("`{}`", text.replace('`', "'").replace(['\n', '\r'], " "))
+}
+
+/// Lines in a fenced block, or `empty` in words when there are none. A line that would close
+/// the fence is indented.
+fn code_block(lines: &[String], empty: &str) -> String {
+    if lines.is_empty() {
+        return format!("{empty}\n");
+    }
+    let mut out = String::from("```\n");
+    for line in lines {
+        if line.trim_start().starts_with("```") {
+            out.push(' ');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("```\n");
+    out
 }
 
 fn now_secs() -> i64 {
@@ -700,6 +891,70 @@ mod tests {
         assert_eq!(
             latest.pointer("/progress/procure/counts/SUCCEEDED"),
             Some(&json!(4))
+        );
+    }
+
+    #[test]
+    fn the_workflow_id_comes_from_any_state_output_with_the_plan() {
+        let items = vec![
+            item(
+                2,
+                1,
+                "TaskSucceeded",
+                None,
+                json!({"Payload": {"workflowId": "x"}}),
+            ),
+            item(
+                3,
+                2,
+                "TaskStateExited",
+                Some("Init"),
+                json!({"plan": {"workflowId": "wf-7", "nodes": 4}}),
+            ),
+        ];
+        assert_eq!(workflow_in_history(&items).as_deref(), Some("wf-7"));
+        assert_eq!(workflow_in_history(&items[..1]), None);
+    }
+
+    #[test]
+    fn the_markdown_report_names_what_failed_and_keeps_aws_text_out_of_markdown() {
+        let outcome = WatchOutcome {
+            execution: "arn:aws:states:r:1:execution:m:e".into(),
+            status: "FAILED".into(),
+            elapsed_seconds: 192,
+            error: Some("NodesFailed".into()),
+            cause: Some("line one\nline `two`".into()),
+            workflow_id: Some("wf-7".into()),
+            progress: vec!["procure      3/4     ended  SUCCEEDED 3".into()],
+            failed_nodes: vec!["```".into()],
+        };
+        assert_eq!(outcome.exit_code(), exit::RUN_FAILED);
+        assert_eq!(
+            outcome.markdown("`s3://b/wf-7/`"),
+            "### nton watch: FAILED after 3m12s\n\n\
+             - execution: `arn:aws:states:r:1:execution:m:e`\n\
+             - workflow: `wf-7`\n\
+             - results: `s3://b/wf-7/`\n\
+             - error: `NodesFailed`\n\
+             - cause: `line one line 'two'`\n\
+             \n#### Progress\n\n```\nprocure      3/4     ended  SUCCEEDED 3\n```\n\
+             \n#### Failed nodes\n\n```\n ```\n```\n\n"
+        );
+        let succeeded = WatchOutcome {
+            status: "SUCCEEDED".into(),
+            progress: vec![],
+            failed_nodes: vec![],
+            ..outcome
+        };
+        assert_eq!(succeeded.exit_code(), exit::SUCCESS);
+        let text = succeeded.markdown("none");
+        assert!(
+            !text.contains("error") && !text.contains("Failed nodes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(the watcher reported no progress)\n"),
+            "{text}"
         );
     }
 
