@@ -41,6 +41,33 @@ pub struct WatchCommand {
     /// nodes, results location) to FILE, e.g. "$GITHUB_STEP_SUMMARY" in a GitHub workflow.
     #[arg(long, value_name = "FILE")]
     pub summary_markdown: Option<PathBuf>,
+
+    /// Follow a local run instead: its run directory (as `nton run` prints it), read from its
+    /// run record as the record grows.
+    #[arg(value_name = "RUN_DIR", conflicts_with_all = ["env", "state_machine_arn", "summary_markdown"])]
+    pub run_dir: Option<PathBuf>,
+
+    /// Without --env: follow the newest local run under --data-dir.
+    #[arg(long, conflicts_with = "run_dir")]
+    pub latest: bool,
+
+    /// Where `nton run` keeps its runs (for --latest without --env).
+    #[arg(long, default_value = "nton-runs")]
+    pub data_dir: PathBuf,
+}
+
+impl WatchCommand {
+    /// The local run to follow, if this watch is of a local run.
+    pub fn local_run(&self) -> anyhow::Result<Option<PathBuf>> {
+        if let Some(dir) = &self.run_dir {
+            return Ok(Some(dir.clone()));
+        }
+        let aws = self.watch.env.is_some() || self.watch.state_machine_arn.is_some();
+        if self.latest && !aws {
+            return crate::report::latest_run(&self.data_dir).map(Some);
+        }
+        Ok(None)
+    }
 }
 
 /// Options of `nton teardown`: the AWS ones, and a typed confirmation for unattended use.

@@ -75,6 +75,30 @@ pub fn record_path(run: &Path) -> Result<PathBuf, CommandError> {
     Ok(path)
 }
 
+/// Runs `nton watch RUN_DIR` (or `--latest` without `--env`).
+pub async fn watch_local(run: &Path, watch_state: &str, json_output: bool) -> anyhow::Result<u8> {
+    let path = record_path(run)?;
+    let mut console = Console::stdio();
+    if !json_output {
+        console.note(format!("watching {}", run.display()));
+    }
+    follow(
+        &path,
+        watch_state,
+        LOCAL_POLL,
+        WAIT_FOR_START,
+        json_output,
+        &mut console,
+    )
+    .await
+}
+
+/// A local record is a file on this machine: reading it twice a second costs nothing.
+const LOCAL_POLL: Duration = Duration::from_millis(500);
+
+/// How long `nton watch` waits for a run directory's record to appear (a run just started).
+const WAIT_FOR_START: Duration = Duration::from_secs(30);
+
 /// Follows the record at `path` until the run ends, printing progress as it changes.
 /// `wait_for_start` bounds how long a record that does not exist yet is waited for.
 pub async fn follow(

@@ -25,9 +25,17 @@ fn main() -> ExitCode {
             Command::Report(args) => nton::report::report(args),
             Command::Deploy(args) => nton::aws::deploy(args).await,
             Command::Start(args) => nton::aws::start(args).await,
-            Command::Watch(args) => {
-                nton::aws::execution::watch_cli(&args.watch, args.summary_markdown.as_deref()).await
-            }
+            Command::Watch(args) => match args.local_run() {
+                Ok(Some(run)) => {
+                    nton::local_watch::watch_local(&run, &args.watch.watch_state, args.watch.json)
+                        .await
+                }
+                Ok(None) => {
+                    nton::aws::execution::watch_cli(&args.watch, args.summary_markdown.as_deref())
+                        .await
+                }
+                Err(error) => Err(error),
+            },
             Command::Teardown(args) => nton::confirm::teardown(args).await,
         }
     }))

@@ -260,12 +260,12 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
 }
 
 /// The most recently changed run directory (one holding a record) under `data_dir`.
-fn latest_run(data_dir: &Path) -> anyhow::Result<PathBuf> {
-    let entries = std::fs::read_dir(data_dir).with_context(|| {
-        format!(
-            "no runs in {} (run `nton run` first, or name a run directory)",
+pub fn latest_run(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let entries = std::fs::read_dir(data_dir).map_err(|error| {
+        CommandError::bad_input(format!(
+            "no runs in {} (run `nton run` first, or name a run directory): {error}",
             data_dir.display()
-        )
+        ))
     })?;
     entries
         .filter_map(Result::ok)
