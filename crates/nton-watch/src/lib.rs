@@ -515,6 +515,104 @@ mod tests {
         );
     }
 
+    /// The event with the deadline fields: `elapsed` seconds into a run of `timeout` seconds
+    /// that polls every `poll` seconds.
+    fn event_at(elapsed: i64, poll: u64, timeout: u64) -> Value {
+        let start = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let format = &time::format_description::well_known::Rfc3339;
+        let mut e = event();
+        e["startedAt"] = json!(start.format(format).unwrap());
+        e["now"] = json!(
+            (start + time::Duration::seconds(elapsed))
+                .format(format)
+                .unwrap()
+        );
+        e["pollSeconds"] = json!(poll);
+        e["timeoutSeconds"] = json!(timeout);
+        e
+    }
+
+    #[tokio::test]
+    async fn a_run_not_done_fails_once_its_next_poll_would_leave_no_time_to_clean_up() {
+        let running = || {
+            FakeBatch::new(
+                json!([
+                    parent("j-procure", "PENDING", json!({"RUNNING": 4})),
+                    parent("j-process", "PENDING", json!({"PENDING": 4})),
+                    parent("j-egress", "PENDING", json!({"PENDING": 4})),
+                ]),
+                json!([]),
+            )
+        };
+        // 3600 s timeout, 30 s polls, 900 s margin: the last poll that may be followed by
+        // another is at 2669 s.
+        let out = handle(event_at(2669, 30, 3600), &running(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(out["done"], json!(false));
+        let error = handle(event_at(2670, 30, 3600), &running(), NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "nton.RunDeadlineExceeded");
+        assert!(
+            error
+                .to_string()
+                .starts_with("the run has taken 2670 s of its 3600 s"),
+            "{error}"
+        );
+        // A run that has ended is reported as it is, deadline or not.
+        let done = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-process", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-egress", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+            ]),
+            json!([]),
+        );
+        let out = handle(event_at(3599, 30, 3600), &done, NOW).await.unwrap();
+        assert_eq!(out["done"], json!(true));
+    }
+
+    #[tokio::test]
+    async fn deadline_fields_come_all_together_and_well_formed() {
+        let batch = FakeBatch::new(json!([]), json!([]));
+        let mut partial = event();
+        partial["pollSeconds"] = json!(30);
+        let error = handle(partial, &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "bad event: startedAt: missing (the deadline needs all of startedAt, now, \
+             pollSeconds, timeoutSeconds)"
+        );
+        let mut bad_time = event_at(10, 30, 3600);
+        bad_time["now"] = json!("yesterday");
+        let error = handle(bad_time, &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "bad event: now: expected an RFC 3339 timestamp, got \"yesterday\""
+        );
+        let mut zero = event_at(10, 30, 3600);
+        zero["timeoutSeconds"] = json!(0);
+        let error = handle(zero, &batch, NOW).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "bad event: timeoutSeconds: expected a positive integer, got 0"
+        );
+        // Step Functions' own format: milliseconds and Z.
+        let mut aws = event_at(0, 30, 3600);
+        aws["startedAt"] = json!("2026-12-01T23:00:00.123Z");
+        aws["now"] = json!("2026-12-01T23:10:00.456Z");
+        let parsed = WatchEvent::parse(&aws).unwrap();
+        assert_eq!(
+            parsed.deadline,
+            Some(Deadline {
+                elapsed_seconds: 600,
+                poll_seconds: 30,
+                timeout_seconds: 3600
+            })
+        );
+    }
+
     #[tokio::test]
     async fn failed_children_are_listed_only_for_stages_with_failures() {
         let batch = FakeBatch::new(
