@@ -46,7 +46,7 @@ pub struct LocalStack {
 enum Backend {
     Host(HostProcess),
     #[cfg(feature = "localstack-docker")]
-    Docker(docker::Container),
+    Docker(Box<docker::Container>),
     /// `NTON_LOCALSTACK=<url>`: someone else's server.
     External,
 }
@@ -309,7 +309,7 @@ fn start_docker(_: &Path) -> anyhow::Result<(String, Backend)> {
 #[cfg(feature = "localstack-docker")]
 fn start_docker(sfn_mock_config: &Path) -> anyhow::Result<(String, Backend)> {
     let (endpoint, container) = docker::start(sfn_mock_config)?;
-    Ok((endpoint, Backend::Docker(container)))
+    Ok((endpoint, Backend::Docker(Box::new(container))))
 }
 
 #[cfg(feature = "localstack-docker")]
