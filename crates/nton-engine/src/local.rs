@@ -41,6 +41,8 @@ const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
 const BATCH_SUBMIT: &str = "arn:aws:states:::batch:submitJob";
 /// The Batch integration that waits for the job to end.
 const BATCH_SUBMIT_SYNC: &str = "arn:aws:states:::batch:submitJob.sync";
+/// The AWS SDK integration's TerminateJob (request-response).
+const BATCH_TERMINATE: &str = "arn:aws:states:::batch:terminateJob";
 
 /// What a local run needs to know.
 #[derive(Clone, Debug)]
@@ -344,6 +346,13 @@ impl LocalRun {
                 cause,
                 state,
             } => ("FAILED", Some(error), Some(cause), state, None),
+            ExecutionOutcome::TimedOut { state } => (
+                "TIMED_OUT",
+                Some("States.Timeout".to_string()),
+                Some(String::new()),
+                Some(state),
+                None,
+            ),
         };
         let end = RunEnd {
             status: status.to_string(),
@@ -401,6 +410,28 @@ impl LocalRun {
                 ),
             )),
         }
+    }
+
+    /// `batch:terminateJob` with `{"JobId", "Reason"}` (both required, as TerminateJob's
+    /// `jobId` and `reason` are). The answer is TerminateJob's empty one.
+    fn terminate(&self, parameters: &Value) -> Result<Value, TaskFailure> {
+        let required = |field: &str| {
+            parameters[field]
+                .as_str()
+                .ok_or_else(|| TaskFailure {
+                    error: "Batch.ClientException".to_string(),
+                    cause: format!("TerminateJob: {field} is required and must be a string"),
+                })
+                .map(str::to_string)
+        };
+        let (job_id, reason) = (required("JobId")?, required("Reason")?);
+        self.batch
+            .terminate_job(&job_id, &reason)
+            .map_err(|error| TaskFailure {
+                error: format!("Batch.{}", error.code),
+                cause: error.message,
+            })?;
+        Ok(json!({}))
     }
 
     async fn submit(&self, parameters: &Value, wait: bool) -> Result<Value, TaskFailure> {
@@ -469,6 +500,7 @@ impl TaskExecutor for LocalRun {
             }
             BATCH_SUBMIT => self.submit(&call.parameters, false).await,
             BATCH_SUBMIT_SYNC => self.submit(&call.parameters, true).await,
+            BATCH_TERMINATE => self.terminate(&call.parameters),
             resource => match self.find_lambda(resource) {
                 // A function ARN as the resource: the legacy integration, whose result is the
                 // function's output itself.
@@ -796,11 +828,12 @@ fn check_resource(
             }
             _ => Ok(()),
         },
-        BATCH_SUBMIT | BATCH_SUBMIT_SYNC => Ok(()),
+        BATCH_SUBMIT | BATCH_SUBMIT_SYNC | BATCH_TERMINATE => Ok(()),
         other if find_lambda(lambdas, other).is_some() => Ok(()),
         other => Err(format!(
             "state {state}: Resource {other} is not supported by the local engine (supported: \
-             {LAMBDA_INVOKE}, {BATCH_SUBMIT}, {BATCH_SUBMIT_SYNC}, and functions of this template)"
+             {LAMBDA_INVOKE}, {BATCH_SUBMIT}, {BATCH_SUBMIT_SYNC}, {BATCH_TERMINATE}, and functions \
+             of this template)"
         )),
     }
 }

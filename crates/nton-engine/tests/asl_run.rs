@@ -139,6 +139,7 @@ impl ExecutionObserver for Recorder {
         let end = match outcome {
             ExecutionOutcome::Succeeded { .. } => "succeeded".to_string(),
             ExecutionOutcome::Failed { error, .. } => format!("failed {error}"),
+            ExecutionOutcome::TimedOut { state } => format!("timed out in {state}"),
         };
         self.events.lock().unwrap().push(format!("end {end}"));
     }
@@ -455,11 +456,13 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
     .unwrap();
     let fake = Fake::default();
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert_eq!(error, "States.Timeout");
-    assert_eq!(state.as_deref(), Some("Nap"));
+    // TIMED_OUT, not FAILED: no Catch runs, and no cause.
+    assert_eq!(
+        outcome,
+        ExecutionOutcome::TimedOut {
+            state: "Nap".to_string()
+        }
+    );
     let waits = fake.waits();
     assert_eq!(waits.len(), 1);
     assert!(
@@ -484,12 +487,11 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
         fake.answer("T", json!({"fail": ["E", "x"]}));
     }
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
-        panic!("{outcome:?}")
-    };
     assert_eq!(
-        (error.as_str(), state.as_deref()),
-        ("States.Timeout", Some("T"))
+        outcome,
+        ExecutionOutcome::TimedOut {
+            state: "T".to_string()
+        }
     );
     assert_eq!(
         fake.calls().len(),
@@ -647,7 +649,8 @@ fn pipeline_fake(nodes: u64, watch: &[Value]) -> Fake {
     fake.answer(
         "Init",
         json!({"ok": {"StatusCode": 200, "Payload": {
-            "workflowId": "wf-1", "nodes": nodes, "ids": 120, "idsPerNode": 40, "pollSeconds": 30}}}),
+            "workflowId": "wf-1", "nodes": nodes, "ids": 120, "idsPerNode": 40, "pollSeconds": 30,
+            "timeoutSeconds": 43200}}}),
     );
     for state in [
         "SubmitProcureArray",
@@ -716,6 +719,11 @@ fn pipeline_tasks_are_listed_and_bound_to_template_resources() {
                     template.resource(d).unwrap().resource_type,
                     "AWS::Batch::JobDefinition"
                 );
+            }
+            // The cleanup: the job comes from the run's data, the reason names the run.
+            "arn:aws:states:::batch:terminateJob" => {
+                assert!(params["JobId.$"].as_str().unwrap().starts_with("$.jobs."));
+                assert!(params["Reason.$"].is_string());
             }
             other => panic!("{}: unexpected resource {other}", task.state),
         }
@@ -846,7 +854,7 @@ async fn pipeline_single_node_submits_plain_jobs_and_reports_failure() {
 async fn pipeline_retries_throttled_submits() {
     let (_, machine) = pipeline();
     let fake = Fake::default();
-    fake.answer("Init", json!({"ok": {"Payload": {"workflowId": "w", "nodes": 2, "ids": 2, "idsPerNode": 1, "pollSeconds": 5}}}));
+    fake.answer("Init", json!({"ok": {"Payload": {"workflowId": "w", "nodes": 2, "ids": 2, "idsPerNode": 1, "pollSeconds": 5, "timeoutSeconds": 3600}}}));
     fake.answer(
         "SubmitProcureArray",
         json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}),
@@ -861,12 +869,28 @@ async fn pipeline_retries_throttled_submits() {
         json!({"fail": ["Batch.ClientException", "bad request"]}),
     );
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed { error, state, .. } = outcome else {
+    let ExecutionOutcome::Failed {
+        error,
+        cause,
+        state,
+    } = outcome
+    else {
         panic!("{outcome:?}")
     };
+    // The failed submission goes through the cleanup, which terminates the one job submitted.
     assert_eq!(
-        (error.as_str(), state.as_deref()),
-        ("Batch.ClientException", Some("SubmitProcessArray"))
+        (error.as_str(), cause.as_str(), state.as_deref()),
+        ("Batch.ClientException", "bad request", Some("RunFailed"))
+    );
+    let terminated: Vec<Value> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c["resource"] == "arn:aws:states:::batch:terminateJob")
+        .map(|c| c["parameters"].clone())
+        .collect();
+    assert_eq!(
+        terminated,
+        [json!({"JobId": "p", "Reason": "nton run w failed with Batch.ClientException"})]
     );
     assert_eq!(
         fake.waits(),

@@ -8,6 +8,42 @@ use nton_core::plan::{PlanDefaults, PlanError};
 /// Longest retention: ten years, in hours. Longer means "never" and is spelled 0.
 pub const MAX_RETENTION_HOURS: u64 = 87_600;
 
+/// The run timeout when `NTON_RUN_TIMEOUT_HOURS` is unset: the template's default.
+pub const DEFAULT_RUN_TIMEOUT_HOURS: u64 = 12;
+/// Longest run timeout: a year, Step Functions' limit for a Standard execution.
+pub const MAX_RUN_TIMEOUT_HOURS: u64 = 8_760;
+
+/// Step Functions ends a Standard execution whose history reaches 25,000 events.
+pub const HISTORY_EVENT_LIMIT: u64 = 25_000;
+/// Events one turn of the poll loop adds: the Watch task (entered, scheduled, started,
+/// succeeded, exited), the IsDone choice (entered, exited), the Wait (entered, exited).
+pub const EVENTS_PER_POLL: u64 = 9;
+/// Events kept for everything but the polls: the start, init, the submissions, the cleanup,
+/// and about 300 retried Lambda or Batch calls (3 events each).
+pub const HISTORY_RESERVE: u64 = 1_000;
+
+/// The shortest poll interval that cannot fill the history within `timeout_seconds`: every turn
+/// of the loop waits `pollSeconds`, so a run makes at most `timeout / pollSeconds` polls, and
+/// those must fit in [`HISTORY_EVENT_LIMIT`] less [`HISTORY_RESERVE`].
+pub fn min_poll_seconds(timeout_seconds: u64) -> u64 {
+    let max_polls = (HISTORY_EVENT_LIMIT - HISTORY_RESERVE) / EVENTS_PER_POLL;
+    timeout_seconds.div_ceil(max_polls).max(1)
+}
+
+/// Refuses a poll interval below [`min_poll_seconds`] for the run timeout.
+pub fn check_poll_interval(poll_seconds: u64, timeout_seconds: u64) -> Result<(), String> {
+    let floor = min_poll_seconds(timeout_seconds);
+    if poll_seconds < floor {
+        return Err(format!(
+            "pollSeconds: {poll_seconds} is below {floor}, the shortest poll interval for a run \
+             timeout of {timeout_seconds} s: more polls could fill Step Functions' \
+             {HISTORY_EVENT_LIMIT}-event execution history ({EVENTS_PER_POLL} events each) \
+             before the timeout"
+        ));
+    }
+    Ok(())
+}
+
 /// Where init writes and what it assumes when an event leaves fields out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitConfig {
@@ -18,6 +54,9 @@ pub struct InitConfig {
     /// `NTON_RETENTION_HOURS`: run directories older than this are removed at each init;
     /// `None` (0) never removes anything.
     pub retention: Option<Duration>,
+    /// `NTON_RUN_TIMEOUT_HOURS` in seconds: the state machine's `TimeoutSeconds` (the template
+    /// sets both from RunTimeoutHours). Bounds the poll interval and is handed to the watcher.
+    pub run_timeout_seconds: u64,
 }
 
 /// A configuration variable is missing or invalid; the message names it and its value.
@@ -44,12 +83,13 @@ impl InitConfig {
             data_root: data_root.into(),
             defaults: PlanDefaults::default(),
             retention: None,
+            run_timeout_seconds: DEFAULT_RUN_TIMEOUT_HOURS * 3600,
         }
     }
 
     /// Reads the process environment: `NTON_DATA_ROOT` (required), `NTON_IDS` (400),
     /// `NTON_IDS_PER_NODE` (40), `NTON_POLL_SECONDS` (30), `NTON_RETENTION_HOURS` (168; 0 =
-    /// never prune).
+    /// never prune), `NTON_RUN_TIMEOUT_HOURS` (12).
     pub fn from_env() -> Result<InitConfig, ConfigError> {
         InitConfig::from_lookup(|name| std::env::var(name).ok())
     }
@@ -90,10 +130,27 @@ impl InitConfig {
                 ),
             });
         }
+        let timeout_hours = integer(&lookup, "NTON_RUN_TIMEOUT_HOURS", DEFAULT_RUN_TIMEOUT_HOURS)?;
+        if !(1..=MAX_RUN_TIMEOUT_HOURS).contains(&timeout_hours) {
+            return Err(ConfigError::Invalid {
+                var: "NTON_RUN_TIMEOUT_HOURS",
+                value: timeout_hours.to_string(),
+                reason: format!("must be an integer in 1..={MAX_RUN_TIMEOUT_HOURS}"),
+            });
+        }
+        let run_timeout_seconds = timeout_hours * 3600;
+        check_poll_interval(u64::from(defaults.poll_seconds), run_timeout_seconds).map_err(
+            |reason| ConfigError::Invalid {
+                var: "NTON_POLL_SECONDS",
+                value: lookup("NTON_POLL_SECONDS").unwrap_or_else(|| "(default)".to_string()),
+                reason: format!("{reason} (NTON_RUN_TIMEOUT_HOURS={timeout_hours})"),
+            },
+        )?;
         Ok(InitConfig {
             data_root,
             defaults,
             retention: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
+            run_timeout_seconds,
         })
     }
 }
@@ -173,12 +230,61 @@ mod tests {
             ("NTON_IDS_PER_NODE", "40"),
             ("NTON_POLL_SECONDS", " 5 "),
             ("NTON_RETENTION_HOURS", "0"),
+            ("NTON_RUN_TIMEOUT_HOURS", "2"),
         ])
         .unwrap();
         assert_eq!(config.defaults, PlanDefaults::new(400_000, 40, 5).unwrap());
         assert_eq!(config.retention, None);
+        assert_eq!(config.run_timeout_seconds, 7200);
         let config = from(&[("NTON_DATA_ROOT", "/data"), ("NTON_RETENTION_HOURS", "2")]).unwrap();
         assert_eq!(config.retention, Some(Duration::from_secs(7200)));
+    }
+
+    #[test]
+    fn the_poll_interval_floor_keeps_the_history_below_its_limit() {
+        // 24,000 events for polls at 9 each: 2,666 polls.
+        assert_eq!(min_poll_seconds(3600), 2);
+        assert_eq!(min_poll_seconds(12 * 3600), 17);
+        assert_eq!(min_poll_seconds(24 * 3600), 33);
+        assert_eq!(min_poll_seconds(48 * 3600), 65);
+        for hours in [1, 2, 4, 8, 12, 24, 48, 8760] {
+            let timeout = hours * 3600;
+            let floor = min_poll_seconds(timeout);
+            let polls = timeout.div_ceil(floor);
+            assert!(polls * EVENTS_PER_POLL + HISTORY_RESERVE <= HISTORY_EVENT_LIMIT);
+            // One second less would allow more polls than fit.
+            let polls = timeout.div_ceil(floor - 1);
+            assert!(floor == 1 || polls * EVENTS_PER_POLL + HISTORY_RESERVE > HISTORY_EVENT_LIMIT);
+        }
+        assert!(check_poll_interval(17, 43_200).is_ok());
+        assert_eq!(
+            check_poll_interval(16, 43_200).unwrap_err(),
+            "pollSeconds: 16 is below 17, the shortest poll interval for a run timeout of 43200 \
+             s: more polls could fill Step Functions' 25000-event execution history (9 events \
+             each) before the timeout"
+        );
+    }
+
+    #[test]
+    fn a_poll_default_too_short_for_the_run_timeout_is_refused_naming_both() {
+        let error = from(&[
+            ("NTON_DATA_ROOT", "/data"),
+            ("NTON_POLL_SECONDS", "30"),
+            ("NTON_RUN_TIMEOUT_HOURS", "48"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("NTON_POLL_SECONDS=\"30\" is invalid: pollSeconds: 30 is below 65"),
+            "{error}"
+        );
+        assert!(error.ends_with("(NTON_RUN_TIMEOUT_HOURS=48)"), "{error}");
+        for bad in ["0", "8761", "x"] {
+            let error = from(&[("NTON_DATA_ROOT", "/data"), ("NTON_RUN_TIMEOUT_HOURS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("NTON_RUN_TIMEOUT_HOURS="), "{error}");
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub enum InitError {
     /// The event asks for something impossible (a bad field, too many nodes).
     #[error(transparent)]
     InvalidInput(#[from] PlanError),
+    /// The event's `pollSeconds` is too short for the run timeout (see
+    /// [`crate::min_poll_seconds`]).
+    #[error("{0}")]
+    PollInterval(String),
     /// The workflow already has prep files that do not match the requested plan.
     #[error("workflow {workflow_id} already has prep files for another plan: {detail}")]
     PlanMismatch {
@@ -31,7 +35,7 @@ impl InitError {
     /// The Lambda `errorType`: `InvalidInput`, `PlanMismatch` or `StorageError`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            InitError::InvalidInput(_) => "InvalidInput",
+            InitError::InvalidInput(_) | InitError::PollInterval(_) => "InvalidInput",
             InitError::PlanMismatch { .. } => "PlanMismatch",
             InitError::Storage { .. } => "StorageError",
         }

@@ -24,7 +24,8 @@ pub struct Prepared {
 }
 
 /// Handles one init event (see `nton_core::plan::PlanInput` for its fields) and returns
-/// `{"workflowId", "nodes", "ids", "idsPerNode", "pollSeconds"}` for the state machine.
+/// `{"workflowId", "nodes", "ids", "idsPerNode", "pollSeconds", "timeoutSeconds"}` for the
+/// state machine.
 ///
 /// Re-running with the same `workflowId` is safe: prep files that exist and fit the plan are
 /// kept (the ids already being processed stay the same), missing ones are written, and prep
@@ -32,6 +33,9 @@ pub struct Prepared {
 /// configured retention are removed.
 pub fn handle(event: Value, config: &InitConfig) -> Result<Value, InitError> {
     let input = PlanInput::from_json(&event, &config.defaults)?;
+    // Before anything is written: a run polling this often could end by filling its history.
+    crate::check_poll_interval(u64::from(input.poll_seconds), config.run_timeout_seconds)
+        .map_err(InitError::PollInterval)?;
     let plan = input.to_plan();
     let layout = Layout::new(&config.data_root);
     let prepared = prepare(&layout, &plan)?;
@@ -68,6 +72,7 @@ pub fn handle(event: Value, config: &InitConfig) -> Result<Value, InitError> {
         "ids": plan.ids,
         "idsPerNode": plan.ids_per_node,
         "pollSeconds": input.poll_seconds,
+        "timeoutSeconds": config.run_timeout_seconds,
     }))
 }
 
@@ -246,7 +251,7 @@ mod tests {
         let wf = WorkflowId::parse(out["workflowId"].as_str().unwrap()).unwrap();
         assert_eq!(
             out,
-            json!({"workflowId": wf.to_string(), "nodes": 11, "ids": 403, "idsPerNode": 40, "pollSeconds": 30})
+            json!({"workflowId": wf.to_string(), "nodes": 11, "ids": 403, "idsPerNode": 40, "pollSeconds": 30, "timeoutSeconds": 43200})
         );
         let layout = Layout::new(dir.path());
         let ids = all_ids(&layout, &wf, 11);
@@ -269,6 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = config(dir.path());
         config.defaults = nton_core::plan::PlanDefaults::new(5, 2, 9).unwrap();
+        config.run_timeout_seconds = 3600;
         let out = handle(json!({"Comment": "Insert your JSON here"}), &config).unwrap();
         assert_eq!(
             (
@@ -279,6 +285,21 @@ mod tests {
             ),
             (&json!(3), &json!(5), &json!(2), &json!(9))
         );
+    }
+
+    #[test]
+    fn a_poll_interval_that_could_fill_the_history_is_refused_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        // The default 12 h timeout allows 2,666 polls: 17 s apart at least.
+        let error = handle(json!({"ids": 10, "pollSeconds": 16}), &config(dir.path())).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert!(
+            error.to_string().starts_with("pollSeconds: 16 is below 17"),
+            "{error}"
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        let out = handle(json!({"ids": 10, "pollSeconds": 17}), &config(dir.path())).unwrap();
+        assert_eq!(out["timeoutSeconds"], 43_200);
     }
 
     #[test]

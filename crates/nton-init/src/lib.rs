@@ -9,7 +9,10 @@ mod error;
 mod handler;
 mod lambda_env;
 
-pub use config::{ConfigError, InitConfig, MAX_RETENTION_HOURS};
+pub use config::{
+    ConfigError, DEFAULT_RUN_TIMEOUT_HOURS, EVENTS_PER_POLL, HISTORY_EVENT_LIMIT, HISTORY_RESERVE,
+    InitConfig, MAX_RETENTION_HOURS, MAX_RUN_TIMEOUT_HOURS, check_poll_interval, min_poll_seconds,
+};
 pub use error::InitError;
 pub use handler::{Prepared, handle, prepare};
 pub use lambda_env::check_lambda_env;

@@ -25,6 +25,13 @@ const MAX_NODES: u64 = 10_000;
 /// AWS Batch job ids are UUIDs (children add `:<index>`); anything far longer is not one.
 const MAX_JOB_ID_CHARS: usize = 128;
 
+/// Time the run keeps before its `TimeoutSeconds` for what comes after the last poll: one
+/// more Watch (a 300 s Lambda timeout), the cleanup's three TerminateJob calls with their
+/// retries, and slack. Once the next poll would start later than this before the timeout, the
+/// watcher fails the run, so that the state machine's Catch still runs and terminates the jobs
+/// (after TimeoutSeconds no state runs at all).
+pub const DEADLINE_MARGIN_SECONDS: u64 = 900;
+
 /// Why a poll could not be answered. Each kind has a stable error type for the state machine's
 /// Retry/Catch rules ([`WatchError::error_type`]).
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +57,18 @@ pub enum WatchError {
         #[source]
         source: BatchApiError,
     },
+    /// The run is not done and the next poll would come too close to the execution's
+    /// `TimeoutSeconds` for the cleanup to run.
+    #[error(
+        "the run has taken {elapsed_seconds} s of its {timeout_seconds} s (TimeoutSeconds) and is \
+         not done; the next poll in {poll_seconds} s would leave less than the \
+         {DEADLINE_MARGIN_SECONDS} s its cleanup needs"
+    )]
+    RunDeadlineExceeded {
+        elapsed_seconds: u64,
+        poll_seconds: u64,
+        timeout_seconds: u64,
+    },
 }
 
 impl WatchError {
@@ -60,6 +79,7 @@ impl WatchError {
             WatchError::UnknownJob { .. } => "nton.UnknownJob",
             WatchError::SizeMismatch { .. } => "nton.SizeMismatch",
             WatchError::Batch { .. } => "nton.BatchApiError",
+            WatchError::RunDeadlineExceeded { .. } => "nton.RunDeadlineExceeded",
         }
     }
 }
@@ -80,6 +100,25 @@ pub struct WatchEvent {
     pub nodes: Option<u64>,
     /// Job ids in stage order: procure, process, egress.
     pub job_ids: [String; 3],
+    /// The run deadline, when the event carries `startedAt`, `now`, `pollSeconds` and
+    /// `timeoutSeconds` (all four or none).
+    pub deadline: Option<Deadline>,
+}
+
+/// Where the run stands against its execution's `TimeoutSeconds`, on the execution's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub elapsed_seconds: u64,
+    pub poll_seconds: u64,
+    pub timeout_seconds: u64,
+}
+
+impl Deadline {
+    /// Whether the poll after this one would start within [`DEADLINE_MARGIN_SECONDS`] of the
+    /// timeout.
+    pub fn exceeded(&self) -> bool {
+        self.elapsed_seconds + self.poll_seconds + DEADLINE_MARGIN_SECONDS >= self.timeout_seconds
+    }
 }
 
 impl WatchEvent {
@@ -154,9 +193,11 @@ impl WatchEvent {
                 )),
             }
         };
+        let deadline = parse_deadline(event).map_err(|(field, problem)| bad(field, problem))?;
         Ok(WatchEvent {
             workflow_id,
             nodes,
+            deadline,
             job_ids: [
                 job_id(Stage::Procure)?,
                 job_id(Stage::Process)?,
@@ -164,6 +205,57 @@ impl WatchEvent {
             ],
         })
     }
+}
+
+/// The four deadline fields: all absent (no deadline) or all valid.
+fn parse_deadline(event: &Value) -> Result<Option<Deadline>, (&'static str, String)> {
+    const FIELDS: [&str; 4] = ["startedAt", "now", "pollSeconds", "timeoutSeconds"];
+    let present: Vec<&str> = FIELDS
+        .into_iter()
+        .filter(|f| !event.get(*f).is_none_or(Value::is_null))
+        .collect();
+    if present.is_empty() {
+        return Ok(None);
+    }
+    if let Some(missing) = FIELDS.into_iter().find(|f| !present.contains(f)) {
+        return Err((
+            missing,
+            format!("missing (the deadline needs all of {})", FIELDS.join(", ")),
+        ));
+    }
+    let timestamp = |field: &'static str| {
+        let value = &event[field];
+        value
+            .as_str()
+            .and_then(|text| {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .ok_or_else(|| {
+                (
+                    field,
+                    format!("expected an RFC 3339 timestamp, got {}", brief(value)),
+                )
+            })
+    };
+    let seconds = |field: &'static str| {
+        let value = &event[field];
+        value.as_u64().filter(|s| *s > 0).ok_or_else(|| {
+            (
+                field,
+                format!("expected a positive integer, got {}", brief(value)),
+            )
+        })
+    };
+    let started = timestamp("startedAt")?;
+    let now = timestamp("now")?;
+    // A clock that reads before the start counts as no time taken.
+    let elapsed_seconds = u64::try_from((now - started).whole_seconds()).unwrap_or(0);
+    Ok(Some(Deadline {
+        elapsed_seconds,
+        poll_seconds: seconds("pollSeconds")?,
+        timeout_seconds: seconds("timeoutSeconds")?,
+    }))
 }
 
 fn validate_job_id(id: &str) -> Result<(), String> {
@@ -250,6 +342,19 @@ pub async fn handle_with(
     }
 
     let run = status::assess(&jobs, &children, now_ms, options);
+    if let Some(deadline) = event.deadline.filter(|d| !run.done && d.exceeded()) {
+        tracing::warn!(
+            workflow_id = event.workflow_id.as_deref().unwrap_or(""),
+            elapsed_seconds = deadline.elapsed_seconds,
+            timeout_seconds = deadline.timeout_seconds,
+            "run deadline reached"
+        );
+        return Err(WatchError::RunDeadlineExceeded {
+            elapsed_seconds: deadline.elapsed_seconds,
+            poll_seconds: deadline.poll_seconds,
+            timeout_seconds: deadline.timeout_seconds,
+        });
+    }
     tracing::info!(
         workflow_id = event.workflow_id.as_deref().unwrap_or(""),
         done = run.done,

@@ -110,6 +110,12 @@ pub enum ExecutionOutcome {
         /// The state that failed (`None` when the execution's input was refused).
         state: Option<String>,
     },
+    /// The execution's `TimeoutSeconds` passed (status `TIMED_OUT`). Step Functions reports
+    /// error `States.Timeout` with an empty cause; no Catch sees it and no state runs after it.
+    TimedOut {
+        /// The state that was running.
+        state: String,
+    },
 }
 
 /// Who and where the execution is: names and ARNs for the context object.
@@ -293,10 +299,17 @@ impl Run<'_> {
         let mut name = self.machine.start_at.clone();
         let mut data = input;
         loop {
-            let failed = |e: StateError, state: &str| ExecutionOutcome::Failed {
-                error: e.error,
-                cause: e.cause,
-                state: Some(state.to_string()),
+            let failed = |e: StateError, state: &str| {
+                if e.terminal && e.error == names::TIMEOUT {
+                    return ExecutionOutcome::TimedOut {
+                        state: state.to_string(),
+                    };
+                }
+                ExecutionOutcome::Failed {
+                    error: e.error,
+                    cause: e.cause,
+                    state: Some(state.to_string()),
+                }
             };
             if let Some(limit) = self.machine.timeout()
                 && self.clock.elapsed() >= limit
