@@ -360,12 +360,13 @@ fn cases() -> Vec<Case> {
             template: "pipeline.yaml",
             rule_file: "lambda_reserved_concurrency",
             rule: "LAMBDA_RESERVED_CONCURRENCY",
-            what: "function without reserved concurrency",
+            what: "reserved concurrency that every account must grant",
             breaks: |t| {
-                remove(
+                set(
                     t,
                     &["WatchFunction", "Properties"],
                     "ReservedConcurrentExecutions",
+                    yaml("{Ref: WatchReservedConcurrency}"),
                 )
             },
         },

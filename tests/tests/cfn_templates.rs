@@ -298,3 +298,198 @@ fn the_engine_contract_holds() {
         assert!(image.contains("/nton-job"), "{stage} image: {image}");
     }
 }
+
+/// The pipeline resolved as the local engine resolves it, with `params` over the defaults.
+fn resolved(
+    params: &[(&str, &str)],
+) -> (
+    nton_engine::template::Template,
+    nton_engine::template::LocalContext,
+) {
+    let template = nton_engine::template::Template::load(cfn_dir().join("pipeline.yaml")).unwrap();
+    let mut ctx = nton_engine::template::LocalContext::new("nton-test");
+    for (name, value) in params {
+        ctx = ctx.with_parameter(*name, *value);
+    }
+    (template, ctx)
+}
+
+fn params_of(file: &std::path::Path) -> Vec<(String, String)> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    json["Parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Defect 7: a deploy with a new image tag registers new job-definition revisions. Executions
+/// already running submit the revision their definition named when they started, so the old
+/// revision must stay ACTIVE and the role must allow every revision.
+#[test]
+fn runs_in_flight_can_still_submit_the_job_definition_revision_they_started_with() {
+    let (template, ctx) = resolved(&[]);
+    let role = template
+        .resolved_properties("StateMachineRole", &ctx)
+        .unwrap();
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap();
+    let submit = statements
+        .iter()
+        .find(|s| s["Action"] == "batch:SubmitJob")
+        .expect("a statement allowing batch:SubmitJob");
+    let resources: Vec<&str> = submit["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for stage in ["Procure", "Process", "Egress"] {
+        let id = format!("{stage}JobDefinition");
+        let revision = template
+            .resolve(&serde_json::json!({"Ref": id}), &ctx)
+            .unwrap();
+        let revision = revision.as_str().unwrap();
+        let (family, number) = revision.rsplit_once(':').unwrap();
+        assert!(number.parse::<u32>().is_ok(), "{revision}");
+        assert!(
+            resources.contains(&format!("{family}:*").as_str()),
+            "SubmitJob must allow every revision of {family}: {resources:?}"
+        );
+        assert!(
+            !resources.contains(&revision),
+            "an exact revision ({revision}) stops matching after the next deploy"
+        );
+        let definition = template.resolved_properties(&id, &ctx).unwrap();
+        assert_eq!(
+            definition["ResourceRetentionPolicy"]["SkipDeregisterOnUpdate"], true,
+            "{id}: the revision in-flight runs submit must stay ACTIVE after an update"
+        );
+    }
+}
+
+/// Defect 8: a new account's Lambda concurrency quota (as low as 10, 100 kept unreserved)
+/// refuses any reservation, so by default none is made; 0 leaves the property out.
+#[test]
+fn reserved_concurrency_is_left_out_unless_asked_for() {
+    let dev = params_of(&cfn_dir().join("params/dev.json"));
+    let dev: Vec<(&str, &str)> = dev.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (what, params) in [("the defaults", vec![]), ("dev.json", dev)] {
+        let (template, ctx) = resolved(&params);
+        for function in ["InitFunction", "WatchFunction"] {
+            let props = template.resolved_properties(function, &ctx).unwrap();
+            assert!(
+                props.get("ReservedConcurrentExecutions").is_none(),
+                "{what}: {function} reserves {:?}",
+                props["ReservedConcurrentExecutions"]
+            );
+        }
+    }
+    let (template, ctx) = resolved(&[
+        ("InitReservedConcurrency", "2"),
+        ("WatchReservedConcurrency", "5"),
+    ]);
+    let init = template.resolved_properties("InitFunction", &ctx).unwrap();
+    let watch = template.resolved_properties("WatchFunction", &ctx).unwrap();
+    assert_eq!(init["ReservedConcurrentExecutions"], "2");
+    assert_eq!(watch["ReservedConcurrentExecutions"], "5");
+}
+
+/// Defect 6: the execution's TimeoutSeconds is RunTimeoutHours as a JSON number, init is told
+/// the same hours, and no parameter set polls often enough to fill the 25,000-event history.
+#[test]
+fn the_run_timeout_is_a_number_init_knows_and_the_poll_interval_fits_the_history() {
+    let template = pipeline();
+    let allowed: Vec<String> = template["Parameters"]["RunTimeoutHours"]["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| serde_yaml_ng::to_string(v).unwrap().trim().to_string())
+        .collect();
+    assert!(!allowed.is_empty());
+    for hours in &allowed {
+        let (template, ctx) = resolved(&[("RunTimeoutHours", hours)]);
+        let (_, definition) = template.state_machine(&ctx, None).unwrap();
+        let expected = hours.parse::<u64>().unwrap() * 3600;
+        assert_eq!(
+            definition["TimeoutSeconds"].as_u64(),
+            Some(expected),
+            "RunTimeoutHours {hours}: TimeoutSeconds {:?} (must be a number)",
+            definition["TimeoutSeconds"]
+        );
+        let init = template.resolved_properties("InitFunction", &ctx).unwrap();
+        assert_eq!(
+            init["Environment"]["Variables"]["NTON_RUN_TIMEOUT_HOURS"].as_str(),
+            Some(hours.as_str())
+        );
+    }
+    let default_of = |name: &str| {
+        serde_yaml_ng::to_string(&template["Parameters"][name]["Default"])
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let mut sets = vec![("defaults".to_string(), vec![])];
+    for file in params_files() {
+        sets.push((file.display().to_string(), params_of(&file)));
+    }
+    for (what, params) in sets {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| default_of(name))
+        };
+        let hours: u64 = get("RunTimeoutHours").parse().unwrap();
+        let poll: u64 = get("PollSeconds").parse().unwrap();
+        let floor = nton_init::min_poll_seconds(hours * 3600);
+        assert!(
+            poll >= floor,
+            "{what}: PollSeconds {poll} is below {floor}, the floor for RunTimeoutHours {hours}"
+        );
+        assert!(
+            allowed.contains(&hours.to_string()),
+            "{what}: RunTimeoutHours {hours}"
+        );
+    }
+}
+
+/// Defect 6: every job queue cancels a child stuck RUNNABLE for a reason no wait cures, within
+/// the limits AWS Batch accepts (600 to 86,400 s).
+#[test]
+fn every_job_queue_cancels_children_stuck_runnable() {
+    let template = pipeline();
+    let limit = &template["Parameters"]["RunnableTimeLimitSeconds"];
+    assert!(limit["MinValue"].as_u64().unwrap() >= 600);
+    assert!(limit["MaxValue"].as_u64().unwrap() <= 86_400);
+    let (resolved_template, ctx) = resolved(&[("RunnableTimeLimitSeconds", "900")]);
+    for queue in ["ProcureJobQueue", "ProcessJobQueue", "EgressJobQueue"] {
+        let props = resolved_template.resolved_properties(queue, &ctx).unwrap();
+        let actions = props["JobStateTimeLimitActions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{queue} has no JobStateTimeLimitActions"));
+        let mut reasons: Vec<&str> = actions
+            .iter()
+            .map(|a| {
+                assert_eq!(a["State"], "RUNNABLE", "{queue}: {a}");
+                assert_eq!(a["Action"], "CANCEL", "{queue}: {a}");
+                assert_eq!(a["MaxTimeSeconds"], "900", "{queue}: {a}");
+                a["Reason"].as_str().unwrap()
+            })
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+                "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+            ],
+            "{queue}"
+        );
+    }
+}

@@ -478,7 +478,8 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
         "finished children ran again: {:?}",
         rerun.intersection(&done_before).collect::<Vec<_>>()
     );
-    assert_eq!(result_files(&resumed.results_dir()).len(), 30);
+    let results = result_files(&resumed.results_dir());
+    assert_eq!(results.len(), 30, "{results:#?}");
 }
 
 #[test]
