@@ -712,7 +712,7 @@ fn cases() -> Vec<Case> {
                     entered(&["CleanUpProcure", "TerminateProcure"]),
                     vec![task(
                         "TerminateProcure",
-                        "batch:terminateJob",
+                        "aws-sdk:batch:terminateJob",
                         json!({"JobId": "job-procure", "Reason": "nton run wf-3 failed with Batch.ClientException"}),
                     )],
                     entered(&["CleanUpProcess", "RunFailed"]),

@@ -42,7 +42,9 @@ const BATCH_SUBMIT: &str = "arn:aws:states:::batch:submitJob";
 /// The Batch integration that waits for the job to end.
 const BATCH_SUBMIT_SYNC: &str = "arn:aws:states:::batch:submitJob.sync";
 /// The AWS SDK integration's TerminateJob (request-response).
-const BATCH_TERMINATE: &str = "arn:aws:states:::batch:terminateJob";
+/// TerminateJob through the AWS SDK integration: Step Functions' optimized Batch integration
+/// has submitJob only (Step Functions developer guide, "Run AWS Batch workloads").
+const BATCH_TERMINATE: &str = "arn:aws:states:::aws-sdk:batch:terminateJob";
 
 /// What a local run needs to know.
 #[derive(Clone, Debug)]
@@ -1099,6 +1101,31 @@ mod tests {
             ),
             json!({"JobId": "a", "ArrayProperties": {"StatusSummary": {"X": 1}},
                 "Attempts": [{"ExitCode": 0}]})
+        );
+    }
+
+    #[test]
+    fn only_integrations_step_functions_has_are_accepted() {
+        let check = |resource: &str| {
+            check_resource(
+                &TaskResource {
+                    state: "Stop",
+                    resource,
+                    parameters: None,
+                },
+                &HashMap::new(),
+            )
+        };
+        assert_eq!(check(BATCH_TERMINATE), Ok(()));
+        assert_eq!(check(BATCH_SUBMIT), Ok(()));
+        // Step Functions' optimized Batch integration has submitJob only; TerminateJob is an AWS
+        // SDK integration, and CreateStateMachine refuses the optimized-looking name.
+        let error = check("arn:aws:states:::batch:terminateJob").unwrap_err();
+        assert!(
+            error.starts_with(
+                "state Stop: Resource arn:aws:states:::batch:terminateJob is not supported"
+            ),
+            "{error}"
         );
     }
 

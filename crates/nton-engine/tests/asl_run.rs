@@ -721,7 +721,7 @@ fn pipeline_tasks_are_listed_and_bound_to_template_resources() {
                 );
             }
             // The cleanup: the job comes from the run's data, the reason names the run.
-            "arn:aws:states:::batch:terminateJob" => {
+            "arn:aws:states:::aws-sdk:batch:terminateJob" => {
                 assert!(params["JobId.$"].as_str().unwrap().starts_with("$.jobs."));
                 assert!(params["Reason.$"].is_string());
             }
@@ -885,7 +885,7 @@ async fn pipeline_retries_throttled_submits() {
     let terminated: Vec<Value> = fake
         .calls()
         .into_iter()
-        .filter(|c| c["resource"] == "arn:aws:states:::batch:terminateJob")
+        .filter(|c| c["resource"] == "arn:aws:states:::aws-sdk:batch:terminateJob")
         .map(|c| c["parameters"].clone())
         .collect();
     assert_eq!(
