@@ -41,7 +41,13 @@ for name in nton-job nton-init nton-watch; do
   else
     skopeo copy --retry-times 3 "docker-archive:$archive" "$target"
   fi
-  digest=$(skopeo inspect --format '{{.Digest}}' "$target")
+  # The digest of the manifest as stored: `skopeo inspect --raw` reads only the manifest
+  # (ecr:BatchGetImage); a plain inspect also fetches the config blob, which ECR authorises as
+  # ecr:GetDownloadUrlForLayer, which the deploy role does not have.
+  manifest=$(mktemp)
+  skopeo inspect --raw "$target" >"$manifest"
+  digest=$(skopeo manifest-digest "$manifest")
+  rm -f "$manifest"
   echo "push-images: $registry/$name:$tag is $digest"
   if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
     echo "| $name | \`$tag\` | \`$digest\` |" >>"$GITHUB_STEP_SUMMARY"
