@@ -226,8 +226,98 @@ pub fn render(report: &Report) -> String {
     text
 }
 
-/// Runs `nton report`.
-pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
+/// Runs `nton report`: of an execution on AWS when one is named (`--execution`, `--env`,
+/// `--state-machine-arn`, or an execution ARN in place of the run directory), else of a local run.
+pub async fn report(mut args: ReportArgs) -> anyhow::Result<u8> {
+    if let Some(dir) = &args.run_dir
+        && dir.to_string_lossy().starts_with("arn:")
+        && !dir.exists()
+    {
+        args.execution = Some(dir.to_string_lossy().into_owned());
+        args.run_dir = None;
+    }
+    if args.execution.is_some() || args.env.is_some() || args.state_machine_arn.is_some() {
+        return aws_report(args).await;
+    }
+    local_report(args)
+}
+
+/// The `nton watch` options that name the same execution, so both resolve it one way.
+fn watch_args(args: &ReportArgs) -> crate::aws::WatchArgs {
+    crate::aws::WatchArgs {
+        env: args.env.clone(),
+        prefix: args.prefix.clone(),
+        execution: args
+            .execution
+            .clone()
+            .unwrap_or_else(|| "latest".to_string()),
+        state_machine_arn: args.state_machine_arn.clone(),
+        poll_seconds: 10.0,
+        watch_state: args.watch_state.clone(),
+        json: args.json,
+        aws: args.aws.clone(),
+    }
+}
+
+async fn aws_report(args: ReportArgs) -> anyhow::Result<u8> {
+    let config = crate::aws::load_config(&args.aws).await?;
+    let text = aws_report_with(&config, &args).await?;
+    print!("{text}");
+    Ok(exit::SUCCESS)
+}
+
+/// The report of an execution on AWS with an SDK config made by the caller: writes the HTML
+/// page and returns what goes to stdout (the summary and the page's path, or the JSON).
+pub async fn aws_report_with(
+    config: &aws_config::SdkConfig,
+    args: &ReportArgs,
+) -> anyhow::Result<String> {
+    let read = crate::aws::jobs::execution_timeline(config, &watch_args(args)).await?;
+    let timeline = &read.timeline;
+    let html_path = args
+        .html
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("nton-report-{}.html", timeline.run)));
+    nton_core::fsutil::write_atomic(&html_path, render_html(timeline).as_bytes())
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    if args.json {
+        let value = serde_json::json!({
+            "executionArn": read.execution_arn,
+            "status": timeline.status,
+            "error": read.error,
+            "cause": read.cause,
+            "timeline": timeline,
+            "html": html_path,
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
+    }
+    let seconds = (timeline.ended_at - timeline.started_at) as f64 / 1000.0;
+    let mut text = format!(
+        "execution {}: {} in {seconds:.1} s\n",
+        read.execution_arn, timeline.status
+    );
+    for stage in &timeline.stages {
+        let totals = &timeline.totals[stage];
+        text += &format!(
+            "  {stage:<16} {} succeeded, {} failed, {} retried attempts\n",
+            totals.succeeded, totals.failed, totals.retried_attempts
+        );
+    }
+    if let Some(cause) = &read.cause {
+        text += &format!(
+            "  error            {}\n  cause            {cause}\n",
+            read.error.as_deref().unwrap_or("?")
+        );
+    }
+    if !timeline.failed_nodes.is_empty() {
+        let nodes: Vec<String> = timeline.failed_nodes.iter().map(u32::to_string).collect();
+        text += &format!("  failed nodes     {}\n", nodes.join(", "));
+    }
+    text += &format!("timeline: {}\n", html_path.display());
+    Ok(text)
+}
+
+fn local_report(args: ReportArgs) -> anyhow::Result<u8> {
     let run_dir = match args.run_dir {
         Some(dir) => dir,
         None => latest_run(&args.data_dir)?,
