@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace-level tests: a moto server per test and the paths of the
 //! workspace's built binaries.
 
+pub mod browser;
 pub mod moto;
 
 use std::path::PathBuf;

@@ -90,6 +90,11 @@ pub async fn execution_timeline(
         .and_then(|d| d.to_millis().ok())
         .unwrap_or_else(now_ms)
         .max(started);
+    // Jobs submitted before the execution started (or a clock apart) still fall inside.
+    let (started, stopped) = attempts
+        .iter()
+        .flat_map(|a| a.started_at.into_iter().chain([a.stopped_at]))
+        .fold((started, stopped), |(lo, hi), t| (lo.min(t), hi.max(t)));
     let polls = history.polls;
     let timeline = Timeline::build(
         described.name().unwrap_or_default().to_string(),
