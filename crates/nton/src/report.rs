@@ -229,6 +229,15 @@ pub fn render(report: &Report) -> String {
 /// Runs `nton report`: of an execution on AWS when one is named (`--execution`, `--env`,
 /// `--state-machine-arn`, or an execution ARN in place of the run directory), else of a local run.
 pub async fn report(mut args: ReportArgs) -> anyhow::Result<u8> {
+    if is_of_aws(&mut args) {
+        return aws_report(args).await;
+    }
+    local_report(args)
+}
+
+/// Whether the report is of an execution on AWS; an execution ARN given in place of the run
+/// directory (and no such path here) moves to `--execution`.
+fn is_of_aws(args: &mut ReportArgs) -> bool {
     if let Some(dir) = &args.run_dir
         && dir.to_string_lossy().starts_with("arn:")
         && !dir.exists()
@@ -236,10 +245,7 @@ pub async fn report(mut args: ReportArgs) -> anyhow::Result<u8> {
         args.execution = Some(dir.to_string_lossy().into_owned());
         args.run_dir = None;
     }
-    if args.execution.is_some() || args.env.is_some() || args.state_machine_arn.is_some() {
-        return aws_report(args).await;
-    }
-    local_report(args)
+    args.execution.is_some() || args.env.is_some() || args.state_machine_arn.is_some()
 }
 
 /// The `nton watch` options that name the same execution, so both resolve it one way.
@@ -461,6 +467,35 @@ mod tests {
         assert_eq!(procure.resumed, 1);
         assert_eq!(report.failure_count, 0);
         assert!(report.failures.is_empty());
+    }
+
+    #[test]
+    fn an_execution_arn_a_name_or_an_environment_makes_it_a_report_of_aws() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            report: ReportArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
+                .map(|cli| cli.report)
+        };
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:m:e";
+        let mut args = parse(&[arn]).unwrap();
+        assert!(is_of_aws(&mut args));
+        assert_eq!(args.execution.as_deref(), Some(arn));
+        assert_eq!(args.run_dir, None);
+        assert_eq!(watch_args(&args).execution, arn);
+        let mut args = parse(&["--env", "dev"]).unwrap();
+        assert!(is_of_aws(&mut args));
+        assert_eq!(watch_args(&args).execution, "latest");
+        let mut args = parse(&["nton-runs/wf-1"]).unwrap();
+        assert!(!is_of_aws(&mut args));
+        assert!(!is_of_aws(&mut parse(&[]).unwrap()));
+        // A run directory and an execution together are refused by the parser.
+        assert!(parse(&["nton-runs/wf-1", "--execution", "latest"]).is_err());
+        assert!(parse(&["nton-runs/wf-1", "--env", "dev"]).is_err());
     }
 
     #[test]
