@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace-level tests: a moto server per test, a LocalStack endpoint
 //! per test binary, and the paths of the workspace's built binaries.
 
+pub mod browser;
 pub mod iam;
 pub mod localstack;
 pub mod moto;

@@ -3,40 +3,11 @@
 //! browser's own DOM must hold one bar per attempt the record has, one row per node, the poll
 //! ticks, and its screenshot must show the picture (not a blank or error page).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use nton_tests::browser::{dom, screenshot_colour};
 use nton_tests::{binary_dir, workspace_binary, workspace_root};
-
-/// Debian's Chromium (tests/tools.sh installs it); NTON_CHROMIUM overrides.
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("NTON_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.is_file(),
-        "{} is missing: tests/tools.sh installs Debian's chromium",
-        path.display()
-    );
-    path
-}
-
-fn headless(page: &Path, extra: &[&str]) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium starts")
-}
 
 #[test]
 fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
@@ -99,8 +70,7 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
         .count();
 
     // The DOM as Chromium parsed it: SVG elements are there only if the page is well formed.
-    let dom = headless(&html, &["--dump-dom"]);
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = dom(&html);
     assert_eq!(
         dom.matches("<rect class=\"bar\"").count(),
         ran,
@@ -129,29 +99,7 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
         "the slow node leads the slowest"
     );
 
-    let png = dir.path().join("timeline.png");
-    let shot = headless(
-        &html,
-        &[
-            "--window-size=1200,900",
-            &format!("--screenshot={}", png.display()),
-        ],
-    );
-    assert!(png.is_file(), "{}", String::from_utf8_lossy(&shot.stderr));
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
-    let frame = reader.next_frame(&mut pixels).unwrap();
-    let channels = frame.color_type.samples();
-    let pixels = &pixels[..frame.buffer_size()];
-    let coloured = pixels
-        .chunks(channels)
-        .filter(|p| {
-            let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
-            (r - g).abs() > 40 || (g - b).abs() > 40 || (r - b).abs() > 40
-        })
-        .count();
-    let total = pixels.len() / channels;
+    let (coloured, total) = screenshot_colour(&html, &dir.path().join("timeline.png"));
     assert!(
         coloured * 100 > total,
         "the screenshot shows coloured bars ({coloured} of {total} pixels)"

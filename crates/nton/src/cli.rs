@@ -19,7 +19,7 @@ pub enum Command {
     /// Run the whole pipeline on this machine: the template's own state machine, a local
     /// AWS Batch with real array, N_TO_N and failure semantics, and the real workers.
     Run(RunArgs),
-    /// Summarise a local run from its run record.
+    /// Summarise a run (local, from its run record; or an execution on AWS) with a timeline picture.
     Report(ReportArgs),
     /// Deploy (create or update) the stacks of one environment.
     Deploy(crate::aws::DeployArgs),
@@ -154,7 +154,33 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A local run directory (holding run-record.jsonl). Default: the latest run under --data-dir.
+    #[arg(conflicts_with_all = ["execution", "env", "state_machine_arn"])]
     pub run_dir: Option<PathBuf>,
+
+    /// Report on an execution on AWS instead: its ARN, its name, or "latest" (resolved as
+    /// `nton watch` does). Implied "latest" by --env or --state-machine-arn alone.
+    #[arg(long, value_name = "ARN|NAME|latest")]
+    pub execution: Option<String>,
+
+    /// Environment whose pipeline stack holds the state machine (for an execution's name or
+    /// "latest").
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// First part of every stack name.
+    #[arg(long, env = "NTON_STACK_PREFIX", default_value = "nton")]
+    pub prefix: String,
+
+    /// The state machine, instead of the one in the pipeline stack's outputs.
+    #[arg(long, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+
+    /// Name of the state the poll loop enters each round (its entries are the ticks).
+    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    pub watch_state: String,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsArgs,
 
     /// Where `nton run` kept its runs.
     #[arg(long, default_value = "nton-runs")]
@@ -165,7 +191,8 @@ pub struct ReportArgs {
     pub json: bool,
 
     /// Where the timeline picture goes (one self-contained HTML file).
-    /// Default: report.html in the run directory.
+    /// Default: report.html in the run directory; for an execution on AWS,
+    /// nton-report-<execution name>.html here.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 }

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     nton::exit::report(runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => nton::run::run(args).await,
-            Command::Report(args) => nton::report::report(args),
+            Command::Report(args) => nton::report::report(args).await,
             Command::Deploy(args) => nton::aws::deploy(args).await,
             Command::Start(args) => nton::aws::start(args).await,
             Command::Watch(args) => match args.local_run() {

@@ -226,8 +226,104 @@ pub fn render(report: &Report) -> String {
     text
 }
 
-/// Runs `nton report`.
-pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
+/// Runs `nton report`: of an execution on AWS when one is named (`--execution`, `--env`,
+/// `--state-machine-arn`, or an execution ARN in place of the run directory), else of a local run.
+pub async fn report(mut args: ReportArgs) -> anyhow::Result<u8> {
+    if is_of_aws(&mut args) {
+        return aws_report(args).await;
+    }
+    local_report(args)
+}
+
+/// Whether the report is of an execution on AWS; an execution ARN given in place of the run
+/// directory (and no such path here) moves to `--execution`.
+fn is_of_aws(args: &mut ReportArgs) -> bool {
+    if let Some(dir) = &args.run_dir
+        && dir.to_string_lossy().starts_with("arn:")
+        && !dir.exists()
+    {
+        args.execution = Some(dir.to_string_lossy().into_owned());
+        args.run_dir = None;
+    }
+    args.execution.is_some() || args.env.is_some() || args.state_machine_arn.is_some()
+}
+
+/// The `nton watch` options that name the same execution, so both resolve it one way.
+fn watch_args(args: &ReportArgs) -> crate::aws::WatchArgs {
+    crate::aws::WatchArgs {
+        env: args.env.clone(),
+        prefix: args.prefix.clone(),
+        execution: args
+            .execution
+            .clone()
+            .unwrap_or_else(|| "latest".to_string()),
+        state_machine_arn: args.state_machine_arn.clone(),
+        poll_seconds: 10.0,
+        watch_state: args.watch_state.clone(),
+        json: args.json,
+        aws: args.aws.clone(),
+    }
+}
+
+async fn aws_report(args: ReportArgs) -> anyhow::Result<u8> {
+    let config = crate::aws::load_config(&args.aws).await?;
+    let text = aws_report_with(&config, &args).await?;
+    print!("{text}");
+    Ok(exit::SUCCESS)
+}
+
+/// The report of an execution on AWS with an SDK config made by the caller: writes the HTML
+/// page and returns what goes to stdout (the summary and the page's path, or the JSON).
+pub async fn aws_report_with(
+    config: &aws_config::SdkConfig,
+    args: &ReportArgs,
+) -> anyhow::Result<String> {
+    let read = crate::aws::jobs::execution_timeline(config, &watch_args(args)).await?;
+    let timeline = &read.timeline;
+    let html_path = args
+        .html
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("nton-report-{}.html", timeline.run)));
+    nton_core::fsutil::write_atomic(&html_path, render_html(timeline).as_bytes())
+        .with_context(|| format!("writing {}", html_path.display()))?;
+    if args.json {
+        let value = serde_json::json!({
+            "executionArn": read.execution_arn,
+            "status": timeline.status,
+            "error": read.error,
+            "cause": read.cause,
+            "timeline": timeline,
+            "html": html_path,
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
+    }
+    let seconds = (timeline.ended_at - timeline.started_at) as f64 / 1000.0;
+    let mut text = format!(
+        "execution {}: {} in {seconds:.1} s\n",
+        read.execution_arn, timeline.status
+    );
+    for stage in &timeline.stages {
+        let totals = &timeline.totals[stage];
+        text += &format!(
+            "  {stage:<16} {} succeeded, {} failed, {} retried attempts\n",
+            totals.succeeded, totals.failed, totals.retried_attempts
+        );
+    }
+    if let Some(cause) = &read.cause {
+        text += &format!(
+            "  error            {}\n  cause            {cause}\n",
+            read.error.as_deref().unwrap_or("?")
+        );
+    }
+    if !timeline.failed_nodes.is_empty() {
+        let nodes: Vec<String> = timeline.failed_nodes.iter().map(u32::to_string).collect();
+        text += &format!("  failed nodes     {}\n", nodes.join(", "));
+    }
+    text += &format!("timeline: {}\n", html_path.display());
+    Ok(text)
+}
+
+fn local_report(args: ReportArgs) -> anyhow::Result<u8> {
     let run_dir = match args.run_dir {
         Some(dir) => dir,
         None => latest_run(&args.data_dir)?,
@@ -371,6 +467,35 @@ mod tests {
         assert_eq!(procure.resumed, 1);
         assert_eq!(report.failure_count, 0);
         assert!(report.failures.is_empty());
+    }
+
+    #[test]
+    fn an_execution_arn_a_name_or_an_environment_makes_it_a_report_of_aws() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            report: ReportArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
+                .map(|cli| cli.report)
+        };
+        let arn = "arn:aws:states:us-east-1:123456789012:execution:m:e";
+        let mut args = parse(&[arn]).unwrap();
+        assert!(is_of_aws(&mut args));
+        assert_eq!(args.execution.as_deref(), Some(arn));
+        assert_eq!(args.run_dir, None);
+        assert_eq!(watch_args(&args).execution, arn);
+        let mut args = parse(&["--env", "dev"]).unwrap();
+        assert!(is_of_aws(&mut args));
+        assert_eq!(watch_args(&args).execution, "latest");
+        let mut args = parse(&["nton-runs/wf-1"]).unwrap();
+        assert!(!is_of_aws(&mut args));
+        assert!(!is_of_aws(&mut parse(&[]).unwrap()));
+        // A run directory and an execution together are refused by the parser.
+        assert!(parse(&["nton-runs/wf-1", "--execution", "latest"]).is_err());
+        assert!(parse(&["nton-runs/wf-1", "--env", "dev"]).is_err());
     }
 
     #[test]

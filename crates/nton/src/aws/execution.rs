@@ -344,7 +344,7 @@ async fn watch_until_end(
 
 /// The execution ARN from `--execution`: an ARN as given, `latest` (the newest execution of
 /// the state machine), or an execution name of the state machine.
-async fn resolve_execution(
+pub(crate) async fn resolve_execution(
     config: &aws_config::SdkConfig,
     sfn: &aws_sdk_sfn::Client,
     args: &WatchArgs,

@@ -13,6 +13,7 @@
 pub mod console;
 pub mod deploy;
 pub mod execution;
+pub mod jobs;
 pub mod params;
 mod stack;
 pub mod teardown;
