@@ -458,7 +458,8 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     let before = read_record(&path).unwrap();
     assert!(
         matches!(before.last(), Some(RecordLine::End(end)) if end.status == "INTERRUPTED"),
-        "the record ends with the interruption"
+        "the record ends with the interruption: {:#?}",
+        &before[before.len().saturating_sub(3)..]
     );
     let done_before: BTreeSet<(String, u32)> = children(&before)
         .iter()

@@ -158,7 +158,16 @@ pub struct LocalRun {
     submitted: Arc<Mutex<Vec<String>>>,
     region: String,
     account_id: String,
+    /// The task writing Batch events into the record, and how to stop it: held here, not only
+    /// inside `execute`, because Ctrl-C drops `execute`'s future while the task goes on, and
+    /// `interrupt` must let it write the stopped children's lines before the end line.
+    forwarding: Mutex<Option<Forwarding>>,
 }
+
+type Forwarding = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
 
 /// A Lambda function bound to an in-process handler.
 struct Lambda {
@@ -249,6 +258,7 @@ impl LocalRun {
             submitted: Arc::new(Mutex::new(Vec::new())),
             region,
             account_id,
+            forwarding: Mutex::new(None),
         })
     }
 
@@ -261,6 +271,7 @@ impl LocalRun {
     /// report shows the run as stopped and `--resume` picks it up.
     pub async fn interrupt(&self) -> Result<(), PrepareError> {
         self.batch.shutdown().await;
+        self.stop_forwarding().await;
         self.record
             .append(&RecordLine::End(RunEnd {
                 status: "INTERRUPTED".to_string(),
@@ -270,6 +281,15 @@ impl LocalRun {
                 output: None,
             }))
             .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))
+    }
+
+    /// Stops the record's event forwarder once it has written what is queued, and waits for it.
+    async fn stop_forwarding(&self) {
+        let forwarding = lock(&self.forwarding).take();
+        if let Some((stop, forwarder)) = forwarding {
+            let _ = stop.send(());
+            let _ = forwarder.await;
+        }
     }
 
     /// Every event of the run from now on.
@@ -304,6 +324,7 @@ impl LocalRun {
             Arc::clone(&self.job_ended),
             stop,
         ));
+        *lock(&self.forwarding) = Some((stop_forwarding, forwarder));
 
         let context = ExecutionContext::new(&self.state_machine_name)
             .with_execution_name(&self.spec.execution_name)
@@ -325,9 +346,8 @@ impl LocalRun {
         // The state machine may end (a Fail, say) while children still run: AWS lets them
         // finish too; a local run waits for them so its record and results are complete.
         self.batch.wait_all_terminal().await;
-        let _ = stop_forwarding.send(());
         // Every child's last record line is written before the run's end line.
-        let _ = forwarder.await;
+        self.stop_forwarding().await;
         if let Some(error) = self.record.failure() {
             return Err(PrepareError::Io(format!(
                 "{}: the run record is incomplete: {error}",

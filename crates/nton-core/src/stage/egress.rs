@@ -84,6 +84,44 @@ pub fn egress_to_dir(items: &[EgressItem], dest_root: &Path) -> Result<StageRepo
         }
         fsutil::copy_atomic(&item.path, &to).map_err(copy_error)
     })
+    .inspect(|_| remove_stale_temps(items, dest_root))
+}
+
+/// Removes the temp files an earlier, killed egress of these items left beside their targets
+/// (`.<name>.<random>.tmp`, see [`fsutil::write_atomic_with`]): a child stopped mid-copy (the
+/// engine's Ctrl-C, a Batch timeout) cannot clean up after itself, and its re-run writes the
+/// real file under a new temp name. Once per directory after the copies, so a node's egress
+/// costs one listing per directory, not one per file; best effort, since a leftover costs
+/// space, not correctness.
+fn remove_stale_temps(items: &[EgressItem], dest_root: &Path) {
+    let mut targets: std::collections::BTreeMap<PathBuf, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for item in items {
+        let to = dest_root.join(&item.key);
+        if let (Some(dir), Some(name)) = (to.parent(), to.file_name()) {
+            targets
+                .entry(dir.to_path_buf())
+                .or_default()
+                .insert(name.to_string_lossy().into_owned());
+        }
+    }
+    for (dir, names) in targets {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            let stale = file_name
+                .strip_prefix('.')
+                .and_then(|rest| rest.strip_suffix(".tmp"))
+                .and_then(|rest| rest.rsplit_once('.'))
+                .is_some_and(|(name, _random)| names.contains(name));
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn is_plain_relative(key: &str) -> bool {
@@ -126,6 +164,29 @@ mod tests {
             err.to_string()
                 .contains("did process succeed for this node?")
         );
+    }
+
+    #[test]
+    fn a_rerun_removes_the_temp_files_a_killed_copy_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let (layout, wf, _) = processed_node(dir.path(), 2, 3);
+        let items = egress_items(&layout, &wf, 2).unwrap();
+        let target = dest.path().join(&items[0].key);
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let name = target.file_name().unwrap().to_string_lossy().into_owned();
+        // What a copy killed between create and rename leaves, and a file that is not ours.
+        let stale = target.with_file_name(format!(".{name}.Ab12Cd.tmp"));
+        let foreign = target.with_file_name(".notes.txt.Zz99.tmp");
+        fs::write(&stale, b"half").unwrap();
+        fs::write(&foreign, b"keep").unwrap();
+        egress_to_dir(&items, dest.path()).unwrap();
+        assert!(
+            !stale.exists(),
+            "the stale temp of a shipped file is removed"
+        );
+        assert!(foreign.exists(), "other files are left alone");
+        assert!(target.is_file());
     }
 
     #[test]
