@@ -110,3 +110,53 @@ fn deploy_role_may_empty_the_repositories_and_push_without_layer_downloads() {
         }
     }
 }
+
+/// Every workflow job that takes the deploy role asks for credentials that last as long as the
+/// job may run (configure-aws-credentials' default is one hour, and it does not refresh them),
+/// and the role allows sessions that long.
+#[test]
+fn every_workflow_session_outlives_its_job_and_fits_the_roles_maximum() {
+    let oidc = load("github-oidc.yaml");
+    let max = oidc
+        .body()
+        .pointer("/Resources/DeployRole/Properties/MaxSessionDuration")
+        .and_then(Value::as_u64)
+        .expect("MaxSessionDuration");
+    let dir = nton_tests::workspace_root().join(".github/workflows");
+    let mut checked = 0;
+    for name in ["deploy.yml", "run.yml", "teardown.yml"] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+        for (job_name, job) in workflow["jobs"].as_object().unwrap() {
+            let Some(steps) = job["steps"].as_array() else { continue };
+            for step in steps.iter().filter(|s| {
+                s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials@"))
+            }) {
+                let minutes = job["timeout-minutes"].as_u64().expect("a job timeout");
+                let seconds = step["with"]["role-duration-seconds"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{name} {job_name}: no role-duration-seconds (1 h default)"));
+                assert!(
+                    seconds >= minutes * 60,
+                    "{name} {job_name}: credentials for {seconds} s, job may run {minutes} min"
+                );
+                assert!(seconds <= max, "{name} {job_name}: {seconds} s > MaxSessionDuration {max}");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3, "one credentials step per workflow");
+}
+
+/// `nton teardown` aborts unfinished multipart uploads before it deletes a bucket (a bucket with
+/// one cannot be deleted); the deploy role may list and abort them on every bucket it empties.
+#[test]
+fn deploy_role_may_abort_multipart_uploads_on_the_buckets_teardown_empties() {
+    let oidc = load("github-oidc.yaml");
+    let statements = role_allow_statements(oidc.body(), "DeployRole").unwrap();
+    for action in ["s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload"] {
+        assert!(allows_action(&statements, action), "DeployRole lacks {action}");
+    }
+}
