@@ -3,6 +3,7 @@
 
 pub mod localstack;
 pub mod moto;
+pub mod reduce;
 
 use std::path::PathBuf;
 
