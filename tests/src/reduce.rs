@@ -207,7 +207,11 @@ fn stand_in(logical_id: &str, resource_type: &str) -> Value {
     let service = parts.next().unwrap_or("unknown").to_ascii_lowercase();
     let kind = parts.next().unwrap_or("resource").to_ascii_lowercase();
     // IAM ARNs have no region; a stand-in role must look like a role to the service.
-    let region = if service == "iam" { "" } else { "${AWS::Region}" };
+    let region = if service == "iam" {
+        ""
+    } else {
+        "${AWS::Region}"
+    };
     json!({
         "Fn::Sub": format!(
             "arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{kind}/{logical_id}"
@@ -260,11 +264,19 @@ fn stand_in_references(
 
 /// A `Fn::Sub` whose `${Dropped}` / `${Dropped.Attr}` names are bound, through its variable
 /// map, to stand-ins.
-fn stand_in_sub(inner: &Value, dropped: &BTreeSet<String>, type_of: &dyn Fn(&str) -> String) -> Value {
+fn stand_in_sub(
+    inner: &Value,
+    dropped: &BTreeSet<String>,
+    type_of: &dyn Fn(&str) -> String,
+) -> Value {
     let (text, mut vars) = match inner {
         Value::String(text) => (text.clone(), Map::new()),
         Value::Array(parts) => (
-            parts.first().and_then(Value::as_str).unwrap_or_default().to_string(),
+            parts
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             parts
                 .get(1)
                 .and_then(Value::as_object)
@@ -389,7 +401,10 @@ mod tests {
             props["DefinitionSubstitutions"]["Q"],
             json!({"Fn::Sub": "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:jobqueue/Queue"})
         );
-        assert_eq!(props["DefinitionSubstitutions"]["B"], json!({"Ref": "Bucket"}));
+        assert_eq!(
+            props["DefinitionSubstitutions"]["B"],
+            json!({"Ref": "Bucket"})
+        );
         assert_eq!(
             props["DefinitionSubstitutions"]["S"],
             json!({"Fn::Sub": ["${DroppedQueue}:${Bucket}", {
