@@ -1,11 +1,8 @@
 //! Egress to S3 against a moto server over real HTTP with the real SDK: in-process through
 //! `nton_job::egress_to_s3` and `nton_job::s3::upload`, and through the built `nton-job` binary
 //! with the emulator's environment. Every object is read back and compared with its file.
-//!
-//! moto 5.2.1 answers CompleteMultipartUpload with the XML root `CompleteMultipartUploadResponse`
-//! where S3 sends `CompleteMultipartUploadResult`, and the Rust SDK rejects it. The multipart
-//! tests therefore run in-process over [`MotoXmlFix`], an HTTP client that renames that root
-//! and changes nothing else; the binary (which cannot take it) is tested on single PUTs.
+//! moto 5.2.5 (tests/tools.sh) answers CompleteMultipartUpload as S3 does (5.2.1 did not), so
+//! multipart uploads go through the SDK's own HTTP client like everything else.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,13 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{HttpClient, RuntimeComponents};
-use aws_sdk_s3::error::ConnectorError;
-use aws_sdk_s3::primitives::{ByteStream, SdkBody};
-use aws_smithy_runtime_api::client::http::{
-    HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use nton_core::layout::{Layout, format_ids};
 use nton_core::plan::WorkflowId;
 use nton_core::stage::{self, EgressItem, Stage};
@@ -72,65 +62,6 @@ impl Run {
 
 async fn s3_client(moto: &MotoServer) -> Client {
     s3::client(&moto.sdk_config().await, true)
-}
-
-/// The SDK's own HTTP connector, with moto's CompleteMultipartUpload XML root renamed to S3's.
-#[derive(Debug)]
-struct MotoXmlFix;
-
-impl HttpClient for MotoXmlFix {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        let inner = aws_smithy_http_client::default_connector(settings, components.sleep_impl())
-            .expect("the SDK's default HTTP connector");
-        SharedHttpConnector::new(MotoXmlFixConnector { inner })
-    }
-}
-
-#[derive(Debug)]
-struct MotoXmlFixConnector {
-    inner: SharedHttpConnector,
-}
-
-impl HttpConnector for MotoXmlFixConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let answer = self.inner.call(request);
-        HttpConnectorFuture::new(async move {
-            let mut response = answer.await?;
-            let body = std::mem::replace(response.body_mut(), SdkBody::taken());
-            let bytes = ByteStream::new(body)
-                .collect()
-                .await
-                .map_err(|err| ConnectorError::io(err.into()))?
-                .into_bytes();
-            let text = String::from_utf8_lossy(&bytes);
-            let fixed = if text.contains("<CompleteMultipartUploadResponse") {
-                text.replace(
-                    "CompleteMultipartUploadResponse",
-                    "CompleteMultipartUploadResult",
-                )
-                .into_bytes()
-            } else {
-                bytes.to_vec()
-            };
-            *response.body_mut() = SdkBody::from(fixed);
-            Ok(response)
-        })
-    }
-}
-
-/// SDK config for moto through [`MotoXmlFix`].
-async fn fixed_sdk_config(moto: &MotoServer) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto.endpoint())
-        .region(aws_config::Region::new(nton_tests::moto::REGION))
-        .credentials_provider(aws_credential_types::Credentials::for_tests())
-        .http_client(MotoXmlFix)
-        .load()
-        .await
 }
 
 async fn create_bucket(client: &Client, bucket: &str) {
@@ -255,7 +186,7 @@ async fn in_process_egress_uploads_every_result_under_the_prefix() {
 #[tokio::test]
 async fn large_files_go_up_in_parts() {
     let moto = MotoServer::start().unwrap();
-    let client = s3::client(&fixed_sdk_config(&moto).await, true);
+    let client = s3_client(&moto).await;
     create_bucket(&client, "big-results").await;
     let dir = tempfile::tempdir().unwrap();
 
@@ -313,7 +244,7 @@ async fn large_files_go_up_in_parts() {
 #[tokio::test]
 async fn a_lowered_threshold_sends_every_result_as_multipart() {
     let moto = MotoServer::start().unwrap();
-    let sdk_config = fixed_sdk_config(&moto).await;
+    let sdk_config = moto.sdk_config().await;
     let client = s3::client(&sdk_config, true);
     create_bucket(&client, "parts").await;
     let run = Run::new(1, 8);
