@@ -128,7 +128,9 @@ fn every_workflow_session_outlives_its_job_and_fits_the_roles_maximum() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
         for (job_name, job) in workflow["jobs"].as_object().unwrap() {
-            let Some(steps) = job["steps"].as_array() else { continue };
+            let Some(steps) = job["steps"].as_array() else {
+                continue;
+            };
             for step in steps.iter().filter(|s| {
                 s["uses"]
                     .as_str()
@@ -137,12 +139,17 @@ fn every_workflow_session_outlives_its_job_and_fits_the_roles_maximum() {
                 let minutes = job["timeout-minutes"].as_u64().expect("a job timeout");
                 let seconds = step["with"]["role-duration-seconds"]
                     .as_u64()
-                    .unwrap_or_else(|| panic!("{name} {job_name}: no role-duration-seconds (1 h default)"));
+                    .unwrap_or_else(|| {
+                        panic!("{name} {job_name}: no role-duration-seconds (1 h default)")
+                    });
                 assert!(
                     seconds >= minutes * 60,
                     "{name} {job_name}: credentials for {seconds} s, job may run {minutes} min"
                 );
-                assert!(seconds <= max, "{name} {job_name}: {seconds} s > MaxSessionDuration {max}");
+                assert!(
+                    seconds <= max,
+                    "{name} {job_name}: {seconds} s > MaxSessionDuration {max}"
+                );
                 checked += 1;
             }
         }
@@ -157,6 +164,9 @@ fn deploy_role_may_abort_multipart_uploads_on_the_buckets_teardown_empties() {
     let oidc = load("github-oidc.yaml");
     let statements = role_allow_statements(oidc.body(), "DeployRole").unwrap();
     for action in ["s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload"] {
-        assert!(allows_action(&statements, action), "DeployRole lacks {action}");
+        assert!(
+            allows_action(&statements, action),
+            "DeployRole lacks {action}"
+        );
     }
 }
