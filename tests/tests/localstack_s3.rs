@@ -1,150 +1,153 @@
-//! S3 egress on LocalStack (issue 9): a local `nton run --output s3://...` whose egress children
-//! upload every result as a multipart upload (threshold 1 byte) to LocalStack's S3, the objects'
-//! bytes equal to the results on the local "EFS", and a second egress of a node (what a retried
-//! Batch child does) leaves the same keys and bytes. The moto counterparts are egress_s3.rs and
-//! engine_s3.rs; LocalStack is a second, independent S3 the same code must satisfy.
+//! Egress to S3 on LocalStack: the built `nton-job egress` binary with the emulator's
+//! environment, every result as a multipart upload (threshold 1 byte) for one node and as
+//! single PUTs for another; every object is read back and compared with its file, and a
+//! re-run of the same node (a retried Batch job) leaves the same objects and no open upload.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::process::Command;
 
-use nton_tests::localstack;
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use aws_sdk_s3::Client;
+use nton_core::layout::{Layout, format_ids};
+use nton_core::plan::WorkflowId;
+use nton_core::stage::{self, EgressItem};
+use nton_job::s3;
+use nton_tests::localstack::{self, LocalStack};
+use uuid::Uuid;
 
-async fn objects(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
-    let mut found = BTreeMap::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for object in page.unwrap().contents() {
-            let key = object.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
-            let bytes = body.body.collect().await.unwrap().into_bytes().to_vec();
-            found.insert(key, bytes);
-        }
+/// A data root with `nodes` nodes procured and processed, as egress finds it.
+fn prepared(root: &std::path::Path, wf: &WorkflowId, nodes: u32, ids_per_node: usize) {
+    let layout = Layout::new(root);
+    for node in 0..nodes {
+        let ids: Vec<Uuid> = (0..ids_per_node).map(|_| Uuid::new_v4()).collect();
+        fs::create_dir_all(layout.prep_dir(wf, node)).unwrap();
+        fs::write(layout.prep_ids_file(wf, node), format_ids(&ids)).unwrap();
+        stage::procure(&layout, wf, node).unwrap();
+        stage::process(&layout, wf, node).unwrap();
     }
-    found
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_changes_nothing() {
-    let mock = workspace_root().join("tests/localstack/sfn-mock-config.json");
-    let server = localstack::shared(&mock).expect("LocalStack");
-    let config = server.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket("nton-results")
-        .send()
-        .await
-        .unwrap();
-
-    let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
+fn egress(
+    server: &LocalStack,
+    root: &std::path::Path,
+    wf: &WorkflowId,
+    node: u32,
+    extra: &[(&str, &str)],
+) {
+    let output = Command::new(nton_tests::workspace_binary("nton-job"))
+        .arg("egress")
+        .env_clear()
         .envs(server.env())
-        .args([
-            "run",
-            "--json",
-            "--ids",
-            "40",
-            "--ids-per-node",
-            "10",
-            "--keep-data",
-        ])
-        .args(["--output", "s3://nton-results/runs/daily"])
-        .args(["--job-env", "NTON_S3_MULTIPART_THRESHOLD_BYTES=1"])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .arg("--bin-dir")
-        .arg(binary_dir())
+        .env("AWS_BATCH_JOB_ARRAY_INDEX", node.to_string())
+        .env("NTON_WORKFLOW_ID", wf.to_string())
+        .env("NTON_DATA_ROOT", root)
+        .env("NTON_RESULTS_URL", "s3://ls-results/daily")
+        .envs(extra.iter().copied())
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
+        "egress of node {node}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|value| value["event"] == "summary")
-        .expect("a summary line");
-    let workflow = summary["workflowId"].as_str().unwrap().to_string();
-    assert_eq!(
-        summary["results"],
-        format!("s3://nton-results/runs/daily/{workflow}/")
-    );
+}
 
-    // Every object is the result file of the same key on the local EFS, byte for byte.
-    let efs = data_dir.path().join(&workflow).join("efs");
-    let prefix = format!("runs/daily/{workflow}/");
-    let uploaded = objects(&s3, "nton-results", &prefix).await;
-    assert_eq!(
-        uploaded.len(),
-        40,
-        "{:?}",
-        uploaded.keys().collect::<Vec<_>>()
-    );
-    for (key, bytes) in &uploaded {
-        let relative = key.strip_prefix("runs/daily/").unwrap();
-        let local = std::fs::read(efs.join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"));
-        assert_eq!(bytes, &local, "{key}");
-    }
-
-    // Multipart uploads have an ETag of the form "<md5 of the parts' md5s>-<part count>".
-    for key in uploaded.keys() {
-        let head = s3
-            .head_object()
-            .bucket("nton-results")
-            .key(key)
+async fn objects(client: &Client, bucket: &str) -> BTreeMap<String, (Vec<u8>, String)> {
+    let mut found = BTreeMap::new();
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(!listed.is_truncated().unwrap_or(false));
+    for object in listed.contents() {
+        let key = object.key().unwrap().to_string();
+        let got = client
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
             .send()
             .await
             .unwrap();
-        let etag = head.e_tag().unwrap_or_default();
-        assert!(
-            etag.trim_matches('"').ends_with("-1"),
-            "{key}: ETag {etag} is not a one-part upload's"
-        );
+        let etag = got
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string();
+        let body = got.body.collect().await.unwrap().into_bytes().to_vec();
+        found.insert(key, (body, etag));
+    }
+    found
+}
+
+fn expected(items: &[EgressItem]) -> BTreeMap<String, Vec<u8>> {
+    items
+        .iter()
+        .map(|item| {
+            (
+                s3::object_key(Some("daily"), &item.key),
+                fs::read(&item.path).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_uploads_in_parts_and_singly_and_a_rerun_changes_nothing() {
+    let started = std::time::Instant::now();
+    let mock = nton_tests::workspace_root().join("tests/localstack/sfn-mock-config.json");
+    let server = localstack::shared(&mock).expect("LocalStack starts");
+    let client = s3::client(&server.sdk_config().await, true);
+    client
+        .create_bucket()
+        .bucket("ls-results")
+        .send()
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let wf = WorkflowId::new_v4();
+    prepared(root.path(), &wf, 2, 6);
+    let layout = Layout::new(root.path());
+    let items = |node| stage::egress_items(&layout, &wf, node).unwrap();
+
+    let multipart = [("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1")];
+    egress(server, root.path(), &wf, 0, &multipart);
+    egress(server, root.path(), &wf, 1, &[]);
+    let mut want = expected(&items(0));
+    let parts: Vec<String> = want.keys().cloned().collect();
+    want.extend(expected(&items(1)));
+    let first = objects(&client, "ls-results").await;
+    assert_eq!(
+        first
+            .iter()
+            .map(|(k, (b, _))| (k.clone(), b.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        want
+    );
+    for (key, (_, etag)) in &first {
+        // A multipart object's ETag ends in -<parts>; a single PUT's does not.
+        assert_eq!(etag.ends_with("-1"), parts.contains(key), "{key}: {etag}");
     }
 
-    // Node 2's egress again, as a retried Batch child would run it: same keys, same bytes.
-    let again = Command::new(binary_dir().join("nton-job"))
-        .arg("egress")
-        .env_clear()
-        .envs(server.env())
-        .env("AWS_BATCH_JOB_ARRAY_INDEX", "2")
-        .env("NTON_WORKFLOW_ID", &workflow)
-        .env("NTON_DATA_ROOT", &efs)
-        .env("NTON_RESULTS_URL", "s3://nton-results/runs/daily")
-        .env("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1")
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    // A retried job uploads again: same keys, same bytes, nothing left open.
+    egress(server, root.path(), &wf, 0, &multipart);
+    egress(server, root.path(), &wf, 1, &[]);
+    let again = objects(&client, "ls-results").await;
+    assert_eq!(
+        again
+            .iter()
+            .map(|(k, (b, _))| (k.clone(), b.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        want
     );
-    assert_eq!(objects(&s3, "nton-results", &prefix).await, uploaded);
-    // No multipart upload was left open by either egress.
-    let open = s3
+    let open = client
         .list_multipart_uploads()
-        .bucket("nton-results")
+        .bucket("ls-results")
         .send()
         .await
         .unwrap();
     assert!(open.uploads().is_empty(), "{:?}", open.uploads());
+    eprintln!("localstack_s3 took {:?}", started.elapsed());
 }
