@@ -493,3 +493,38 @@ fn every_job_queue_cancels_children_stuck_runnable() {
         );
     }
 }
+
+/// CloudFormation refuses a template holding a null anywhere ("'null' values are not allowed in
+/// templates"), even inside a JSON-typed property such as a state machine's `Definition`; the
+/// state machine's own `ResultPath: null` must therefore be written another way. cfn-lint lets
+/// some through, and LocalStack's CreateChangeSet fails on them ("Unsupported type NoneType").
+#[test]
+fn no_template_holds_a_null_value() {
+    fn nulls(value: &Value, path: String, found: &mut Vec<String>) {
+        match value {
+            Value::Null => found.push(path),
+            Value::Sequence(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    nulls(item, format!("{path}/{index}"), found);
+                }
+            }
+            Value::Mapping(map) => {
+                for (key, item) in map {
+                    let key = key
+                        .as_str()
+                        .map_or_else(|| format!("{key:?}"), str::to_string);
+                    nulls(item, format!("{path}/{key}"), found);
+                }
+            }
+            Value::Tagged(tagged) => nulls(&tagged.value, path, found),
+            _ => {}
+        }
+    }
+    for name in ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"] {
+        let text = std::fs::read_to_string(cfn_dir().join(name)).unwrap();
+        let template: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let mut found = Vec::new();
+        nulls(&template, String::new(), &mut found);
+        assert!(found.is_empty(), "{name}: null values at {found:?}");
+    }
+}
