@@ -126,3 +126,83 @@ fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
+
+/// A job queue and a job definition on an unmanaged compute environment: the least moto's Batch
+/// needs to accept submissions (without Docker it ends every job at once). `name` names all
+/// three and the Batch service role.
+pub struct BatchQueue {
+    pub queue: String,
+    pub definition: String,
+}
+
+/// Creates a [`BatchQueue`] on the moto server `config` points at.
+pub async fn batch_queue(config: &aws_config::SdkConfig, name: &str) -> BatchQueue {
+    use aws_sdk_batch::types::{
+        CeState, CeType, ComputeEnvironmentOrder, ContainerProperties, JobDefinitionType, JqState,
+        ResourceRequirement, ResourceType, RetryStrategy,
+    };
+    let role = aws_sdk_iam::Client::new(config)
+        .create_role()
+        .role_name(format!("{name}-batch-service"))
+        .assume_role_policy_document(
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("moto creates the Batch service role");
+    let batch = aws_sdk_batch::Client::new(config);
+    let environment = batch
+        .create_compute_environment()
+        .compute_environment_name(name)
+        .r#type(CeType::Unmanaged)
+        .state(CeState::Enabled)
+        .service_role(role.role().expect("a role").arn())
+        .send()
+        .await
+        .expect("moto creates the compute environment");
+    let queue = batch
+        .create_job_queue()
+        .job_queue_name(name)
+        .state(JqState::Enabled)
+        .priority(1)
+        .compute_environment_order(
+            ComputeEnvironmentOrder::builder()
+                .order(1)
+                .compute_environment(environment.compute_environment_arn().unwrap_or_default())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("moto creates the job queue");
+    let requirement = |kind, value: &str| {
+        ResourceRequirement::builder()
+            .r#type(kind)
+            .value(value)
+            .build()
+    };
+    let definition = batch
+        .register_job_definition()
+        .job_definition_name(name)
+        .r#type(JobDefinitionType::Container)
+        .container_properties(
+            ContainerProperties::builder()
+                .image("nton-job")
+                .command("procure")
+                .resource_requirements(requirement(ResourceType::Vcpu, "1"))
+                .resource_requirements(requirement(ResourceType::Memory, "2048"))
+                .build(),
+        )
+        .retry_strategy(RetryStrategy::builder().attempts(1).build())
+        .send()
+        .await
+        .expect("moto registers the job definition");
+    BatchQueue {
+        queue: queue.job_queue_arn().unwrap_or_default().to_string(),
+        definition: definition
+            .job_definition_arn()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}

@@ -7,84 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_batch::types::{
-    ArrayJobDependency, ArrayProperties, CeState, CeType, ComputeEnvironmentOrder,
-    ContainerProperties, JobDefinitionType, JobDependency, JobStatus, JqState, ResourceRequirement,
-    ResourceType,
-};
+use aws_sdk_batch::types::{ArrayJobDependency, ArrayProperties, JobDependency, JobStatus};
 use aws_sdk_sfn::types::ExecutionStatus;
 use nton::cli::ReportArgs;
 use nton_tests::browser::{dom, screenshot_colour};
-use nton_tests::moto::MotoServer;
+use nton_tests::moto::{BatchQueue, MotoServer, batch_queue};
 use serde_json::{Value, json};
-
-/// A queue and job definition on an unmanaged compute environment; returns (queue, definition).
-async fn batch_queue(config: &aws_config::SdkConfig) -> (String, String) {
-    let iam = aws_sdk_iam::Client::new(config);
-    let role = iam
-        .create_role()
-        .role_name("nton-batch-service")
-        .assume_role_policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let batch = aws_sdk_batch::Client::new(config);
-    let environment = batch
-        .create_compute_environment()
-        .compute_environment_name("nton-report")
-        .r#type(CeType::Unmanaged)
-        .state(CeState::Enabled)
-        .service_role(role.role().unwrap().arn())
-        .send()
-        .await
-        .unwrap();
-    let queue = batch
-        .create_job_queue()
-        .job_queue_name("nton-report")
-        .state(JqState::Enabled)
-        .priority(1)
-        .compute_environment_order(
-            ComputeEnvironmentOrder::builder()
-                .order(1)
-                .compute_environment(environment.compute_environment_arn().unwrap())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let requirement = |kind, value: &str| {
-        ResourceRequirement::builder()
-            .r#type(kind)
-            .value(value)
-            .build()
-    };
-    let definition = batch
-        .register_job_definition()
-        .job_definition_name("nton-report")
-        .r#type(JobDefinitionType::Container)
-        .container_properties(
-            ContainerProperties::builder()
-                .image("nton-job")
-                .resource_requirements(requirement(ResourceType::Vcpu, "1"))
-                .resource_requirements(requirement(ResourceType::Memory, "2048"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    (
-        queue.job_queue_arn().unwrap().to_string(),
-        definition.job_definition_arn().unwrap().to_string(),
-    )
-}
 
 /// Submits procure, process and egress as the template's state machine does; their job ids.
 async fn submit_stages(config: &aws_config::SdkConfig, nodes: i32) -> Vec<String> {
-    let (queue, definition) = batch_queue(config).await;
+    let BatchQueue { queue, definition } = batch_queue(config, "nton-report").await;
     let batch = aws_sdk_batch::Client::new(config);
     let workflow = uuid::Uuid::new_v4();
     let mut ids: Vec<String> = Vec::new();

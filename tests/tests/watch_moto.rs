@@ -14,13 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_batch::types::{
-    ArrayJobDependency, ArrayProperties, CeState, CeType, ComputeEnvironmentOrder,
-    ContainerProperties, JobDefinitionType, JobDependency, JqState, ResourceRequirement,
-    ResourceType, RetryStrategy,
-};
+use aws_sdk_batch::types::{ArrayJobDependency, ArrayProperties, JobDependency};
 use nton_core::batch::{ArrayDependencyType, BatchApi, JobStatus};
-use nton_tests::moto::MotoServer;
+use nton_tests::moto::{BatchQueue, MotoServer, batch_queue};
 use nton_watch::{SdkBatch, WatchError};
 use serde_json::{Value, json};
 
@@ -44,72 +40,11 @@ impl Batch {
     }
 
     async fn create_at(config: &aws_config::SdkConfig) -> Batch {
-        let iam = aws_sdk_iam::Client::new(config);
-        let role = iam
-            .create_role()
-            .role_name("nton-batch-service")
-            .assume_role_policy_document(
-                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                    "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-                .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let client = aws_sdk_batch::Client::new(config);
-        let environment = client
-            .create_compute_environment()
-            .compute_environment_name("nton-test")
-            .r#type(CeType::Unmanaged)
-            .state(CeState::Enabled)
-            .service_role(role.role().unwrap().arn())
-            .send()
-            .await
-            .unwrap();
-        let queue = client
-            .create_job_queue()
-            .job_queue_name("nton-test")
-            .state(JqState::Enabled)
-            .priority(1)
-            .compute_environment_order(
-                ComputeEnvironmentOrder::builder()
-                    .order(1)
-                    .compute_environment(environment.compute_environment_arn().unwrap())
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let definition = client
-            .register_job_definition()
-            .job_definition_name("nton-test")
-            .r#type(JobDefinitionType::Container)
-            .container_properties(
-                ContainerProperties::builder()
-                    .image("nton-job")
-                    .command("procure")
-                    .resource_requirements(
-                        ResourceRequirement::builder()
-                            .r#type(ResourceType::Vcpu)
-                            .value("1")
-                            .build(),
-                    )
-                    .resource_requirements(
-                        ResourceRequirement::builder()
-                            .r#type(ResourceType::Memory)
-                            .value("2048")
-                            .build(),
-                    )
-                    .build(),
-            )
-            .retry_strategy(RetryStrategy::builder().attempts(1).build())
-            .send()
-            .await
-            .unwrap();
+        let BatchQueue { queue, definition } = batch_queue(config, "nton-test").await;
         Batch {
-            client,
-            queue: queue.job_queue_arn().unwrap().to_string(),
-            definition: definition.job_definition_arn().unwrap().to_string(),
+            client: aws_sdk_batch::Client::new(config),
+            queue,
+            definition,
         }
     }
 
