@@ -91,11 +91,18 @@ export NTON_CFN_HANDLER_SCHEMAS="$handler_schemas/cfnlint/data/schemas/providers
 # GitHub runners get 3.13 from actions/setup-python; these machines have one under pyenv.
 if ! "$NTON_CACHE/localstack-venv/bin/python" -c \
   "import importlib.metadata as m; raise SystemExit(m.version('localstack-core') != '$LOCALSTACK_VERSION')" 2>/dev/null; then
-  # NTON_PYTHON313 (CI sets it from actions/setup-python), python3.13 on PATH, or pyenv's.
-  py313="${NTON_PYTHON313:-$(command -v python3.13 || true)}"
-  if [ -z "$py313" ] && command -v pyenv >/dev/null; then
-    py313="$(ls -d "$(pyenv root)"/versions/3.13.*/bin/python 2>/dev/null | sort -V | tail -1)"
-  fi
+  # NTON_PYTHON313 (CI sets it from actions/setup-python), a python3.13 on PATH that runs, or
+  # pyenv's. A pyenv shim is on PATH even when 3.13 is not the active version, and then fails
+  # ("pyenv: python3.13: command not found"), so each candidate must answer before it is used.
+  py313=""
+  pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}"
+  for candidate in "${NTON_PYTHON313:-}" "$(command -v python3.13 || true)" \
+    $(ls -d "$pyenv_root"/versions/3.13.*/bin/python 2>/dev/null | sort -rV); do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; then
+      py313="$candidate"
+      break
+    fi
+  done
   [ -n "$py313" ] || { say "LocalStack needs Python 3.13: none found (NTON_PYTHON313, python3.13 or pyenv)"; exit 1; }
   say "installing localstack-core $LOCALSTACK_VERSION with $py313 (once; about a minute)"
   rm -rf "$NTON_CACHE/localstack-venv"
