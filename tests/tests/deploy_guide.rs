@@ -3,8 +3,8 @@
 //! and `github-oidc.yaml`, the stack names with the CLI's, every `nton` command with the CLI's
 //! own parser, the skopeo destinations with the registry stack's repositories, the laptop
 //! sequence in the order a fresh account needs (registry, push, pipeline), `--region` on every
-//! command, and the GitHub variables with the deploy workflow's. The same `nton` sequence runs
-//! on LocalStack in `localstack_cfn.rs`.
+//! command, and the GitHub variables with the deploy workflow's. `deploy_guide_run.rs` runs
+//! the same commands, in order, on LocalStack and moto.
 
 use std::collections::BTreeSet;
 

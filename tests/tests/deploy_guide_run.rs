@@ -592,8 +592,11 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
         aws.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // Empty config and credentials files: nothing from the machine's ~/.aws.
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("no-config"), "").unwrap();
+    std::fs::write(home.join("no-credentials"), "").unwrap();
     let env: Vec<(String, String)> = [
         ("PATH", path),
         ("HOME", home.display().to_string()),
