@@ -249,6 +249,13 @@ fn script(steps: &[Step], endpoints: &Endpoints) -> String {
             "{body} || {{ guide_rc=$?; guide_mark failed {line} $guide_rc; exit 1; }}\n\
              guide_mark done {line}\n"
         ));
+        if is_oidc_deploy(&step.command) {
+            // Not the guide's: what the OIDC stack made, kept for the checks after the run
+            // (the guide deletes the stack at its end).
+            out.push_str(&format!(
+                "aws iam list-roles --region {REGION} --output json > {OIDC_ROLES_PREFIX}{line}.json\n"
+            ));
+        }
     }
     // The variables the guide sets, for the checks after the run.
     out.push_str(
@@ -256,6 +263,13 @@ fn script(steps: &[Step], endpoints: &Endpoints) -> String {
          printf '@@nton-guide var TAG %s\\n' \"${TAG-}\"\n",
     );
     out
+}
+
+/// Where the script keeps the IAM roles present after each OIDC deploy (`<prefix><line>.json`).
+const OIDC_ROLES_PREFIX: &str = "oidc-roles-after-line-";
+
+fn is_oidc_deploy(command: &str) -> bool {
+    command.starts_with("aws cloudformation deploy") && command.contains("github-oidc.yaml")
 }
 
 /// What a run of the script printed, cut at its markers.
@@ -675,6 +689,47 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
         outputs_table.contains(&format!("arn:aws:iam::{DEV_ACCOUNT}:role/nton-github-dev-")),
         "{outputs_table}"
     );
+    // Each OIDC stack's deploy role trusts the fork's GitHub environment, in its own account.
+    let (fork_placeholder, fork) = PLACEHOLDERS[1];
+    assert_eq!(fork_placeholder, "your-org/your-fork");
+    let mut trusted = Vec::new();
+    for step in steps.iter().filter(|s| is_oidc_deploy(&s.command)) {
+        let roles: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                checkout
+                    .path()
+                    .join(format!("{OIDC_ROLES_PREFIX}{}.json", step.line)),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let env = if account_of(&step.command) == PROD_ACCOUNT {
+            "prod"
+        } else {
+            "dev"
+        };
+        let deploy_role = roles["Roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["RoleName"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&format!("nton-github-{env}-DeployRole")))
+            })
+            .unwrap_or_else(|| panic!("no deploy role of nton-github-{env}: {roles:#}"));
+        let arn = deploy_role["Arn"].as_str().unwrap();
+        assert!(
+            arn.starts_with(&format!("arn:aws:iam::{}:role/", account_of(&step.command))),
+            "{arn}"
+        );
+        let trust = deploy_role["AssumeRolePolicyDocument"].to_string();
+        let subject = format!("repo:{fork}:environment:{env}");
+        assert!(trust.contains(&subject), "{subject} in {trust}");
+        trusted.push(env);
+    }
+    assert_eq!(trusted, ["dev", "prod"]);
+
     let calls = proxy.started.lock().unwrap().clone();
     assert_eq!(
         calls.len(),
