@@ -32,6 +32,10 @@ command -v nix-instantiate >/dev/null || missing_debs+=(nix-bin)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing_debs+=(ca-certificates)
 # A real browser opens `nton report`'s timeline page in tests/tests/report_html.rs.
 [ -x /usr/bin/chromium ] || missing_debs+=(chromium)
+# The deploy guide's own commands (tests/tests/deploy_guide_run.rs runs them): jq reads
+# `nton deploy --json`; `script` (util-linux) gives the teardown question a terminal.
+command -v jq >/dev/null || missing_debs+=(jq)
+command -v script >/dev/null || missing_debs+=(bsdutils)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   say "installing ${missing_debs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
