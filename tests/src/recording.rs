@@ -121,7 +121,7 @@ impl RecordingMoto {
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         let status_line = response.lines().next().unwrap_or_default();
-        if !status_line.contains(" 200") {
+        if !(status_line.contains(" 200") || status_line.contains(" 201")) {
             bail!("{method} {path} answered {status_line:?}");
         }
         Ok(response)
