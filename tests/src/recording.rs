@@ -33,6 +33,12 @@ impl RecordingMoto {
     /// Starts `moto_server` (from `$NTON_MOTO_SERVER`) recording from its first request, with
     /// the same configuration as [`crate::moto::MotoServer::start`].
     pub fn start() -> anyhow::Result<RecordingMoto> {
+        RecordingMoto::start_with_env(&[])
+    }
+
+    /// [`RecordingMoto::start`] with more of moto's environment variables (e.g.
+    /// `MOTO_SIMPLE_BATCH_FAIL_AFTER=0`: Batch fails every job).
+    pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<RecordingMoto> {
         let program =
             std::env::var("NTON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
         let dir = tempfile::tempdir()?;
@@ -42,6 +48,7 @@ impl RecordingMoto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("MOTO_ENABLE_RECORDING", "1")
             .env("MOTO_RECORDER_FILEPATH", &file)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -697,7 +697,22 @@ fn assert_allowed(recording: &[Value], component: &str, role: &Role, expected: &
 
 #[tokio::test]
 async fn the_watch_lambda_calls_only_what_its_role_allows() {
-    let moto = RecordingMoto::start().unwrap();
+    watch_a_run(&[], &["batch:DescribeJobs"]).await;
+}
+
+#[tokio::test]
+async fn the_watch_lambda_listing_failed_children_calls_only_what_its_role_allows() {
+    // moto's Batch fails every job: the watcher lists each array's failed children.
+    watch_a_run(
+        &[("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")],
+        &["batch:DescribeJobs", "batch:ListJobs"],
+    )
+    .await;
+}
+
+/// Watches a three-node run with the watch Lambda's handler, in-process, until it is done.
+async fn watch_a_run(moto_env: &[(&str, &str)], expected: &[&str]) {
+    let moto = RecordingMoto::start_with_env(moto_env).unwrap();
     let setup = moto.sdk_config_as(SETUP).await;
     let BatchQueue { queue, definition } = batch_queue(&setup, "nton-watch-calls").await;
     let batch = aws_sdk_batch::Client::new(&setup);
@@ -749,7 +764,7 @@ async fn the_watch_lambda_calls_only_what_its_role_allows() {
         &moto.recording().unwrap(),
         "nton-watch",
         &role("pipeline.yaml", "WatchFunctionRole"),
-        &["batch:DescribeJobs"],
+        expected,
     );
 }
 

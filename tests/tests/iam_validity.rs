@@ -189,6 +189,7 @@ fn template_problems(
     reference: &ServiceReference,
     star: &BTreeMap<String, String>,
     used_star: &std::cell::RefCell<std::collections::BTreeSet<String>>,
+    resources_checked: &mut usize,
 ) -> Vec<String> {
     let mut documents = Vec::new();
     policy_documents(template.body(), "", &mut documents);
@@ -209,6 +210,7 @@ fn template_problems(
             }
         };
         for (i, statement) in statements.iter().enumerate() {
+            *resources_checked += statement.resources.len();
             let documented = |action: &str| {
                 let listed = star.contains_key(&action.to_ascii_lowercase());
                 if listed {
@@ -234,6 +236,7 @@ fn every_resource_pattern_fits_its_actions_and_every_condition_key_exists() {
     let star = star_documented();
     let used_star = std::cell::RefCell::new(std::collections::BTreeSet::new());
     let mut problems = Vec::new();
+    let mut resources_checked = 0;
     for name in ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"] {
         let template = Template::load(
             nton_tests::workspace_root()
@@ -242,9 +245,18 @@ fn every_resource_pattern_fits_its_actions_and_every_condition_key_exists() {
         )
         .unwrap();
         problems.extend(template_problems(
-            name, &template, &reference, &star, &used_star,
+            name,
+            &template,
+            &reference,
+            &star,
+            &used_star,
+            &mut resources_checked,
         ));
     }
+    assert!(
+        resources_checked > 60,
+        "only {resources_checked} resource patterns checked: the walk over the templates is broken"
+    );
     let unused: Vec<&String> = star
         .keys()
         .filter(|a| !used_star.borrow().contains(*a))
