@@ -5,6 +5,7 @@ pub mod browser;
 pub mod iam;
 pub mod localstack;
 pub mod moto;
+pub mod recording;
 pub mod reduce;
 
 use std::path::PathBuf;
