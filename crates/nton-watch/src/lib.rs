@@ -8,6 +8,7 @@
 //! stuck), and returns `nton_core::status::RunStatus` as JSON. Batch is reached through the
 //! [`BatchApi`] trait: [`SdkBatch`] on AWS, the engine's local Batch or a fake in tests.
 
+pub mod cleanup;
 pub mod lambda_env;
 pub mod sdk;
 

@@ -1,10 +1,13 @@
-//! The watcher Lambda's entry point: wiring only (environment check, logging, one Batch
-//! client, the Lambda runtime loop). The handler is `nton_watch::handle_with`.
+//! The watcher Lambda's entry point: wiring only (environment check, logging, the SDK
+//! clients, the Lambda runtime loop). Two events reach it: the Watch state's poll, handled by
+//! `nton_watch::handle_with`, and EventBridge's status change of a stopped or timed-out
+//! execution, handled by `nton_watch::cleanup::handle`.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use nton_watch::cleanup::{self, SdkCleanup};
 use nton_watch::{SdkBatch, lambda_env};
 use serde_json::Value;
 use tracing_subscriber::EnvFilter;
@@ -41,9 +44,24 @@ async fn main() -> ExitCode {
 
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let batch = SdkBatch::from_sdk_config(&config);
+    let cleanup_api = SdkCleanup::from_sdk_config(&config);
     let batch = &batch;
+    let cleanup_api = &cleanup_api;
     let options = &options;
     let handler = service_fn(move |event: LambdaEvent<Value>| async move {
+        if cleanup::is_status_change(&event.payload) {
+            let result = cleanup::handle(event.payload, cleanup_api).await;
+            return match result {
+                Ok(done) => {
+                    tracing::info!(cleanup = %done, "stopped run cleaned up");
+                    Ok(done)
+                }
+                Err(error) => {
+                    tracing::error!(error_type = error.error_type(), "{error}");
+                    Err(Diagnostic::from(error))
+                }
+            };
+        }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|since| since.as_millis() as i64)
@@ -52,7 +70,7 @@ async fn main() -> ExitCode {
         if let Err(error) = &result {
             tracing::error!(error_type = error.error_type(), "{error}");
         }
-        result
+        result.map_err(Diagnostic::from)
     });
     match lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,

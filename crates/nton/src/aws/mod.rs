@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod params;
 mod stack;
 pub mod teardown;
+pub mod teardown_leftovers;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -14,6 +14,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use super::console::Console;
 use super::params::{self, StackKind};
 use super::stack::{self, EventFollower, aws_error, error_text};
+use super::teardown_leftovers as leftovers;
 use super::{TeardownArgs, poll_interval};
 use crate::exit::{self, CommandError};
 
@@ -33,6 +34,12 @@ pub struct StackInventory {
     pub log_groups: Vec<String>,
     /// `Type LogicalId (physical id)` of resources the template retains on delete.
     pub retained: Vec<String>,
+    /// Names of the stack's job definitions: the delete deregisters only the current
+    /// revision, teardown every other ACTIVE one (`teardown_leftovers`).
+    pub job_definitions: Vec<String>,
+    /// Names of the log groups the stack owns and deletes, which log delivery may have added
+    /// to the account's CloudWatch Logs resource policy (`teardown_leftovers`).
+    pub stack_log_groups: Vec<String>,
 }
 
 impl StackInventory {
@@ -89,6 +96,13 @@ impl StackInventory {
                 "AWS::Lambda::Function" if property(&["LoggingConfig", "LogGroup"]).is_none() => {
                     inventory.log_groups.push(format!("/aws/lambda/{physical}"));
                 }
+                "AWS::Batch::JobDefinition" => {
+                    if let Some(name) = leftovers::job_definition_name(physical) {
+                        inventory.job_definitions.push(name);
+                    }
+                }
+                // The physical id of a log group is its name.
+                "AWS::Logs::LogGroup" => inventory.stack_log_groups.push(physical.clone()),
                 _ => {}
             }
         }
@@ -159,6 +173,11 @@ pub async fn teardown_with(
     let s3 = super::s3_client(config);
     let ecr = aws_sdk_ecr::Client::new(config);
     let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    let batch = aws_sdk_batch::Client::new(config);
+    let region = config
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "<region>".to_string());
 
     // The pipeline's jobs and functions pull from the registry, so it goes first.
     let kinds: Vec<StackKind> = match args.only {
@@ -215,6 +234,21 @@ pub async fn teardown_with(
             if !args.keep_logs {
                 question.push_str(&format!("\n    log group {group} (if Lambda made it)"));
             }
+        }
+        for name in &inventory.job_definitions {
+            let count = match leftovers::active_revisions(&batch, name).await {
+                Ok(revisions) => format!("{} ACTIVE revisions", revisions.len()),
+                Err(error) => format!("could not count: {error}"),
+            };
+            question.push_str(&format!(
+                "\n    job definition {name} ({count}; the delete deregisters the current one, teardown the rest)"
+            ));
+        }
+        if !inventory.stack_log_groups.is_empty() {
+            question.push_str(&format!(
+                "\n    this stack's log groups in the account's CloudWatch Logs resource policy {} (if named there)",
+                leftovers::LOG_DELIVERY_POLICY
+            ));
         }
         for kept in &inventory.retained {
             question.push_str(&format!("\n    kept (DeletionPolicy Retain): {kept}"));
@@ -284,6 +318,44 @@ pub async fn teardown_with(
             return Ok(exit::RUN_FAILED);
         }
         console.result(format!("{name}: DELETE_COMPLETE"));
+        // After the delete, which deregistered the current revision: what is ACTIVE now was
+        // left by updates (SkipDeregisterOnUpdate) or by a delete that does not deregister.
+        for definition in &inventory.job_definitions {
+            match leftovers::active_revisions(&batch, definition).await {
+                Ok(revisions) => {
+                    let (done, failed) =
+                        leftovers::deregister_revisions(&batch, &revisions).await;
+                    if !done.is_empty() {
+                        let list: Vec<String> = done.iter().map(i32::to_string).collect();
+                        console.result(format!(
+                            "{name}: deregistered job definition {definition} revisions {}",
+                            list.join(", ")
+                        ));
+                    }
+                    left.extend(failed);
+                }
+                Err(error) => left.push(format!(
+                    "job definition {definition}: its ACTIVE revisions could not be listed ({error}); \
+                     list them with: aws batch describe-job-definitions --job-definition-name {definition} --status ACTIVE"
+                )),
+            }
+            console.result(format!(
+                "{name}: INACTIVE revisions of {definition} cannot be deleted; AWS Batch deletes \
+                 deregistered job definitions after 180 days ({})",
+                leftovers::INACTIVE_REVISIONS_DOC
+            ));
+        }
+        let group_arns: Vec<String> = inventory
+            .stack_log_groups
+            .iter()
+            .filter_map(|group| leftovers::log_group_arn(&inventory.id, group))
+            .collect();
+        let (removed, kept) =
+            leftovers::clean_log_delivery_policy(&logs, &group_arns, &region).await;
+        for line in removed {
+            console.result(format!("{name}: {line}"));
+        }
+        left.extend(kept);
         if !args.keep_logs {
             for group in &inventory.log_groups {
                 // The stack is gone by now: a log group that cannot be deleted is reported,
