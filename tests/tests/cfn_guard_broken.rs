@@ -472,6 +472,57 @@ fn cases() -> Vec<Case> {
                 )
             },
         },
+        Case {
+            template: "pipeline.yaml",
+            rule_file: "sns2",
+            rule: "SNS2",
+            what: "notification topic without KmsMasterKeyId",
+            breaks: |t| remove(t, &["RunNotificationTopic", "Properties"], "KmsMasterKeyId"),
+        },
+        Case {
+            template: "pipeline.yaml",
+            rule_file: "sns3",
+            rule: "SNS3",
+            what: "notification topic policy without the TLS-only deny",
+            breaks: |t| {
+                let document = at(t, &["RunNotificationTopicPolicy", "Properties"])
+                    .get_mut("PolicyDocument")
+                    .expect("topic policy has a PolicyDocument");
+                let statements = document["Statement"]
+                    .as_sequence_mut()
+                    .expect("Statement is a list");
+                let before = statements.len();
+                statements.retain(|s| s["Effect"] != "Deny");
+                assert_eq!(statements.len(), before - 1, "exactly one Deny to remove");
+            },
+        },
+        Case {
+            template: "pipeline.yaml",
+            rule_file: "kms5",
+            rule: "KMS5",
+            what: "notification key without rotation",
+            breaks: |t| {
+                set(
+                    t,
+                    &["RunNotificationKey", "Properties"],
+                    "EnableKeyRotation",
+                    Value::Bool(false),
+                )
+            },
+        },
+        Case {
+            template: "pipeline.yaml",
+            rule_file: "lambda_permission_source",
+            rule: "LAMBDA_PERMISSION_SOURCE",
+            what: "EventBridge may invoke the watcher for any rule",
+            breaks: |t| {
+                remove(
+                    t,
+                    &["StoppedRunCleanupPermission", "Properties"],
+                    "SourceArn",
+                )
+            },
+        },
     ]
 }
 

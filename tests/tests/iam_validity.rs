@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use nton_engine::template::{LocalContext, Template};
 use nton_tests::iam::{
-    ServiceReference, document_statements, statement_problems, wildcard_match_ignore_case,
+    ServiceReference, Statement, document_statements, statement_problems,
+    wildcard_match_ignore_case,
 };
 use serde_json::{Value, json};
 
@@ -182,6 +183,24 @@ fn context() -> LocalContext {
         .with_parameter("RegistryStackName", "nton-dev-registry")
 }
 
+/// A KMS key policy's statements with `"*"` read as what it means there. The KMS developer
+/// guide ("Key policies in AWS KMS", the Resource element): "In a key policy, the value of the
+/// Resource element is "*", which means "this KMS key"": a key policy cannot name another key.
+fn key_policy_statements(statements: Vec<Statement>) -> Vec<Statement> {
+    let this_key = Value::String("arn:aws:kms:us-east-1:123456789012:key/this-key".to_string());
+    statements
+        .into_iter()
+        .map(|mut statement| {
+            for resource in &mut statement.resources {
+                if resource == "*" {
+                    *resource = this_key.clone();
+                }
+            }
+            statement
+        })
+        .collect()
+}
+
 /// The problems of every statement of one template, one line each.
 fn template_problems(
     name: &str,
@@ -203,6 +222,7 @@ fn template_problems(
             }
         };
         let statements = match document_statements(&resolved, &at) {
+            Ok(statements) if at.ends_with("/KeyPolicy") => key_policy_statements(statements),
             Ok(statements) => statements,
             Err(error) => {
                 problems.push(format!("{name}{at}: {error}"));

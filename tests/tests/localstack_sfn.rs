@@ -31,9 +31,10 @@ const MACHINE: &str = "nton-sfn-cases";
 /// The same machine with a short `TimeoutSeconds`, for the case that runs past it.
 const TIMEOUT_MACHINE: &str = "nton-sfn-cases-timeout";
 /// The `TimeoutSeconds` of [`TIMEOUT_MACHINE`]: short, since LocalStack waits in real time,
-/// and long enough for LocalStack to reach the first Wait (a whole run takes about 2 s there,
-/// 3 s were too few with the other cases running beside it).
-const SHORT_TIMEOUT_SECONDS: u64 = 10;
+/// and long enough for LocalStack to reach the first Wait (a whole run takes about 2 s there;
+/// 3 s were too few with the other cases running beside it, and 10 s too few on a machine at
+/// load 25, where LocalStack timed the run out before it scheduled the first poll).
+const SHORT_TIMEOUT_SECONDS: u64 = 30;
 
 fn mock_config_path() -> PathBuf {
     nton_tests::workspace_root().join("tests/localstack/sfn-mock-config.json")

@@ -28,7 +28,9 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
         .arg("--bin-dir")
         .arg(binary_dir())
         .args(["--job-env", "NTON_FAULT_FAIL=process:4"])
-        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:400"])
+        // Long enough that node 2 stays the slowest on a loaded machine: at load 25, 400 ms
+        // was within the noise of process start-up and another node came first.
+        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:2500"])
         .output()
         .unwrap();
     assert_eq!(

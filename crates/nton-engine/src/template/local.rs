@@ -114,6 +114,8 @@ pub(crate) fn ref_value(ctx: &LocalContext, logical_id: &str, resource_type: &st
             ctx.arn("states", &format!("stateMachine:{logical_id}"))
         }
         "AWS::S3::Bucket" => bucket_name(ctx, logical_id),
+        // `Ref` of a topic is its ARN (the SNS resource reference), unlike most types' names.
+        "AWS::SNS::Topic" => ctx.arn("sns", logical_id),
         // Names: functions, roles, log groups are referenced by name.
         "AWS::Lambda::Function" | "AWS::IAM::Role" | "AWS::Logs::LogGroup" => {
             logical_id.to_string()
@@ -153,6 +155,9 @@ pub(crate) fn get_att(
         ),
         ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{}:role/{logical_id}", ctx.account_id),
         ("AWS::Logs::LogGroup", "Arn") => ctx.arn("logs", &format!("log-group:{logical_id}:*")),
+        ("AWS::SNS::Topic", "TopicArn") => ctx.arn("sns", logical_id),
+        ("AWS::Events::Rule", "Arn") => ctx.arn("events", &format!("rule/{logical_id}")),
+        ("AWS::KMS::Key", "Arn") => ctx.arn("kms", &format!("key/{logical_id}")),
         _ => placeholder(logical_id, Some(attribute)),
     };
     Value::String(s)
