@@ -476,6 +476,16 @@ impl StateMachine {
                 "the definition is not a JSON object",
             ));
         };
+        // JSONata is refused, top-level and per state, for want of time rather than of a
+        // crate. jsonata-rs 0.3.4 (crates.io) was tried on the expressions Step Functions
+        // definitions use, with `$states` passed as a binding: paths, filters, object and array
+        // constructors, `&`, `$map`/`$filter`/`$reduce`, `$sum`, `$count`, `$merge`, `$keys`,
+        // `$lookup`, `$split`/`$join`, `$sort`, `$distinct`, `$string`, `$number`, `$round`,
+        // `$now`, `$millis` and `:=` blocks all answered as JSONata does. It lacks `$type` and
+        // `$formatNumber`, answers `1/0` with nothing instead of an error, and has none of the
+        // functions Step Functions adds (`$partition`, `$range`, `$hash`, `$random`, `$uuid`,
+        // `$parse`); those would be registered with `JsonAta::register_function`. Its
+        // evaluator is not Send, so each evaluation would build and drop it synchronously.
         if let Some(lang) = top.get("QueryLanguage").and_then(Value::as_str)
             && lang != "JSONPath"
         {
