@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::{StateError, excerpt};
-use super::path::Path;
+use super::path::{Env, Path};
 use super::raw::RawChoiceRule;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,7 +63,8 @@ pub(crate) enum Rule {
     And(Vec<Rule>),
     Or(Vec<Rule>),
     Not(Box<Rule>),
-    Data(DataTest),
+    // Boxed: a data test (a path and its operand) is far larger than the combinators.
+    Data(Box<DataTest>),
 }
 
 /// `Variable` and one comparison operator.
@@ -79,6 +80,8 @@ pub(crate) struct DataTest {
 pub(crate) struct Choice {
     pub rule: Rule,
     pub next: String,
+    /// The rule's `Assign`, as written (compiled by the model, which knows the scope).
+    pub assign: Option<Value>,
 }
 
 const COMPARISONS: &[(&str, Kind, Op)] = &[
@@ -125,9 +128,11 @@ const TYPE_TESTS: &[(&str, TypeTest)] = &[
     ("IsTimestamp", TypeTest::Timestamp),
 ];
 
-/// Step Functions' timestamps: RFC 3339 with an uppercase `T` and `Z`.
+/// Step Functions' timestamps: RFC 3339 with an uppercase `T` and `Z`. RFC 3339 lets a
+/// reader take a space for the `T`, and the `time` crate does; Step Functions does not (issue
+/// 11, found against AWS's recordings), so the separator is checked here.
 pub(crate) fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    if s.contains('t') || s.contains('z') {
+    if s.contains('t') || s.contains('z') || s.as_bytes().get(10) != Some(&b'T') {
         return None;
     }
     OffsetDateTime::parse(s, &Rfc3339).ok()
@@ -152,12 +157,19 @@ pub(crate) fn compile_choices(raw: Vec<RawChoiceRule>) -> Result<Vec<Choice>, (S
                     "missing: a top-level rule needs Next".to_string(),
                 )
             })?;
+            let assign = r.assign.clone();
             Ok(Choice {
                 rule: compile_rule(r, &at)?,
                 next,
+                assign,
             })
         })
         .collect()
+}
+
+/// Nested rules are named `Choices[i].And[j]...`; top-level ones `Choices[i]`.
+fn raw_is_nested(at: &str) -> bool {
+    at.contains('.')
 }
 
 fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> {
@@ -168,8 +180,15 @@ fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> 
         and,
         or,
         not,
+        assign,
         operators,
     } = raw;
+    if assign.is_some() && raw_is_nested(at) {
+        return Err((
+            format!("{at}.Assign"),
+            "only a top-level rule may have Assign".to_string(),
+        ));
+    }
     let combinators = [and.is_some(), or.is_some(), not.is_some()]
         .iter()
         .filter(|b| **b)
@@ -244,11 +263,11 @@ fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> 
     }
     let field = format!("{at}.{operator}");
     let test = compile_test(&operator, operand).map_err(|m| (field, m))?;
-    Ok(Rule::Data(DataTest {
+    Ok(Rule::Data(Box::new(DataTest {
         variable,
         operator,
         test,
-    }))
+    })))
 }
 
 fn compile_test(operator: &str, operand: Value) -> Result<Test, String> {
@@ -348,11 +367,11 @@ fn glob_matches(pieces: &[GlobPiece], s: &str) -> bool {
 impl Rule {
     /// Whether the rule holds. A variable that is absent fails the execution
     /// (`States.Runtime`), except under `IsPresent`.
-    pub fn eval(&self, data: &Value, context: &Value) -> Result<bool, StateError> {
+    pub fn eval(&self, env: &Env<'_>) -> Result<bool, StateError> {
         match self {
             Rule::And(rules) => {
                 for r in rules {
-                    if !r.eval(data, context)? {
+                    if !r.eval(env)? {
                         return Ok(false);
                     }
                 }
@@ -360,24 +379,25 @@ impl Rule {
             }
             Rule::Or(rules) => {
                 for r in rules {
-                    if r.eval(data, context)? {
+                    if r.eval(env)? {
                         return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            Rule::Not(rule) => Ok(!rule.eval(data, context)?),
-            Rule::Data(DataTest {
-                variable,
-                operator,
-                test,
-            }) => {
-                let value = variable.read(data, context);
+            Rule::Not(rule) => Ok(!rule.eval(env)?),
+            Rule::Data(data) => {
+                let DataTest {
+                    variable,
+                    operator,
+                    test,
+                } = data.as_ref();
+                let value = variable.read(env);
                 let missing = |path: &Path| {
                     StateError::runtime(format!(
                         "Invalid path '{}': the choice rule {operator} references a value that is not in the input '{}'",
                         path.text(),
-                        excerpt(if path.is_context() { context } else { data })
+                        excerpt(&path.source(env))
                     ))
                 };
                 if let Test::Is(TypeTest::Present, expected) = test {
@@ -404,7 +424,7 @@ impl Rule {
                     Test::Compare { kind, op, operand } => {
                         let other = match operand {
                             Operand::Literal(v) => v.clone(),
-                            Operand::Path(p) => p.read(data, context).ok_or_else(|| missing(p))?,
+                            Operand::Path(p) => p.read(env).ok_or_else(|| missing(p))?,
                         };
                         compare(*kind, *op, &value, &other)
                     }
@@ -479,5 +499,15 @@ mod tests {
         assert!(parse_timestamp("2016-03-14T01:59:00.123+02:00").is_some());
         assert!(parse_timestamp("2016-03-14t01:59:00z").is_none());
         assert!(parse_timestamp("2016-03-14").is_none());
+    }
+
+    /// Developer guide, "Choice workflow state" (timestamp comparisons) and "Wait workflow
+    /// state": timestamps conform to RFC 3339 profile of ISO 8601, with an uppercase T between
+    /// date and time; a space separator is not one.
+    #[test]
+    fn timestamps_need_a_t_separator() {
+        assert!(parse_timestamp("2016-03-14 01:59:00Z").is_none());
+        assert!(parse_timestamp("2016-03-14_01:59:00Z").is_none());
+        assert!(parse_timestamp("2016-03-14T01:59:00Z").is_some());
     }
 }

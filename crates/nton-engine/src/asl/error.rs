@@ -65,24 +65,41 @@ pub(crate) mod names {
 }
 
 /// A failure while running a state: an error name and a cause, as Step Functions reports
-/// them. `terminal` errors (States.Runtime, States.DataLimitExceeded, the execution's own
-/// timeout) are never retried or caught: they fail the execution.
+/// them. `terminal` errors (States.Runtime, a Fail state's error within its own block, the
+/// execution's own timeout) are never retried or caught: they end the block they happen in.
+/// `States.DataLimitExceeded` is not terminal: a Retry or Catch that names it handles it
+/// (see `model::error_matches`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StateError {
     pub error: String,
     pub cause: String,
     pub terminal: bool,
+    /// The execution's `TimeoutSeconds` passed: it ends the whole execution, nested blocks
+    /// included.
+    pub execution_timeout: bool,
 }
 
 impl StateError {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
         let error = error.into();
-        let terminal = error == names::RUNTIME || error == names::DATA_LIMIT;
+        let terminal = error == names::RUNTIME;
         Self {
             error,
             cause: cause.into(),
             terminal,
+            execution_timeout: false,
         }
+    }
+
+    /// What a Parallel or Map state sees of a failure in one of its branches or iterations:
+    /// the same error and cause, which its own Retry and Catch may handle (a Fail state in a
+    /// branch fails the branch, not the execution), except a `States.Runtime` error or the
+    /// execution's timeout.
+    pub fn seen_by_parent(self) -> Self {
+        if self.execution_timeout {
+            return self;
+        }
+        Self::new(self.error, self.cause)
     }
 
     pub fn runtime(cause: impl Into<String>) -> Self {

@@ -9,13 +9,20 @@
 //! so `$$.State.EnteredTime`, `Timestamp` waits and the execution's `TimeoutSeconds` see the
 //! time the definition asked for.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::error::{StateError, excerpt, names};
-use super::model::{self, Kind, StateMachine, TaskTimeout, Text, Transition, WaitFor};
+use super::model::{
+    self, Block, Concurrency, Kind, StateMachine, TaskTimeout, Text, Transition, WaitFor,
+};
+use super::path::{Env, Vars};
+use super::payload::Payload;
 
 /// Largest state input or output, task parameters or result: 256 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -202,20 +209,31 @@ fn timestamp(t: OffsetDateTime) -> String {
     t.format(&format).unwrap_or_default()
 }
 
-/// The execution's clock: real time plus the part of each wait the executor skipped.
+/// When the execution started: its clock is real time since then plus, per [`Lane`], the
+/// part of each wait the executor skipped.
 struct Clock {
     started: Instant,
     start_time: OffsetDateTime,
-    skipped: Duration,
 }
 
-impl Clock {
-    fn elapsed(&self) -> Duration {
-        self.started.elapsed() + self.skipped
+/// One line of time through an execution: the machine's own states, or one Parallel branch or
+/// Map iteration. Its states run one after another, so the waits it skipped add up; lanes run
+/// side by side, so a branch starts from its parent's time and the parent goes on from the
+/// latest of its branches. Overlapping waits thus count once, as on AWS.
+struct Lane(Mutex<Duration>);
+
+impl Lane {
+    fn new(skipped: Duration) -> Self {
+        Lane(Mutex::new(skipped))
     }
 
-    fn now(&self) -> OffsetDateTime {
-        self.start_time + self.elapsed()
+    fn skipped(&self) -> Duration {
+        *lock(&self.0)
+    }
+
+    fn skip_to(&self, skipped: Duration) {
+        let mut current = lock(&self.0);
+        *current = (*current).max(skipped);
     }
 }
 
@@ -231,14 +249,13 @@ pub async fn run_execution(
         .start_time
         .unwrap_or_else(OffsetDateTime::now_utc)
         .to_offset(time::UtcOffset::UTC);
-    let mut run = Run {
+    let run = Run {
         machine,
         tasks,
         observer,
         clock: Clock {
             started: Instant::now(),
             start_time,
-            skipped: Duration::ZERO,
         },
         base_context: json!({
             "Execution": {
@@ -265,6 +282,13 @@ enum Step {
     End(Value),
 }
 
+/// A block's failure: the error and the state of that block it happened in.
+type BlockFailure = (StateError, String);
+
+/// A boxed future: blocks run blocks (a Map inside a Parallel branch...), so the recursion
+/// needs a known size.
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 struct Run<'a> {
     machine: &'a StateMachine,
     tasks: &'a dyn TaskExecutor,
@@ -287,8 +311,52 @@ fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateE
     Ok(())
 }
 
+fn go(t: &Transition, output: Value) -> Step {
+    match t {
+        Transition::Next(n) => Step::Next(n.clone(), output),
+        Transition::End => Step::End(output),
+    }
+}
+
+/// Evaluates an `Assign` over `data` (the state's result, effective input or error output,
+/// whichever the state's type gives it), with the variables as they were when the state was
+/// entered. The values take effect when the state is left.
+fn eval_assign(
+    assign: Option<&Payload>,
+    data: &Value,
+    context: &Value,
+    vars: &Vars,
+) -> Result<Option<Vars>, StateError> {
+    let Some(assign) = assign else {
+        return Ok(None);
+    };
+    match assign.eval(&Env::new(data, context, vars))? {
+        Value::Object(values) => {
+            check_size(&Value::Object(values.clone()), || {
+                "the variables assigned".to_string()
+            })?;
+            Ok(Some(values))
+        }
+        _ => unreachable!("an Assign is compiled from an object"),
+    }
+}
+
+/// Where an attempt of a Task, Parallel or Map state runs: its context object, the variables
+/// in scope and its lane of time.
+struct Attempt<'a> {
+    context: &'a Value,
+    vars: &'a Vars,
+    lane: &'a Lane,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Run<'_> {
-    async fn run(&mut self, input: Value) -> ExecutionOutcome {
+    async fn run(&self, input: Value) -> ExecutionOutcome {
         if let Err(e) = check_size(&input, || "the execution's input".to_string()) {
             return ExecutionOutcome::Failed {
                 error: e.error,
@@ -296,48 +364,78 @@ impl Run<'_> {
                 state: None,
             };
         }
-        let mut name = self.machine.start_at.clone();
-        let mut data = input;
-        loop {
-            let failed = |e: StateError, state: &str| {
-                if e.terminal && e.error == names::TIMEOUT {
-                    return ExecutionOutcome::TimedOut {
-                        state: state.to_string(),
-                    };
-                }
-                ExecutionOutcome::Failed {
-                    error: e.error,
-                    cause: e.cause,
-                    state: Some(state.to_string()),
-                }
-            };
-            if let Some(limit) = self.machine.timeout()
-                && self.clock.elapsed() >= limit
-            {
-                return failed(self.execution_timeout(), &name);
-            }
-            self.observer.state_entered(&name, &data);
-            let entered = self.clock.now();
-            let step = match self.step(&name, data, entered).await {
-                Ok(step) => step,
-                Err(e) => return failed(e, &name),
-            };
-            let (next, output) = match step {
-                Step::Next(next, output) => (Some(next), output),
-                Step::End(output) => (None, output),
-            };
-            if let Err(e) = check_size(&output, || format!("the output of state {name}")) {
-                return failed(e, &name);
-            }
-            self.observer.state_exited(&name, &output);
-            match next {
-                Some(next) => {
-                    name = next;
-                    data = output;
-                }
-                None => return ExecutionOutcome::Succeeded { output },
-            }
+        let lane = Lane::new(Duration::ZERO);
+        match self
+            .run_block(&self.machine.root, input, Vars::new(), &lane)
+            .await
+        {
+            Ok(output) => ExecutionOutcome::Succeeded { output },
+            Err((e, state)) if e.execution_timeout => ExecutionOutcome::TimedOut { state },
+            Err((e, state)) => ExecutionOutcome::Failed {
+                error: e.error,
+                cause: e.cause,
+                state: Some(state),
+            },
         }
+    }
+
+    /// Runs a block of states (the machine, a Parallel branch, a Map iteration) from its
+    /// `StartAt` to its end, with its own variables: a copy of those of the enclosing scopes,
+    /// which it can read and never changes.
+    fn run_block<'s>(
+        &'s self,
+        block: &'s Block,
+        input: Value,
+        mut vars: Vars,
+        lane: &'s Lane,
+    ) -> BoxFuture<'s, Result<Value, BlockFailure>> {
+        Box::pin(async move {
+            let mut name = block.start_at.as_str();
+            let mut data = input;
+            loop {
+                if let Some(limit) = self.machine.timeout()
+                    && self.elapsed(lane) >= limit
+                {
+                    return Err((self.execution_timeout(), name.to_string()));
+                }
+                self.observer.state_entered(name, &data);
+                let entered = self.now(lane);
+                let state = &block.states[name];
+                let (step, assigned) = self
+                    .step(name, state, data, entered, &vars, lane)
+                    .await
+                    .map_err(|e| (e, name.to_string()))?;
+                let (next, output) = match step {
+                    Step::Next(next, output) => (Some(next), output),
+                    Step::End(output) => (None, output),
+                };
+                check_size(&output, || format!("the output of state {name}"))
+                    .map_err(|e| (e, name.to_string()))?;
+                if let Some(assigned) = assigned {
+                    vars.extend(assigned);
+                }
+                self.observer.state_exited(name, &output);
+                match next {
+                    Some(next) => {
+                        name = block
+                            .states
+                            .get_key_value(&next)
+                            .map(|(k, _)| k.as_str())
+                            .expect("transitions are checked at load");
+                        data = output;
+                    }
+                    None => return Ok(output),
+                }
+            }
+        })
+    }
+
+    fn elapsed(&self, lane: &Lane) -> Duration {
+        self.clock.started.elapsed() + lane.skipped()
+    }
+
+    fn now(&self, lane: &Lane) -> OffsetDateTime {
+        self.clock.start_time + self.elapsed(lane)
     }
 
     fn execution_timeout(&self) -> StateError {
@@ -350,38 +448,41 @@ impl Run<'_> {
         );
         // The execution's own timeout is not the state's to retry or catch.
         e.terminal = true;
+        e.execution_timeout = true;
         e
     }
 
     /// Time left before the execution's `TimeoutSeconds`.
-    fn remaining(&self) -> Option<Duration> {
+    fn remaining(&self, lane: &Lane) -> Option<Duration> {
         self.machine
             .timeout()
-            .map(|limit| limit.saturating_sub(self.clock.elapsed()))
+            .map(|limit| limit.saturating_sub(self.elapsed(lane)))
     }
 
-    fn context(&self, state: &str, entered: OffsetDateTime, retry_count: u32) -> Value {
+    /// The context object for a state. `$$.State.RetryCount` exists in Task states only
+    /// (developer guide, "Accessing execution data from the Context object in Step Functions").
+    fn context(&self, state: &str, entered: OffsetDateTime, retry_count: Option<u32>) -> Value {
         let mut context = self.base_context.clone();
         context["State"] = json!({
             "Name": state,
             "EnteredTime": timestamp(entered),
-            "RetryCount": retry_count,
         });
+        if let Some(count) = retry_count {
+            context["State"]["RetryCount"] = json!(count);
+        }
         context
     }
 
     /// Waits through the executor, advancing the execution's clock by the full duration.
-    async fn sleep(&mut self, state: &str, duration: Duration) -> Result<(), StateError> {
-        let (duration, times_out) = match self.remaining() {
+    async fn sleep(&self, state: &str, duration: Duration, lane: &Lane) -> Result<(), StateError> {
+        let (duration, times_out) = match self.remaining(lane) {
             Some(left) if left < duration => (left, true),
             _ => (duration, false),
         };
-        let before = Instant::now();
+        let target = self.elapsed(lane) + duration;
         self.tasks.wait(state, duration).await;
-        let real = before.elapsed();
-        if real < duration {
-            self.clock.skipped += duration - real;
-        }
+        let real = self.clock.started.elapsed();
+        lane.skip_to(target.saturating_sub(real));
         if times_out {
             return Err(self.execution_timeout());
         }
@@ -389,38 +490,43 @@ impl Run<'_> {
     }
 
     async fn step(
-        &mut self,
+        &self,
         name: &str,
+        state: &model::State,
         raw: Value,
         entered: OffsetDateTime,
-    ) -> Result<Step, StateError> {
-        let machine = self.machine;
-        let state = &machine.states[name];
-        let go = |t: &Transition, output: Value| match t {
-            Transition::Next(n) => Step::Next(n.clone(), output),
-            Transition::End => Step::End(output),
-        };
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<(Step, Option<Vars>), StateError> {
         match &state.kind {
-            Kind::Task(task) => self.task(name, state, task, raw, entered).await,
+            Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => {
+                self.retrying(name, state, raw, entered, vars, lane).await
+            }
             Kind::Pass(pass) => {
-                let context = self.context(name, entered, 0);
-                let effective = state.input_path.apply(&raw, &context, "InputPath")?;
+                let context = self.context(name, entered, None);
+                let env = Env::new(&raw, &context, vars);
+                let effective = state.input_path.apply(&env, "InputPath")?;
                 let effective = match &pass.parameters {
-                    Some(p) => p.eval(&effective, &context)?,
+                    Some(p) => p.eval(&env.with_data(&effective))?,
                     None => effective,
                 };
                 let result = pass.result.clone().unwrap_or(effective);
-                let output = pass.result_path.apply(raw, result)?;
-                let output = state.output_path.apply(&output, &context, "OutputPath")?;
-                Ok(go(&pass.transition, output))
+                let assigned = eval_assign(state.assign.as_ref(), &result, &context, vars)?;
+                let output = pass.result_path.apply(raw.clone(), result)?;
+                let output = state
+                    .output_path
+                    .apply(&env.with_data(&output), "OutputPath")?;
+                Ok((go(&pass.transition, output), assigned))
             }
             Kind::Wait(wait) => {
-                let context = self.context(name, entered, 0);
-                let effective = state.input_path.apply(&raw, &context, "InputPath")?;
+                let context = self.context(name, entered, None);
+                let env = Env::new(&raw, &context, vars);
+                let effective = state.input_path.apply(&env, "InputPath")?;
+                let in_effective = env.with_data(&effective);
                 let duration = match &wait.wait_for {
                     WaitFor::Seconds(s) => Duration::from_secs(*s),
                     WaitFor::SecondsPath(p) => {
-                        let v = p.read(&effective, &context);
+                        let v = p.read(&in_effective);
                         let seconds = v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
                             StateError::runtime(format!(
                                 "The SecondsPath '{}' must select a non-negative integer in the input '{}', found {}",
@@ -431,42 +537,45 @@ impl Run<'_> {
                         })?;
                         Duration::from_secs(seconds)
                     }
-                    WaitFor::Timestamp(t) => until(*t, self.clock.now()),
+                    WaitFor::Timestamp(t) => until(*t, self.now(lane)),
                     WaitFor::TimestampPath(p) => {
-                        let v = p.read(&effective, &context);
+                        let v = p.read(&in_effective);
                         let t = v
                             .as_ref()
                             .and_then(Value::as_str)
                             .and_then(super::choice::parse_timestamp)
                             .ok_or_else(|| {
                                 StateError::runtime(format!(
-                                    "The TimestampPath '{}' must select an RFC 3339 timestamp in the input '{}', found {}",
+                                    "The TimestampPath '{}' must select an RFC 3339 timestamp (ISO 8601 with a 'T' separator, such as 2016-03-14T01:59:00Z) in the input '{}', found {}",
                                     p.text(),
                                     excerpt(&effective),
                                     v.as_ref().map_or("nothing".to_string(), excerpt)
                                 ))
                             })?;
-                        until(t, self.clock.now())
+                        until(t, self.now(lane))
                     }
                 };
-                self.sleep(name, duration).await?;
-                let output = state
-                    .output_path
-                    .apply(&effective, &context, "OutputPath")?;
-                Ok(go(&wait.transition, output))
+                let assigned = eval_assign(state.assign.as_ref(), &effective, &context, vars)?;
+                self.sleep(name, duration, lane).await?;
+                let output = state.output_path.apply(&in_effective, "OutputPath")?;
+                Ok((go(&wait.transition, output), assigned))
             }
             Kind::Choice(choice) => {
-                let context = self.context(name, entered, 0);
-                let effective = state.input_path.apply(&raw, &context, "InputPath")?;
-                let mut next = None;
-                for c in &choice.choices {
-                    if c.rule.eval(&effective, &context)? {
-                        next = Some(c.next.clone());
+                let context = self.context(name, entered, None);
+                let env = Env::new(&raw, &context, vars);
+                let effective = state.input_path.apply(&env, "InputPath")?;
+                let in_effective = env.with_data(&effective);
+                let mut chosen = None;
+                for (i, c) in choice.choices.iter().enumerate() {
+                    if c.rule.eval(&in_effective)? {
+                        chosen = Some((c.next.clone(), choice.rule_assigns[i].as_ref()));
                         break;
                     }
                 }
-                let next = match next.or_else(|| choice.default.clone()) {
-                    Some(n) => n,
+                let chosen =
+                    chosen.or_else(|| choice.default.clone().map(|d| (d, state.assign.as_ref())));
+                let (next, assign) = match chosen {
+                    Some(c) => c,
                     None => {
                         return Err(StateError::new(
                             names::NO_CHOICE,
@@ -476,34 +585,34 @@ impl Run<'_> {
                         ));
                     }
                 };
-                let output = state
-                    .output_path
-                    .apply(&effective, &context, "OutputPath")?;
-                Ok(Step::Next(next, output))
+                let assigned = eval_assign(assign, &effective, &context, vars)?;
+                let output = state.output_path.apply(&in_effective, "OutputPath")?;
+                Ok((Step::Next(next, output), assigned))
             }
             Kind::Succeed => {
-                let context = self.context(name, entered, 0);
-                let effective = state.input_path.apply(&raw, &context, "InputPath")?;
-                Ok(Step::End(state.output_path.apply(
-                    &effective,
-                    &context,
-                    "OutputPath",
-                )?))
+                let context = self.context(name, entered, None);
+                let env = Env::new(&raw, &context, vars);
+                let effective = state.input_path.apply(&env, "InputPath")?;
+                let output = state
+                    .output_path
+                    .apply(&env.with_data(&effective), "OutputPath")?;
+                Ok((Step::End(output), None))
             }
             Kind::Fail(fail) => {
-                let context = self.context(name, entered, 0);
+                let context = self.context(name, entered, None);
+                let env = Env::new(&raw, &context, vars);
                 let text = |t: &Option<Text>, field: &str| -> Result<String, StateError> {
                     let value = match t {
                         None => return Ok(String::new()),
                         Some(Text::Literal(s)) => return Ok(s.clone()),
-                        Some(Text::Path(p)) => p.read(&raw, &context).ok_or_else(|| {
+                        Some(Text::Path(p)) => p.read(&env).ok_or_else(|| {
                             StateError::runtime(format!(
                                 "The {field} '{}' could not be found in the input '{}'",
                                 p.text(),
-                                excerpt(&raw)
+                                excerpt(&p.source(&env))
                             ))
                         })?,
-                        Some(Text::Call(c)) => c.eval(&raw, &context)?,
+                        Some(Text::Call(c)) => c.eval(&env)?,
                     };
                     match value {
                         Value::String(s) => Ok(s),
@@ -515,7 +624,8 @@ impl Run<'_> {
                 };
                 let error = text(&fail.error, "ErrorPath")?;
                 let cause = text(&fail.cause, "CausePath")?;
-                // A Fail state's error is the execution's: never caught.
+                // A Fail state ends its block: the execution, or the branch or iteration that
+                // holds it (whose Parallel or Map state may catch it).
                 let mut e = StateError::new(error, cause);
                 e.terminal = true;
                 Err(e)
@@ -523,69 +633,126 @@ impl Run<'_> {
         }
     }
 
-    async fn task(
-        &mut self,
+    /// Task, Parallel and Map states: attempts, with their Retry and Catch.
+    async fn retrying(
+        &self,
         name: &str,
         state: &model::State,
-        task: &model::Task,
         raw: Value,
         entered: OffsetDateTime,
-    ) -> Result<Step, StateError> {
-        let mut counts = vec![0u64; task.retriers.len()];
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<(Step, Option<Vars>), StateError> {
+        let (retriers, catchers, transition) = match &state.kind {
+            Kind::Task(t) => (&t.retriers, &t.catchers, &t.transition),
+            Kind::Parallel(p) => (&p.retriers, &p.catchers, &p.transition),
+            Kind::Map(m) => (&m.retriers, &m.catchers, &m.transition),
+            _ => unreachable!("only Task, Parallel and Map states retry"),
+        };
+        let mut counts = vec![0u64; retriers.len()];
         let mut retry_count = 0u32;
         loop {
-            let context = self.context(name, entered, retry_count);
-            let error = match self.attempt(name, state, task, &raw, &context).await {
-                Ok(output) => {
-                    return Ok(match &task.transition {
-                        Transition::Next(n) => Step::Next(n.clone(), output),
-                        Transition::End => Step::End(output),
-                    });
+            let attempt = match &state.kind {
+                Kind::Task(task) => {
+                    let context = self.context(name, entered, Some(retry_count));
+                    let at = Attempt {
+                        context: &context,
+                        vars,
+                        lane,
+                    };
+                    self.attempt_task(name, state, task, &raw, &at).await
                 }
+                Kind::Parallel(parallel) => {
+                    let context = self.context(name, entered, None);
+                    let at = Attempt {
+                        context: &context,
+                        vars,
+                        lane,
+                    };
+                    self.attempt_parallel(state, parallel, &raw, &at).await
+                }
+                Kind::Map(map) => {
+                    let context = self.context(name, entered, None);
+                    let at = Attempt {
+                        context: &context,
+                        vars,
+                        lane,
+                    };
+                    self.attempt_map(state, map, &raw, &at).await
+                }
+                _ => unreachable!("matched above"),
+            };
+            let error = match attempt {
+                Ok((output, assigned)) => return Ok((go(transition, output), assigned)),
                 Err(e) if e.terminal => return Err(e),
                 Err(e) => e,
             };
             // Only the first retrier that matches counts, even when it is spent.
-            if let Some(i) = task
-                .retriers
+            if let Some(i) = retriers
                 .iter()
                 .position(|r| model::error_matches(&r.error_equals, &error.error))
             {
-                let retrier = &task.retriers[i];
+                let retrier = &retriers[i];
                 if counts[i] < retrier.max_attempts {
                     let delay = retrier.delay(counts[i]);
                     counts[i] += 1;
                     retry_count += 1;
                     let failure = TaskFailure::new(error.error.clone(), error.cause.clone());
                     self.observer.task_retry(name, &failure, retry_count, delay);
-                    self.sleep(name, delay).await?;
+                    self.sleep(name, delay, lane).await?;
                     continue;
                 }
             }
-            if let Some(catcher) = task
-                .catchers
+            if let Some(catcher) = catchers
                 .iter()
                 .find(|c| model::error_matches(&c.error_equals, &error.error))
             {
                 let error_output = json!({"Error": error.error, "Cause": error.cause});
+                let context = self.context(name, entered, None);
+                let assigned = eval_assign(catcher.assign.as_ref(), &error_output, &context, vars)?;
                 let output = catcher.result_path.apply(raw, error_output)?;
-                return Ok(Step::Next(catcher.next.clone(), output));
+                return Ok((Step::Next(catcher.next.clone(), output), assigned));
             }
             return Err(error);
         }
     }
 
-    async fn attempt(
-        &mut self,
+    /// After a Task, Parallel or Map state's result: ResultSelector, Assign (over the selected
+    /// result), ResultPath over the raw input, OutputPath.
+    fn finish(
+        &self,
+        state: &model::State,
+        (result_selector, result_path): (Option<&Payload>, &model::ResultPath),
+        result: Value,
+        raw: &Value,
+        at: &Attempt<'_>,
+    ) -> Result<(Value, Option<Vars>), StateError> {
+        let (context, vars) = (at.context, at.vars);
+        let selected = match result_selector {
+            Some(s) => s.eval(&Env::new(&result, context, vars))?,
+            None => result,
+        };
+        let assigned = eval_assign(state.assign.as_ref(), &selected, context, vars)?;
+        let output = result_path.apply(raw.clone(), selected)?;
+        let output = state
+            .output_path
+            .apply(&Env::new(&output, context, vars), "OutputPath")?;
+        Ok((output, assigned))
+    }
+
+    async fn attempt_task(
+        &self,
         name: &str,
         state: &model::State,
         task: &model::Task,
         raw: &Value,
-        context: &Value,
-    ) -> Result<Value, StateError> {
-        let effective = state.input_path.apply(raw, context, "InputPath")?;
+        at: &Attempt<'_>,
+    ) -> Result<(Value, Option<Vars>), StateError> {
+        let (context, vars, lane) = (at.context, at.vars, at.lane);
+        let env = Env::new(raw, context, vars);
+        let effective = state.input_path.apply(&env, "InputPath")?;
         let parameters = match &task.parameters {
-            Some(p) => p.eval(&effective, context)?,
+            Some(p) => p.eval(&env.with_data(&effective))?,
             None => effective.clone(),
         };
         check_size(&parameters, || format!("the parameters of task {name}"))?;
@@ -593,7 +760,7 @@ impl Run<'_> {
             None => None,
             Some(TaskTimeout::Seconds(s)) => Some(Duration::from_secs(*s)),
             Some(TaskTimeout::Path(p)) => {
-                let v = p.read(&effective, context);
+                let v = p.read(&env.with_data(&effective));
                 let seconds = v
                     .as_ref()
                     .and_then(Value::as_u64)
@@ -615,7 +782,7 @@ impl Run<'_> {
             context,
             timeout,
         };
-        let remaining = self.remaining();
+        let remaining = self.remaining(lane);
         let limit = match (timeout, remaining) {
             (Some(t), Some(r)) => Some(t.min(r)),
             (t, r) => t.or(r),
@@ -628,24 +795,152 @@ impl Run<'_> {
                     if remaining.is_some_and(|r| timeout.is_none_or(|t| r < t)) {
                         return Err(self.execution_timeout());
                     }
-                    return Err(StateError::new(
-                        names::TIMEOUT,
-                        format!(
-                            "The task of state '{name}' did not finish within {} seconds",
-                            limit.as_secs()
-                        ),
-                    ));
+                    // A state's timeout carries no cause, as on AWS (developer guide,
+                    // "Handling errors in Step Functions workflows": States.Timeout).
+                    return Err(StateError::new(names::TIMEOUT, ""));
                 }
             },
         };
         let result = result.map_err(|f| StateError::new(f.error, f.cause))?;
         check_size(&result, || format!("the result of task {name}"))?;
-        let selected = match &task.result_selector {
-            Some(s) => s.eval(&result, context)?,
-            None => result,
+        self.finish(
+            state,
+            (task.result_selector.as_ref(), &task.result_path),
+            result,
+            raw,
+            at,
+        )
+    }
+
+    /// Every branch runs on the same input, at once; the result lists their outputs in branch
+    /// order. The first branch to fail fails the state with its error and cause, and the
+    /// others are stopped (developer guide, "Parallel workflow state").
+    async fn attempt_parallel(
+        &self,
+        state: &model::State,
+        parallel: &model::Parallel,
+        raw: &Value,
+        at: &Attempt<'_>,
+    ) -> Result<(Value, Option<Vars>), StateError> {
+        let (context, vars, lane) = (at.context, at.vars, at.lane);
+        let env = Env::new(raw, context, vars);
+        let effective = state.input_path.apply(&env, "InputPath")?;
+        let input = match &parallel.parameters {
+            Some(p) => p.eval(&env.with_data(&effective))?,
+            None => effective,
         };
-        let output = task.result_path.apply(raw.clone(), selected)?;
-        state.output_path.apply(&output, context, "OutputPath")
+        let lanes: Vec<Lane> = parallel
+            .branches
+            .iter()
+            .map(|_| Lane::new(lane.skipped()))
+            .collect();
+        let branches = parallel
+            .branches
+            .iter()
+            .zip(&lanes)
+            .map(|(branch, branch_lane)| {
+                self.run_block(branch, input.clone(), vars.clone(), branch_lane)
+            });
+        let outputs = futures::future::try_join_all(branches).await;
+        for branch_lane in &lanes {
+            lane.skip_to(branch_lane.skipped());
+        }
+        let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
+        self.finish(
+            state,
+            (parallel.result_selector.as_ref(), &parallel.result_path),
+            Value::Array(outputs),
+            raw,
+            at,
+        )
+    }
+
+    /// One iteration per item of the list `ItemsPath` selects, at most `MaxConcurrency` at
+    /// once (0: no limit); the result lists their outputs in item order. `ItemSelector` sees
+    /// the state's effective input as `$` and the item as `$$.Map.Item.Value` (developer guide,
+    /// "Map state input and output fields"). The first iteration to fail fails the state with
+    /// its error and cause, and the others are stopped.
+    async fn attempt_map(
+        &self,
+        state: &model::State,
+        map: &model::MapState,
+        raw: &Value,
+        at: &Attempt<'_>,
+    ) -> Result<(Value, Option<Vars>), StateError> {
+        let (context, vars, lane) = (at.context, at.vars, at.lane);
+        use futures::{StreamExt, TryStreamExt};
+
+        let env = Env::new(raw, context, vars);
+        let effective = state.input_path.apply(&env, "InputPath")?;
+        let in_effective = env.with_data(&effective);
+        let items = match &map.items_path {
+            None => effective.clone(),
+            Some(p) => p.read(&in_effective).ok_or_else(|| {
+                StateError::runtime(format!(
+                    "Invalid path '{}': The ItemsPath '{}' could not be found in the input '{}'",
+                    p.text(),
+                    p.text(),
+                    excerpt(&p.source(&in_effective))
+                ))
+            })?,
+        };
+        let Value::Array(items) = items else {
+            return Err(StateError::runtime(format!(
+                "The Map state's items must be a JSON array, found {}",
+                excerpt(&items)
+            )));
+        };
+        let limit = match &map.concurrency {
+            Concurrency::Fixed(n) => *n,
+            Concurrency::Path(p) => {
+                let v = p.read(&in_effective);
+                v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
+                    StateError::runtime(format!(
+                        "The MaxConcurrencyPath '{}' must select a non-negative integer, found {}",
+                        p.text(),
+                        v.as_ref().map_or("nothing".to_string(), excerpt)
+                    ))
+                })?
+            }
+        };
+        let limit = match usize::try_from(limit) {
+            Ok(0) | Err(_) => items.len().max(1),
+            Ok(n) => n,
+        };
+        let mut inputs = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let input = match &map.item_selector {
+                Some(selector) => {
+                    let mut item_context = context.clone();
+                    item_context["Map"] = json!({"Item": {"Index": index, "Value": item}});
+                    selector.eval(&Env::new(&effective, &item_context, vars))?
+                }
+                None => item,
+            };
+            inputs.push(input);
+        }
+        let lanes: Vec<Lane> = inputs.iter().map(|_| Lane::new(lane.skipped())).collect();
+        // Built first (a future does nothing until polled): a closure inside the stream would
+        // borrow the lanes through a higher-ranked lifetime the compiler cannot prove Send.
+        let mut iterations = Vec::with_capacity(inputs.len());
+        for (input, item_lane) in inputs.into_iter().zip(&lanes) {
+            iterations.push(self.run_block(&map.processor, input, vars.clone(), item_lane));
+        }
+        let outputs: Result<Vec<Value>, _> = futures::stream::iter(iterations)
+            .buffered(limit)
+            .try_collect()
+            .await;
+        for item_lane in &lanes {
+            lane.skip_to(item_lane.skipped());
+        }
+        let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
+        self.finish(
+            state,
+            (map.result_selector.as_ref(), &map.result_path),
+            Value::Array(outputs),
+            raw,
+            at,
+        )
     }
 }
 
@@ -658,3 +953,7 @@ fn until(t: OffsetDateTime, now: OffsetDateTime) -> Duration {
         Duration::ZERO
     }
 }
+
+#[cfg(test)]
+#[path = "interp_tests.rs"]
+mod tests;

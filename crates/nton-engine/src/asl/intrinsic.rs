@@ -9,7 +9,7 @@ use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use super::error::{StateError, excerpt};
-use super::path::Path;
+use super::path::{Env, Path};
 
 /// Step Functions allows calls nested up to this depth.
 const MAX_DEPTH: usize = 10;
@@ -112,11 +112,11 @@ impl Call {
     }
 
     /// Evaluates the call over the state's data and the context object.
-    pub fn eval(&self, data: &Value, context: &Value) -> Result<Value, StateError> {
+    pub fn eval(&self, env: &Env<'_>) -> Result<Value, StateError> {
         let args = self
             .args
             .iter()
-            .map(|a| a.eval(data, context))
+            .map(|a| a.eval(env))
             .collect::<Result<Vec<_>, _>>()?;
         let name = self.name;
         let fail = |m: String| StateError::intrinsic(format!("{name}: {m}"));
@@ -167,7 +167,9 @@ impl Call {
             }
             Func::StringToJson => {
                 let s = string_arg(&args[0], "the argument").map_err(fail)?;
-                serde_json::from_str(s).map_err(|e| fail(format!("'{s}' is not JSON: {e}")))?
+                let parsed: Value =
+                    serde_json::from_str(s).map_err(|e| fail(format!("'{s}' is not JSON: {e}")))?;
+                without_negative_zero(parsed)
             }
             Func::JsonToString => Value::String(args[0].to_string()),
             Func::Array => Value::Array(args),
@@ -268,8 +270,8 @@ impl Call {
             }
             Func::MathRandom => {
                 use rand::{Rng, SeedableRng};
-                let start = int_arg(&args[0], "the start").map_err(fail)?;
-                let end = int_arg(&args[1], "the end").map_err(fail)?;
+                let start = rounded_int_arg(&args[0], "the start").map_err(fail)?;
+                let end = rounded_int_arg(&args[1], "the end").map_err(fail)?;
                 if start >= end {
                     return Err(fail(format!(
                         "the start {start} must be below the end {end}"
@@ -277,7 +279,7 @@ impl Call {
                 }
                 let n = match args.get(2) {
                     Some(seed) => {
-                        let seed = int_arg(seed, "the seed").map_err(fail)?;
+                        let seed = rounded_int_arg(seed, "the seed").map_err(fail)?;
                         rand::rngs::StdRng::seed_from_u64(seed as u64).random_range(start..end)
                     }
                     None => rand::rng().random_range(start..end),
@@ -285,8 +287,8 @@ impl Call {
                 Value::from(n)
             }
             Func::MathAdd => {
-                let a = int_arg(&args[0], "the first number").map_err(fail)?;
-                let b = int_arg(&args[1], "the second number").map_err(fail)?;
+                let a = rounded_int_arg(&args[0], "the first number").map_err(fail)?;
+                let b = rounded_int_arg(&args[1], "the second number").map_err(fail)?;
                 Value::from(
                     a.checked_add(b)
                         .ok_or_else(|| fail("the sum overflows".to_string()))?,
@@ -313,18 +315,18 @@ impl Call {
 }
 
 impl Arg {
-    fn eval(&self, data: &Value, context: &Value) -> Result<Value, StateError> {
+    fn eval(&self, env: &Env<'_>) -> Result<Value, StateError> {
         match self {
             Arg::Value(v) => Ok(v.clone()),
             Arg::Str { value, .. } => Ok(Value::String(value.clone())),
-            Arg::Path(path) => path.read(data, context).ok_or_else(|| {
+            Arg::Path(path) => path.read(env).ok_or_else(|| {
                 StateError::runtime(format!(
                     "The JSONPath '{}' given to an intrinsic function could not be found in the input '{}'",
                     path.text(),
-                    excerpt(if path.is_context() { context } else { data })
+                    excerpt(&path.source(env))
                 ))
             }),
-            Arg::Call(call) => call.eval(data, context),
+            Arg::Call(call) => call.eval(env),
         }
     }
 }
@@ -354,6 +356,41 @@ fn int_arg(v: &Value, what: &str) -> Result<i64, String> {
             .map(|f| f as i64)
     });
     n.ok_or_else(|| format!("{what} must be an integer, got {}", excerpt(v)))
+}
+
+/// A number for `States.MathAdd` and `States.MathRandom`: a non-integer is rounded to the
+/// nearest integer rather than refused, as the developer guide says ("Intrinsics for math
+/// operations": "If you specify a non-integer value ..., Step Functions will round it off to
+/// the nearest integer"). The guide does not say which way a half goes; this rounds it up
+/// (towards positive infinity), as Java's `Math.round` does.
+fn rounded_int_arg(v: &Value, what: &str) -> Result<i64, String> {
+    if let Some(n) = v.as_i64() {
+        return Ok(n);
+    }
+    v.as_f64()
+        .map(|f| (f + 0.5).floor())
+        .filter(|f| f.abs() < 9.0e15)
+        .map(|f| f as i64)
+        .ok_or_else(|| format!("{what} must be a number, got {}", excerpt(v)))
+}
+
+/// serde_json reads `-0` as the float -0.0; Step Functions gives `0` (found against AWS's
+/// own recordings, issue 11), so a negative zero anywhere in the value becomes the integer 0.
+fn without_negative_zero(value: Value) -> Value {
+    match value {
+        Value::Number(n)
+            if n.is_f64() && n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
+        {
+            Value::from(0)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_negative_zero).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, without_negative_zero(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 fn hash(data: &str, algorithm: &str) -> Result<String, String> {
@@ -623,9 +660,11 @@ mod tests {
     use serde_json::json;
 
     fn eval(text: &str, data: Value) -> Result<Value, StateError> {
+        let context = json!({"Execution": {"Name": "exec-1"}});
+        let vars = crate::asl::path::Vars::new();
         Call::parse(text)
             .unwrap()
-            .eval(&data, &json!({"Execution": {"Name": "exec-1"}}))
+            .eval(&Env::new(&data, &context, &vars))
     }
 
     #[test]
@@ -786,5 +825,45 @@ mod tests {
         assert!(err("States.Array('x)").contains("unterminated string"));
         let deep = format!("{}1{}", "States.Array(".repeat(11), ")".repeat(11));
         assert!(err(&deep).contains("nested deeper than 10"));
+    }
+
+    /// Developer guide, "Intrinsic functions" (intrinsics for math operations): a
+    /// non-integer argument of States.MathAdd or States.MathRandom is rounded to the nearest
+    /// integer, not refused.
+    #[test]
+    fn math_functions_round_non_integers() {
+        let d = json!({"x": 1.6, "y": -0.4, "half": 2.5});
+        assert_eq!(eval("States.MathAdd($.x, 1)", d.clone()).unwrap(), json!(3));
+        assert_eq!(
+            eval("States.MathAdd($.y, 10)", d.clone()).unwrap(),
+            json!(10)
+        );
+        assert_eq!(
+            eval("States.MathAdd($.half, 0)", d.clone()).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            eval("States.MathAdd(1.2, 1.2)", d.clone()).unwrap(),
+            json!(2)
+        );
+        // Start 0.6 rounds to 1 and end 1.6 to 2: the only value in [1, 2) is 1.
+        assert_eq!(
+            eval("States.MathRandom(0.6, 1.6)", d.clone()).unwrap(),
+            json!(1)
+        );
+        assert_eq!(
+            eval("States.MathAdd('a', 1)", d).unwrap_err().error,
+            "States.IntrinsicFailure"
+        );
+    }
+
+    /// Found against AWS's recordings (issue 11 item 3): States.StringToJson of -0 is 0.
+    #[test]
+    fn string_to_json_of_negative_zero_is_zero() {
+        let d = json!({"z": "-0", "nested": "{\"a\": [-0, -0.0, 1.5]}"});
+        let z = eval("States.StringToJson($.z)", d.clone()).unwrap();
+        assert_eq!(z.to_string(), "0");
+        let nested = eval("States.StringToJson($.nested)", d).unwrap();
+        assert_eq!(nested.to_string(), r#"{"a":[0,0,1.5]}"#);
     }
 }

@@ -3,10 +3,13 @@
 //! uses. Everything that can be checked is checked at load, and every load error names the
 //! state and the field.
 //!
-//! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed and Fail states;
-//! InputPath, Parameters, ResultSelector, ResultPath, OutputPath, Result, Retry, Catch,
-//! TimeoutSeconds(Path), intrinsic functions and the context object. Map, Parallel, JSONata,
-//! variables (`Assign`) and callback tasks are refused at load.
+//! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed, Fail, Parallel
+//! and inline Map states; InputPath, Parameters, ResultSelector, ResultPath, OutputPath,
+//! Result, Retry, Catch, TimeoutSeconds(Path), ItemsPath, ItemSelector, MaxConcurrency(Path),
+//! workflow variables (`Assign`, `$name`), intrinsic functions and the context object.
+//! Refused at load, by state and field: JSONata, Distributed Map features (ItemReader,
+//! ResultWriter, ItemBatcher, tolerated failures, Mode DISTRIBUTED), callback tasks
+//! (`.waitForTaskToken`), activities, heartbeats and task credentials.
 
 mod choice;
 mod error;

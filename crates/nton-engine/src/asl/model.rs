@@ -2,7 +2,7 @@
 //! payload template, intrinsic, choice rule, retrier, catcher and transition is checked and
 //! compiled here, so that a definition that loads can only fail at run time on its data.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use super::choice::{self, Choice};
 use super::error::{AslError, StateError, excerpt, names};
 use super::intrinsic::{Call, looks_like_call};
-use super::path::{Path, ReferencePath};
+use super::path::{Env, Path, ReferencePath};
 use super::payload::Payload;
-use super::raw::{self, RawCatcher, RawRetrier};
+use super::raw::{self, RawBlock, RawCatcher, RawRetrier};
 
 /// Largest number Step Functions accepts for seconds and attempt counts.
 const MAX_SECONDS: u64 = 99_999_999;
@@ -21,9 +21,76 @@ const MAX_SECONDS: u64 = 99_999_999;
 const MAX_DELAY_SECONDS: u64 = 31_622_400;
 /// Step Functions' limit on state names.
 const MAX_STATE_NAME: usize = 80;
-/// Fields of the States Language this engine does not run; named so the error says so
-/// instead of calling them unknown.
-const UNSUPPORTED_FIELDS: &[&str] = &["Assign", "Arguments", "Output", "Credentials"];
+/// Step Functions' limit on variable names (developer guide, "Passing data between states
+/// with variables").
+const MAX_VARIABLE_NAME: usize = 80;
+/// Fields of the States Language this engine does not run, by the state types that have them,
+/// with what they are: refused at load by name, so that nothing fails later for want of them
+/// (issue 11 item 2).
+const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
+    (
+        "Credentials",
+        &["Task"],
+        "cross-account task credentials are not run by the local engine",
+    ),
+    (
+        "Arguments",
+        &["Task", "Parallel"],
+        "is a JSONata field, and the local engine runs JSONPath states only",
+    ),
+    (
+        "Output",
+        &[
+            "Task", "Parallel", "Map", "Pass", "Wait", "Choice", "Succeed",
+        ],
+        "is a JSONata field, and the local engine runs JSONPath states only",
+    ),
+    (
+        "Items",
+        &["Map"],
+        "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
+    ),
+    (
+        "ItemReader",
+        &["Map"],
+        "a Distributed Map reading its items from S3 is not run by the local engine",
+    ),
+    (
+        "ResultWriter",
+        &["Map"],
+        "a Distributed Map writing its results to S3 is not run by the local engine",
+    ),
+    (
+        "ItemBatcher",
+        &["Map"],
+        "batching items (a Distributed Map feature) is not run by the local engine",
+    ),
+    (
+        "ToleratedFailurePercentage",
+        &["Map"],
+        "tolerated failures (a Distributed Map feature) are not run by the local engine",
+    ),
+    (
+        "ToleratedFailurePercentagePath",
+        &["Map"],
+        "tolerated failures (a Distributed Map feature) are not run by the local engine",
+    ),
+    (
+        "ToleratedFailureCount",
+        &["Map"],
+        "tolerated failures (a Distributed Map feature) are not run by the local engine",
+    ),
+    (
+        "ToleratedFailureCountPath",
+        &["Map"],
+        "tolerated failures (a Distributed Map feature) are not run by the local engine",
+    ),
+    (
+        "Label",
+        &["Map"],
+        "a Distributed Map's Label is not run by the local engine",
+    ),
+];
 
 /// `InputPath` / `OutputPath`.
 #[derive(Debug, Clone)]
@@ -47,16 +114,17 @@ impl DataPath {
         }
     }
 
-    pub fn apply(&self, data: &Value, context: &Value, field: &str) -> Result<Value, StateError> {
+    /// Selects from `env.data`.
+    pub fn apply(&self, env: &Env<'_>, field: &str) -> Result<Value, StateError> {
         match self {
-            DataPath::Identity => Ok(data.clone()),
+            DataPath::Identity => Ok(env.data.clone()),
             DataPath::Empty => Ok(Value::Object(Map::new())),
-            DataPath::Path(p) => p.read(data, context).ok_or_else(|| {
+            DataPath::Path(p) => p.read(env).ok_or_else(|| {
                 StateError::runtime(format!(
                     "Invalid path '{}': The {field} '{}' could not be found in the input '{}'",
                     p.text(),
                     p.text(),
-                    excerpt(if p.is_context() { context } else { data })
+                    excerpt(&p.source(env))
                 ))
             }),
         }
@@ -123,11 +191,63 @@ pub(crate) struct Catcher {
     pub error_equals: Vec<String>,
     pub next: String,
     pub result_path: ResultPath,
+    /// Evaluated over the error output (`{"Error", "Cause"}`).
+    pub assign: Option<Payload>,
+}
+
+/// States of their own: a Parallel branch or a Map's item processor.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub start_at: String,
+    pub states: BTreeMap<String, State>,
+    /// State names in breadth-first order from `StartAt`.
+    pub order: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Parallel {
+    pub branches: Vec<Block>,
+    pub parameters: Option<Payload>,
+    pub result_selector: Option<Payload>,
+    pub result_path: ResultPath,
+    pub retriers: Vec<Retrier>,
+    pub catchers: Vec<Catcher>,
+    pub transition: Transition,
+}
+
+/// `MaxConcurrency` (0: no limit) or `MaxConcurrencyPath`.
+#[derive(Debug, Clone)]
+pub(crate) enum Concurrency {
+    Fixed(u64),
+    Path(Path),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct MapState {
+    pub processor: Block,
+    /// `None`: the effective input is the list.
+    pub items_path: Option<Path>,
+    pub item_selector: Option<Payload>,
+    pub concurrency: Concurrency,
+    pub result_selector: Option<Payload>,
+    pub result_path: ResultPath,
+    pub retriers: Vec<Retrier>,
+    pub catchers: Vec<Catcher>,
+    pub transition: Transition,
 }
 
 /// Whether a Retry/Catch `ErrorEquals` list covers an error. `States.ALL` covers every
-/// error that reaches it; `States.TaskFailed` every error but `States.Timeout`.
+/// error that reaches it; `States.TaskFailed` every error but `States.Timeout`. Neither
+/// wildcard covers `States.DataLimitExceeded`, which only its own name catches, nor
+/// `States.Runtime`, which nothing catches (developer guide, "Handling errors in Step
+/// Functions workflows", error names).
 pub(crate) fn error_matches(error_equals: &[String], error: &str) -> bool {
+    if error == names::RUNTIME {
+        return false;
+    }
+    if error == names::DATA_LIMIT {
+        return error_equals.iter().any(|e| e == error);
+    }
     error_equals.iter().any(|e| {
         e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT)
     })
@@ -194,6 +314,8 @@ pub(crate) struct Wait {
 #[derive(Debug, Clone)]
 pub(crate) struct ChoiceState {
     pub choices: Vec<Choice>,
+    /// Each rule's `Assign`, by rule.
+    pub rule_assigns: Vec<Option<Payload>>,
     pub default: Option<String>,
 }
 
@@ -220,12 +342,16 @@ pub(crate) enum Kind {
     Choice(ChoiceState),
     Succeed,
     Fail(Fail),
+    Parallel(Box<Parallel>),
+    Map(Box<MapState>),
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     pub input_path: DataPath,
     pub output_path: DataPath,
+    /// The state's `Assign` (for a Choice state: when no rule matches).
+    pub assign: Option<Payload>,
     pub kind: Kind,
 }
 
@@ -238,6 +364,17 @@ impl State {
             Kind::Choice(_) => "Choice",
             Kind::Succeed => "Succeed",
             Kind::Fail(_) => "Fail",
+            Kind::Parallel(_) => "Parallel",
+            Kind::Map(_) => "Map",
+        }
+    }
+
+    /// The blocks of states this one runs (branches, item processor).
+    pub fn blocks(&self) -> Vec<&Block> {
+        match &self.kind {
+            Kind::Parallel(p) => p.branches.iter().collect(),
+            Kind::Map(m) => vec![&m.processor],
+            _ => Vec::new(),
         }
     }
 
@@ -248,13 +385,24 @@ impl State {
                 out.push(("Next".to_string(), n.as_str()));
             }
         }
+        fn catchers<'s>(out: &mut Vec<(String, &'s str)>, catchers: &'s [Catcher]) {
+            for (i, c) in catchers.iter().enumerate() {
+                out.push((format!("Catch[{i}].Next"), c.next.as_str()));
+            }
+        }
         let mut out = Vec::new();
         match &self.kind {
             Kind::Task(t) => {
                 transition(&mut out, &t.transition);
-                for (i, c) in t.catchers.iter().enumerate() {
-                    out.push((format!("Catch[{i}].Next"), c.next.as_str()));
-                }
+                catchers(&mut out, &t.catchers);
+            }
+            Kind::Parallel(p) => {
+                transition(&mut out, &p.transition);
+                catchers(&mut out, &p.catchers);
+            }
+            Kind::Map(m) => {
+                transition(&mut out, &m.transition);
+                catchers(&mut out, &m.catchers);
             }
             Kind::Pass(p) => transition(&mut out, &p.transition),
             Kind::Wait(w) => transition(&mut out, &w.transition),
@@ -282,17 +430,41 @@ pub struct TaskResource<'a> {
     pub parameters: Option<&'a Value>,
 }
 
-/// A validated state machine (JSONPath query language; Task, Pass, Wait, Choice, Succeed and
-/// Fail states).
+/// A validated state machine (JSONPath query language; Task, Pass, Wait, Choice, Succeed,
+/// Fail, Parallel and inline Map states; variables).
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     pub(crate) comment: Option<String>,
-    pub(crate) start_at: String,
-    pub(crate) states: BTreeMap<String, State>,
+    pub(crate) root: Block,
     pub(crate) timeout_seconds: Option<u64>,
     pub(crate) version: Option<String>,
-    /// State names in breadth-first order from `StartAt`.
-    pub(crate) order: Vec<String>,
+    /// Every state's type, nested ones included (state names are unique machine-wide).
+    pub(crate) types: BTreeMap<String, &'static str>,
+}
+
+/// What loading tracks across nested blocks.
+#[derive(Default)]
+struct Loader {
+    /// Every state name seen so far: Step Functions requires them unique in the whole machine.
+    names: BTreeSet<String>,
+    types: BTreeMap<String, &'static str>,
+}
+
+/// Where a block sits, for its error messages.
+struct BlockAt<'a> {
+    /// The Parallel or Map state that owns it (`None`: the machine itself).
+    owner: Option<&'a str>,
+    /// The field holding it (`Branches[0]`, `ItemProcessor`), empty for the machine.
+    field: String,
+}
+
+impl BlockAt<'_> {
+    fn error(&self, field: &str, message: impl Into<String>) -> AslError {
+        match self.owner {
+            None => AslError::machine(Some(field), message),
+            Some(owner) => AslError::field(owner, format!("{}.{field}", self.field), message),
+        }
+    }
 }
 
 impl StateMachine {
@@ -304,6 +476,16 @@ impl StateMachine {
                 "the definition is not a JSON object",
             ));
         };
+        // JSONata is refused, top-level and per state, for want of time rather than of a
+        // crate. jsonata-rs 0.3.4 (crates.io) was tried on the expressions Step Functions
+        // definitions use, with `$states` passed as a binding: paths, filters, object and array
+        // constructors, `&`, `$map`/`$filter`/`$reduce`, `$sum`, `$count`, `$merge`, `$keys`,
+        // `$lookup`, `$split`/`$join`, `$sort`, `$distinct`, `$string`, `$number`, `$round`,
+        // `$now`, `$millis` and `:=` blocks all answered as JSONata does. It lacks `$type` and
+        // `$formatNumber`, answers `1/0` with nothing instead of an error, and has none of the
+        // functions Step Functions adds (`$partition`, `$range`, `$hash`, `$random`, `$uuid`,
+        // `$parse`); those would be registered with `JsonAta::register_function`. Its
+        // evaluator is not Send, so each evaluation would build and drop it synchronously.
         if let Some(lang) = top.get("QueryLanguage").and_then(Value::as_str)
             && lang != "JSONPath"
         {
@@ -320,9 +502,6 @@ impl StateMachine {
                 message,
             }
         })?;
-        if raw.states.is_empty() {
-            return Err(AslError::machine(Some("States"), "has no states"));
-        }
         if let Some(t) = raw.timeout_seconds
             && !(1..=MAX_SECONDS).contains(&t)
         {
@@ -331,56 +510,29 @@ impl StateMachine {
                 format!("must be 1 to {MAX_SECONDS}, got {t}"),
             ));
         }
-        let mut states = BTreeMap::new();
-        for (name, value) in &raw.states {
-            states.insert(name.clone(), compile_state(name, value)?);
-        }
-        if !states.contains_key(&raw.start_at) {
-            return Err(AslError::machine(
-                Some("StartAt"),
-                format!("no state named '{}'", raw.start_at),
-            ));
-        }
-        for (name, state) in &states {
-            for (field, target) in state.targets() {
-                if !states.contains_key(target) {
-                    return Err(AslError::field(
-                        name,
-                        field,
-                        format!("no state named '{target}'"),
-                    ));
-                }
-            }
-        }
-        let mut order = Vec::new();
-        let mut queue = VecDeque::from([raw.start_at.clone()]);
-        while let Some(name) = queue.pop_front() {
-            if order.contains(&name) {
-                continue;
-            }
-            for (_, target) in states[&name].targets() {
-                queue.push_back(target.to_string());
-            }
-            order.push(name);
-        }
-        if let Some(unreachable) = states.keys().find(|n| !order.contains(n)) {
-            return Err(AslError::state(
-                unreachable,
-                "is not reachable from StartAt",
-            ));
-        }
+        let mut loader = Loader::default();
+        let at = BlockAt {
+            owner: None,
+            field: String::new(),
+        };
+        let root = compile_block(
+            &raw.start_at,
+            &raw.states,
+            &at,
+            &mut loader,
+            &BTreeSet::new(),
+        )?;
         Ok(StateMachine {
             comment: raw.comment,
-            start_at: raw.start_at,
-            states,
+            root,
             timeout_seconds: raw.timeout_seconds,
             version: raw.version,
-            order,
+            types: loader.types,
         })
     }
 
     pub fn start_at(&self) -> &str {
-        &self.start_at
+        &self.root.start_at
     }
 
     pub fn comment(&self) -> Option<&str> {
@@ -396,30 +548,200 @@ impl StateMachine {
         self.timeout_seconds.map(Duration::from_secs)
     }
 
-    /// State names, breadth-first from `StartAt`.
+    /// The top-level state names, breadth-first from `StartAt`.
     pub fn state_names(&self) -> impl Iterator<Item = &str> {
-        self.order.iter().map(String::as_str)
+        self.root.order.iter().map(String::as_str)
     }
 
-    /// A state's `Type`.
+    /// Every state name, nested ones (in Parallel branches and Map item processors) right
+    /// after the state that holds them, in flow order.
+    pub fn all_state_names(&self) -> Vec<&str> {
+        fn walk<'m>(block: &'m Block, out: &mut Vec<&'m str>) {
+            for name in &block.order {
+                out.push(name);
+                for inner in block.states[name].blocks() {
+                    walk(inner, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
+    /// A state's `Type`, nested states included.
     pub fn state_type(&self, name: &str) -> Option<&'static str> {
-        self.states.get(name).map(State::type_name)
+        self.types.get(name).copied()
     }
 
-    /// Every Task state with its `Resource` and raw `Parameters`, breadth-first from `StartAt`.
+    /// Every Task state with its `Resource` and raw `Parameters`, in flow order, nested ones
+    /// (in Parallel branches and Map item processors) included.
     pub fn task_resources(&self) -> Vec<TaskResource<'_>> {
-        self.order
-            .iter()
-            .filter_map(|name| match &self.states[name].kind {
-                Kind::Task(t) => Some(TaskResource {
-                    state: name,
-                    resource: &t.resource,
-                    parameters: t.raw_parameters.as_ref(),
-                }),
-                _ => None,
-            })
-            .collect()
+        fn walk<'m>(block: &'m Block, out: &mut Vec<TaskResource<'m>>) {
+            for name in &block.order {
+                let state = &block.states[name];
+                if let Kind::Task(t) = &state.kind {
+                    out.push(TaskResource {
+                        state: name,
+                        resource: &t.resource,
+                        parameters: t.raw_parameters.as_ref(),
+                    });
+                }
+                for inner in state.blocks() {
+                    walk(inner, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
     }
+}
+
+/// The variable names a block's own states assign (not those of nested blocks).
+fn assigned_names(states: &BTreeMap<String, Value>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut add = |assign: Option<&Value>| {
+        if let Some(Value::Object(map)) = assign {
+            for key in map.keys() {
+                out.insert(key.strip_suffix(".$").unwrap_or(key).to_string());
+            }
+        }
+    };
+    for state in states.values() {
+        add(state.get("Assign"));
+        for list in ["Choices", "Catch"] {
+            if let Some(Value::Array(items)) = state.get(list) {
+                for item in items {
+                    add(item.get("Assign"));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn compile_block(
+    start_at: &str,
+    raw_states: &BTreeMap<String, Value>,
+    at: &BlockAt<'_>,
+    loader: &mut Loader,
+    outer_vars: &BTreeSet<String>,
+) -> Result<Block, AslError> {
+    if raw_states.is_empty() {
+        return Err(at.error("States", "has no states"));
+    }
+    // The variables visible to nested blocks: those of every enclosing scope and this one's.
+    let mut visible = outer_vars.clone();
+    visible.extend(assigned_names(raw_states));
+    let mut states = BTreeMap::new();
+    for (name, value) in raw_states {
+        if !loader.names.insert(name.clone()) {
+            return Err(AslError::state(
+                name,
+                "a state name must be unique in the whole state machine, nested states included",
+            ));
+        }
+        let state = compile_state(name, value, loader, outer_vars, &visible)?;
+        loader.types.insert(name.clone(), state.type_name());
+        states.insert(name.clone(), state);
+    }
+    if !states.contains_key(start_at) {
+        return Err(at.error("StartAt", format!("no state named '{start_at}'")));
+    }
+    for (name, state) in &states {
+        for (field, target) in state.targets() {
+            if !states.contains_key(target) {
+                let message = if loader.names.contains(target) {
+                    format!(
+                        "no state named '{target}' here: a transition cannot leave or enter a Parallel branch or a Map item processor"
+                    )
+                } else {
+                    format!("no state named '{target}'")
+                };
+                return Err(AslError::field(name, field, message));
+            }
+        }
+    }
+    let mut order = Vec::new();
+    let mut queue = VecDeque::from([start_at.to_string()]);
+    while let Some(name) = queue.pop_front() {
+        if order.contains(&name) {
+            continue;
+        }
+        for (_, target) in states[&name].targets() {
+            queue.push_back(target.to_string());
+        }
+        order.push(name);
+    }
+    if let Some(unreachable) = states.keys().find(|n| !order.contains(n)) {
+        return Err(AslError::state(
+            unreachable,
+            "is not reachable from StartAt",
+        ));
+    }
+    Ok(Block {
+        start_at: start_at.to_string(),
+        states,
+        order,
+    })
+}
+
+/// Compiles an `Assign` object (JSONPath: `"name.$"` values are paths or intrinsics, as in
+/// `Parameters`). Names follow the developer guide ("Passing data between states with
+/// variables"): a letter or `_`, then letters, digits or `_`, at most 80 characters, not the
+/// reserved `states`; and a state in a Parallel branch or Map iteration cannot assign a
+/// variable an enclosing scope assigns.
+fn assign(
+    state: &str,
+    field: &str,
+    value: Option<&Value>,
+    outer_vars: &BTreeSet<String>,
+) -> Result<Option<Payload>, AslError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let Value::Object(map) = value else {
+        return Err(AslError::field(state, field, "must be an object"));
+    };
+    for key in map.keys() {
+        let name = key.strip_suffix(".$").unwrap_or(key);
+        let at = format!("{field}.{key}");
+        let valid = name.len() <= MAX_VARIABLE_NAME
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(AslError::field(
+                state,
+                at,
+                format!(
+                    "'{name}' is not a variable name (a letter or _, then letters, digits or _, at most {MAX_VARIABLE_NAME} characters)"
+                ),
+            ));
+        }
+        if name == "states" {
+            return Err(AslError::field(
+                state,
+                at,
+                "$states is reserved by Step Functions",
+            ));
+        }
+        if outer_vars.contains(name) {
+            return Err(AslError::field(
+                state,
+                at,
+                format!(
+                    "'{name}' is assigned in an enclosing scope; a Parallel branch or Map iteration cannot assign an outer variable"
+                ),
+            ));
+        }
+    }
+    Payload::compile(value, field)
+        .map(Some)
+        .map_err(|(f, m)| AslError::field(state, f, m))
 }
 
 /// Turns serde's messages into ones that name the field.
@@ -444,7 +766,13 @@ fn explain_serde(field: Option<String>, message: String, what: &str) -> (Option<
     (field, message)
 }
 
-fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
+fn compile_state(
+    name: &str,
+    value: &Value,
+    loader: &mut Loader,
+    outer_vars: &BTreeSet<String>,
+    visible_vars: &BTreeSet<String>,
+) -> Result<State, AslError> {
     if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
         return Err(AslError::state(
             name,
@@ -466,13 +794,7 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
         None => return Err(AslError::field(name, "Type", "missing")),
     };
     match ty {
-        "Task" | "Pass" | "Wait" | "Choice" | "Succeed" | "Fail" => {}
-        "Map" | "Parallel" => {
-            return Err(AslError::state(
-                name,
-                format!("type {ty} is not supported by the local engine"),
-            ));
-        }
+        "Task" | "Pass" | "Wait" | "Choice" | "Succeed" | "Fail" | "Map" | "Parallel" => {}
         other => {
             return Err(AslError::field(
                 name,
@@ -490,12 +812,11 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
             format!("{lang} is not supported by the local engine (only JSONPath)"),
         ));
     }
-    if let Some(field) = UNSUPPORTED_FIELDS.iter().find(|f| fields.contains_key(**f)) {
-        return Err(AslError::field(
-            name,
-            *field,
-            "is not supported by the local engine",
-        ));
+    if let Some((field, _, why)) = UNSUPPORTED_FIELDS
+        .iter()
+        .find(|(f, types, _)| types.contains(&ty) && fields.contains_key(*f))
+    {
+        return Err(AslError::field(name, *field, *why));
     }
     let what = format!("a {ty} state");
     let read_err = |(field, message): (Option<String>, String)| {
@@ -506,7 +827,7 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
             message,
         }
     };
-    let (input_path, output_path, kind) = match ty {
+    let (input_path, output_path, assign_raw, kind) = match ty {
         "Task" => {
             let r: raw::RawTask = raw::read(value).map_err(read_err)?;
             let parameters = payload(name, "Parameters", r.parameters.as_ref())?;
@@ -554,6 +875,9 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
             if let Some(p) = &r.heartbeat_seconds_path {
                 reference(name, "HeartbeatSecondsPath", p)?;
             }
+            // Heartbeats are sent by callback and activity workers, and those tasks are
+            // refused below: for the tasks that run here the fields change nothing.
+            check_resource_pattern(name, &r.resource)?;
             let task = Task {
                 resource: r.resource,
                 raw_parameters: r.parameters,
@@ -561,11 +885,16 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
                 result_selector,
                 result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
                 retriers: retriers(name, r.retry.unwrap_or_default())?,
-                catchers: catchers(name, r.catch.unwrap_or_default())?,
+                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
                 timeout,
                 transition: transition(name, "Task", r.next, r.end)?,
             };
-            (r.input_path, r.output_path, Kind::Task(Box::new(task)))
+            (
+                r.input_path,
+                r.output_path,
+                r.assign,
+                Kind::Task(Box::new(task)),
+            )
         }
         "Pass" => {
             let r: raw::RawPass = raw::read(value).map_err(read_err)?;
@@ -575,7 +904,7 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
                 result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
                 transition: transition(name, "Pass", r.next, r.end)?,
             };
-            (r.input_path, r.output_path, Kind::Pass(pass))
+            (r.input_path, r.output_path, r.assign, Kind::Pass(pass))
         }
         "Wait" => {
             let r: raw::RawWait = raw::read(value).map_err(read_err)?;
@@ -612,38 +941,248 @@ fn compile_state(name: &str, value: &Value) -> Result<State, AslError> {
                 wait_for,
                 transition: transition(name, "Wait", r.next, r.end)?,
             };
-            (r.input_path, r.output_path, Kind::Wait(wait))
+            (r.input_path, r.output_path, r.assign, Kind::Wait(wait))
         }
         "Choice" => {
             let r: raw::RawChoice = raw::read(value).map_err(read_err)?;
             let choices =
                 choice::compile_choices(r.choices).map_err(|(f, m)| AslError::field(name, f, m))?;
+            let rule_assigns = choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    assign(
+                        name,
+                        &format!("Choices[{i}].Assign"),
+                        c.assign.as_ref(),
+                        outer_vars,
+                    )
+                })
+                .collect::<Result<_, _>>()?;
             (
                 r.input_path,
                 r.output_path,
+                r.assign,
                 Kind::Choice(ChoiceState {
                     choices,
+                    rule_assigns,
                     default: r.default,
                 }),
             )
         }
         "Succeed" => {
             let r: raw::RawSucceed = raw::read(value).map_err(read_err)?;
-            (r.input_path, r.output_path, Kind::Succeed)
+            (r.input_path, r.output_path, None, Kind::Succeed)
         }
         "Fail" => {
             let r: raw::RawFail = raw::read(value).map_err(read_err)?;
             let error = text(name, ("Error", r.error), ("ErrorPath", r.error_path))?;
             let cause = text(name, ("Cause", r.cause), ("CausePath", r.cause_path))?;
-            (None, None, Kind::Fail(Fail { error, cause }))
+            (None, None, None, Kind::Fail(Fail { error, cause }))
+        }
+        "Parallel" => {
+            let r: raw::RawParallel = raw::read(value).map_err(read_err)?;
+            if r.branches.is_empty() {
+                return Err(AslError::field(
+                    name,
+                    "Branches",
+                    "must hold at least one branch",
+                ));
+            }
+            let mut branches = Vec::with_capacity(r.branches.len());
+            for (i, branch) in r.branches.iter().enumerate() {
+                let field = format!("Branches[{i}]");
+                if branch.processor_config.is_some() {
+                    return Err(AslError::field(
+                        name,
+                        format!("{field}.ProcessorConfig"),
+                        "is a field of a Map's ItemProcessor, not of a branch",
+                    ));
+                }
+                let at = BlockAt {
+                    owner: Some(name),
+                    field,
+                };
+                branches.push(compile_block(
+                    &branch.start_at,
+                    &branch.states,
+                    &at,
+                    loader,
+                    visible_vars,
+                )?);
+            }
+            let parallel = Parallel {
+                branches,
+                parameters: payload(name, "Parameters", r.parameters.as_ref())?,
+                result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
+                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+                retriers: retriers(name, r.retry.unwrap_or_default())?,
+                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
+                transition: transition(name, "Parallel", r.next, r.end)?,
+            };
+            (
+                r.input_path,
+                r.output_path,
+                r.assign,
+                Kind::Parallel(Box::new(parallel)),
+            )
+        }
+        "Map" => {
+            let r: raw::RawMap = raw::read(value).map_err(read_err)?;
+            let (processor_field, processor) = match (r.item_processor, r.iterator) {
+                (Some(_), Some(_)) => {
+                    return Err(AslError::field(
+                        name,
+                        "Iterator",
+                        "ItemProcessor is set too; use one (Iterator is its old name)",
+                    ));
+                }
+                (Some(p), None) => ("ItemProcessor", p),
+                (None, Some(p)) => ("Iterator", p),
+                (None, None) => {
+                    return Err(AslError::field(
+                        name,
+                        "ItemProcessor",
+                        "missing: a Map state needs ItemProcessor (or its old name Iterator)",
+                    ));
+                }
+            };
+            check_processor_config(name, processor_field, &processor)?;
+            let item_selector = match (r.item_selector, r.parameters) {
+                (Some(_), Some(_)) => {
+                    return Err(AslError::field(
+                        name,
+                        "Parameters",
+                        "ItemSelector is set too; use one (Parameters is its old name)",
+                    ));
+                }
+                (Some(v), None) => payload(name, "ItemSelector", Some(&v))?,
+                (None, Some(v)) => payload(name, "Parameters", Some(&v))?,
+                (None, None) => None,
+            };
+            let concurrency = match (r.max_concurrency, r.max_concurrency_path) {
+                (Some(_), Some(_)) => {
+                    return Err(AslError::field(
+                        name,
+                        "MaxConcurrencyPath",
+                        "MaxConcurrency is set too; use one",
+                    ));
+                }
+                (Some(n), None) => {
+                    check_range(name, "MaxConcurrency", n, 0, MAX_SECONDS)?;
+                    Concurrency::Fixed(n)
+                }
+                (None, Some(p)) => Concurrency::Path(reference(name, "MaxConcurrencyPath", &p)?),
+                (None, None) => Concurrency::Fixed(0),
+            };
+            let items_path = match r.items_path {
+                None => None,
+                Some(p) if p == "$" => None,
+                Some(p) => Some(reference(name, "ItemsPath", &p)?),
+            };
+            let at = BlockAt {
+                owner: Some(name),
+                field: processor_field.to_string(),
+            };
+            let processor = compile_block(
+                &processor.start_at,
+                &processor.states,
+                &at,
+                loader,
+                visible_vars,
+            )?;
+            let map = MapState {
+                processor,
+                items_path,
+                item_selector,
+                concurrency,
+                result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
+                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+                retriers: retriers(name, r.retry.unwrap_or_default())?,
+                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
+                transition: transition(name, "Map", r.next, r.end)?,
+            };
+            (
+                r.input_path,
+                r.output_path,
+                r.assign,
+                Kind::Map(Box::new(map)),
+            )
         }
         _ => unreachable!("checked above"),
     };
     Ok(State {
         input_path: DataPath::compile(input_path, name, "InputPath")?,
         output_path: DataPath::compile(output_path, name, "OutputPath")?,
+        assign: assign(name, "Assign", assign_raw.as_ref(), outer_vars)?,
         kind,
     })
+}
+
+/// Only an inline item processor runs here: a Distributed Map runs each item as a child
+/// execution, with its own scope and history, which the local engine does not model.
+fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<(), AslError> {
+    let Some(config) = &block.processor_config else {
+        return Ok(());
+    };
+    let Value::Object(config) = config else {
+        return Err(AslError::field(
+            state,
+            format!("{field}.ProcessorConfig"),
+            "must be an object",
+        ));
+    };
+    for (key, value) in config {
+        let at = format!("{field}.ProcessorConfig.{key}");
+        match (key.as_str(), value.as_str()) {
+            ("Mode", Some("INLINE")) => {}
+            ("Mode", Some("DISTRIBUTED")) => {
+                return Err(AslError::field(
+                    state,
+                    at,
+                    "a Distributed Map is not run by the local engine (only Mode INLINE)",
+                ));
+            }
+            ("Mode", _) => {
+                return Err(AslError::field(
+                    state,
+                    at,
+                    format!("must be INLINE or DISTRIBUTED, got {value}"),
+                ));
+            }
+            ("ExecutionType", _) => {
+                return Err(AslError::field(
+                    state,
+                    at,
+                    "is a Distributed Map field; the local engine runs inline Maps only",
+                ));
+            }
+            _ => return Err(AslError::field(state, at, "unknown field")),
+        }
+    }
+    Ok(())
+}
+
+/// Task resources the local engine can never run, refused at load by name: callback tasks
+/// (`.waitForTaskToken`, which wait for a `SendTaskSuccess` nothing here sends) and activities.
+fn check_resource_pattern(state: &str, resource: &str) -> Result<(), AslError> {
+    if resource.ends_with(".waitForTaskToken") {
+        return Err(AslError::field(
+            state,
+            "Resource",
+            format!(
+                "{resource}: callback tasks (.waitForTaskToken) are not run by the local engine"
+            ),
+        ));
+    }
+    if resource.starts_with("arn:") && resource.split(':').nth(5) == Some("activity") {
+        return Err(AslError::field(
+            state,
+            "Resource",
+            format!("{resource}: activities are not run by the local engine"),
+        ));
+    }
+    Ok(())
 }
 
 fn payload(state: &str, field: &str, value: Option<&Value>) -> Result<Option<Payload>, AslError> {
@@ -812,7 +1351,11 @@ fn retriers(state: &str, raw: Vec<RawRetrier>) -> Result<Vec<Retrier>, AslError>
         .collect()
 }
 
-fn catchers(state: &str, raw: Vec<RawCatcher>) -> Result<Vec<Catcher>, AslError> {
+fn catchers(
+    state: &str,
+    raw: Vec<RawCatcher>,
+    outer_vars: &BTreeSet<String>,
+) -> Result<Vec<Catcher>, AslError> {
     let n = raw.len();
     raw.into_iter()
         .enumerate()
@@ -820,6 +1363,12 @@ fn catchers(state: &str, raw: Vec<RawCatcher>) -> Result<Vec<Catcher>, AslError>
             let at = format!("Catch[{i}]");
             error_equals(state, &at, &c.error_equals, i + 1 == n)?;
             Ok(Catcher {
+                assign: assign(
+                    state,
+                    &format!("{at}.Assign"),
+                    c.assign.as_ref(),
+                    outer_vars,
+                )?,
                 error_equals: c.error_equals,
                 next: c.next,
                 result_path: ResultPath::compile(
@@ -831,3 +1380,7 @@ fn catchers(state: &str, raw: Vec<RawCatcher>) -> Result<Vec<Catcher>, AslError>
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -18,11 +18,67 @@ pub(crate) enum Segment {
     Index(i64),
 }
 
-/// A parsed path read from the state's data (`$...`) or the context object (`$$...`).
+/// Variables in scope: the name (without `$`) and its value.
+pub(crate) type Vars = Map<String, Value>;
+
+/// What a path reads from: the state's data (`$`), the context object (`$$`) and the
+/// variables in scope (`$name`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Env<'a> {
+    pub data: &'a Value,
+    pub context: &'a Value,
+    pub vars: &'a Vars,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(data: &'a Value, context: &'a Value, vars: &'a Vars) -> Self {
+        Env {
+            data,
+            context,
+            vars,
+        }
+    }
+
+    /// The same context and variables over other data.
+    pub fn with_data<'b>(&self, data: &'b Value) -> Env<'b>
+    where
+        'a: 'b,
+    {
+        Env {
+            data,
+            context: self.context,
+            vars: self.vars,
+        }
+    }
+}
+
+/// Where a path starts.
+#[derive(Debug, Clone, PartialEq)]
+enum Root {
+    Data,
+    Context,
+    /// A workflow variable (`$name`, Step Functions developer guide, "Passing data between
+    /// states with variables").
+    Variable(String),
+}
+
+/// Splits a leading `$name` (a variable reference) from the rest of a path.
+pub(crate) fn variable_name(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('$')?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    let first = name.chars().next()?;
+    (first.is_ascii_alphabetic() || first == '_').then_some(name)
+}
+
+/// A parsed path read from the state's data (`$...`), the context object (`$$...`) or a
+/// variable (`$name...`).
 #[derive(Debug, Clone)]
 pub(crate) struct Path {
     text: String,
-    context: bool,
+    root: Root,
     query: JsonPath,
     /// The segments of a definite path; `None` for an indefinite one.
     segments: Option<Vec<Segment>>,
@@ -31,10 +87,16 @@ pub(crate) struct Path {
 impl Path {
     /// Parses a path. The message of an error quotes the path.
     pub fn parse(text: &str) -> Result<Path, String> {
-        let (context, rest) = match text.strip_prefix("$$") {
-            Some(rest) => (true, format!("${rest}")),
-            None if text.starts_with('$') => (false, text.to_string()),
-            None => return Err(format!("invalid path '{text}': a path starts with '$'")),
+        let (root, rest) = match text.strip_prefix("$$") {
+            Some(rest) => (Root::Context, format!("${rest}")),
+            None => match variable_name(text) {
+                Some(name) => (
+                    Root::Variable(name.to_string()),
+                    format!("${}", &text[1 + name.len()..]),
+                ),
+                None if text.starts_with('$') => (Root::Data, text.to_string()),
+                None => return Err(format!("invalid path '{text}': a path starts with '$'")),
+            },
         };
         let segments = parse_definite(&rest).ok();
         let query_text = match &segments {
@@ -45,7 +107,7 @@ impl Path {
             JsonPath::parse(&query_text).map_err(|e| format!("invalid path '{text}': {e}"))?;
         Ok(Path {
             text: text.to_string(),
-            context,
+            root,
             query,
             segments,
         })
@@ -59,8 +121,14 @@ impl Path {
         self.segments.is_some()
     }
 
-    pub fn is_context(&self) -> bool {
-        self.context
+    /// What the path reads from, for error messages: the data, the context object or the
+    /// variable's value (null when it is not set).
+    pub fn source(&self, env: &Env<'_>) -> Value {
+        match &self.root {
+            Root::Data => env.data.clone(),
+            Root::Context => env.context.clone(),
+            Root::Variable(name) => env.vars.get(name).cloned().unwrap_or(Value::Null),
+        }
     }
 
     /// The definite path's steps (`None` if indefinite).
@@ -70,8 +138,12 @@ impl Path {
 
     /// Reads the path. A definite path that selects nothing gives `None`; an indefinite
     /// path gives the list of what it selects (possibly empty).
-    pub fn read(&self, data: &Value, context: &Value) -> Option<Value> {
-        let root = if self.context { context } else { data };
+    pub fn read(&self, env: &Env<'_>) -> Option<Value> {
+        let root = match &self.root {
+            Root::Data => env.data,
+            Root::Context => env.context,
+            Root::Variable(name) => env.vars.get(name)?,
+        };
         let nodes = self.query.query(root);
         if self.segments.is_some() {
             nodes.first().cloned()
@@ -197,6 +269,11 @@ impl ReferencePath {
                 "invalid path '{text}': a result cannot be written to the context object"
             ));
         }
+        if variable_name(text).is_some() {
+            return Err(format!(
+                "invalid path '{text}': a result cannot be written to a variable (use Assign)"
+            ));
+        }
         let path = Path::parse(text)?;
         let Some(segments) = path.segments() else {
             return Err(format!(
@@ -262,7 +339,8 @@ mod tests {
     fn definite_paths_select_one_value_or_nothing() {
         let data = json!({"a": {"b-c": [10, 20]}, "x y": 1});
         let ctx = json!({"Execution": {"Name": "n"}});
-        let read = |p: &str| Path::parse(p).unwrap().read(&data, &ctx);
+        let vars = Vars::new();
+        let read = |p: &str| Path::parse(p).unwrap().read(&Env::new(&data, &ctx, &vars));
         assert_eq!(read("$.a.b-c[1]"), Some(json!(20)));
         assert_eq!(read("$['x y']"), Some(json!(1)));
         assert_eq!(read("$.a.b-c[-1]"), Some(json!(20)));
@@ -275,12 +353,34 @@ mod tests {
     #[test]
     fn indefinite_paths_select_lists() {
         let data = json!({"items": [{"id": 1}, {"id": 2}, {"id": 3}]});
-        let read = |p: &str| Path::parse(p).unwrap().read(&data, &Value::Null);
+        let vars = Vars::new();
+        let read = |p: &str| {
+            Path::parse(p)
+                .unwrap()
+                .read(&Env::new(&data, &Value::Null, &vars))
+        };
         assert_eq!(read("$.items[*].id"), Some(json!([1, 2, 3])));
         assert_eq!(read("$..id"), Some(json!([1, 2, 3])));
         assert_eq!(read("$.items[?(@.id > 1)].id"), Some(json!([2, 3])));
         assert_eq!(read("$.nothing[*]"), Some(json!([])));
         assert!(!Path::parse("$.items[0:2]").unwrap().is_definite());
+    }
+
+    #[test]
+    fn variable_paths_read_the_variable_in_scope() {
+        let mut vars = Vars::new();
+        vars.insert("count".into(), json!({"n": [1, 2]}));
+        vars.insert("_x1".into(), json!(7));
+        let data = json!({"count": "data"});
+        let env = Env::new(&data, &Value::Null, &vars);
+        let read = |p: &str| Path::parse(p).unwrap().read(&env);
+        assert_eq!(read("$count.n[1]"), Some(json!(2)));
+        assert_eq!(read("$count"), Some(json!({"n": [1, 2]})));
+        assert_eq!(read("$_x1"), Some(json!(7)));
+        assert_eq!(read("$.count"), Some(json!("data")));
+        assert_eq!(read("$missing"), None);
+        assert_eq!(read("$count.n[*]"), Some(json!([1, 2])));
+        assert!(ReferencePath::parse("$count").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::error::{StateError, excerpt};
 use super::intrinsic::{Call, looks_like_call};
-use super::path::Path;
+use super::path::{Env, Path};
 
 #[derive(Debug, Clone)]
 enum Node {
@@ -44,8 +44,8 @@ impl Payload {
     }
 
     /// Fills the template from the state's data and the context object.
-    pub fn eval(&self, data: &Value, context: &Value) -> Result<Value, StateError> {
-        eval(&self.root, data, context)
+    pub fn eval(&self, env: &Env<'_>) -> Result<Value, StateError> {
+        eval(&self.root, env)
     }
 }
 
@@ -124,30 +124,30 @@ fn compile(value: &Value, prefix: &str, relative: &str) -> Result<Node, (String,
     }
 }
 
-fn eval(node: &Node, data: &Value, context: &Value) -> Result<Value, StateError> {
+fn eval(node: &Node, env: &Env<'_>) -> Result<Value, StateError> {
     Ok(match node {
         Node::Literal(v) => v.clone(),
         Node::Object(entries) => {
             let mut out = Map::new();
             for (key, child) in entries {
-                out.insert(key.clone(), eval(child, data, context)?);
+                out.insert(key.clone(), eval(child, env)?);
             }
             Value::Object(out)
         }
         Node::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|n| eval(n, data, context))
+                .map(|n| eval(n, env))
                 .collect::<Result<_, _>>()?,
         ),
-        Node::Path { field, path } => path.read(data, context).ok_or_else(|| {
+        Node::Path { field, path } => path.read(env).ok_or_else(|| {
             StateError::runtime(format!(
                 "The JSONPath '{}' specified for the field '{field}.$' could not be found in the input '{}'",
                 path.text(),
-                excerpt(if path.is_context() { context } else { data })
+                excerpt(&path.source(env))
             ))
         })?,
-        Node::Call { field, call } => call.eval(data, context).map_err(|mut e| {
+        Node::Call { field, call } => call.eval(env).map_err(|mut e| {
             e.cause = format!("field '{field}.$': {}", e.cause);
             e
         })?,
@@ -170,11 +170,13 @@ mod tests {
             "Deep": {"Inner": {"V.$": "$.v"}}
         });
         let p = Payload::compile(&template, "Parameters").unwrap();
+        let vars = crate::asl::path::Vars::new();
         let out = p
-            .eval(
+            .eval(&Env::new(
                 &json!({"id": "a1", "v": [1]}),
                 &json!({"Execution": {"Name": "e"}}),
-            )
+                &vars,
+            ))
             .unwrap();
         assert_eq!(
             out,
@@ -192,7 +194,10 @@ mod tests {
     #[test]
     fn missing_path_is_a_runtime_error_naming_field_and_path() {
         let p = Payload::compile(&json!({"a": {"b.$": "$.nope"}}), "Parameters").unwrap();
-        let err = p.eval(&json!({"x": 1}), &json!({})).unwrap_err();
+        let vars = crate::asl::path::Vars::new();
+        let err = p
+            .eval(&Env::new(&json!({"x": 1}), &json!({}), &vars))
+            .unwrap_err();
         assert_eq!(err.error, "States.Runtime");
         assert!(err.terminal);
         assert!(err.cause.contains("'$.nope'"), "{}", err.cause);

@@ -56,6 +56,7 @@ pub(crate) struct RawTask {
     pub heartbeat_seconds_path: Option<String>,
     pub next: Option<String>,
     pub end: Option<bool>,
+    pub assign: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +79,7 @@ pub(crate) struct RawPass {
     pub result: Option<Option<Value>>,
     pub next: Option<String>,
     pub end: Option<bool>,
+    pub assign: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +101,7 @@ pub(crate) struct RawWait {
     pub timestamp_path: Option<String>,
     pub next: Option<String>,
     pub end: Option<bool>,
+    pub assign: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +119,7 @@ pub(crate) struct RawChoice {
     pub output_path: Option<Option<String>>,
     pub choices: Vec<RawChoiceRule>,
     pub default: Option<String>,
+    pub assign: Option<Value>,
 }
 
 /// A choice rule: a boolean combination (`And`/`Or`/`Not`) or a data test (`Variable` and one
@@ -131,6 +135,7 @@ pub(crate) struct RawChoiceRule {
     pub and: Option<Vec<RawChoiceRule>>,
     pub or: Option<Vec<RawChoiceRule>>,
     pub not: Option<Box<RawChoiceRule>>,
+    pub assign: Option<Value>,
     #[serde(flatten)]
     pub operators: BTreeMap<String, Value>,
 }
@@ -187,6 +192,76 @@ pub(crate) struct RawCatcher {
     pub next: String,
     #[serde(default, deserialize_with = "nullable")]
     pub result_path: Option<Option<String>>,
+    pub assign: Option<Value>,
+}
+
+/// A Parallel branch, or a Map's `ItemProcessor` (`Iterator`): states of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawBlock {
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    pub start_at: String,
+    pub states: BTreeMap<String, Value>,
+    /// `ItemProcessor` only: `{"Mode": "INLINE" | "DISTRIBUTED", "ExecutionType": ...}`.
+    pub processor_config: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawParallel {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    pub branches: Vec<RawBlock>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: Option<Option<String>>,
+    pub parameters: Option<Value>,
+    pub result_selector: Option<Value>,
+    pub retry: Option<Vec<RawRetrier>>,
+    pub catch: Option<Vec<RawCatcher>>,
+    pub assign: Option<Value>,
+    pub next: Option<String>,
+    pub end: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub(crate) struct RawMap {
+    #[serde(rename = "Type")]
+    pub _type: String,
+    #[serde(rename = "Comment")]
+    pub _comment: Option<String>,
+    #[serde(rename = "QueryLanguage")]
+    pub _query_language: Option<String>,
+    pub item_processor: Option<RawBlock>,
+    /// The name `ItemProcessor` had before 2022.
+    pub iterator: Option<RawBlock>,
+    pub items_path: Option<String>,
+    pub item_selector: Option<Value>,
+    /// The name `ItemSelector` had before 2022.
+    pub parameters: Option<Value>,
+    pub max_concurrency: Option<u64>,
+    pub max_concurrency_path: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub input_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub output_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub result_path: Option<Option<String>>,
+    pub result_selector: Option<Value>,
+    pub retry: Option<Vec<RawRetrier>>,
+    pub catch: Option<Vec<RawCatcher>>,
+    pub assign: Option<Value>,
+    pub next: Option<String>,
+    pub end: Option<bool>,
 }
 
 /// Deserializes one raw type, naming the field that is wrong (`Retry[0].MaxAttempts`).

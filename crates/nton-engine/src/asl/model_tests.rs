@@ -1,0 +1,323 @@
+//! Loading: what is refused at load (issue 11 item 2: by state and feature, before anything
+//! runs) and what nested machines (Parallel, Map, variables) look like once loaded.
+
+use super::*;
+use serde_json::json;
+
+fn refused(definition: Value) -> String {
+    match StateMachine::from_json(&definition) {
+        Ok(_) => panic!("loaded, but should have been refused: {definition}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A machine of one state named S.
+fn one(state: Value) -> Value {
+    json!({"StartAt": "S", "States": {"S": state}})
+}
+
+fn map_with(extra: Value) -> Value {
+    let mut state = json!({
+        "Type": "Map",
+        "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}},
+        "End": true
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        state[k] = v.clone();
+    }
+    one(state)
+}
+
+#[test]
+fn callback_tasks_and_activities_are_refused_by_name() {
+    assert_eq!(
+        refused(one(json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": "f", "Payload": {"token.$": "$$.Task.Token"}},
+            "End": true
+        }))),
+        "state S: field Resource: arn:aws:states:::lambda:invoke.waitForTaskToken: callback tasks (.waitForTaskToken) are not run by the local engine"
+    );
+    assert_eq!(
+        refused(one(json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:eu-west-1:123456789012:activity:approve",
+            "End": true
+        }))),
+        "state S: field Resource: arn:aws:states:eu-west-1:123456789012:activity:approve: activities are not run by the local engine"
+    );
+}
+
+#[test]
+fn fields_the_engine_does_not_run_are_refused_by_name() {
+    let task = |field: &str, value: Value| {
+        let mut state = json!({"Type": "Task", "Resource": "arn:x", "End": true});
+        state[field] = value;
+        refused(one(state))
+    };
+    assert_eq!(
+        task("Credentials", json!({"RoleArn": "arn:aws:iam::1:role/r"})),
+        "state S: field Credentials: cross-account task credentials are not run by the local engine"
+    );
+    assert_eq!(
+        task("Arguments", json!({})),
+        "state S: field Arguments: is a JSONata field, and the local engine runs JSONPath states only"
+    );
+    assert_eq!(
+        refused(one(json!({"Type": "Pass", "Output": {}, "End": true}))),
+        "state S: field Output: is a JSONata field, and the local engine runs JSONPath states only"
+    );
+    // Not a field of a Pass state at all: serde's "unknown field", not a feature refusal.
+    assert_eq!(
+        refused(one(json!({"Type": "Pass", "Arguments": {}, "End": true}))),
+        "state S: field Arguments: not a field of a Pass state"
+    );
+}
+
+#[test]
+fn distributed_map_features_are_refused_by_name() {
+    let cases = [
+        (
+            "ItemReader",
+            json!({"Resource": "arn:aws:states:::s3:getObject"}),
+            "a Distributed Map reading its items from S3 is not run by the local engine",
+        ),
+        (
+            "ResultWriter",
+            json!({"Resource": "arn:aws:states:::s3:putObject"}),
+            "a Distributed Map writing its results to S3 is not run by the local engine",
+        ),
+        (
+            "ItemBatcher",
+            json!({"MaxItemsPerBatch": 2}),
+            "batching items (a Distributed Map feature) is not run by the local engine",
+        ),
+        (
+            "ToleratedFailurePercentage",
+            json!(10),
+            "tolerated failures (a Distributed Map feature) are not run by the local engine",
+        ),
+        (
+            "ToleratedFailureCount",
+            json!(1),
+            "tolerated failures (a Distributed Map feature) are not run by the local engine",
+        ),
+        (
+            "ToleratedFailureCountPath",
+            json!("$.n"),
+            "tolerated failures (a Distributed Map feature) are not run by the local engine",
+        ),
+        (
+            "ToleratedFailurePercentagePath",
+            json!("$.n"),
+            "tolerated failures (a Distributed Map feature) are not run by the local engine",
+        ),
+        (
+            "Label",
+            json!("x"),
+            "a Distributed Map's Label is not run by the local engine",
+        ),
+        (
+            "Items",
+            json!([1]),
+            "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
+        ),
+    ];
+    for (field, value, why) in cases {
+        assert_eq!(
+            refused(map_with(json!({ field: value }))),
+            format!("state S: field {field}: {why}")
+        );
+    }
+    assert_eq!(
+        refused(map_with(json!({"ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
+        }}))),
+        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field; the local engine runs inline Maps only"
+    );
+    assert_eq!(
+        refused(map_with(json!({"ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+            "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
+        }}))),
+        "state S: field ItemProcessor.ProcessorConfig.Mode: a Distributed Map is not run by the local engine (only Mode INLINE)"
+    );
+    // Mode INLINE is what runs.
+    StateMachine::from_json(&map_with(json!({"ItemProcessor": {
+        "ProcessorConfig": {"Mode": "INLINE"},
+        "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
+    }})))
+    .unwrap();
+}
+
+#[test]
+fn jsonata_is_refused_at_the_top_and_per_state() {
+    assert_eq!(
+        refused(
+            json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {"S": {"Type": "Succeed"}}})
+        ),
+        "state machine: field QueryLanguage: JSONata is not supported by the local engine (only JSONPath)"
+    );
+    // Nested states are checked too.
+    assert_eq!(
+        refused(map_with(json!({"ItemProcessor": {
+            "StartAt": "I", "States": {"I": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}
+        }}))),
+        "state I: field QueryLanguage: JSONata is not supported by the local engine (only JSONPath)"
+    );
+}
+
+#[test]
+fn nested_blocks_are_checked_like_the_machine() {
+    let branch = |states: Value, start: &str| json!({"StartAt": start, "States": states});
+    let parallel =
+        |branches: Value| one(json!({"Type": "Parallel", "Branches": branches, "End": true}));
+    assert_eq!(
+        refused(parallel(json!([]))),
+        "state S: field Branches: must hold at least one branch"
+    );
+    assert_eq!(
+        refused(parallel(json!([branch(
+            json!({"A": {"Type": "Succeed"}}),
+            "Nope"
+        )]))),
+        "state S: field Branches[0].StartAt: no state named 'Nope'"
+    );
+    assert_eq!(
+        refused(parallel(json!([branch(json!({}), "A")]))),
+        "state S: field Branches[0].States: has no states"
+    );
+    // Names are unique machine-wide.
+    assert_eq!(
+        refused(parallel(json!([
+            branch(json!({"A": {"Type": "Succeed"}}), "A"),
+            branch(json!({"A": {"Type": "Succeed"}}), "A")
+        ]))),
+        "state A: a state name must be unique in the whole state machine, nested states included"
+    );
+    // A transition cannot leave a branch.
+    let definition = json!({
+        "StartAt": "P",
+        "States": {
+            "P": {"Type": "Parallel", "Next": "After", "Branches": [
+                branch(json!({"A": {"Type": "Pass", "Next": "After"}}), "A")
+            ]},
+            "After": {"Type": "Succeed"}
+        }
+    });
+    assert_eq!(
+        refused(definition),
+        "state A: field Next: no state named 'After' here: a transition cannot leave or enter a Parallel branch or a Map item processor"
+    );
+    assert_eq!(
+        refused(one(json!({"Type": "Map", "End": true}))),
+        "state S: field ItemProcessor: missing: a Map state needs ItemProcessor (or its old name Iterator)"
+    );
+    assert_eq!(
+        refused(map_with(json!({"ItemsPath": "$.a[*]"}))),
+        "state S: field ItemsPath: '$.a[*]' must be a reference path (selecting a single value)"
+    );
+    assert_eq!(
+        refused(map_with(
+            json!({"MaxConcurrency": 1, "MaxConcurrencyPath": "$.n"})
+        )),
+        "state S: field MaxConcurrencyPath: MaxConcurrency is set too; use one"
+    );
+    assert_eq!(
+        refused(map_with(json!({"ItemSelector": {}, "Parameters": {}}))),
+        "state S: field Parameters: ItemSelector is set too; use one (Parameters is its old name)"
+    );
+}
+
+#[test]
+fn assign_names_and_scopes_are_checked() {
+    let pass = |assign: Value| refused(one(json!({"Type": "Pass", "Assign": assign, "End": true})));
+    assert_eq!(
+        pass(json!({"1x": 1})),
+        "state S: field Assign.1x: '1x' is not a variable name (a letter or _, then letters, digits or _, at most 80 characters)"
+    );
+    assert_eq!(
+        pass(json!({"states": 1})),
+        "state S: field Assign.states: $states is reserved by Step Functions"
+    );
+    assert_eq!(
+        pass(json!({"x.$": "$..["}))
+            .split(": invalid path")
+            .next()
+            .unwrap(),
+        "state S: field Assign.x.$"
+    );
+    assert_eq!(
+        refused(one(json!({"Type": "Pass", "Assign": [1], "End": true}))),
+        "state S: field Assign: must be an object"
+    );
+    // An iteration cannot assign a variable the enclosing scope assigns.
+    let definition = json!({
+        "StartAt": "Set",
+        "States": {
+            "Set": {"Type": "Pass", "Assign": {"total": 0}, "Next": "M"},
+            "M": {"Type": "Map", "End": true, "ItemProcessor": {"StartAt": "I", "States": {
+                "I": {"Type": "Pass", "Assign": {"total.$": "$"}, "End": true}
+            }}}
+        }
+    });
+    assert_eq!(
+        refused(definition),
+        "state I: field Assign.total.$: 'total' is assigned in an enclosing scope; a Parallel branch or Map iteration cannot assign an outer variable"
+    );
+    // A nested choice rule cannot assign.
+    let definition = one(json!({"Type": "Choice", "Default": "S", "Choices": [
+        {"Not": {"Variable": "$.a", "IsPresent": true, "Assign": {"x": 1}}, "Next": "S"}
+    ]}));
+    assert!(refused(definition).starts_with(
+        "state S: field Choices[0].Not.Assign: only a top-level rule may have Assign"
+    ),);
+}
+
+#[test]
+fn nested_states_are_listed_typed_and_bound() {
+    let m = StateMachine::from_json(&json!({
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {"Type": "Map", "ItemsPath": "$.nodes", "Next": "Egress",
+                "Iterator": {"StartAt": "Work", "States": {
+                    "Work": {"Type": "Task", "Resource": "arn:work", "Parameters": {"Node.$": "$"}, "End": true}
+                }}},
+            "Egress": {"Type": "Parallel", "End": true, "Branches": [
+                {"StartAt": "Up", "States": {"Up": {"Type": "Task", "Resource": "arn:up", "End": true}}},
+                {"StartAt": "Note", "States": {"Note": {"Type": "Pass", "End": true}}}
+            ]}
+        }
+    }))
+    .unwrap();
+    assert_eq!(m.state_names().collect::<Vec<_>>(), ["Fan", "Egress"]);
+    assert_eq!(m.all_state_names(), ["Fan", "Work", "Egress", "Up", "Note"]);
+    assert_eq!(m.state_type("Work"), Some("Task"));
+    assert_eq!(m.state_type("Fan"), Some("Map"));
+    assert_eq!(m.state_type("Egress"), Some("Parallel"));
+    let tasks: Vec<_> = m
+        .task_resources()
+        .iter()
+        .map(|t| (t.state, t.resource))
+        .collect();
+    assert_eq!(tasks, [("Work", "arn:work"), ("Up", "arn:up")]);
+}
+
+#[test]
+fn data_limit_is_caught_only_by_name_and_runtime_never() {
+    let all = vec![names::ALL.to_string()];
+    let task_failed = vec![names::TASK_FAILED.to_string()];
+    let named = vec![names::DATA_LIMIT.to_string()];
+    assert!(!error_matches(&all, names::DATA_LIMIT));
+    assert!(!error_matches(&task_failed, names::DATA_LIMIT));
+    assert!(error_matches(&named, names::DATA_LIMIT));
+    assert!(!error_matches(&all, names::RUNTIME));
+    assert!(!error_matches(
+        &[names::RUNTIME.to_string()],
+        names::RUNTIME
+    ));
+    assert!(error_matches(&all, "Custom.Error"));
+    assert!(!error_matches(&task_failed, names::TIMEOUT));
+}
