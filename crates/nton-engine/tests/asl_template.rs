@@ -550,7 +550,8 @@ fn conditions_if_and_no_value() {
     );
     assert_eq!(
         resolve(&t, "!Ref ProdOnly", &prod).unwrap(),
-        json!("local-prodonly")
+        // `Ref` of an SNS topic is its ARN.
+        json!("arn:aws:sns:local-1:000000000000:ProdOnly")
     );
 }
 
