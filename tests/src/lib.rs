@@ -6,6 +6,7 @@ pub mod iam;
 pub mod localstack;
 pub mod moto;
 pub mod reduce;
+pub mod sfn_gen;
 
 use std::path::PathBuf;
 

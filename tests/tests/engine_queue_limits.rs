@@ -38,7 +38,11 @@ fn template_with_short_limits(dir: &std::path::Path) -> std::path::PathBuf {
         .expect("the template reads");
     let from = "MaxTimeSeconds: !Ref RunnableTimeLimitSeconds";
     // Three reasons on each of the three queues.
-    assert_eq!(real.matches(from).count(), 9, "the queues' time limits moved");
+    assert_eq!(
+        real.matches(from).count(),
+        9,
+        "the queues' time limits moved"
+    );
     let variant = real.replace(from, &format!("MaxTimeSeconds: {MAX_TIME_SECONDS}"));
     let path = dir.join("pipeline-short-limits.yaml");
     std::fs::write(&path, variant).unwrap();
@@ -105,10 +109,15 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
         assert_eq!(process.status, "FAILED", "process node {node}");
         assert_eq!(
             process.reason.as_deref(),
-            Some("Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"),
+            Some(
+                "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+            ),
             "process node {node}"
         );
-        assert_eq!(process.started_at, None, "process node {node} must never start");
+        assert_eq!(
+            process.started_at, None,
+            "process node {node} must never start"
+        );
         let egress = finals[&("egress".to_string(), node)];
         assert_eq!(egress.status, "FAILED", "egress node {node}");
         assert_eq!(egress.started_at, None, "egress node {node} must not run");

@@ -113,7 +113,9 @@ impl StateTimeLimit {
         };
         let state = text("State")?;
         if state != "RUNNABLE" {
-            return Err(format!("State: {state} is not RUNNABLE, the only state AWS Batch takes"));
+            return Err(format!(
+                "State: {state} is not RUNNABLE, the only state AWS Batch takes"
+            ));
         }
         let action = match text("Action")?.as_str() {
             "CANCEL" => TimeLimitAction::Cancel,
@@ -227,7 +229,10 @@ mod tests {
             BlockedReason::JobResourceRequirement.canceled_reason(),
             "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
         );
-        assert_eq!(BlockedReason::parse("MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"), None);
+        assert_eq!(
+            BlockedReason::parse("MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"),
+            None
+        );
     }
 
     #[test]

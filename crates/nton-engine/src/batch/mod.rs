@@ -323,10 +323,7 @@ mod time_limit_tests {
                 ..JobDefinitionSpec::default()
             });
         }
-        Rig {
-            batch,
-            _logs: logs,
-        }
+        Rig { batch, _logs: logs }
     }
 
     fn limit(reason: BlockedReason, millis: u64) -> StateTimeLimit {
@@ -339,7 +336,8 @@ mod time_limit_tests {
 
     impl Rig {
         fn submit(&self, name: &str, definition: &str, extra: serde_json::Value) -> String {
-            let mut request = json!({"JobName": name, "JobQueue": QUEUE, "JobDefinition": definition});
+            let mut request =
+                json!({"JobName": name, "JobQueue": QUEUE, "JobDefinition": definition});
             for (k, v) in extra.as_object().unwrap() {
                 request[k] = v.clone();
             }
@@ -386,18 +384,27 @@ mod time_limit_tests {
             .await
             .expect("the time limits end every job");
         // Each child waits its own limit at the head: two in a row.
-        assert!(began.elapsed() >= Duration::from_millis(600), "{:?}", began.elapsed());
+        assert!(
+            began.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            began.elapsed()
+        );
         for i in 0..2 {
             let child = rig.child(&format!("{huge}:{i}")).await;
             assert_eq!(child.status, JobStatus::Failed);
             assert_eq!(
                 child.status_reason.as_deref(),
-                Some("Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT")
+                Some(
+                    "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+                )
             );
             assert!(child.attempts.is_empty(), "a cancelled job never ran");
             let dependent = rig.child(&format!("{after}:{i}")).await;
             assert_eq!(dependent.status, JobStatus::Failed);
-            assert_eq!(dependent.status_reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
+            assert_eq!(
+                dependent.status_reason.as_deref(),
+                Some(DEPENDENCY_FAILED_REASON)
+            );
         }
         assert_eq!(rig.child(&huge).await.status, JobStatus::Failed);
         assert_eq!(rig.child(&behind).await.status, JobStatus::Succeeded);
@@ -405,7 +412,10 @@ mod time_limit_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn more_vcpus_than_the_queue_has_is_compute_environment_max_resource() {
-        let rig = rig(vec![limit(BlockedReason::ComputeEnvironmentMaxResource, 100)]);
+        let rig = rig(vec![limit(
+            BlockedReason::ComputeEnvironmentMaxResource,
+            100,
+        )]);
         let id = rig.submit(
             "V",
             "small",
@@ -413,25 +423,27 @@ mod time_limit_tests {
         );
         let blocked = rig.child(&id).await;
         assert_eq!(blocked.status, JobStatus::Runnable);
-        assert!(
-            blocked
-                .status_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - "))
-        );
+        assert!(blocked.status_reason.as_deref().is_some_and(|r| {
+            r.starts_with("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")
+        }));
         tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
             .await
             .unwrap();
         assert_eq!(
             rig.child(&id).await.status_reason.as_deref(),
-            Some("Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE")
+            Some(
+                "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+            )
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_an_action_for_its_reason_a_blocked_job_waits_until_terminated() {
         // An action for another reason does not apply.
-        let rig = rig(vec![limit(BlockedReason::ComputeEnvironmentMaxResource, 50)]);
+        let rig = rig(vec![limit(
+            BlockedReason::ComputeEnvironmentMaxResource,
+            50,
+        )]);
         let id = rig.submit("H", "huge", json!({}));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let still = rig.child(&id).await;

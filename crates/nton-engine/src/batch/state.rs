@@ -748,9 +748,12 @@ impl State {
         let &(job, c) = queue.runnable.first()?;
         let millicpus = self.jobs[job as usize].millicpus;
         let memory_mib = self.jobs[job as usize].memory_mib;
-        if let Some(reason) =
-            limits::never_fits(millicpus, memory_mib, queue.max_millicpus, self.config.instance)
-        {
+        if let Some(reason) = limits::never_fits(
+            millicpus,
+            memory_mib,
+            queue.max_millicpus,
+            self.config.instance,
+        ) {
             self.block(q, job, c, reason);
             return None;
         }
