@@ -880,8 +880,7 @@ async fn generated_state_machines_run_the_same_on_localstack_and_on_nton() {
     results.sort_by_key(|(i, _)| *i);
     for (i, result) in results {
         let m = &machines[i];
-        let Some((why, sig, ls, nton)) = result.with_context(|| format!("{}", m.name)).unwrap()
-        else {
+        let Some((why, sig, ls, nton)) = result.with_context(|| m.name.clone()).unwrap() else {
             continue;
         };
         if let Some(k) = LOCALSTACK_DEPARTURES
