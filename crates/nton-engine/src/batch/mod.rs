@@ -91,7 +91,10 @@ impl LocalBatch {
     }
 
     /// Adds a job queue. At most min(floor(max_vcpus / a job's vcpus), `parallelism_cap`)
-    /// of its children are STARTING or RUNNING at once, and always at least one.
+    /// of its children are STARTING or RUNNING at once, and always at least one, unless the
+    /// child at the head can never start there (more vCPUs than `max_vcpus`, or more vCPUs or
+    /// memory than [`LocalBatchConfig::instance`]): then it blocks the queue, as on AWS (see
+    /// [`LocalBatch::set_queue_time_limits`]).
     pub fn add_queue(&self, spec: QueueSpec, parallelism_cap: usize) {
         self.inner.lock().add_queue(spec, parallelism_cap);
     }

@@ -742,7 +742,8 @@ impl State {
 
     /// Starts the first RUNNABLE child of queue `q` if the queue has room for it. A child
     /// fits while fewer than `cap` run and its vCPUs fit beside the others'; one always fits
-    /// in an idle queue, so slots = min(floor(maxvCpus / vcpus), cap), at least 1.
+    /// in an idle queue, so slots = min(floor(maxvCpus / vcpus), cap), at least 1. A child
+    /// that can never fit (see [`limits::never_fits`]) blocks the queue instead.
     fn start_head(&mut self, q: usize) -> Option<Launch> {
         let queue = &self.queues[q];
         let &(job, c) = queue.runnable.first()?;
