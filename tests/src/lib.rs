@@ -7,6 +7,7 @@ pub mod localstack;
 pub mod moto;
 pub mod recording;
 pub mod reduce;
+pub mod sfn_gen;
 
 use std::path::PathBuf;
 

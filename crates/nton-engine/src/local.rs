@@ -30,7 +30,7 @@ use crate::asl::{
 };
 use crate::batch::{
     BatchEvent, EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec,
-    RetryAction, RetryStrategy, now_ms,
+    RetryAction, RetryStrategy, StateTimeLimit, now_ms,
 };
 use crate::record::{ChildLine, RecordLine, RecordWriter, RunEnd, RunStart, StateLine};
 use crate::template::{LocalContext, Template};
@@ -215,8 +215,12 @@ impl LocalRun {
         config.region = region.clone();
         config.account_id = account_id.clone();
         let batch = LocalBatch::new(config);
-        for queue in read_queues(&template, &ctx).map_err(binding_error)? {
+        for (queue, time_limits) in read_queues(&template, &ctx).map_err(binding_error)? {
+            let name = queue.name.clone();
             batch.add_queue(queue, spec.parallelism.max(1));
+            batch
+                .set_queue_time_limits(&name, time_limits)
+                .map_err(|e| binding_error(format!("job queue {name}: {}", e.message)))?;
         }
         let definitions = read_job_definitions(&template, &ctx, &spec.bin_dir, &spec.env_overrides)
             .map_err(|error| match error {
@@ -860,8 +864,12 @@ fn check_resource(
     }
 }
 
-/// The job queues, with the vCPU ceiling of their compute environments.
-fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>, String> {
+/// The job queues, with the vCPU ceiling of their compute environments and their
+/// `JobStateTimeLimitActions`.
+fn read_queues(
+    template: &Template,
+    ctx: &LocalContext,
+) -> Result<Vec<(QueueSpec, Vec<StateTimeLimit>)>, String> {
     let mut queues = Vec::new();
     for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
         let logical_id = logical_id.as_str();
@@ -899,12 +907,26 @@ fn read_queues(template: &Template, ctx: &LocalContext) -> Result<Vec<QueueSpec>
             // An unmanaged environment has no ceiling of its own: the machine's is the limit.
             max_vcpus += number_of(&ce["ComputeResources"]["MaxvCpus"]).unwrap_or(f64::MAX / 4.0);
         }
-        queues.push(QueueSpec {
-            arn,
-            name,
-            max_vcpus,
-            compute_environment,
-        });
+        let time_limits = properties["JobStateTimeLimitActions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, entry)| {
+                StateTimeLimit::from_template(entry).map_err(|e| {
+                    format!("job queue {logical_id}: JobStateTimeLimitActions[{i}].{e}")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        queues.push((
+            QueueSpec {
+                arn,
+                name,
+                max_vcpus,
+                compute_environment,
+            },
+            time_limits,
+        ));
     }
     Ok(queues)
 }

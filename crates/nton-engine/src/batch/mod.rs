@@ -11,10 +11,12 @@
 //!
 //! Layout: `request` reads a submission, `state` is the scheduler (no I/O, one lock),
 //! `runner` runs one attempt as a process, `describe` answers the read calls, `events` is the
-//! transition stream, `retry` applies `evaluateOnExit`.
+//! transition stream, `retry` applies `evaluateOnExit`, `limits` holds the queues'
+//! `JobStateTimeLimitActions` and why a job can never start on its queue.
 
 mod describe;
 mod events;
+mod limits;
 mod log;
 mod request;
 mod retry;
@@ -32,6 +34,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 pub use events::{BatchEvent, EventReceiver};
+pub use limits::{BlockedReason, InstanceSize, StateTimeLimit, TimeLimitAction};
 pub use spec::{
     EvaluateOnExit, JobDefinitionSpec, LocalBatchConfig, QueueSpec, RetryAction, RetryStrategy,
 };
@@ -88,9 +91,25 @@ impl LocalBatch {
     }
 
     /// Adds a job queue. At most min(floor(max_vcpus / a job's vcpus), `parallelism_cap`)
-    /// of its children are STARTING or RUNNING at once, and always at least one.
+    /// of its children are STARTING or RUNNING at once, and always at least one, unless the
+    /// child at the head can never start there (more vCPUs than `max_vcpus`, or more vCPUs or
+    /// memory than [`LocalBatchConfig::instance`]): then it blocks the queue, as on AWS (see
+    /// [`LocalBatch::set_queue_time_limits`]).
     pub fn add_queue(&self, spec: QueueSpec, parallelism_cap: usize) {
         self.inner.lock().add_queue(spec, parallelism_cap);
+    }
+
+    /// Sets a queue's `JobStateTimeLimitActions` (found by its ARN or name): a child that
+    /// blocks the head of the queue for a reason one of them names is cancelled once it has
+    /// been RUNNABLE with that reason for the action's time. Without actions a blocked child
+    /// waits, as on AWS, until it is terminated.
+    pub fn set_queue_time_limits(
+        &self,
+        queue: &str,
+        limits: Vec<StateTimeLimit>,
+    ) -> Result<(), BatchApiError> {
+        limits::validate(&limits)?;
+        self.inner.lock().set_time_limits(queue, limits)
     }
 
     /// Adds a job definition, found by its ARN, its name or `name:revision`.
@@ -202,11 +221,21 @@ impl Inner {
             })
     }
 
-    /// Wakes `changed` waiters and starts what the change made startable.
+    /// Wakes `changed` waiters, starts what the change made startable, and arms the time
+    /// limit of a child that now blocks its queue.
     fn after_change(self: &Arc<Self>, handle: &Handle, launches: Vec<Launch>) {
         self.changed.notify_waiters();
         for launch in launches {
             handle.spawn(Arc::clone(self).run(launch));
+        }
+        let timers = self.lock().take_timers();
+        for timer in timers {
+            let inner = Arc::clone(self);
+            handle.spawn(async move {
+                tokio::time::sleep(timer.after).await;
+                let launches = inner.lock().expire_blocked(&timer);
+                inner.after_change(&Handle::current(), launches);
+            });
         }
     }
 
@@ -246,5 +275,216 @@ impl BatchApi for LocalBatch {
         status: JobStatus,
     ) -> Result<Vec<JobSummary>, BatchApiError> {
         self.inner.lock().list_children(array_job_id, status)
+    }
+}
+
+#[cfg(test)]
+mod time_limit_tests {
+    use std::time::{Duration, Instant};
+
+    use nton_core::batch::DEPENDENCY_FAILED_REASON;
+    use serde_json::json;
+
+    use super::*;
+
+    const QUEUE: &str = "arn:aws:batch:local-1:000000000000:job-queue/q";
+    /// Far longer than any wait below: a hang fails the test instead of stalling it.
+    const HANG_GUARD: Duration = Duration::from_secs(20);
+
+    struct Rig {
+        batch: LocalBatch,
+        _logs: tempfile::TempDir,
+    }
+
+    /// A local Batch on a 2 vCPU / 4 GiB machine, one queue of 4 vCPUs with `limits`, and a
+    /// definition `small` (1 vCPU, 512 MiB) and `huge` (1 vCPU, 64 GiB) running /bin/true.
+    fn rig(limits: Vec<StateTimeLimit>) -> Rig {
+        let logs = tempfile::tempdir().unwrap();
+        let mut config = LocalBatchConfig::new(logs.path());
+        config.instance = Some(InstanceSize {
+            vcpus: 2.0,
+            memory_mib: 4096,
+        });
+        let batch = LocalBatch::new(config);
+        batch.add_queue(
+            QueueSpec {
+                arn: QUEUE.to_string(),
+                name: "q".to_string(),
+                max_vcpus: 4.0,
+                compute_environment: "ce".to_string(),
+            },
+            4,
+        );
+        batch.set_queue_time_limits("q", limits).unwrap();
+        for (name, memory_mib) in [("small", 512), ("huge", 64 * 1024)] {
+            batch.add_job_definition(JobDefinitionSpec {
+                arn: format!("arn:aws:batch:local-1:000000000000:job-definition/{name}:1"),
+                name: name.to_string(),
+                program: PathBuf::from("/bin/true"),
+                vcpus: 1.0,
+                memory_mib,
+                ..JobDefinitionSpec::default()
+            });
+        }
+        Rig { batch, _logs: logs }
+    }
+
+    fn limit(reason: BlockedReason, millis: u64) -> StateTimeLimit {
+        StateTimeLimit {
+            reason,
+            max_time: Duration::from_millis(millis),
+            action: TimeLimitAction::Cancel,
+        }
+    }
+
+    impl Rig {
+        fn submit(&self, name: &str, definition: &str, extra: serde_json::Value) -> String {
+            let mut request =
+                json!({"JobName": name, "JobQueue": QUEUE, "JobDefinition": definition});
+            for (k, v) in extra.as_object().unwrap() {
+                request[k] = v.clone();
+            }
+            self.batch.submit_job(&request).unwrap()["JobId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+
+        async fn child(&self, id: &str) -> JobDetail {
+            self.batch
+                .describe_jobs(&[id.to_string()])
+                .await
+                .unwrap()
+                .remove(0)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_bigger_than_the_machine_blocks_the_queue_then_is_cancelled_and_its_dependents_fail()
+     {
+        let rig = rig(vec![limit(BlockedReason::JobResourceRequirement, 300)]);
+        let began = Instant::now();
+        let huge = rig.submit("H", "huge", json!({"ArrayProperties": {"Size": 2}}));
+        let after = rig.submit(
+            "D",
+            "small",
+            json!({"ArrayProperties": {"Size": 2}, "DependsOn": [{"JobId": huge, "Type": "N_TO_N"}]}),
+        );
+        // Submitted behind the blocked head: it fits, but waits its turn (FIFO).
+        let behind = rig.submit("B", "small", json!({}));
+
+        let head = rig.child(&format!("{huge}:0")).await;
+        assert_eq!(head.status, JobStatus::Runnable);
+        assert_eq!(
+            head.status_reason.as_deref(),
+            Some(
+                "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - All compute environments have no connected instances that meet the job requirements."
+            )
+        );
+        assert_eq!(rig.child(&behind).await.status, JobStatus::Runnable);
+
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
+            .await
+            .expect("the time limits end every job");
+        // Each child waits its own limit at the head: two in a row.
+        assert!(
+            began.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            began.elapsed()
+        );
+        for i in 0..2 {
+            let child = rig.child(&format!("{huge}:{i}")).await;
+            assert_eq!(child.status, JobStatus::Failed);
+            assert_eq!(
+                child.status_reason.as_deref(),
+                Some(
+                    "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
+                )
+            );
+            assert!(child.attempts.is_empty(), "a cancelled job never ran");
+            let dependent = rig.child(&format!("{after}:{i}")).await;
+            assert_eq!(dependent.status, JobStatus::Failed);
+            assert_eq!(
+                dependent.status_reason.as_deref(),
+                Some(DEPENDENCY_FAILED_REASON)
+            );
+        }
+        assert_eq!(rig.child(&huge).await.status, JobStatus::Failed);
+        assert_eq!(rig.child(&behind).await.status, JobStatus::Succeeded);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_vcpus_than_the_queue_has_is_compute_environment_max_resource() {
+        let rig = rig(vec![limit(
+            BlockedReason::ComputeEnvironmentMaxResource,
+            100,
+        )]);
+        let id = rig.submit(
+            "V",
+            "small",
+            json!({"ContainerOverrides": {"ResourceRequirements": [{"Type": "VCPU", "Value": "8"}]}}),
+        );
+        let blocked = rig.child(&id).await;
+        assert_eq!(blocked.status, JobStatus::Runnable);
+        assert!(blocked.status_reason.as_deref().is_some_and(|r| {
+            r.starts_with("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")
+        }));
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
+            .await
+            .unwrap();
+        assert_eq!(
+            rig.child(&id).await.status_reason.as_deref(),
+            Some(
+                "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
+            )
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_an_action_for_its_reason_a_blocked_job_waits_until_terminated() {
+        // An action for another reason does not apply.
+        let rig = rig(vec![limit(
+            BlockedReason::ComputeEnvironmentMaxResource,
+            50,
+        )]);
+        let id = rig.submit("H", "huge", json!({}));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let still = rig.child(&id).await;
+        assert_eq!(still.status, JobStatus::Runnable);
+        assert!(
+            still
+                .status_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"))
+        );
+        rig.batch.terminate_job(&id, "stopped by the test").unwrap();
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
+            .await
+            .unwrap();
+        assert_eq!(
+            rig.child(&id).await.status_reason.as_deref(),
+            Some("stopped by the test")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_fits_is_never_held_back() {
+        let rig = rig(vec![limit(BlockedReason::JobResourceRequirement, 50)]);
+        let id = rig.submit("S", "small", json!({"ArrayProperties": {"Size": 3}}));
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
+            .await
+            .unwrap();
+        assert_eq!(rig.child(&id).await.status, JobStatus::Succeeded);
+    }
+
+    #[test]
+    fn time_limits_go_to_a_known_queue_one_per_reason() {
+        let rig = rig(Vec::new());
+        assert!(rig.batch.set_queue_time_limits("nope", Vec::new()).is_err());
+        let twice = vec![
+            limit(BlockedReason::JobResourceRequirement, 1),
+            limit(BlockedReason::JobResourceRequirement, 2),
+        ];
+        assert!(rig.batch.set_queue_time_limits("q", twice).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nton_core::batch::BatchApiError;
 
+use super::limits::InstanceSize;
 use super::retry;
 
 /// How the local Batch runs children on this machine.
@@ -29,11 +30,15 @@ pub struct LocalBatchConfig {
     /// After SIGTERM (attempt timeout, termination), how long a child has before SIGKILL.
     /// AWS gives 30 seconds.
     pub kill_grace: Duration,
+    /// The one instance every local compute environment has (this machine, by default): a
+    /// job needing more vCPUs or memory than it has stays RUNNABLE with
+    /// `MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT`, as on AWS. `None`: any size fits.
+    pub instance: Option<InstanceSize>,
 }
 
 impl LocalBatchConfig {
-    /// An empty base environment, no global bound, `local-1`/`000000000000` and AWS's 30 s
-    /// grace.
+    /// An empty base environment, no global bound, `local-1`/`000000000000`, AWS's 30 s
+    /// grace, and this machine as the instance.
     pub fn new(log_dir: impl Into<PathBuf>) -> Self {
         Self {
             base_env: BTreeMap::new(),
@@ -42,6 +47,7 @@ impl LocalBatchConfig {
             region: "local-1".to_string(),
             account_id: "000000000000".to_string(),
             kill_grace: Duration::from_secs(30),
+            instance: InstanceSize::of_this_machine(),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use nton_core::batch::{
     ArrayDependencyType, AttemptContainerDetail, AttemptDetail, BatchApiError,
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use super::events::{BatchEvent, EventSink};
+use super::limits::{self, BlockedReason, StateTimeLimit, TimeLimitAction};
 use super::log::JobLog;
 use super::request::{Dependency, SubmitRequest};
 use super::retry::{self, FailedAttempt};
@@ -59,6 +61,30 @@ pub(crate) struct Queue {
     running: usize,
     /// RUNNABLE children, FIFO by submission then index: `(job, child)`.
     runnable: BTreeSet<(u32, u32)>,
+    /// `JobStateTimeLimitActions`.
+    time_limits: Vec<StateTimeLimit>,
+    /// The head child that can never start here, holding the queue behind it, and since
+    /// when (a new head starts a new wait).
+    blocked: Option<Blocked>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Blocked {
+    job: u32,
+    child: u32,
+    reason: BlockedReason,
+    /// Counts blocks, so a timer armed for an earlier block of the same child (terminated,
+    /// then another head, then...) cannot cancel a later one early.
+    generation: u64,
+}
+
+/// A time limit to arm: after `after`, [`State::expire_blocked`] cancels the child if it
+/// still blocks its queue in the same block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timer {
+    pub after: Duration,
+    queue: usize,
+    blocked: Blocked,
 }
 
 pub(crate) struct Job {
@@ -87,6 +113,7 @@ pub(crate) struct Job {
     template: Arc<LaunchTemplate>,
     retry: RetryStrategy,
     millicpus: u64,
+    memory_mib: u64,
     pub log: Arc<JobLog>,
 }
 
@@ -166,6 +193,9 @@ pub(crate) struct State {
     open_jobs: usize,
     shutting_down: bool,
     worklist: VecDeque<Ended>,
+    /// Time limits armed since [`State::take_timers`] was last called.
+    timers: Vec<Timer>,
+    blocks: u64,
     pub events: EventSink,
 }
 
@@ -186,6 +216,8 @@ impl State {
             open_jobs: 0,
             shutting_down: false,
             worklist: VecDeque::new(),
+            timers: Vec::new(),
+            blocks: 0,
             events: EventSink::default(),
         }
     }
@@ -202,7 +234,27 @@ impl State {
             used_millicpus: 0,
             running: 0,
             runnable: BTreeSet::new(),
+            time_limits: Vec::new(),
+            blocked: None,
         });
+    }
+
+    pub fn set_time_limits(
+        &mut self,
+        queue: &str,
+        limits: Vec<StateTimeLimit>,
+    ) -> Result<(), BatchApiError> {
+        let q = *self
+            .queue_keys
+            .get(queue)
+            .ok_or_else(|| client_error(format!("JobQueue {queue} not found.")))?;
+        self.queues[q].time_limits = limits;
+        Ok(())
+    }
+
+    /// The time limits armed since the last call, for the caller to schedule.
+    pub fn take_timers(&mut self) -> Vec<Timer> {
+        std::mem::take(&mut self.timers)
     }
 
     pub fn add_definition(&mut self, spec: JobDefinitionSpec) {
@@ -324,6 +376,7 @@ impl State {
                 .clone()
                 .unwrap_or_else(|| definition.retry.clone()),
             millicpus: millicpus(if vcpus > 0.0 { vcpus } else { 1.0 }),
+            memory_mib: request.memory_mib.unwrap_or(definition.memory_mib),
             log,
         });
         self.job_keys.insert(id.clone(), job);
@@ -689,11 +742,23 @@ impl State {
 
     /// Starts the first RUNNABLE child of queue `q` if the queue has room for it. A child
     /// fits while fewer than `cap` run and its vCPUs fit beside the others'; one always fits
-    /// in an idle queue, so slots = min(floor(maxvCpus / vcpus), cap), at least 1.
+    /// in an idle queue, so slots = min(floor(maxvCpus / vcpus), cap), at least 1. A child
+    /// that can never fit (see [`limits::never_fits`]) blocks the queue instead.
     fn start_head(&mut self, q: usize) -> Option<Launch> {
         let queue = &self.queues[q];
         let &(job, c) = queue.runnable.first()?;
         let millicpus = self.jobs[job as usize].millicpus;
+        let memory_mib = self.jobs[job as usize].memory_mib;
+        if let Some(reason) = limits::never_fits(
+            millicpus,
+            memory_mib,
+            queue.max_millicpus,
+            self.config.instance,
+        ) {
+            self.block(q, job, c, reason);
+            return None;
+        }
+        let queue = &self.queues[q];
         if queue.running >= queue.cap
             || (queue.running > 0 && queue.used_millicpus + millicpus > queue.max_millicpus)
         {
@@ -725,6 +790,71 @@ impl State {
             cancel,
             kill_grace: self.config.kill_grace,
         })
+    }
+
+    /// The head of queue `q` can never start: it keeps the queue behind it (FIFO, as AWS
+    /// Batch's queues are), says why in its `statusReason`, and the queue's time limit for
+    /// that reason, if any, starts counting. Idempotent while the same head stays blocked.
+    fn block(&mut self, q: usize, job: u32, c: u32, reason: BlockedReason) {
+        if self.queues[q]
+            .blocked
+            .is_some_and(|b| b.job == job && b.child == c && b.reason == reason)
+        {
+            return;
+        }
+        self.blocks += 1;
+        let blocked = Blocked {
+            job,
+            child: c,
+            reason,
+            generation: self.blocks,
+        };
+        self.queues[q].blocked = Some(blocked);
+        // The status stays RUNNABLE; only the reason changes, so no transition event.
+        self.jobs[job as usize].children[c as usize].status_reason = Some(reason.status_reason());
+        if let Some(limit) = self.queues[q]
+            .time_limits
+            .iter()
+            .find(|l| l.reason == reason)
+        {
+            self.timers.push(Timer {
+                after: limit.max_time,
+                queue: q,
+                blocked,
+            });
+        }
+    }
+
+    /// A time limit ran out: if its child still blocks the queue in the same block, the
+    /// action runs (CANCEL: the child fails with AWS's reason, its dependents fail, and the
+    /// next child moves to the head).
+    pub fn expire_blocked(&mut self, timer: &Timer) -> Vec<Launch> {
+        let q = timer.queue;
+        if self.shutting_down || self.queues[q].blocked != Some(timer.blocked) {
+            return Vec::new();
+        }
+        let Blocked {
+            job, child, reason, ..
+        } = timer.blocked;
+        if self.jobs[job as usize].children[child as usize].status != JobStatus::Runnable {
+            return Vec::new();
+        }
+        let TimeLimitAction::Cancel = self.queues[q]
+            .time_limits
+            .iter()
+            .find(|l| l.reason == reason)
+            .map_or(TimeLimitAction::Cancel, |l| l.action);
+        self.queues[q].blocked = None;
+        self.queues[q].runnable.remove(&(job, child));
+        self.transition(
+            job,
+            child,
+            JobStatus::Failed,
+            Some(reason.canceled_reason()),
+            AttemptFacts::default(),
+        );
+        self.drain();
+        self.dispatch()
     }
 
     /// The process of a STARTING child exists.
@@ -813,6 +943,12 @@ impl State {
                 JobStatus::Submitted | JobStatus::Pending | JobStatus::Runnable => {
                     let queue = self.jobs[job as usize].queue;
                     self.queues[queue].runnable.remove(&(job, c));
+                    if self.queues[queue]
+                        .blocked
+                        .is_some_and(|b| b.job == job && b.child == c)
+                    {
+                        self.queues[queue].blocked = None;
+                    }
                     self.transition(
                         job,
                         c,
