@@ -901,7 +901,7 @@ fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
         (vec!["start", "--env", ""], "--env: \"\" is not a valid name (must be 1-40 letters"),
         (vec!["start", "--env", "dev/../prod"], "--env: \"dev/../prod\" is not a valid name"),
         (vec!["start", "--env", &long_env], "is not a valid name (must be 1-40"),
-        (vec!["start", "--env", "dev", "--prefix", "-x"], "--prefix: \"-x\" is not a valid name"),
+        (vec!["start", "--env", "dev", "--prefix=-x"], "--prefix: \"-x\" is not a valid name"),
         (vec!["start", "--env", "dev", "--ids", "-5"], "-5 is out of range (must be an integer in 1..=10000000)"),
         (vec!["start", "--env", "dev", "--ids", "10001", "--ids-per-node", "1"], "--ids/--ids-per-node: 10001 ids in groups of 1 make 10001 nodes"),
         (vec!["start", "--env", "dev", "--name", "a b"], "--name: \"a b\" is not a usable execution name"),
@@ -978,9 +978,8 @@ fn no_region_is_one_clear_error_without_the_metadata_service() {
             .args(&args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // No ~/.aws/config there: no profile region.
             .env("HOME", home.path())
-            .env("AWS_CONFIG_FILE", home.path().join("no-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("no-credentials"))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
