@@ -898,32 +898,138 @@ fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
     let bad_machine = "arn:aws:states:us-east-1:123:stateMachine:x";
     let long_env = "e".repeat(41);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["start", "--env", ""], "--env: \"\" is not a valid name (must be 1-40 letters"),
-        (vec!["start", "--env", "dev/../prod"], "--env: \"dev/../prod\" is not a valid name"),
-        (vec!["start", "--env", &long_env], "is not a valid name (must be 1-40"),
-        (vec!["start", "--env", "dev", "--prefix=-x"], "--prefix: \"-x\" is not a valid name"),
-        (vec!["start", "--env", "dev", "--ids", "-5"], "-5 is out of range (must be an integer in 1..=10000000)"),
-        (vec!["start", "--env", "dev", "--ids", "10001", "--ids-per-node", "1"], "--ids/--ids-per-node: 10001 ids in groups of 1 make 10001 nodes"),
-        (vec!["start", "--env", "dev", "--name", "a b"], "--name: \"a b\" is not a usable execution name"),
-        (vec!["start", "--state-machine-arn", bad_machine], "--state-machine-arn: "),
-        (vec!["start", "--env", "dev", "--region", ""], "--region: empty"),
-        (vec!["watch", "--env", ""], "--env: \"\" is not a valid name"),
-        (vec!["watch", "--execution", "arn:aws:states:us-east-1:1:execution:m"], "--execution: \"arn:aws:states:us-east-1:1:execution:m\" is not an execution ARN"),
-        (vec!["watch", "--env", "dev", "--execution", "no such!"], "--execution: \"no such!\" is neither"),
-        (vec!["watch", "--env", "dev", "--poll-seconds", "-1"], "-1 is out of range (must be more than 0 and at most 3600)"),
-        (vec!["watch", "--env", "dev", "--poll-seconds", "0", "--summary-markdown", "summary.md"], "0 is out of range"),
-        (vec!["watch", "--env", "dev", "--execution", "a b", "--summary-markdown", "summary.md"], "--execution: \"a b\" is neither"),
-        (vec!["report", "--env", ""], "--env: \"\" is not a valid name"),
-        (vec!["report", "--execution", "arn:aws:states:::execution::"], "--execution: "),
-        (vec!["report", "--state-machine-arn", bad_machine], "--state-machine-arn: "),
-        (vec!["teardown", "--env", "", "--yes"], "--env: \"\" is not a valid name"),
-        (vec!["teardown", "--env", "dev", "--yes", "--poll-seconds", "nan"], "NaN is out of range"),
-        (vec!["teardown", "--env", "dev", "--yes", "--cfn-role-arn", "r"], "--cfn-role-arn: \"r\" is not an IAM role ARN"),
-        (vec!["deploy", "--env", ""], "--env: \"\" is not a valid name"),
-        (vec!["deploy", "--env", "dev", "--image-tag", "latest"], "--image-tag: \"latest\" is not an image tag"),
-        (vec!["deploy", "--env", "dev", "--poll-seconds", "7200"], "7200 is out of range"),
-        (vec!["retry", "arn:aws:states:us-east-1:123456789012:execution:m"], "EXECUTION_ARN: "),
-        (vec!["retry", "--latest", "--env", ""], "--env: \"\" is not a valid name"),
+        (
+            vec!["start", "--env", ""],
+            "--env: \"\" is not a valid name (must be 1-40 letters",
+        ),
+        (
+            vec!["start", "--env", "dev/../prod"],
+            "--env: \"dev/../prod\" is not a valid name",
+        ),
+        (
+            vec!["start", "--env", &long_env],
+            "is not a valid name (must be 1-40",
+        ),
+        (
+            vec!["start", "--env", "dev", "--prefix=-x"],
+            "--prefix: \"-x\" is not a valid name",
+        ),
+        (
+            vec!["start", "--env", "dev", "--ids", "-5"],
+            "-5 is out of range (must be an integer in 1..=10000000)",
+        ),
+        (
+            vec![
+                "start",
+                "--env",
+                "dev",
+                "--ids",
+                "10001",
+                "--ids-per-node",
+                "1",
+            ],
+            "--ids/--ids-per-node: 10001 ids in groups of 1 make 10001 nodes",
+        ),
+        (
+            vec!["start", "--env", "dev", "--name", "a b"],
+            "--name: \"a b\" is not a usable execution name",
+        ),
+        (
+            vec!["start", "--state-machine-arn", bad_machine],
+            "--state-machine-arn: ",
+        ),
+        (
+            vec!["start", "--env", "dev", "--region", ""],
+            "--region: empty",
+        ),
+        (
+            vec!["watch", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec![
+                "watch",
+                "--execution",
+                "arn:aws:states:us-east-1:1:execution:m",
+            ],
+            "--execution: \"arn:aws:states:us-east-1:1:execution:m\" is not an execution ARN",
+        ),
+        (
+            vec!["watch", "--env", "dev", "--execution", "no such!"],
+            "--execution: \"no such!\" is neither",
+        ),
+        (
+            vec!["watch", "--env", "dev", "--poll-seconds", "-1"],
+            "-1 is out of range (must be more than 0 and at most 3600)",
+        ),
+        (
+            vec![
+                "watch",
+                "--env",
+                "dev",
+                "--poll-seconds",
+                "0",
+                "--summary-markdown",
+                "summary.md",
+            ],
+            "0 is out of range",
+        ),
+        (
+            vec![
+                "watch",
+                "--env",
+                "dev",
+                "--execution",
+                "a b",
+                "--summary-markdown",
+                "summary.md",
+            ],
+            "--execution: \"a b\" is neither",
+        ),
+        (
+            vec!["report", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["report", "--execution", "arn:aws:states:::execution::"],
+            "--execution: ",
+        ),
+        (
+            vec!["report", "--state-machine-arn", bad_machine],
+            "--state-machine-arn: ",
+        ),
+        (
+            vec!["teardown", "--env", "", "--yes"],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["teardown", "--env", "dev", "--yes", "--poll-seconds", "nan"],
+            "NaN is out of range",
+        ),
+        (
+            vec!["teardown", "--env", "dev", "--yes", "--cfn-role-arn", "r"],
+            "--cfn-role-arn: \"r\" is not an IAM role ARN",
+        ),
+        (
+            vec!["deploy", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["deploy", "--env", "dev", "--image-tag", "latest"],
+            "--image-tag: \"latest\" is not an image tag",
+        ),
+        (
+            vec!["deploy", "--env", "dev", "--poll-seconds", "7200"],
+            "7200 is out of range",
+        ),
+        (
+            vec!["retry", "arn:aws:states:us-east-1:123456789012:execution:m"],
+            "EXECUTION_ARN: ",
+        ),
+        (
+            vec!["retry", "--latest", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
     ];
     for (args, want) in cases {
         let dir = tempfile::tempdir().unwrap();

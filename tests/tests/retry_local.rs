@@ -98,10 +98,12 @@ fn clean_result_set(efs: &Path, workflow_id: &str, nodes: u32) -> BTreeMap<PathB
     result_set(&out.join(workflow_id))
 }
 
-/// The executions in a record: (their input's retryNodes, the children they ran, by stage and
-/// array index as recorded).
-fn executions(lines: &[RecordLine]) -> Vec<(Option<Value>, BTreeSet<(String, Option<u32>)>)> {
-    let mut runs: Vec<(Option<Value>, BTreeSet<(String, Option<u32>)>)> = Vec::new();
+/// One execution in a record: its input's retryNodes, and the children it ran by stage and array
+/// index as recorded.
+type Execution = (Option<Value>, BTreeSet<(String, Option<u32>)>);
+
+fn executions(lines: &[RecordLine]) -> Vec<Execution> {
+    let mut runs: Vec<Execution> = Vec::new();
     for line in lines {
         match line {
             RecordLine::Run(start) => {
@@ -136,7 +138,10 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
         ],
     );
     assert_eq!(first.code(), 1, "{}", first.stderr());
-    let cause = first.summary["cause"].as_str().unwrap_or_default().to_string();
+    let cause = first.summary["cause"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for name in named {
         assert!(cause.contains(name), "{cause}");
     }
@@ -160,14 +165,17 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     );
 
     // Still failing: the retry fails and names the same original nodes.
-    let again = nton(
-        "retry",
-        &[run_dir.to_str().unwrap(), "--job-env", &fault],
-    );
+    let again = nton("retry", &[run_dir.to_str().unwrap(), "--job-env", &fault]);
     assert_eq!(again.code(), 1, "{}", again.stderr());
-    let cause = again.summary["cause"].as_str().unwrap_or_default().to_string();
+    let cause = again.summary["cause"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for name in named {
-        assert!(cause.contains(name), "a retry names original nodes: {cause}");
+        assert!(
+            cause.contains(name),
+            "a retry names original nodes: {cause}"
+        );
     }
     assert_eq!(again.summary["workflowId"], workflow_id.as_str());
 
@@ -221,11 +229,15 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     let done = nton("retry", &[run_dir.to_str().unwrap()]);
     assert_eq!(done.code(), 2, "{}", done.stderr());
     assert!(
-        done.stderr().contains("succeeded; there is nothing to retry"),
+        done.stderr()
+            .contains("succeeded; there is nothing to retry"),
         "{}",
         done.stderr()
     );
-    assert_eq!(read_record(&run_dir.join(RECORD_FILE)).unwrap().len(), lines.len());
+    assert_eq!(
+        read_record(&run_dir.join(RECORD_FILE)).unwrap().len(),
+        lines.len()
+    );
 }
 
 #[test]

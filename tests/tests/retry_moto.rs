@@ -130,7 +130,11 @@ async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nod
             {"node": 7, "stage": "procure", "reason": "fault injected", "skipped": []},
             {"node": 3, "stage": "procure", "reason": "fault injected", "skipped": []}],
         "failedNodeCount": 2, "stuck": []});
-    let jobs = ["j-procure".to_string(), "j-process".into(), "j-egress".into()];
+    let jobs = [
+        "j-procure".to_string(),
+        "j-process".into(),
+        "j-egress".into(),
+    ];
     let (machine, execution) = ended_execution(
         &config,
         pipeline_tail(&plan(Value::Null), &jobs, &status),
@@ -139,9 +143,10 @@ async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nod
     .await;
 
     let (mut console, out, log) = Console::capture();
-    let code = nton::aws::retry::retry_with(&config, &retry_args(None), Some(&execution), &mut console)
-        .await
-        .unwrap();
+    let code =
+        nton::aws::retry::retry_with(&config, &retry_args(None), Some(&execution), &mut console)
+            .await
+            .unwrap();
     assert_eq!(code, exit::SUCCESS, "{}", log.text());
     let started: Value = serde_json::from_str(out.text().trim()).unwrap();
     let expected = json!({"workflowId": WF, "ids": 100, "idsPerNode": 10, "pollSeconds": 30,
@@ -199,9 +204,10 @@ async fn a_retry_of_a_retry_with_more_failures_than_listed_reads_batch_through_t
     )
     .await;
     let (mut console, out, log) = Console::capture();
-    let code = nton::aws::retry::retry_with(&config, &retry_args(None), Some(&execution), &mut console)
-        .await
-        .unwrap();
+    let code =
+        nton::aws::retry::retry_with(&config, &retry_args(None), Some(&execution), &mut console)
+            .await
+            .unwrap();
     assert_eq!(code, exit::SUCCESS, "{}", log.text());
     let started: Value = serde_json::from_str(out.text().trim()).unwrap();
     assert_eq!(started["retryNodes"], json!([1, 4, 8]));
@@ -275,10 +281,20 @@ fn bad_targets_are_refused_before_any_aws_call() {
             &["arn:aws:states:us-east-1:123456789012:stateMachine:m"],
             "is not an execution ARN",
         ),
-        (&["--latest", "--env", ""], "--env: \"\" is not a valid name"),
-        (&["--latest", "--env", "dev_1"], "--env: \"dev_1\" is not a valid name"),
         (
-            &["--latest", "--state-machine-arn", "arn:aws:states:::stateMachine:"],
+            &["--latest", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            &["--latest", "--env", "dev_1"],
+            "--env: \"dev_1\" is not a valid name",
+        ),
+        (
+            &[
+                "--latest",
+                "--state-machine-arn",
+                "arn:aws:states:::stateMachine:",
+            ],
             "--state-machine-arn: ",
         ),
     ];
@@ -294,9 +310,17 @@ fn bad_targets_are_refused_before_any_aws_call() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(i32::from(exit::BAD_INPUT)), "{args:?}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(exit::BAD_INPUT)),
+            "{args:?}: {stderr}"
+        );
         assert!(stderr.contains(want), "{args:?}: {stderr}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -333,7 +357,10 @@ impl FailingMoto {
             r#"{"batch":{"use_docker":false},"stepfunctions":{"execute_state_machine":true}}"#;
         let started = Instant::now();
         while !post_config(port, config) {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         moto

@@ -127,8 +127,8 @@ impl Layout {
             path: path.clone(),
             detail,
         };
-        let map: NodeMapFile = serde_json::from_str(&text)
-            .map_err(|err| wrong(format!("not a node map ({err})")))?;
+        let map: NodeMapFile =
+            serde_json::from_str(&text).map_err(|err| wrong(format!("not a node map ({err})")))?;
         map.nodes.get(index as usize).copied().ok_or_else(|| {
             wrong(format!(
                 "array index {index} is past its {} nodes",

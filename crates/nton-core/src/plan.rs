@@ -67,8 +67,7 @@ pub enum PlanError {
 }
 
 /// What a run's `retryNodes` must be, for error messages.
-pub const RETRY_NODES_RULE: &str =
-    "a list of 1 to 10000 distinct node numbers of the run, each below its node count, \
+pub const RETRY_NODES_RULE: &str = "a list of 1 to 10000 distinct node numbers of the run, each below its node count, \
      with the run's workflowId";
 
 /// The nodes a retry re-runs, in array order: array index `i` of the retry's stage jobs is
@@ -126,7 +125,10 @@ impl RetryNodes {
             ));
         };
         if list.len() > MAX_NODES as usize {
-            return Err(invalid(format!("{} nodes is more than {MAX_NODES}", list.len())));
+            return Err(invalid(format!(
+                "{} nodes is more than {MAX_NODES}",
+                list.len()
+            )));
         }
         let nodes = list
             .iter()
@@ -695,22 +697,41 @@ mod tests {
             let input = parse(event.clone()).unwrap();
             RetryNodes::from_json(&event, &input)
         };
-        let ok = retry(json!({"ids": 400, "idsPerNode": 40, "workflowId": WF, "retryNodes": [7, 3]}))
-            .unwrap()
-            .unwrap();
+        let ok =
+            retry(json!({"ids": 400, "idsPerNode": 40, "workflowId": WF, "retryNodes": [7, 3]}))
+                .unwrap()
+                .unwrap();
         assert_eq!((ok.nodes(), ok.len()), (&[7, 3][..], 2));
         assert_eq!(retry(json!({"workflowId": WF})).unwrap(), None);
-        assert_eq!(retry(json!({"workflowId": WF, "retryNodes": null})).unwrap(), None);
+        assert_eq!(
+            retry(json!({"workflowId": WF, "retryNodes": null})).unwrap(),
+            None
+        );
         let cases = [
-            (json!({"workflowId": WF, "retryNodes": []}), "retryNodes: the list is empty"),
-            (json!({"workflowId": WF, "retryNodes": [1, 2, 1]}), "retryNodes: node 1 is listed twice"),
+            (
+                json!({"workflowId": WF, "retryNodes": []}),
+                "retryNodes: the list is empty",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": [1, 2, 1]}),
+                "retryNodes: node 1 is listed twice",
+            ),
             (
                 json!({"workflowId": WF, "retryNodes": [10]}),
                 "retryNodes: node 10 is not a node of the run: 400 ids in groups of 40 make nodes 0..=9",
             ),
-            (json!({"workflowId": WF, "retryNodes": [-1]}), "retryNodes: -1 is not a node number"),
-            (json!({"workflowId": WF, "retryNodes": ["3"]}), "retryNodes: \"3\" is not a node number"),
-            (json!({"workflowId": WF, "retryNodes": 3}), "retryNodes: 3 is not a list"),
+            (
+                json!({"workflowId": WF, "retryNodes": [-1]}),
+                "retryNodes: -1 is not a node number",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": ["3"]}),
+                "retryNodes: \"3\" is not a node number",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": 3}),
+                "retryNodes: 3 is not a list",
+            ),
             (
                 json!({"retryNodes": [3]}),
                 "retryNodes: a retry without workflowId names no run to re-run",
@@ -723,20 +744,31 @@ mod tests {
         for (event, want) in cases {
             let message = match parse(event.clone()) {
                 Err(error) => error.to_string(),
-                Ok(input) => RetryNodes::from_json(&event, &input).unwrap_err().to_string(),
+                Ok(input) => RetryNodes::from_json(&event, &input)
+                    .unwrap_err()
+                    .to_string(),
             };
             assert!(message.starts_with(want), "{event}: {message}");
         }
         let too_many: Vec<u32> = (0..10_001).collect();
-        let event = json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": too_many});
+        let event =
+            json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": too_many});
         let input = parse(json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1})).unwrap();
         assert_eq!(
-            RetryNodes::from_json(&event, &input).unwrap_err().to_string(),
+            RetryNodes::from_json(&event, &input)
+                .unwrap_err()
+                .to_string(),
             format!("retryNodes: 10001 nodes is more than 10000 (must be {RETRY_NODES_RULE})")
         );
         let all: Vec<u32> = (0..10_000).rev().collect();
         let event = json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": all});
-        assert_eq!(RetryNodes::from_json(&event, &input).unwrap().unwrap().len(), 10_000);
+        assert_eq!(
+            RetryNodes::from_json(&event, &input)
+                .unwrap()
+                .unwrap()
+                .len(),
+            10_000
+        );
     }
 
     #[test]

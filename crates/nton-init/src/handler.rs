@@ -59,11 +59,9 @@ pub fn handle(event: Value, config: &InitConfig) -> Result<Value, InitError> {
         None => {
             let prepared = prepare(&layout, &plan)?;
             // The whole plan runs again: no array index stands for another node any more.
-            layout
-                .remove_node_map(&plan.workflow_id)
-                .map_err(|err| {
-                    InitError::storage("removing", layout.node_map_file(&plan.workflow_id), err)
-                })?;
+            layout.remove_node_map(&plan.workflow_id).map_err(|err| {
+                InitError::storage("removing", layout.node_map_file(&plan.workflow_id), err)
+            })?;
             tracing::info!(
                 workflow_id = %plan.workflow_id,
                 nodes = plan.nodes,
@@ -353,13 +351,19 @@ mod tests {
         let out = handle(retry, &config(dir.path())).unwrap();
         assert_eq!(out["nodes"], 2);
         assert_eq!(out["nodeMap"], json!([7, 2]));
-        assert_eq!((out["ids"].clone(), out["idsPerNode"].clone()), (json!(100), json!(10)));
+        assert_eq!(
+            (out["ids"].clone(), out["idsPerNode"].clone()),
+            (json!(100), json!(10))
+        );
         assert_eq!(all_ids(&layout, &wf, 10), before, "the prep is kept");
         assert_eq!(layout.node_of_index(&wf, 0).unwrap(), 7);
         assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 2);
         // The whole plan again: the map goes, and indices are nodes once more.
         let out = handle(event, &config(dir.path())).unwrap();
-        assert_eq!((out["nodes"].clone(), out["nodeMap"].clone()), (json!(10), Value::Null));
+        assert_eq!(
+            (out["nodes"].clone(), out["nodeMap"].clone()),
+            (json!(10), Value::Null)
+        );
         assert!(!layout.node_map_file(&wf).exists());
         assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 1);
     }
@@ -368,7 +372,8 @@ mod tests {
     fn a_retry_of_nothing_that_exists_is_refused_before_any_write() {
         let dir = tempfile::tempdir().unwrap();
         let wf = WorkflowId::new_v4();
-        let retry = json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string(), "retryNodes": [1]});
+        let retry =
+            json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string(), "retryNodes": [1]});
         let error = handle(retry.clone(), &config(dir.path())).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
         assert_eq!(
@@ -382,7 +387,11 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 
         let layout = Layout::new(dir.path());
-        handle(json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string()}), &config(dir.path())).unwrap();
+        handle(
+            json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string()}),
+            &config(dir.path()),
+        )
+        .unwrap();
         fs::remove_file(layout.prep_ids_file(&wf, 4)).unwrap();
         for (nodes, want) in [
             (json!([4]), "node 4 has no "),

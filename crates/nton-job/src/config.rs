@@ -283,10 +283,15 @@ mod tests {
             &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", "2")]),
         );
         assert!(
-            message.starts_with("AWS_BATCH_JOB_ARRAY_INDEX=\"2\" is invalid: has no node in the retry's node map"),
+            message.starts_with(
+                "AWS_BATCH_JOB_ARRAY_INDEX=\"2\" is invalid: has no node in the retry's node map"
+            ),
             "{message}"
         );
-        assert!(message.contains("array index 2 is past its 2 nodes"), "{message}");
+        assert!(
+            message.contains("array index 2 is past its 2 nodes"),
+            "{message}"
+        );
     }
 
     #[test]

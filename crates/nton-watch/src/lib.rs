@@ -463,7 +463,10 @@ fn plain_jobs_as_arrays(jobs: &mut StageJobs, children: &mut Children, map: &[u3
         };
         // Only a failure names a node; other plain jobs stay as they are.
         if job.status != nton_core::batch::JobStatus::Failed
-            || job.array_properties.as_ref().is_some_and(|p| p.size.is_some())
+            || job
+                .array_properties
+                .as_ref()
+                .is_some_and(|p| p.size.is_some())
         {
             continue;
         }
@@ -1024,7 +1027,10 @@ mod tests {
             )
         );
         assert_eq!(out["failedNodes"][0]["node"], json!(93));
-        assert_eq!(out["failedNodes"][0]["skipped"], json!(["process", "egress"]));
+        assert_eq!(
+            out["failedNodes"][0]["skipped"],
+            json!(["process", "egress"])
+        );
 
         // A null map is a run of the whole plan.
         let mut whole = event();
@@ -1064,16 +1070,28 @@ mod tests {
     #[test]
     fn a_node_map_must_fit_the_event() {
         for (map, want) in [
-            (json!([1, 2]), "bad event: nodeMap: has 2 nodes but the event says nodes = 4"),
+            (
+                json!([1, 2]),
+                "bad event: nodeMap: has 2 nodes but the event says nodes = 4",
+            ),
             (json!([]), "bad event: nodeMap: has 0 nodes"),
-            (json!([1, 2, 3, -1]), "bad event: nodeMap: expected node numbers below 10000, got -1"),
+            (
+                json!([1, 2, 3, -1]),
+                "bad event: nodeMap: expected node numbers below 10000, got -1",
+            ),
             (json!([1, 2, 3, 10000]), "got 10000"),
-            (json!("1,2"), "bad event: nodeMap: expected a list or null, got \"1,2\""),
+            (
+                json!("1,2"),
+                "bad event: nodeMap: expected a list or null, got \"1,2\"",
+            ),
         ] {
             let mut bad = event();
             bad["nodeMap"] = map;
             let message = WatchEvent::parse(&bad).unwrap_err().to_string();
-            assert!(message.starts_with(want) || message.ends_with(want), "{message}");
+            assert!(
+                message.starts_with(want) || message.ends_with(want),
+                "{message}"
+            );
         }
     }
 

@@ -345,12 +345,36 @@ mod tests {
     #[test]
     fn every_verbs_counts_name_the_option_and_its_range() {
         for (argv, option, want) in [
-            (&["retry", "x", "--parallelism", "-1"][..], "'--parallelism <PARALLELISM>'", "-1 is out of range (must be an integer in 1..=4096)"),
-            (&["start", "--env", "d", "--ids", "-5"][..], "'--ids <IDS>'", "-5 is out of range (must be an integer in 1..=10000000)"),
-            (&["start", "--env", "d", "--ids-per-node", "0"][..], "'--ids-per-node <IDS_PER_NODE>'", "0 is out of range"),
-            (&["watch", "--poll-seconds", "-1"][..], "'--poll-seconds <SECONDS>'", "-1 is out of range (must be more than 0 and at most 3600)"),
-            (&["deploy", "--env", "d", "--poll-seconds", "x"][..], "'--poll-seconds <SECONDS>'", "\"x\" is not a number of seconds"),
-            (&["teardown", "--env", "d", "--poll-seconds", "0"][..], "'--poll-seconds <SECONDS>'", "0 is out of range"),
+            (
+                &["retry", "x", "--parallelism", "-1"][..],
+                "'--parallelism <PARALLELISM>'",
+                "-1 is out of range (must be an integer in 1..=4096)",
+            ),
+            (
+                &["start", "--env", "d", "--ids", "-5"][..],
+                "'--ids <IDS>'",
+                "-5 is out of range (must be an integer in 1..=10000000)",
+            ),
+            (
+                &["start", "--env", "d", "--ids-per-node", "0"][..],
+                "'--ids-per-node <IDS_PER_NODE>'",
+                "0 is out of range",
+            ),
+            (
+                &["watch", "--poll-seconds", "-1"][..],
+                "'--poll-seconds <SECONDS>'",
+                "-1 is out of range (must be more than 0 and at most 3600)",
+            ),
+            (
+                &["deploy", "--env", "d", "--poll-seconds", "x"][..],
+                "'--poll-seconds <SECONDS>'",
+                "\"x\" is not a number of seconds",
+            ),
+            (
+                &["teardown", "--env", "d", "--poll-seconds", "0"][..],
+                "'--poll-seconds <SECONDS>'",
+                "0 is out of range",
+            ),
         ] {
             let error = verb_error(argv);
             assert!(error.contains(option), "{argv:?}: {error}");

@@ -66,7 +66,12 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<u8> {
             if !args.json {
                 let nodes: Vec<u32> = request.spec.input["retryNodes"]
                     .as_array()
-                    .map(|list| list.iter().filter_map(|n| n.as_u64()).map(|n| n as u32).collect())
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|n| n.as_u64())
+                            .map(|n| n as u32)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 eprintln!(
                     "nton retry: re-running {} node(s) of {}: {}",
@@ -174,7 +179,11 @@ fn last_end(lines: &[RecordLine]) -> Option<&nton_engine::record::RunEnd> {
 
 /// Checks a local retry and derives its execution: everything is read and checked before
 /// anything is written.
-pub fn plan_local_retry(args: &RetryArgs, run_dir: &Path, cwd: &Path) -> anyhow::Result<RunRequest> {
+pub fn plan_local_retry(
+    args: &RetryArgs,
+    run_dir: &Path,
+    cwd: &Path,
+) -> anyhow::Result<RunRequest> {
     let shown = run_dir.display();
     let record_path = run_dir.join(RECORD_FILE);
     let lines = read_run_record(&record_path).map_err(|error| {
@@ -325,7 +334,8 @@ pub fn retry_input(original: &Value, failed: &[u32]) -> Result<Value, CommandErr
     let input = Value::Object(input);
     let plan = PlanInput::from_json(&input, &PlanDefaults::default())
         .map_err(|error| CommandError::bad_input(format!("the run's input: {error}")))?;
-    RetryNodes::from_json(&input, &plan).map_err(|error| CommandError::bad_input(error.to_string()))?;
+    RetryNodes::from_json(&input, &plan)
+        .map_err(|error| CommandError::bad_input(error.to_string()))?;
     Ok(input)
 }
 
@@ -465,9 +475,15 @@ mod tests {
             end("FAILED"),
         ];
         for (lines, want) in [
-            (vec![start(input.clone()), end("SUCCEEDED")], "succeeded; there is nothing to retry"),
+            (
+                vec![start(input.clone()), end("SUCCEEDED")],
+                "succeeded; there is nothing to retry",
+            ),
             (vec![start(input.clone())], "has not ended"),
-            (vec![start(input.clone()), end("INTERRUPTED")], "nton run --resume"),
+            (
+                vec![start(input.clone()), end("INTERRUPTED")],
+                "nton run --resume",
+            ),
             (
                 vec![start(input.clone()), end("FAILED")],
                 "failed (nton.NodesFailed) with no failed node",
@@ -481,7 +497,8 @@ mod tests {
         }
         std::fs::create_dir(dir.path().join("efs")).unwrap();
         record(dir.path(), &failed);
-        let request = plan_local_retry(&args(&["--job-env", "A=b"]), dir.path(), dir.path()).unwrap();
+        let request =
+            plan_local_retry(&args(&["--job-env", "A=b"]), dir.path(), dir.path()).unwrap();
         assert_eq!(
             request.spec.input,
             json!({"workflowId": WF, "ids": 40, "idsPerNode": 10, "retryNodes": [2]})
@@ -495,15 +512,24 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, BTreeSet::from([RECORD_FILE.to_string(), "efs".to_string()]));
+        assert_eq!(
+            names,
+            BTreeSet::from([RECORD_FILE.to_string(), "efs".to_string()])
+        );
         let error = plan_local_retry(&args(&[]), &dir.path().join("nope"), dir.path()).unwrap_err();
-        assert!(error.to_string().starts_with("RUN_DIR: cannot read "), "{error}");
+        assert!(
+            error.to_string().starts_with("RUN_DIR: cannot read "),
+            "{error}"
+        );
     }
 
     #[test]
     fn the_target_is_a_run_dir_an_execution_arn_or_the_latest() {
         let arn = "arn:aws:states:eu-west-1:123456789012:execution:nton-dev-pipeline:run-1";
-        assert_eq!(target(&args(&[arn])).unwrap(), Target::Execution(Some(arn.into())));
+        assert_eq!(
+            target(&args(&[arn])).unwrap(),
+            Target::Execution(Some(arn.into()))
+        );
         assert_eq!(
             target(&args(&["--env", "dev", "--latest"])).unwrap(),
             Target::Execution(None)
@@ -514,7 +540,10 @@ mod tests {
         );
         for (argv, want) in [
             (vec![], "nton retry: name the failed run"),
-            (vec!["--env", "dev", "nton-runs/x"], "--env/--state-machine-arn: "),
+            (
+                vec!["--env", "dev", "nton-runs/x"],
+                "--env/--state-machine-arn: ",
+            ),
             (vec![""], "RUN_DIR: empty"),
         ] {
             let error = target(&args(&argv)).unwrap_err().to_string();
@@ -532,7 +561,9 @@ mod tests {
         );
         let error = retry_input(&original, &[4]).unwrap_err();
         assert!(
-            error.message.starts_with("retryNodes: node 4 is not a node of the run"),
+            error
+                .message
+                .starts_with("retryNodes: node 4 is not a node of the run"),
             "{}",
             error.message
         );

@@ -187,8 +187,8 @@ pub async fn failed_indices(
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(|e| aws_error(format!("ListJobs arrayJobId={array_job} FAILED"), &e))?;
+            let page =
+                page.map_err(|e| aws_error(format!("ListJobs arrayJobId={array_job} FAILED"), &e))?;
             indices.extend(page.job_summary_list().iter().filter_map(|child| {
                 child
                     .array_properties()

@@ -369,19 +369,20 @@ async fn configured_region(profile: Option<&str>) -> Option<aws_config::Region> 
     if let Some(profile) = profile {
         from_profile = from_profile.profile_name(profile);
     }
-    RegionProviderChain::first_try(aws_config::environment::EnvironmentVariableRegionProvider::new())
-        .or_else(from_profile.build())
-        .region()
-        .await
+    RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(from_profile.build())
+    .region()
+    .await
 }
 
 /// `--poll-seconds` of deploy, watch and teardown, at parse time: the message names the
 /// range (clap adds the option), and a negative number is a value, not an unknown flag.
 fn poll_seconds_arg(text: &str) -> Result<f64, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds (must be more than 0 and at most 3600)"))?;
+    let seconds: f64 = text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a number of seconds (must be more than 0 and at most 3600)")
+    })?;
     poll_interval(seconds).map_err(|error| {
         error
             .message

@@ -217,7 +217,11 @@ pub fn complete_failed_nodes(status: &Value) -> Option<Vec<u32>> {
         .get("failedNodes")?
         .as_array()?
         .iter()
-        .map(|node| node.get("node")?.as_u64().and_then(|n| u32::try_from(n).ok()))
+        .map(|node| {
+            node.get("node")?
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+        })
         .collect::<Option<Vec<u32>>>()?;
     let count = status.get("failedNodeCount")?.as_u64()?;
     let mut nodes = listed;
@@ -267,7 +271,9 @@ mod tests {
         ] {
             let error = check_execution_arn(bad).unwrap_err();
             assert!(
-                error.message.starts_with(&format!("EXECUTION_ARN: {bad:?} is not")),
+                error
+                    .message
+                    .starts_with(&format!("EXECUTION_ARN: {bad:?} is not")),
                 "{}",
                 error.message
             );
@@ -288,7 +294,10 @@ mod tests {
     #[test]
     fn a_retrys_indices_map_through_its_node_map() {
         let indices = [0, 2].into_iter().collect();
-        assert_eq!(to_original(&indices, &json!({"nodeMap": [9, 4, 6]})), [6, 9]);
+        assert_eq!(
+            to_original(&indices, &json!({"nodeMap": [9, 4, 6]})),
+            [6, 9]
+        );
         assert_eq!(to_original(&indices, &json!({"nodeMap": null})), [0, 2]);
     }
 }
