@@ -405,6 +405,7 @@ impl PlanDefaults {
 }
 
 /// The init event, validated: `{"ids": N, "idsPerNode": M, "pollSeconds": S, "workflowId": "..."}`.
+/// A retry's `retryNodes` is read apart, against the plan, by [`RetryNodes::from_json`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanInput {
     /// The caller's workflow id, if it gave one (a re-run of init for the same workflow).
