@@ -885,3 +885,224 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
             .all(|s| { s.stack_status() == Some(&StackStatus::DeleteComplete) })
     );
 }
+
+/// Every verb's bad input, through the real binary with AWS pointed at a port nothing listens
+/// on: each answer is the refusal naming the option and its limit (exit 2), quickly (an AWS
+/// call would end as an unreachable endpoint, exit 3, after the SDK's retries), and nothing is
+/// written in the working directory.
+#[test]
+fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    drop(listener);
+    let bad_machine = "arn:aws:states:us-east-1:123:stateMachine:x";
+    let long_env = "e".repeat(41);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["start", "--env", ""],
+            "--env: \"\" is not a valid name (must be 1-40 letters",
+        ),
+        (
+            vec!["start", "--env", "dev/../prod"],
+            "--env: \"dev/../prod\" is not a valid name",
+        ),
+        (
+            vec!["start", "--env", &long_env],
+            "is not a valid name (must be 1-40",
+        ),
+        (
+            vec!["start", "--env", "dev", "--prefix=-x"],
+            "--prefix: \"-x\" is not a valid name",
+        ),
+        (
+            vec!["start", "--env", "dev", "--ids", "-5"],
+            "-5 is out of range (must be an integer in 1..=10000000)",
+        ),
+        (
+            vec![
+                "start",
+                "--env",
+                "dev",
+                "--ids",
+                "10001",
+                "--ids-per-node",
+                "1",
+            ],
+            "--ids/--ids-per-node: 10001 ids in groups of 1 make 10001 nodes",
+        ),
+        (
+            vec!["start", "--env", "dev", "--name", "a b"],
+            "--name: \"a b\" is not a usable execution name",
+        ),
+        (
+            vec!["start", "--state-machine-arn", bad_machine],
+            "--state-machine-arn: ",
+        ),
+        (
+            vec!["start", "--env", "dev", "--region", ""],
+            "--region: empty",
+        ),
+        (
+            vec!["watch", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec![
+                "watch",
+                "--execution",
+                "arn:aws:states:us-east-1:1:execution:m",
+            ],
+            "--execution: \"arn:aws:states:us-east-1:1:execution:m\" is not an execution ARN",
+        ),
+        (
+            vec!["watch", "--env", "dev", "--execution", "no such!"],
+            "--execution: \"no such!\" is neither",
+        ),
+        (
+            vec!["watch", "--env", "dev", "--poll-seconds", "-1"],
+            "-1 is out of range (must be more than 0 and at most 3600)",
+        ),
+        (
+            vec![
+                "watch",
+                "--env",
+                "dev",
+                "--poll-seconds",
+                "0",
+                "--summary-markdown",
+                "summary.md",
+            ],
+            "0 is out of range",
+        ),
+        (
+            vec![
+                "watch",
+                "--env",
+                "dev",
+                "--execution",
+                "a b",
+                "--summary-markdown",
+                "summary.md",
+            ],
+            "--execution: \"a b\" is neither",
+        ),
+        (
+            vec!["report", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["report", "--execution", "arn:aws:states:::execution::"],
+            "--execution: ",
+        ),
+        (
+            vec!["report", "--state-machine-arn", bad_machine],
+            "--state-machine-arn: ",
+        ),
+        (
+            vec!["teardown", "--env", "", "--yes"],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["teardown", "--env", "dev", "--yes", "--poll-seconds", "nan"],
+            "NaN is out of range",
+        ),
+        (
+            vec!["teardown", "--env", "dev", "--yes", "--cfn-role-arn", "r"],
+            "--cfn-role-arn: \"r\" is not an IAM role ARN",
+        ),
+        (
+            vec!["deploy", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+        (
+            vec!["deploy", "--env", "dev", "--image-tag", "latest"],
+            "--image-tag: \"latest\" is not an image tag",
+        ),
+        (
+            vec!["deploy", "--env", "dev", "--poll-seconds", "7200"],
+            "7200 is out of range",
+        ),
+        (
+            vec!["retry", "arn:aws:states:us-east-1:123456789012:execution:m"],
+            "EXECUTION_ARN: ",
+        ),
+        (
+            vec!["retry", "--latest", "--env", ""],
+            "--env: \"\" is not a valid name",
+        ),
+    ];
+    for (args, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new(nton_tests::workspace_binary("nton"))
+            .current_dir(dir.path())
+            .args(&args)
+            .env("AWS_ENDPOINT_URL", &closed)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(exit::BAD_INPUT)),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(want), "{args:?}: {stderr}\nwant: {want}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?} took {:?}: {stderr}",
+            started.elapsed()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "{args:?} wrote something"
+        );
+    }
+}
+
+/// With no region anywhere (no flag, no AWS_REGION/AWS_DEFAULT_REGION, no profile), the AWS
+/// verbs say so at once, naming the fixes, instead of asking the EC2 instance metadata service
+/// (a wait and a screen of IMDS warnings off EC2).
+#[test]
+fn no_region_is_one_clear_error_without_the_metadata_service() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["start", "--env", "dev"],
+        vec!["watch", "--env", "dev"],
+        vec!["report", "--env", "dev"],
+        vec!["teardown", "--env", "dev", "--yes"],
+        vec!["deploy", "--env", "dev", "--template-dir", "/nonexistent"],
+        vec!["retry", "--latest", "--env", "dev"],
+    ] {
+        let started = std::time::Instant::now();
+        let output = std::process::Command::new(nton_tests::workspace_binary("nton"))
+            .current_dir(home.path())
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            // No ~/.aws/config there: no profile region.
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(exit::BAD_INPUT)),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim(),
+            "nton: --region: no AWS region configured (set AWS_REGION, a profile's region, or pass --region)",
+            "{args:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -4,7 +4,14 @@
 //! <root>/<workflowId>/<node>/prep/ids.csv        one record id per line, written by init
 //! <root>/<workflowId>/<node>/data/<id>.json      written by procure
 //! <root>/<workflowId>/<node>/results/<id>.json   written by process, copied out by egress
+//! <root>/<workflowId>/node-map.json              a retry's nodes, written by init (see below)
 //! ```
+//!
+//! A retry re-runs some nodes of a run through the same state machine, as arrays as large as
+//! the number of nodes it re-runs. Init writes `node-map.json` (`{"nodes": [7, 3]}`: array
+//! index 0 is node 7, index 1 is node 3) and every worker reads its node from it, so each
+//! retried node works in its own directory and its results keep their keys. Init removes the
+//! file when the run's whole plan is prepared again, so a file present means a retry.
 //!
 //! Nothing else builds these paths. The egress object key of a result is its path relative to
 //! the root, so a run's S3 prefix mirrors its EFS directory.
@@ -87,6 +94,49 @@ impl Layout {
         format!("{wf}/{node}/results/{}", id_file_name(id))
     }
 
+    /// `<root>/<wf>/node-map.json`: which original node each array index of a retry runs.
+    pub fn node_map_file(&self, wf: &WorkflowId) -> PathBuf {
+        self.workflow_dir(wf).join(NODE_MAP_FILE)
+    }
+
+    /// Writes the retry's node map atomically (array index `i` runs `nodes[i]`).
+    pub fn write_node_map(&self, wf: &WorkflowId, nodes: &[u32]) -> io::Result<()> {
+        let bytes = serde_json::to_vec(&NodeMapFile {
+            nodes: nodes.to_vec(),
+        })
+        .map_err(io::Error::other)?;
+        fsutil::write_atomic(&self.node_map_file(wf), &bytes)
+    }
+
+    /// Removes the node map, if any: the run is no longer a retry.
+    pub fn remove_node_map(&self, wf: &WorkflowId) -> io::Result<()> {
+        ignore_not_found(fs::remove_file(self.node_map_file(wf)))
+    }
+
+    /// The node a worker at `index` runs: `nodes[index]` of the node map when there is one (a
+    /// retry), else `index` itself. An index past the map's end is an error naming both.
+    pub fn node_of_index(&self, wf: &WorkflowId, index: u32) -> Result<u32, StageError> {
+        let path = self.node_map_file(wf);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(index),
+            Err(err) => return Err(StageError::io(index, &path, err, "init writes it")),
+        };
+        let wrong = |detail: String| StageError::WrongShape {
+            node: index,
+            path: path.clone(),
+            detail,
+        };
+        let map: NodeMapFile =
+            serde_json::from_str(&text).map_err(|err| wrong(format!("not a node map ({err})")))?;
+        map.nodes.get(index as usize).copied().ok_or_else(|| {
+            wrong(format!(
+                "array index {index} is past its {} nodes",
+                map.nodes.len()
+            ))
+        })
+    }
+
     /// Reads a node's `prep/ids.csv`.
     pub fn read_ids(&self, wf: &WorkflowId, node: u32) -> Result<Vec<Uuid>, StageError> {
         let path = self.prep_ids_file(wf, node);
@@ -94,6 +144,15 @@ impl Layout {
             .map_err(|err| StageError::io(node, &path, err, "init writes it; was init run?"))?;
         parse_ids(&text).map_err(|detail| StageError::WrongShape { node, path, detail })
     }
+}
+
+/// The node map's file name inside a run's directory.
+pub const NODE_MAP_FILE: &str = "node-map.json";
+
+/// `node-map.json`'s contents.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeMapFile {
+    nodes: Vec<u32>,
 }
 
 fn id_file_name(id: &Uuid) -> String {
@@ -334,6 +393,34 @@ mod tests {
 
         fs::write(&path, format!("{ID}\n")).unwrap();
         assert_eq!(layout.read_ids(&wf(), 4).unwrap(), [id()]);
+    }
+
+    #[test]
+    fn a_node_map_maps_array_indices_to_original_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let wf = wf();
+        // No map: the index is the node.
+        assert_eq!(layout.node_of_index(&wf, 5).unwrap(), 5);
+        fs::create_dir_all(layout.workflow_dir(&wf)).unwrap();
+        layout.write_node_map(&wf, &[7, 3]).unwrap();
+        assert_eq!(
+            layout.node_map_file(&wf),
+            Path::new(&format!("{}/{WF}/node-map.json", dir.path().display()))
+        );
+        assert_eq!(layout.node_of_index(&wf, 0).unwrap(), 7);
+        assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 3);
+        let err = layout.node_of_index(&wf, 2).unwrap_err().to_string();
+        assert!(
+            err.ends_with("has the wrong shape: array index 2 is past its 2 nodes"),
+            "{err}"
+        );
+        fs::write(layout.node_map_file(&wf), b"[1,2]").unwrap();
+        let err = layout.node_of_index(&wf, 0).unwrap_err().to_string();
+        assert!(err.contains("not a node map"), "{err}");
+        layout.remove_node_map(&wf).unwrap();
+        layout.remove_node_map(&wf).unwrap();
+        assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 1);
     }
 
     fn set_mtime(path: &Path, time: SystemTime) {

@@ -55,12 +55,121 @@ pub enum PlanError {
          like 0f8fad5b-d9cb-469f-a165-70867728950e)"
     )]
     InvalidWorkflowId { value: String },
+    /// The `retryNodes` list of a retry is not a usable list of this run's nodes.
+    #[error("retryNodes: {problem} (must be {RETRY_NODES_RULE})")]
+    InvalidRetryNodes { problem: String },
     /// The init event is not a JSON object.
     #[error(
         "init event: {value} is not a JSON object (must be an object such as \
          {{\"ids\": 400, \"idsPerNode\": 40}}, every field optional)"
     )]
     NotAnObject { value: String },
+}
+
+/// What a run's `retryNodes` must be, for error messages.
+pub const RETRY_NODES_RULE: &str = "a list of 1 to 10000 distinct node numbers of the run, each below its node count, \
+     with the run's workflowId";
+
+/// The nodes a retry re-runs, in array order: array index `i` of the retry's stage jobs is
+/// original node `nodes()[i]`. Validated against the run's plan: non-empty, at most
+/// [`MAX_NODES`], no duplicate, every node one of the plan's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RetryNodes(Vec<u32>);
+
+impl RetryNodes {
+    /// Checks a list of nodes against the run's plan, keeping its order.
+    pub fn new(nodes: Vec<u32>, plan: &RunPlan) -> Result<RetryNodes, PlanError> {
+        let invalid = |problem: String| PlanError::InvalidRetryNodes { problem };
+        if nodes.is_empty() {
+            return Err(invalid("the list is empty".to_string()));
+        }
+        if nodes.len() > MAX_NODES as usize {
+            return Err(invalid(format!(
+                "{} nodes is more than {MAX_NODES}",
+                nodes.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for &node in &nodes {
+            if node >= plan.nodes {
+                return Err(invalid(format!(
+                    "node {node} is not a node of the run: {} ids in groups of {} make nodes \
+                     0..={}",
+                    plan.ids,
+                    plan.ids_per_node,
+                    plan.nodes - 1
+                )));
+            }
+            if !seen.insert(node) {
+                return Err(invalid(format!("node {node} is listed twice")));
+            }
+        }
+        Ok(RetryNodes(nodes))
+    }
+
+    /// Reads the init event's `retryNodes` field (absent or null: not a retry) and checks it
+    /// against the plan. A retry must name its run: without `workflowId` the list is refused.
+    pub fn from_json(event: &Value, input: &PlanInput) -> Result<Option<RetryNodes>, PlanError> {
+        let invalid = |problem: String| PlanError::InvalidRetryNodes { problem };
+        let list = match event.get("retryNodes") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Array(list)) => list,
+            Some(other) => {
+                return Err(invalid(format!("{} is not a list", brief(other))));
+            }
+        };
+        let Some(workflow_id) = input.workflow_id else {
+            return Err(invalid(
+                "a retry without workflowId names no run to re-run".to_string(),
+            ));
+        };
+        if list.len() > MAX_NODES as usize {
+            return Err(invalid(format!(
+                "{} nodes is more than {MAX_NODES}",
+                list.len()
+            )));
+        }
+        let nodes = list
+            .iter()
+            .map(|value| {
+                value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| invalid(format!("{} is not a node number", brief(value))))
+            })
+            .collect::<Result<Vec<u32>, PlanError>>()?;
+        let plan = RunPlan {
+            workflow_id,
+            ..input.to_plan()
+        };
+        RetryNodes::new(nodes, &plan).map(Some)
+    }
+
+    /// The original nodes, in array order.
+    pub fn nodes(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// How many nodes the retry runs: its array size.
+    pub fn len(&self) -> u32 {
+        // new() bounds the length by MAX_NODES.
+        self.0.len() as u32
+    }
+
+    /// Never true: a retry has at least one node.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A short rendering of a JSON value for an error message.
+fn brief(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(60) {
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 /// The id of one run. It names the run's directory on EFS and its prefix in S3, so only the
@@ -296,6 +405,7 @@ impl PlanDefaults {
 }
 
 /// The init event, validated: `{"ids": N, "idsPerNode": M, "pollSeconds": S, "workflowId": "..."}`.
+/// A retry's `retryNodes` is read apart, against the plan, by [`RetryNodes::from_json`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanInput {
     /// The caller's workflow id, if it gave one (a re-run of init for the same workflow).
@@ -580,6 +690,86 @@ mod tests {
         assert!(message(json!({"workflowId": 7})).starts_with("workflowId: 7 is not"));
         assert!(message(json!([1, 2])).starts_with("init event: [1,2] is not a JSON object"));
         assert!(message(json!("ids")).starts_with("init event: \"ids\""));
+    }
+
+    #[test]
+    fn retry_nodes_are_checked_against_the_plan() {
+        let retry = |event: Value| {
+            let input = parse(event.clone()).unwrap();
+            RetryNodes::from_json(&event, &input)
+        };
+        let ok =
+            retry(json!({"ids": 400, "idsPerNode": 40, "workflowId": WF, "retryNodes": [7, 3]}))
+                .unwrap()
+                .unwrap();
+        assert_eq!((ok.nodes(), ok.len()), (&[7, 3][..], 2));
+        assert_eq!(retry(json!({"workflowId": WF})).unwrap(), None);
+        assert_eq!(
+            retry(json!({"workflowId": WF, "retryNodes": null})).unwrap(),
+            None
+        );
+        let cases = [
+            (
+                json!({"workflowId": WF, "retryNodes": []}),
+                "retryNodes: the list is empty",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": [1, 2, 1]}),
+                "retryNodes: node 1 is listed twice",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": [10]}),
+                "retryNodes: node 10 is not a node of the run: 400 ids in groups of 40 make nodes 0..=9",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": [-1]}),
+                "retryNodes: -1 is not a node number",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": ["3"]}),
+                "retryNodes: \"3\" is not a node number",
+            ),
+            (
+                json!({"workflowId": WF, "retryNodes": 3}),
+                "retryNodes: 3 is not a list",
+            ),
+            (
+                json!({"retryNodes": [3]}),
+                "retryNodes: a retry without workflowId names no run to re-run",
+            ),
+            (
+                json!({"workflowId": WF, "ids": 20000, "idsPerNode": 1, "retryNodes": []}),
+                "ids/idsPerNode",
+            ),
+        ];
+        for (event, want) in cases {
+            let message = match parse(event.clone()) {
+                Err(error) => error.to_string(),
+                Ok(input) => RetryNodes::from_json(&event, &input)
+                    .unwrap_err()
+                    .to_string(),
+            };
+            assert!(message.starts_with(want), "{event}: {message}");
+        }
+        let too_many: Vec<u32> = (0..10_001).collect();
+        let event =
+            json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": too_many});
+        let input = parse(json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1})).unwrap();
+        assert_eq!(
+            RetryNodes::from_json(&event, &input)
+                .unwrap_err()
+                .to_string(),
+            format!("retryNodes: 10001 nodes is more than 10000 (must be {RETRY_NODES_RULE})")
+        );
+        let all: Vec<u32> = (0..10_000).rev().collect();
+        let event = json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": all});
+        assert_eq!(
+            RetryNodes::from_json(&event, &input)
+                .unwrap()
+                .unwrap()
+                .len(),
+            10_000
+        );
     }
 
     #[test]

@@ -16,6 +16,16 @@ pub enum InitError {
     /// [`crate::min_poll_seconds`]).
     #[error("{0}")]
     PollInterval(String),
+    /// A retry names a workflow that has no directory under the data root.
+    #[error(
+        "workflowId: {workflow_id} does not exist under {} (a retry re-runs nodes of a run init \
+         prepared)",
+        root.display()
+    )]
+    UnknownWorkflow {
+        workflow_id: WorkflowId,
+        root: PathBuf,
+    },
     /// The workflow already has prep files that do not match the requested plan.
     #[error("workflow {workflow_id} already has prep files for another plan: {detail}")]
     PlanMismatch {
@@ -35,7 +45,9 @@ impl InitError {
     /// The Lambda `errorType`: `InvalidInput`, `PlanMismatch` or `StorageError`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            InitError::InvalidInput(_) | InitError::PollInterval(_) => "InvalidInput",
+            InitError::InvalidInput(_)
+            | InitError::PollInterval(_)
+            | InitError::UnknownWorkflow { .. } => "InvalidInput",
             InitError::PlanMismatch { .. } => "PlanMismatch",
             InitError::Storage { .. } => "StorageError",
         }

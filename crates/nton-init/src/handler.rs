@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use nton_core::fsutil;
 use nton_core::layout::{self, Layout};
-use nton_core::plan::{PlanInput, RunPlan};
+use nton_core::plan::{PlanInput, RetryNodes, RunPlan};
 use nton_core::stage::StageError;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -24,30 +24,56 @@ pub struct Prepared {
 }
 
 /// Handles one init event (see `nton_core::plan::PlanInput` for its fields) and returns
-/// `{"workflowId", "nodes", "ids", "idsPerNode", "pollSeconds", "timeoutSeconds"}` for the
-/// state machine.
+/// `{"workflowId", "nodes", "ids", "idsPerNode", "pollSeconds", "timeoutSeconds", "nodeMap"}`
+/// for the state machine: `nodes` is the size of the stage arrays to submit.
 ///
 /// Re-running with the same `workflowId` is safe: prep files that exist and fit the plan are
 /// kept (the ids already being processed stay the same), missing ones are written, and prep
 /// that disagrees with the plan is an error. Afterwards, run directories older than the
 /// configured retention are removed.
+///
+/// A retry (`retryNodes`, with the run's `workflowId`, `ids` and `idsPerNode`) prepares
+/// nothing: it checks that the run exists and that each listed node's prep fits the plan,
+/// writes the node map (array index -> node, [`Layout::node_map_file`]) and returns `nodes` =
+/// the number of listed nodes and `nodeMap` = the list, which the watcher uses to name the
+/// original nodes. Otherwise `nodeMap` is null.
 pub fn handle(event: Value, config: &InitConfig) -> Result<Value, InitError> {
     let input = PlanInput::from_json(&event, &config.defaults)?;
+    let retry = RetryNodes::from_json(&event, &input)?;
     // Before anything is written: a run polling this often could end by filling its history.
     crate::check_poll_interval(u64::from(input.poll_seconds), config.run_timeout_seconds)
         .map_err(InitError::PollInterval)?;
     let plan = input.to_plan();
     let layout = Layout::new(&config.data_root);
-    let prepared = prepare(&layout, &plan)?;
-    tracing::info!(
-        workflow_id = %plan.workflow_id,
-        nodes = plan.nodes,
-        ids = plan.ids,
-        ids_per_node = plan.ids_per_node,
-        written = prepared.written,
-        reused = prepared.reused,
-        "prepared the run"
-    );
+    let array_size = match &retry {
+        Some(retry) => {
+            prepare_retry(&layout, &plan, retry)?;
+            tracing::info!(
+                workflow_id = %plan.workflow_id,
+                retried = retry.len(),
+                nodes = plan.nodes,
+                "prepared a retry"
+            );
+            retry.len()
+        }
+        None => {
+            let prepared = prepare(&layout, &plan)?;
+            // The whole plan runs again: no array index stands for another node any more.
+            layout.remove_node_map(&plan.workflow_id).map_err(|err| {
+                InitError::storage("removing", layout.node_map_file(&plan.workflow_id), err)
+            })?;
+            tracing::info!(
+                workflow_id = %plan.workflow_id,
+                nodes = plan.nodes,
+                ids = plan.ids,
+                ids_per_node = plan.ids_per_node,
+                written = prepared.written,
+                reused = prepared.reused,
+                "prepared the run"
+            );
+            plan.nodes
+        }
+    };
     // Pruning comes after this run's prep, which has just created or touched its directory, so
     // it can never remove the run it is preparing.
     if let Some(retention) = config.retention {
@@ -68,12 +94,55 @@ pub fn handle(event: Value, config: &InitConfig) -> Result<Value, InitError> {
     }
     Ok(json!({
         "workflowId": plan.workflow_id.to_string(),
-        "nodes": plan.nodes,
+        "nodes": array_size,
         "ids": plan.ids,
         "idsPerNode": plan.ids_per_node,
         "pollSeconds": input.poll_seconds,
         "timeoutSeconds": config.run_timeout_seconds,
+        "nodeMap": retry.as_ref().map(RetryNodes::nodes),
     }))
+}
+
+/// Checks that a retry's run exists with prep fitting its plan for every listed node, then
+/// writes the node map. Nothing is written when a check fails.
+pub fn prepare_retry(layout: &Layout, plan: &RunPlan, retry: &RetryNodes) -> Result<(), InitError> {
+    let wf = &plan.workflow_id;
+    let workflow_dir = layout.workflow_dir(wf);
+    if !workflow_dir.is_dir() {
+        return Err(InitError::UnknownWorkflow {
+            workflow_id: *wf,
+            root: layout.root().to_path_buf(),
+        });
+    }
+    let existing = existing_nodes(&workflow_dir)?;
+    if let Some(&extra) = existing.last().filter(|&&last| last >= plan.nodes) {
+        return Err(InitError::PlanMismatch {
+            workflow_id: *wf,
+            detail: format!(
+                "it has node {extra}, but {} ids in groups of {} make {} nodes (0..={})",
+                plan.ids,
+                plan.ids_per_node,
+                plan.nodes,
+                plan.nodes - 1
+            ),
+        });
+    }
+    for &node in retry.nodes() {
+        if !check_node(layout, plan, node)? {
+            return Err(InitError::PlanMismatch {
+                workflow_id: *wf,
+                detail: format!(
+                    "node {node} has no {} to retry with",
+                    layout.prep_ids_file(wf, node).display()
+                ),
+            });
+        }
+    }
+    // The run is in use again: restart its retention clock so no prune removes it.
+    touch(&workflow_dir).map_err(|err| InitError::storage("touching", &workflow_dir, err))?;
+    layout
+        .write_node_map(wf, retry.nodes())
+        .map_err(|err| InitError::storage("writing", layout.node_map_file(wf), err))
 }
 
 /// Makes sure every node of `plan` has its `prep/ids.csv`: fresh random ids for nodes without
@@ -251,7 +320,7 @@ mod tests {
         let wf = WorkflowId::parse(out["workflowId"].as_str().unwrap()).unwrap();
         assert_eq!(
             out,
-            json!({"workflowId": wf.to_string(), "nodes": 11, "ids": 403, "idsPerNode": 40, "pollSeconds": 30, "timeoutSeconds": 43200})
+            json!({"workflowId": wf.to_string(), "nodes": 11, "ids": 403, "idsPerNode": 40, "pollSeconds": 30, "timeoutSeconds": 43200, "nodeMap": null})
         );
         let layout = Layout::new(dir.path());
         let ids = all_ids(&layout, &wf, 11);
@@ -267,6 +336,80 @@ mod tests {
         assert_eq!(fs::read_dir(layout.workflow_dir(&wf)).unwrap().count(), 11);
         assert_eq!(fs::read_dir(layout.prep_dir(&wf, 0)).unwrap().count(), 1);
         assert_eq!(fs::read_dir(layout.node_dir(&wf, 0)).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_retry_keeps_the_prep_writes_the_node_map_and_sizes_the_arrays_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wf = WorkflowId::new_v4();
+        let event = json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string()});
+        handle(event.clone(), &config(dir.path())).unwrap();
+        let layout = Layout::new(dir.path());
+        let before = all_ids(&layout, &wf, 10);
+        let mut retry = event.clone();
+        retry["retryNodes"] = json!([7, 2]);
+        let out = handle(retry, &config(dir.path())).unwrap();
+        assert_eq!(out["nodes"], 2);
+        assert_eq!(out["nodeMap"], json!([7, 2]));
+        assert_eq!(
+            (out["ids"].clone(), out["idsPerNode"].clone()),
+            (json!(100), json!(10))
+        );
+        assert_eq!(all_ids(&layout, &wf, 10), before, "the prep is kept");
+        assert_eq!(layout.node_of_index(&wf, 0).unwrap(), 7);
+        assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 2);
+        // The whole plan again: the map goes, and indices are nodes once more.
+        let out = handle(event, &config(dir.path())).unwrap();
+        assert_eq!(
+            (out["nodes"].clone(), out["nodeMap"].clone()),
+            (json!(10), Value::Null)
+        );
+        assert!(!layout.node_map_file(&wf).exists());
+        assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_retry_of_nothing_that_exists_is_refused_before_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let wf = WorkflowId::new_v4();
+        let retry =
+            json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string(), "retryNodes": [1]});
+        let error = handle(retry.clone(), &config(dir.path())).unwrap_err();
+        assert_eq!(error.error_type(), "InvalidInput");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "workflowId: {wf} does not exist under {} (a retry re-runs nodes of a run init \
+                 prepared)",
+                dir.path().display()
+            )
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let layout = Layout::new(dir.path());
+        handle(
+            json!({"ids": 100, "idsPerNode": 10, "workflowId": wf.to_string()}),
+            &config(dir.path()),
+        )
+        .unwrap();
+        fs::remove_file(layout.prep_ids_file(&wf, 4)).unwrap();
+        for (nodes, want) in [
+            (json!([4]), "node 4 has no "),
+            (json!([10]), "retryNodes: node 10 is not a node of the run"),
+            (json!([1, 1]), "retryNodes: node 1 is listed twice"),
+            (json!([]), "retryNodes: the list is empty"),
+        ] {
+            let mut event = retry.clone();
+            event["retryNodes"] = nodes;
+            let error = handle(event, &config(dir.path())).unwrap_err().to_string();
+            assert!(error.contains(want), "{error}");
+        }
+        // Another plan for the same run is a mismatch, not a retry of other nodes.
+        let mut other = retry.clone();
+        other["idsPerNode"] = json!(20);
+        let error = handle(other, &config(dir.path())).unwrap_err();
+        assert_eq!(error.error_type(), "PlanMismatch", "{error}");
+        assert!(!layout.node_map_file(&wf).exists());
     }
 
     #[test]

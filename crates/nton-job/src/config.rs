@@ -2,7 +2,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `AWS_BATCH_JOB_ARRAY_INDEX` | the node; set by Batch for array children. Absent: node 0 (a plain job of a one-node run) |
+//! | `AWS_BATCH_JOB_ARRAY_INDEX` | the node; set by Batch for array children. Absent: node 0 (a plain job of a one-node run). In a retry, the index into the run's node map (`<root>/<wf>/node-map.json`) |
 //! | `NTON_WORKFLOW_ID` | the run (canonical UUID); required |
 //! | `NTON_DATA_ROOT` | the data root (EFS mount); required, must be an existing directory |
 //! | `NTON_RESULTS_URL` | egress only, required there: `s3://bucket[/prefix]`, an absolute directory path, or `file:///dir` |
@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use nton_core::layout::Layout;
 use nton_core::plan::{MAX_NODES, WorkflowId};
 use nton_core::stage::Stage;
 
@@ -69,8 +70,11 @@ pub struct S3Settings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerConfig {
     pub stage: Stage,
-    /// The array index, or 0 for a plain job.
+    /// The node this worker runs: the array index (0 for a plain job), or for a retry the
+    /// original node the run's node map gives for that index.
     pub node: u32,
+    /// The array index (0 for a plain job), as Batch gave it.
+    pub array_index: u32,
     /// Whether `AWS_BATCH_JOB_ARRAY_INDEX` was set (an array child rather than a plain job).
     pub array_child: bool,
     pub workflow_id: WorkflowId,
@@ -89,7 +93,7 @@ impl WorkerConfig {
     ) -> Result<WorkerConfig, ConfigError> {
         let get = |name: &str| vars.get(name).map(String::as_str);
 
-        let (node, array_child) = match get("AWS_BATCH_JOB_ARRAY_INDEX") {
+        let (array_index, array_child) = match get("AWS_BATCH_JOB_ARRAY_INDEX") {
             None => (0, false),
             Some(text) => match text.parse::<u32>() {
                 Ok(index) if index < MAX_NODES => (index, true),
@@ -139,6 +143,18 @@ impl WorkerConfig {
             }
         };
 
+        // A retry runs some of the run's nodes as a smaller array: init's node map says which
+        // node each index stands for, so the node's own files and result keys are used.
+        let node = Layout::new(&data_root)
+            .node_of_index(&workflow_id, array_index)
+            .map_err(|err| {
+                ConfigError::invalid(
+                    "AWS_BATCH_JOB_ARRAY_INDEX",
+                    &array_index.to_string(),
+                    format!("has no node in the retry's node map: {err}"),
+                )
+            })?;
+
         let results = match stage {
             Stage::Egress => match get("NTON_RESULTS_URL") {
                 None | Some("") => {
@@ -187,6 +203,7 @@ impl WorkerConfig {
         Ok(WorkerConfig {
             stage,
             node,
+            array_index,
             array_child,
             workflow_id,
             data_root,
@@ -242,6 +259,38 @@ mod tests {
                 force_path_style: false,
                 multipart_threshold: DEFAULT_MULTIPART_THRESHOLD
             }
+        );
+    }
+
+    #[test]
+    fn in_a_retry_the_node_map_gives_the_node_of_each_index() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout::new(root.path());
+        let wf = WorkflowId::parse(WF).unwrap();
+        std::fs::create_dir_all(layout.workflow_dir(&wf)).unwrap();
+        layout.write_node_map(&wf, &[7, 3]).unwrap();
+        for (index, node) in [(Some("0"), 7), (Some("1"), 3), (None, 7)] {
+            let extra: Vec<(&str, &str)> = index
+                .map(|i| vec![("AWS_BATCH_JOB_ARRAY_INDEX", i)])
+                .unwrap_or_default();
+            let config =
+                WorkerConfig::from_vars(Stage::Procure, &vars(root.path(), &extra)).unwrap();
+            assert_eq!(config.node, node, "{index:?}");
+            assert_eq!(config.array_index, index.map_or(0, |i| i.parse().unwrap()));
+        }
+        let message = error(
+            Stage::Procure,
+            &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", "2")]),
+        );
+        assert!(
+            message.starts_with(
+                "AWS_BATCH_JOB_ARRAY_INDEX=\"2\" is invalid: has no node in the retry's node map"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("array index 2 is past its 2 nodes"),
+            "{message}"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The AWS Batch worker: `nton-job <procure|process|egress>` runs one stage on one node.
 //!
-//! The node comes from `AWS_BATCH_JOB_ARRAY_INDEX` (absent: node 0, a plain job); the rest of
+//! The node comes from `AWS_BATCH_JOB_ARRAY_INDEX` (absent: node 0, a plain job), through the
+//! run's node map when the run is a retry (`nton_core::layout`); the rest of
 //! the environment contract is in [`config`], fault injection in [`fault`], the S3 upload in
 //! [`s3`]. The stage logic itself is `nton_core::stage`, shared with the local engine.
 //!
@@ -87,7 +88,7 @@ pub fn run_config(config: &WorkerConfig) -> Result<StageReport, JobError> {
     }
 
     let started = Instant::now();
-    tracing::info!(stage = %stage, node, workflow_id, array_child = config.array_child, "stage started");
+    tracing::info!(stage = %stage, node, workflow_id, array_child = config.array_child, array_index = config.array_index, "stage started");
     let result = execute(config);
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match &result {

@@ -101,6 +101,10 @@ pub struct WatchEvent {
     pub nodes: Option<u64>,
     /// Job ids in stage order: procure, process, egress.
     pub job_ids: [String; 3],
+    /// A retry's nodes (`nodeMap`, from init): array index `i` runs original node
+    /// `node_map[i]`. Failed nodes are named by their original numbers. `None` for a run of
+    /// the whole plan (the field absent or null).
+    pub node_map: Option<Vec<u32>>,
     /// The run deadline, when the event carries `startedAt`, `now`, `pollSeconds` and
     /// `timeoutSeconds` (all four or none).
     pub deadline: Option<Deadline>,
@@ -195,9 +199,51 @@ impl WatchEvent {
             }
         };
         let deadline = parse_deadline(event).map_err(|(field, problem)| bad(field, problem))?;
+        let node_map = match event.get("nodeMap") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(list)) => {
+                let map = list
+                    .iter()
+                    .map(|value| {
+                        value
+                            .as_u64()
+                            .filter(|n| *n < MAX_NODES)
+                            .map(|n| n as u32)
+                            .ok_or_else(|| {
+                                bad(
+                                    "nodeMap",
+                                    format!(
+                                        "expected node numbers below {MAX_NODES}, got {}",
+                                        brief(value)
+                                    ),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<u32>, WatchError>>()?;
+                let expected = nodes.unwrap_or(map.len() as u64);
+                if map.is_empty() || map.len() as u64 != expected {
+                    return Err(bad(
+                        "nodeMap",
+                        format!(
+                            "has {} nodes but the event says nodes = {expected} (one per array \
+                             index)",
+                            map.len()
+                        ),
+                    ));
+                }
+                Some(map)
+            }
+            Some(other) => {
+                return Err(bad(
+                    "nodeMap",
+                    format!("expected a list or null, got {}", brief(other)),
+                ));
+            }
+        };
         Ok(WatchEvent {
             workflow_id,
             nodes,
+            node_map,
             deadline,
             job_ids: [
                 job_id(Stage::Procure)?,
@@ -324,7 +370,7 @@ pub async fn handle_with(
         check_size(&event, stage, &job)?;
         Ok(job)
     };
-    let jobs = StageJobs {
+    let mut jobs = StageJobs {
         procure: find(0)?,
         process: find(1)?,
         egress: find(2)?,
@@ -332,14 +378,20 @@ pub async fn handle_with(
 
     let mut children = Children::new();
     for listing in status::listings_needed(&jobs, now_ms, options) {
-        let listed = batch
+        let mut listed = batch
             .list_array_children(&listing.array_job_id, listing.status)
             .await
             .map_err(|source| WatchError::Batch {
                 call: "ListJobs",
                 source,
             })?;
+        if let Some(map) = &event.node_map {
+            to_original_nodes(&mut listed, map);
+        }
         children.insert(listing.stage, listing.status, listed);
+    }
+    if let Some(map) = &event.node_map {
+        plain_jobs_as_arrays(&mut jobs, &mut children, map);
     }
 
     let run = status::assess(&jobs, &children, now_ms, options);
@@ -368,6 +420,82 @@ pub async fn handle_with(
         tracing::warn!(stage = %stuck.stage, runnable = stuck.runnable, "{}", stuck.message);
     }
     Ok(serde_json::to_value(&run).expect("RunStatus serializes to JSON"))
+}
+
+/// Gives each listed child of a retry's array the number of the original node its index runs
+/// (`arrayProperties.index` and the `:<index>` suffix of its job id), so the status model names
+/// original nodes. An index past the map is left as it is.
+fn to_original_nodes(children: &mut [nton_core::batch::JobSummary], map: &[u32]) {
+    for child in children {
+        let index = child
+            .array_properties
+            .as_ref()
+            .and_then(|props| props.index)
+            .or_else(|| {
+                child
+                    .job_id
+                    .rsplit_once(':')
+                    .and_then(|(_, index)| index.parse().ok())
+            });
+        let Some(node) = index.and_then(|index| map.get(index as usize).copied()) else {
+            continue;
+        };
+        child
+            .array_properties
+            .get_or_insert_with(Default::default)
+            .index = Some(node);
+        if let Some((parent, _)) = child.job_id.rsplit_once(':') {
+            child.job_id = format!("{parent}:{node}");
+        }
+    }
+}
+
+/// A one-node retry runs plain jobs, which the status model counts as node 0. Shown to it as
+/// arrays of one child whose index is the retried node, a failure names that node instead.
+fn plain_jobs_as_arrays(jobs: &mut StageJobs, children: &mut Children, map: &[u32]) {
+    let [node] = map else {
+        return;
+    };
+    for stage in Stage::ALL {
+        let job = match stage {
+            Stage::Procure => &mut jobs.procure,
+            Stage::Process => &mut jobs.process,
+            Stage::Egress => &mut jobs.egress,
+        };
+        // Only a failure names a node; other plain jobs stay as they are.
+        if job.status != nton_core::batch::JobStatus::Failed
+            || job
+                .array_properties
+                .as_ref()
+                .is_some_and(|p| p.size.is_some())
+        {
+            continue;
+        }
+        let container = job.attempts.last().and_then(|a| a.container.as_ref());
+        let child = nton_core::batch::JobSummary {
+            job_id: format!("{}:{node}", job.job_id),
+            job_name: job.job_name.clone(),
+            status: Some(job.status),
+            status_reason: job.status_reason.clone(),
+            created_at: job.created_at,
+            started_at: job.started_at,
+            stopped_at: job.stopped_at,
+            array_properties: Some(nton_core::batch::ArrayPropertiesSummary {
+                size: None,
+                index: Some(*node),
+            }),
+            container: container.map(|c| nton_core::batch::ContainerSummary {
+                exit_code: c.exit_code,
+                reason: c.reason.clone(),
+            }),
+        };
+        job.array_properties = Some(nton_core::batch::ArrayPropertiesDetail {
+            status_summary: Some([(job.status, 1)].into_iter().collect()),
+            size: Some(1),
+            index: None,
+        });
+        children.insert(stage, job.status, vec![child]);
+    }
 }
 
 /// An array job must have as many children as the run has nodes; a plain job stands for a
@@ -866,6 +994,106 @@ mod tests {
         assert_eq!(out["progress"]["process"]["counts"]["RUNNING"], json!(1));
         assert_eq!(out["progress"]["process"]["size"], json!(1));
         assert_eq!(batch.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_names_the_original_nodes_of_its_array_indices() {
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+                parent("j-process", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+                parent("j-egress", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1})),
+            ]),
+            json!([
+                {"arrayJobId": "j-procure", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-procure:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Essential container in task exited",
+                     "container": {"exitCode": 1}, "arrayProperties": {"index": 2}}]},
+                // No index field: the job id's suffix is the index.
+                {"arrayJobId": "j-process", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-process:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Dependent Job failed"}]},
+                {"arrayJobId": "j-egress", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-egress:2", "jobName": "p", "status": "FAILED",
+                     "statusReason": "Dependent Job failed", "arrayProperties": {"index": 2}}]}
+            ]),
+        );
+        let mut retry = event();
+        retry["nodeMap"] = json!([40, 17, 93, 5]);
+        let out = handle(retry, &batch, NOW).await.unwrap();
+        assert_eq!(
+            out["cause"],
+            json!(
+                "1 of 4 nodes failed: procure failed on node 93 (Essential container in task exited, exit code 1); process and egress did not run on that node."
+            )
+        );
+        assert_eq!(out["failedNodes"][0]["node"], json!(93));
+        assert_eq!(
+            out["failedNodes"][0]["skipped"],
+            json!(["process", "egress"])
+        );
+
+        // A null map is a run of the whole plan.
+        let mut whole = event();
+        whole["nodeMap"] = Value::Null;
+        let out = handle(whole, &batch, NOW).await.unwrap();
+        assert_eq!(out["failedNodes"][0]["node"], json!(2));
+    }
+
+    #[tokio::test]
+    async fn a_one_node_retry_of_plain_jobs_names_its_node() {
+        let batch = FakeBatch::new(
+            json!([
+                {"jobId": "j-procure", "jobName": "p", "status": "FAILED",
+                 "statusReason": "Essential container in task exited",
+                 "attempts": [{"container": {"exitCode": 1}}]},
+                {"jobId": "j-process", "jobName": "p", "status": "FAILED",
+                 "statusReason": "Dependent Job failed"},
+                {"jobId": "j-egress", "jobName": "e", "status": "FAILED",
+                 "statusReason": "Dependent Job failed"},
+            ]),
+            json!([]),
+        );
+        let mut one = event();
+        one["nodes"] = json!(1);
+        one["nodeMap"] = json!([6]);
+        let out = handle(one, &batch, NOW).await.unwrap();
+        assert_eq!(
+            out["cause"],
+            json!(
+                "1 of 1 nodes failed: procure failed on node 6 (Essential container in task exited, exit code 1); process and egress did not run on that node."
+            )
+        );
+        assert_eq!(out["progress"]["procure"]["size"], json!(1));
+        assert_eq!(batch.calls().len(), 1, "no listing for plain jobs");
+    }
+
+    #[test]
+    fn a_node_map_must_fit_the_event() {
+        for (map, want) in [
+            (
+                json!([1, 2]),
+                "bad event: nodeMap: has 2 nodes but the event says nodes = 4",
+            ),
+            (json!([]), "bad event: nodeMap: has 0 nodes"),
+            (
+                json!([1, 2, 3, -1]),
+                "bad event: nodeMap: expected node numbers below 10000, got -1",
+            ),
+            (json!([1, 2, 3, 10000]), "got 10000"),
+            (
+                json!("1,2"),
+                "bad event: nodeMap: expected a list or null, got \"1,2\"",
+            ),
+        ] {
+            let mut bad = event();
+            bad["nodeMap"] = map;
+            let message = WatchEvent::parse(&bad).unwrap_err().to_string();
+            assert!(
+                message.starts_with(want) || message.ends_with(want),
+                "{message}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@ pub enum Command {
     Run(RunArgs),
     /// Summarise a run (local, from its run record; or an execution on AWS) with a timeline picture.
     Report(ReportArgs),
+    /// Re-run only the failed nodes of a finished run (local, or an execution on AWS) through
+    /// the same state machine; their results keep their keys.
+    Retry(RetryArgs),
     /// Deploy (create or update) the stacks of one environment.
     Deploy(crate::aws::DeployArgs),
     /// Start an execution of a deployed pipeline.
@@ -150,6 +153,79 @@ pub struct RunArgs {
     pub resume: Option<PathBuf>,
 }
 
+/// Options of `nton retry`.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The failed run: a local run directory (as `nton run` prints it), or an execution's ARN
+    /// on AWS.
+    #[arg(value_name = "RUN_DIR|EXECUTION_ARN")]
+    pub target: Option<String>,
+
+    /// Retry the newest run: of the environment's state machine with --env, else the newest
+    /// local run under --data-dir.
+    #[arg(long, conflicts_with = "target")]
+    pub latest: bool,
+
+    /// Environment whose pipeline stack holds the state machine (with --latest).
+    #[arg(long = "env", value_name = "ENV")]
+    pub env: Option<String>,
+
+    /// First part of every stack name.
+    #[arg(long, env = "NTON_STACK_PREFIX", default_value = "nton")]
+    pub prefix: String,
+
+    /// The state machine (with --latest), instead of the one in the pipeline stack's outputs.
+    #[arg(long, value_name = "ARN")]
+    pub state_machine_arn: Option<String>,
+
+    /// Name of the retry's execution on AWS (default: one Step Functions makes up).
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Name of the state whose output is the watcher's status (the template's Watch task).
+    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    pub watch_state: String,
+
+    #[command(flatten)]
+    pub aws: crate::aws::AwsArgs,
+
+    /// Where `nton run` keeps its runs (for --latest without --env).
+    #[arg(long, default_value = "nton-runs")]
+    pub data_dir: PathBuf,
+
+    /// Local: the CloudFormation template holding the state machine and job definitions.
+    #[arg(long, default_value = "cloudformation/pipeline.yaml")]
+    pub template: PathBuf,
+
+    /// Local: logical id of the state machine, when the template has more than one.
+    #[arg(long)]
+    pub state_machine: Option<String>,
+
+    /// Local: most children running at once per job queue (default: the machine's cores).
+    #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
+    pub parallelism: Option<usize>,
+
+    /// Local: template parameter override, KEY=VALUE (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// Local: extra environment for every job child and Lambda handler, KEY=VALUE (repeatable).
+    #[arg(long = "job-env", value_name = "KEY=VALUE")]
+    pub job_env: Vec<String>,
+
+    /// Local: directory holding the nton-job binary (default: next to this executable).
+    #[arg(long, env = "NTON_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Local: keep the run's working data after the retry succeeds.
+    #[arg(long)]
+    pub keep_data: bool,
+
+    /// Print JSON: local, newline-delimited events and a summary; on AWS, the new execution.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `nton report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -258,6 +334,56 @@ mod tests {
         assert!(error.contains("must be an integer in 1..=4096"), "{error}");
         let error = run_error(&["--poll-seconds", "x"]);
         assert!(error.contains("\"x\" is not an integer"), "{error}");
+    }
+
+    fn verb_error(argv: &[&str]) -> String {
+        let mut full = vec!["nton"];
+        full.extend_from_slice(argv);
+        Cli::try_parse_from(full).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_verbs_counts_name_the_option_and_its_range() {
+        for (argv, option, want) in [
+            (
+                &["retry", "x", "--parallelism", "-1"][..],
+                "'--parallelism <PARALLELISM>'",
+                "-1 is out of range (must be an integer in 1..=4096)",
+            ),
+            (
+                &["start", "--env", "d", "--ids", "-5"][..],
+                "'--ids <IDS>'",
+                "-5 is out of range (must be an integer in 1..=10000000)",
+            ),
+            (
+                &["start", "--env", "d", "--ids-per-node", "0"][..],
+                "'--ids-per-node <IDS_PER_NODE>'",
+                "0 is out of range",
+            ),
+            (
+                &["watch", "--poll-seconds", "-1"][..],
+                "'--poll-seconds <SECONDS>'",
+                "-1 is out of range (must be more than 0 and at most 3600)",
+            ),
+            (
+                &["deploy", "--env", "d", "--poll-seconds", "x"][..],
+                "'--poll-seconds <SECONDS>'",
+                "\"x\" is not a number of seconds",
+            ),
+            (
+                &["teardown", "--env", "d", "--poll-seconds", "0"][..],
+                "'--poll-seconds <SECONDS>'",
+                "0 is out of range",
+            ),
+        ] {
+            let error = verb_error(argv);
+            assert!(error.contains(option), "{argv:?}: {error}");
+            assert!(error.contains(want), "{argv:?}: {error}");
+        }
+        assert!(
+            Cli::try_parse_from(["nton", "retry", "x", "--latest"]).is_err(),
+            "a target and --latest"
+        );
     }
 
     #[test]

@@ -8,5 +8,6 @@ pub mod exit;
 pub mod local_watch;
 pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod timeline;

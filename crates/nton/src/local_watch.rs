@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nton_engine::record::{RECORD_FILE, RecordLine, RunEnd, read_record};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunEnd};
 use serde_json::{Value, json};
 
 use crate::aws::console::Console;
@@ -112,7 +112,7 @@ pub async fn follow(
     let waited_since = std::time::Instant::now();
     let mut last_lines: Option<Vec<String>> = None;
     loop {
-        let lines = match read_record(path) {
+        let lines = match crate::retry::read_run_record(path) {
             Ok(lines) => lines,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 if waited_since.elapsed() >= wait_for_start {

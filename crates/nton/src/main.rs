@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => nton::run::run(args).await,
             Command::Report(args) => nton::report::report(args).await,
+            Command::Retry(args) => nton::retry::retry(args).await,
             Command::Deploy(args) => nton::aws::deploy(args).await,
             Command::Start(args) => nton::aws::start(args).await,
             Command::Watch(args) => match args.local_run() {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
+use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine};
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
@@ -266,6 +266,7 @@ fn watch_args(args: &ReportArgs) -> crate::aws::WatchArgs {
 }
 
 async fn aws_report(args: ReportArgs) -> anyhow::Result<u8> {
+    watch_args(&args).check()?;
     let config = crate::aws::load_config(&args.aws).await?;
     let text = aws_report_with(&config, &args).await?;
     print!("{text}");
@@ -278,6 +279,7 @@ pub async fn aws_report_with(
     config: &aws_config::SdkConfig,
     args: &ReportArgs,
 ) -> anyhow::Result<String> {
+    watch_args(args).check()?;
     let read = crate::aws::jobs::execution_timeline(config, &watch_args(args)).await?;
     let timeline = &read.timeline;
     let html_path = args
@@ -333,7 +335,7 @@ fn local_report(args: ReportArgs) -> anyhow::Result<u8> {
     } else {
         run_dir.join(RECORD_FILE)
     };
-    let lines = read_record(&path).map_err(|error| {
+    let lines = crate::retry::read_run_record(&path).map_err(|error| {
         CommandError::bad_input(format!("cannot read {}: {error}", path.display()))
     })?;
     let report = build_report(&lines);

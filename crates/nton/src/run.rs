@@ -14,7 +14,7 @@ use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
 use nton_core::results::{RESULTS_URL_RULE, ResultsTarget};
 use nton_engine::local::{LocalRun, LocalRunSpec, PrepareError, RunSummary};
-use nton_engine::record::{RECORD_FILE, RecordLine, read_record, succeeded_children};
+use nton_engine::record::{RECORD_FILE, RecordLine, succeeded_children};
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
@@ -149,7 +149,14 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let request = plan_run(&args, &cwd)?;
-    if args.bin_dir.is_none() {
+    execute(request, args.bin_dir.is_none()).await
+}
+
+/// Runs a planned execution (a run, a resume or a retry) to its end: progress on the terminal
+/// or as JSON, the summary, the record next to the results. `build_workers`: build a missing
+/// worker binary when cargo started us (no `--bin-dir` given).
+pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result<u8> {
+    if build_workers {
         build_missing_workers(&request.spec.bin_dir, std::env::var_os("CARGO").as_deref())?;
     }
     let local = LocalRun::prepare(request.spec.clone()).map_err(|error| match error {
@@ -286,7 +293,8 @@ struct ResumePoint {
 /// Reads what to resume from a run directory's record.
 fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
     let record_path = run_dir.join(RECORD_FILE);
-    let lines = read_record(&record_path).map_err(|error| {
+    // With a retry's children under their original nodes: a resume runs the whole plan.
+    let lines = crate::retry::read_run_record(&record_path).map_err(|error| {
         CommandError::bad_input(format!(
             "--resume: cannot read {}: {error}",
             record_path.display()
@@ -348,7 +356,7 @@ pub fn child_base_env(vars: impl Iterator<Item = (String, String)>) -> BTreeMap<
 
 /// Puts a copy of the run record next to the results (for a directory output), so results and
 /// their provenance travel together.
-fn copy_record_next_to_results(
+pub(crate) fn copy_record_next_to_results(
     request: &RunRequest,
     summary: &RunSummary,
 ) -> anyhow::Result<Option<PathBuf>> {
@@ -458,7 +466,7 @@ pub fn summary_text(
     }
     if !summary.succeeded() {
         // What the failed children said on stderr: the first thing a person wants to see.
-        if let Ok(lines) = read_record(&summary.record) {
+        if let Ok(lines) = crate::retry::read_run_record(&summary.record) {
             let report = crate::report::build_report(&lines);
             for failure in report
                 .failures
@@ -483,7 +491,7 @@ pub fn summary_text(
 
 /// `--output`, checked with the worker's own rules (`nton_core::results`) before anything runs:
 /// an S3 URL as given, a directory made absolute.
-fn checked_output(cwd: &Path, output: &str) -> Result<String, CommandError> {
+pub(crate) fn checked_output(cwd: &Path, output: &str) -> Result<String, CommandError> {
     let refuse =
         |problem: String| CommandError::bad_input(format!("--output: {output:?}: {problem}"));
     if output.starts_with("s3://") {
@@ -500,7 +508,7 @@ fn checked_output(cwd: &Path, output: &str) -> Result<String, CommandError> {
     Ok(absolute(cwd, Path::new(dir)).display().to_string())
 }
 
-fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
+pub(crate) fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
     match pair.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(CommandError::bad_input(format!(
@@ -509,7 +517,7 @@ fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> 
     }
 }
 
-fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+pub(crate) fn absolute(cwd: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -25,10 +25,8 @@ pub async fn start_with(
     args: &StartArgs,
     console: &mut Console,
 ) -> anyhow::Result<u8> {
+    args.check()?;
     let input = start_input(args.ids, args.ids_per_node)?;
-    if let Some(name) = &args.name {
-        check_execution_name(name)?;
-    }
     let state_machine = state_machine_arn(
         config,
         args.state_machine_arn.as_deref(),
@@ -99,7 +97,7 @@ pub fn start_input(ids: Option<u64>, ids_per_node: Option<u64>) -> Result<Value,
 
 /// Step Functions names: 1-80 characters; letters, digits, `-` and `_` are the ones that are
 /// safe everywhere the name shows up (CloudWatch metrics refuse the rest).
-fn check_execution_name(name: &str) -> Result<(), CommandError> {
+pub(crate) fn check_execution_name(name: &str) -> Result<(), CommandError> {
     let valid = !name.is_empty()
         && name.len() <= 80
         && name
@@ -114,6 +112,66 @@ fn check_execution_name(name: &str) -> Result<(), CommandError> {
     }
 }
 
+/// `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
+pub(crate) fn check_state_machine_arn(arn: &str) -> Result<(), CommandError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    let valid = parts.len() == 7
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "states"
+        && !parts[3].is_empty()
+        && is_account(parts[4])
+        && parts[5] == "stateMachine"
+        && !parts[6].is_empty();
+    if valid {
+        Ok(())
+    } else {
+        Err(CommandError::bad_input(format!(
+            "--state-machine-arn: {arn:?} is not a state machine ARN \
+             (arn:aws:states:<region>:<12-digit account>:stateMachine:<name>)"
+        )))
+    }
+}
+
+/// Whether an execution ARN has its eight parts:
+/// `arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`.
+pub(crate) fn is_execution_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 8
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "states"
+        && !parts[3].is_empty()
+        && is_account(parts[4])
+        && parts[5] == "execution"
+        && !parts[6].is_empty()
+        && !parts[7].is_empty()
+}
+
+fn is_account(text: &str) -> bool {
+    text.len() == 12 && text.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `--execution`: an execution ARN, `latest`, or an execution name.
+pub(crate) fn check_execution_ref(execution: &str) -> Result<(), CommandError> {
+    if execution.starts_with("arn:") {
+        if is_execution_arn(execution) {
+            return Ok(());
+        }
+        return Err(CommandError::bad_input(format!(
+            "--execution: {execution:?} is not an execution ARN \
+             (arn:aws:states:<region>:<12-digit account>:execution:<state machine>:<name>)"
+        )));
+    }
+    if execution == "latest" || check_execution_name(execution).is_ok() {
+        return Ok(());
+    }
+    Err(CommandError::bad_input(format!(
+        "--execution: {execution:?} is neither an execution ARN, \"latest\" nor an execution \
+         name (1-80 letters, digits, '-' or '_')"
+    )))
+}
+
 /// The state machine to act on: the flag, else the pipeline stack's output.
 async fn state_machine_arn(
     config: &aws_config::SdkConfig,
@@ -122,12 +180,7 @@ async fn state_machine_arn(
     prefix: &str,
 ) -> Result<String, CommandError> {
     if let Some(arn) = explicit {
-        if !arn.starts_with("arn:") || !arn.contains(":stateMachine:") {
-            return Err(CommandError::bad_input(format!(
-                "--state-machine-arn: {arn:?} is not a state machine ARN \
-                 (arn:aws:states:<region>:<account>:stateMachine:<name>)"
-            )));
-        }
+        check_state_machine_arn(arn)?;
         return Ok(arn.to_string());
     }
     let Some(env) = env else {
@@ -188,6 +241,7 @@ pub async fn watch_with(
 /// `nton watch` from the command line: the SDK config from the environment, stdout/stderr,
 /// and the markdown report when `summary` is given.
 pub async fn watch_cli(args: &WatchArgs, summary: Option<&Path>) -> anyhow::Result<u8> {
+    args.check()?;
     let config = super::load_config(&args.aws).await?;
     let mut console = Console::stdio();
     match summary {
@@ -206,6 +260,8 @@ pub async fn watch_with_summary(
     console: &mut Console,
     summary: &Path,
 ) -> anyhow::Result<u8> {
+    // Bad options are refused before the file is created.
+    args.check()?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -228,6 +284,7 @@ async fn watch_until_end(
     args: &WatchArgs,
     console: &mut Console,
 ) -> anyhow::Result<WatchOutcome> {
+    args.check()?;
     let poll = poll_interval(args.poll_seconds)?;
     let sfn = aws_sdk_sfn::Client::new(config);
     let execution = resolve_execution(config, &sfn, args).await?;
@@ -349,14 +406,8 @@ pub(crate) async fn resolve_execution(
     sfn: &aws_sdk_sfn::Client,
     args: &WatchArgs,
 ) -> Result<String, CommandError> {
+    check_execution_ref(&args.execution)?;
     if args.execution.starts_with("arn:") {
-        if !args.execution.contains(":execution:") {
-            return Err(CommandError::bad_input(format!(
-                "--execution: {:?} is not an execution ARN \
-                 (arn:aws:states:<region>:<account>:execution:<machine>:<name>)",
-                args.execution
-            )));
-        }
         return Ok(args.execution.clone());
     }
     let machine = state_machine_arn(
@@ -440,7 +491,7 @@ impl From<&HistoryEvent> for HistoryItem {
 /// endpoint that ignores `reverseOrder` (moto) is read to the end within this bound.
 const MAX_HISTORY_PAGES: usize = 50;
 
-async fn history_items(
+pub(crate) async fn history_items(
     sfn: &aws_sdk_sfn::Client,
     execution: &str,
 ) -> Result<Vec<HistoryItem>, CommandError> {

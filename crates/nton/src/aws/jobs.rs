@@ -159,6 +159,53 @@ async fn describe_jobs(
     Ok(jobs)
 }
 
+/// The array indices of the stage jobs' FAILED children (a FAILED plain job is index 0): every
+/// page of ListJobs, so none is missed however many failed.
+pub async fn failed_indices(
+    config: &aws_config::SdkConfig,
+    job_ids: &[String],
+) -> Result<std::collections::BTreeSet<u32>, CommandError> {
+    let batch = aws_sdk_batch::Client::new(config);
+    let mut indices = std::collections::BTreeSet::new();
+    for parent in describe_jobs(&batch, job_ids).await? {
+        let is_array = parent
+            .array_properties()
+            .and_then(|p| p.size())
+            .is_some_and(|size| size > 0);
+        if !is_array {
+            if parent.status() == Some(&JobStatus::Failed) {
+                indices.insert(0);
+            }
+            continue;
+        }
+        let array_job = parent.job_id().unwrap_or_default();
+        let mut pages = batch
+            .list_jobs()
+            .array_job_id(array_job)
+            .job_status(JobStatus::Failed)
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| aws_error(format!("ListJobs arrayJobId={array_job} FAILED"), &e))?;
+            indices.extend(page.job_summary_list().iter().filter_map(|child| {
+                child
+                    .array_properties()
+                    .and_then(|p| p.index())
+                    .and_then(|i| u32::try_from(i).ok())
+                    .or_else(|| {
+                        child
+                            .job_id()?
+                            .rsplit_once(':')
+                            .and_then(|(_, i)| i.parse().ok())
+                    })
+            }));
+        }
+    }
+    Ok(indices)
+}
+
 /// What the report needs of an execution's history.
 #[derive(Debug, Default, PartialEq)]
 pub struct ExecutionHistory {

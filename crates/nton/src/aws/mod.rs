@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod execution;
 pub mod jobs;
 pub mod params;
+pub mod retry;
 mod stack;
 pub mod teardown;
 pub mod teardown_leftovers;
@@ -128,7 +129,7 @@ pub struct DeployArgs {
     pub json: bool,
 
     /// Seconds between two checks of a stack's progress.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     #[command(flatten)]
@@ -203,7 +204,7 @@ pub struct WatchArgs {
     pub state_machine_arn: Option<String>,
 
     /// Seconds between two checks.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     /// Name of the state whose output is the watcher's status (the template's Watch task).
@@ -237,27 +238,90 @@ pub struct TeardownArgs {
     pub keep_logs: bool,
 
     /// Seconds between two checks of a stack's progress.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     #[command(flatten)]
     pub aws: AwsArgs,
 }
 
+impl DeployArgs {
+    /// What can be checked without AWS or files, before the SDK config is loaded.
+    pub fn check(&self) -> Result<(), CommandError> {
+        self.stack.check()?;
+        if let Some(tag) = &self.image_tag {
+            params::check_image_tag("--image-tag", tag)?;
+        }
+        poll_interval(self.poll_seconds)?;
+        Ok(())
+    }
+}
+
+impl StartArgs {
+    /// Everything `start` is told, checked before any AWS call.
+    pub fn check(&self) -> Result<(), CommandError> {
+        if let Some(env) = &self.env {
+            params::check_name("--env", env)?;
+        }
+        params::check_name("--prefix", &self.prefix)?;
+        if let Some(arn) = &self.state_machine_arn {
+            execution::check_state_machine_arn(arn)?;
+        }
+        if let Some(name) = &self.name {
+            execution::check_execution_name(name)?;
+        }
+        execution::start_input(self.ids, self.ids_per_node)?;
+        Ok(())
+    }
+}
+
+impl WatchArgs {
+    /// Everything `watch` (and `report` of an execution) is told, checked before any AWS call.
+    pub fn check(&self) -> Result<(), CommandError> {
+        poll_interval(self.poll_seconds)?;
+        if let Some(env) = &self.env {
+            params::check_name("--env", env)?;
+        }
+        params::check_name("--prefix", &self.prefix)?;
+        if let Some(arn) = &self.state_machine_arn {
+            execution::check_state_machine_arn(arn)?;
+        }
+        execution::check_execution_ref(&self.execution)?;
+        if self.watch_state.trim().is_empty() {
+            return Err(CommandError::bad_input(
+                "--watch-state: empty (must name the state machine's watch state, e.g. Watch)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TeardownArgs {
+    /// What can be checked without AWS, before the SDK config is loaded.
+    pub fn check(&self) -> Result<(), CommandError> {
+        self.stack.check()?;
+        poll_interval(self.poll_seconds)?;
+        Ok(())
+    }
+}
+
 /// `nton deploy`, with the SDK config from the environment.
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<u8> {
+    args.check()?;
     let config = load_config(&args.aws).await?;
     deploy_with(&config, &args, &mut Console::stdio()).await
 }
 
 /// `nton start`, with the SDK config from the environment.
 pub async fn start(args: StartArgs) -> anyhow::Result<u8> {
+    args.check()?;
     let config = load_config(&args.aws).await?;
     start_with(&config, &args, &mut Console::stdio()).await
 }
 
 /// `nton watch`, with the SDK config from the environment.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
+    args.check()?;
     let config = load_config(&args.aws).await?;
     watch_with(&config, &args, &mut Console::stdio()).await
 }
@@ -265,6 +329,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<u8> {
 /// `nton teardown`, with the SDK config from the environment; asks on the terminal unless
 /// `--yes`.
 pub async fn teardown(args: TeardownArgs) -> anyhow::Result<u8> {
+    args.check()?;
     let config = load_config(&args.aws).await?;
     let env = args.stack.env.clone();
     let mut confirm = teardown::terminal_confirm(&env);
@@ -272,22 +337,60 @@ pub async fn teardown(args: TeardownArgs) -> anyhow::Result<u8> {
 }
 
 /// The SDK config from the environment and the flags. A missing region is caught here, with
-/// the fix, rather than at the first call.
+/// the fix, rather than at the first call. The region is looked up in the flag, the
+/// environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) and the profile only: the SDK's default
+/// chain would also ask the EC2 instance metadata service, which off EC2 means a wait and a
+/// screen of IMDS warnings before the same "no region" answer.
 pub async fn load_config(aws: &AwsArgs) -> Result<aws_config::SdkConfig, CommandError> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &aws.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(profile) = &aws.profile {
-        loader = loader.profile_name(profile);
-    }
-    let config = loader.load().await;
-    if config.region().is_none() {
+    let region = match &aws.region {
+        Some(region) if region.trim().is_empty() => {
+            return Err(CommandError::bad_input(
+                "--region: empty (must be an AWS region such as eu-west-1)",
+            ));
+        }
+        Some(region) => Some(aws_config::Region::new(region.clone())),
+        None => configured_region(aws.profile.as_deref()).await,
+    };
+    let Some(region) = region else {
         return Err(CommandError::bad_input(
             "--region: no AWS region configured (set AWS_REGION, a profile's region, or pass --region)",
         ));
+    };
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(region);
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
     }
-    Ok(config)
+    Ok(loader.load().await)
+}
+
+/// The region from the environment or the profile, without the instance metadata service.
+async fn configured_region(profile: Option<&str>) -> Option<aws_config::Region> {
+    use aws_config::meta::region::RegionProviderChain;
+    let mut from_profile = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(profile) = profile {
+        from_profile = from_profile.profile_name(profile);
+    }
+    RegionProviderChain::first_try(
+        aws_config::environment::EnvironmentVariableRegionProvider::new(),
+    )
+    .or_else(from_profile.build())
+    .region()
+    .await
+}
+
+/// `--poll-seconds` of deploy, watch and teardown, at parse time: the message names the
+/// range (clap adds the option), and a negative number is a value, not an unknown flag.
+fn poll_seconds_arg(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.trim().parse().map_err(|_| {
+        format!("{text:?} is not a number of seconds (must be more than 0 and at most 3600)")
+    })?;
+    poll_interval(seconds).map_err(|error| {
+        error
+            .message
+            .trim_start_matches("--poll-seconds: ")
+            .to_string()
+    })?;
+    Ok(seconds)
 }
 
 /// An S3 client for the config. With a custom endpoint (an emulator such as moto) buckets
