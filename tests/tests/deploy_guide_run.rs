@@ -356,6 +356,9 @@ fn run_script(
         command.env_remove(name);
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
+    // nton's deploy, watch and teardown poll every 5-10 s by default; against an emulator that
+    // is most of this test's time, and the guide's commands stay as written.
+    command.env("NTON_POLL_SECONDS", "0.5");
     let output = command.output().map_err(|e| format!("bash: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);

@@ -518,7 +518,7 @@ fn watch(workflow_id: &str, nodes: u64, poll_seconds: u64) -> Vec<Event> {
             "lambda:invoke",
             json!({"FunctionName": WATCH_FN, "Payload": {
                 "workflowId": workflow_id, "nodes": nodes, "jobs": jobs(),
-                "startedAt": STARTED_AT, "now": ENTERED_AT, "pollSeconds": poll_seconds, "timeoutSeconds": 43200}}),
+                "startedAt": STARTED_AT, "now": ENTERED_AT, "pollSeconds": poll_seconds, "timeoutSeconds": 43200, "nodeMap": null}}),
         ),
     ]
 }
@@ -538,7 +538,7 @@ fn poll_every(workflow_id: &str, nodes: u64, poll_seconds: u64) -> Vec<Event> {
 /// RunTimeoutHours).
 fn plan(nodes: u64, poll_seconds: u64) -> Value {
     json!({"workflowId": format!("wf-{nodes}"), "nodes": nodes, "ids": nodes * 10, "idsPerNode": 10,
-        "pollSeconds": poll_seconds, "timeoutSeconds": 43200})
+        "pollSeconds": poll_seconds, "timeoutSeconds": 43200, "nodeMap": null})
 }
 
 fn progress(state: &str, nodes: u64) -> Value {

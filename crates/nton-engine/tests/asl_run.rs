@@ -650,7 +650,7 @@ fn pipeline_fake(nodes: u64, watch: &[Value]) -> Fake {
         "Init",
         json!({"ok": {"StatusCode": 200, "Payload": {
             "workflowId": "wf-1", "nodes": nodes, "ids": 120, "idsPerNode": 40, "pollSeconds": 30,
-            "timeoutSeconds": 43200}}}),
+            "timeoutSeconds": 43200, "nodeMap": null}}}),
     );
     for state in [
         "SubmitProcureArray",
@@ -854,7 +854,7 @@ async fn pipeline_single_node_submits_plain_jobs_and_reports_failure() {
 async fn pipeline_retries_throttled_submits() {
     let (_, machine) = pipeline();
     let fake = Fake::default();
-    fake.answer("Init", json!({"ok": {"Payload": {"workflowId": "w", "nodes": 2, "ids": 2, "idsPerNode": 1, "pollSeconds": 5, "timeoutSeconds": 3600}}}));
+    fake.answer("Init", json!({"ok": {"Payload": {"workflowId": "w", "nodes": 2, "ids": 2, "idsPerNode": 1, "pollSeconds": 5, "timeoutSeconds": 3600, "nodeMap": null}}}));
     fake.answer(
         "SubmitProcureArray",
         json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}),

@@ -128,8 +128,9 @@ pub struct DeployArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Seconds between two checks of a stack's progress.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
+    /// Seconds between two checks of a stack's progress (env NTON_POLL_SECONDS: one setting for a
+    /// script or test that runs several verbs).
+    #[arg(long, env = "NTON_POLL_SECONDS", default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     #[command(flatten)]
@@ -204,7 +205,7 @@ pub struct WatchArgs {
     pub state_machine_arn: Option<String>,
 
     /// Seconds between two checks.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
+    #[arg(long, env = "NTON_POLL_SECONDS", default_value_t = 10.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     /// Name of the state whose output is the watcher's status (the template's Watch task).
@@ -237,8 +238,9 @@ pub struct TeardownArgs {
     #[arg(long)]
     pub keep_logs: bool,
 
-    /// Seconds between two checks of a stack's progress.
-    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
+    /// Seconds between two checks of a stack's progress (env NTON_POLL_SECONDS: one setting for a
+    /// script or test that runs several verbs).
+    #[arg(long, env = "NTON_POLL_SECONDS", default_value_t = 5.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
     #[command(flatten)]
