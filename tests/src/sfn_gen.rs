@@ -74,8 +74,11 @@ pub const ALL: &[Construct] = &[
     Construct::Assign,
 ];
 
-/// What today's interpreter (`nton_engine::asl`) runs. Map, Parallel, JSONata and Assign
-/// are refused at load until they land; then this becomes `ALL` (the one line to change).
+/// What is compared today. The interpreter now runs Map, Parallel and Assign too, but with
+/// Map/Parallel enabled LocalStack 2026.3.0 left generated machine 18 of seed 20261202 RUNNING
+/// past 60 s, and with Assign alone machine 56; not yet explained, so they are not compared
+/// (their interpreter tests are in `nton_engine::asl`). JSONata is still refused at load. Once
+/// those are settled this becomes `ALL` (the one line to change).
 pub const ENABLED: &[Construct] = &[
     Construct::Pass,
     Construct::Choice,
