@@ -1132,7 +1132,12 @@ fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<
             "must be an object",
         ));
     };
-    for (key, value) in config {
+    // Mode first, then the rest by name: the first error must not depend on the JSON map's
+    // order (serde_json keeps insertion order when another crate of the build enables
+    // `preserve_order`, and sorts keys otherwise), and Mode is the root of the others.
+    let mut entries: Vec<(&String, &Value)> = config.iter().collect();
+    entries.sort_by_key(|(key, _)| (key.as_str() != "Mode", key.as_str()));
+    for (key, value) in entries {
         let at = format!("{field}.ProcessorConfig.{key}");
         match (key.as_str(), value.as_str()) {
             ("Mode", Some("INLINE")) => {}

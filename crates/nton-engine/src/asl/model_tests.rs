@@ -132,7 +132,7 @@ fn distributed_map_features_are_refused_by_name() {
     }
     assert_eq!(
         refused(map_with(json!({"ItemProcessor": {
-            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "ProcessorConfig": {"ExecutionType": "STANDARD", "Mode": "INLINE"},
             "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
         }}))),
         "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field; the local engine runs inline Maps only"
