@@ -26,11 +26,24 @@ impl MotoServer {
     /// configuration that must precede resource creation: Batch and Lambda without Docker,
     /// Step Functions executing Pass/Wait/Choice states.
     pub fn start() -> anyhow::Result<MotoServer> {
+        MotoServer::start_with_env(&[])
+    }
+
+    /// A server whose Batch fails every job (`MOTO_SIMPLE_BATCH_FAIL_AFTER=0`, which moto reads
+    /// when a job is submitted): the watcher's and the CLI's failure paths.
+    pub fn start_failing_batch() -> anyhow::Result<MotoServer> {
+        MotoServer::start_with_env(&[("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")])
+    }
+
+    /// [`MotoServer::start`] with more of moto's environment variables: settings moto reads only
+    /// from its environment (Batch failures, the request recorder's file).
+    pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<MotoServer> {
         let program =
             std::env::var("NTON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
         let port = free_port()?;
         let child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -167,7 +167,7 @@ async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nod
 
 #[tokio::test]
 async fn a_retry_of_a_retry_with_more_failures_than_listed_reads_batch_through_the_node_map() {
-    let moto = FailingMoto::start();
+    let moto = MotoServer::start_failing_batch().unwrap();
     let config = moto.sdk_config().await;
     // Three children per stage, all failed by this moto; the execution retried nodes 8, 1, 4.
     let BatchQueue { queue, definition } = batch_queue(&config, "nton-retry").await;
@@ -322,82 +322,4 @@ fn bad_targets_are_refused_before_any_aws_call() {
             started.elapsed()
         );
     }
-}
-
-/// A moto server whose Batch fails every job (`MOTO_SIMPLE_BATCH_FAIL_AFTER=0`, read when a job
-/// is submitted); `MotoServer` takes no environment. Killed on drop. (The same server as
-/// report_aws.rs starts: a shared helper belongs in tests/src/moto.rs.)
-struct FailingMoto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl FailingMoto {
-    fn start() -> FailingMoto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let program =
-            std::env::var("NTON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let child = std::process::Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let moto = FailingMoto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let config =
-            r#"{"batch":{"use_docker":false},"stepfunctions":{"execute_state_machine":true}}"#;
-        let started = Instant::now();
-        while !post_config(port, config) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(nton_tests::moto::REGION))
-            .credentials_provider(aws_credential_types::Credentials::for_tests())
-            .load()
-            .await
-    }
-}
-
-impl Drop for FailingMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// POSTs moto's configuration; true once it answers 2xx.
-fn post_config(port: u16, body: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = format!(
-        "POST /moto-api/config HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut response = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut response).is_ok()
-        && response
-            .split_whitespace()
-            .nth(1)
-            .is_some_and(|s| s.starts_with('2'))
 }

@@ -7,10 +7,10 @@
 //! mapping (sizes, statuses, summaries, children) and the handler's answer, not Batch's
 //! scheduling (the status model's unit tests cover that on fixtures).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -200,86 +200,10 @@ async fn a_job_id_batch_does_not_know_is_named() {
     );
 }
 
-/// A moto server whose Batch fails every job (it reads the variable when a job is submitted).
-/// `MotoServer` takes no environment, hence this small launcher.
-struct FailingMoto {
-    child: Child,
-    endpoint: String,
-}
-
-impl FailingMoto {
-    fn start() -> FailingMoto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let program =
-            std::env::var("NTON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let child = Command::new(program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let moto = FailingMoto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while http_post(
-            port,
-            "/moto-api/config",
-            r#"{"batch":{"use_docker":false}}"#,
-        )
-        .is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for FailingMoto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http_post(port: u16, path: &str, body: &str) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    // moto's /moto-api/config answers 201.
-    let status = response.split_whitespace().nth(1).unwrap_or("");
-    if status.starts_with('2') {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(response))
-    }
-}
-
 #[tokio::test]
 async fn failed_children_are_listed_and_named() {
-    let failing = FailingMoto::start();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&failing.endpoint)
-        .region(aws_config::Region::new(nton_tests::moto::REGION))
-        .credentials_provider(aws_credential_types::Credentials::for_tests())
-        .load()
-        .await;
+    let failing = MotoServer::start_failing_batch().unwrap();
+    let config = failing.sdk_config().await;
     let batch = Batch::create_at(&config).await;
     let event = batch.submit_run(3).await;
 
