@@ -21,12 +21,7 @@ pub fn chromium() -> PathBuf {
 pub fn headless(page: &Path, extra: &[&str]) -> Output {
     let profile = tempfile::tempdir().expect("a temporary profile");
     Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(format!("file://{}", page.display()))
@@ -42,13 +37,8 @@ pub fn dom(page: &Path) -> String {
 /// Takes a 1200x900 screenshot of `page` into `png` and returns `(coloured, total)` pixels:
 /// coloured ones differ between two channels by more than 40.
 pub fn screenshot_colour(page: &Path, png: &Path) -> (usize, usize) {
-    let shot = headless(
-        page,
-        &[
-            "--window-size=1200,900",
-            &format!("--screenshot={}", png.display()),
-        ],
-    );
+    let shot =
+        headless(page, &["--window-size=1200,900", &format!("--screenshot={}", png.display())]);
     assert!(png.is_file(), "{}", String::from_utf8_lossy(&shot.stderr));
     let decoder = png::Decoder::new(std::io::BufReader::new(
         std::fs::File::open(png).expect("the screenshot opens"),

@@ -56,9 +56,7 @@ fn statements(document: &Value, at: &str, allow_only: bool) -> Result<Vec<Statem
     let mut out = Vec::new();
     for statement in list {
         if statement.get("NotAction").is_some() || statement.get("NotResource").is_some() {
-            return Err(format!(
-                "{at}: NotAction/NotResource is not evaluated by this check"
-            ));
+            return Err(format!("{at}: NotAction/NotResource is not evaluated by this check"));
         }
         if allow_only && statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
             continue;
@@ -71,10 +69,7 @@ fn statements(document: &Value, at: &str, allow_only: bool) -> Result<Vec<Statem
             None => Vec::new(),
         };
         out.push(Statement {
-            sid: statement
-                .get("Sid")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            sid: statement.get("Sid").and_then(Value::as_str).map(str::to_string),
             actions,
             resources,
             condition: statement.get("Condition").cloned(),
@@ -86,10 +81,7 @@ fn statements(document: &Value, at: &str, allow_only: bool) -> Result<Vec<Statem
 fn string_or_list(value: Option<&Value>) -> Option<Vec<String>> {
     match value? {
         Value::String(one) => Some(vec![one.clone()]),
-        Value::Array(list) => list
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Value::Array(list) => list.iter().map(|v| v.as_str().map(str::to_string)).collect(),
         _ => None,
     }
 }
@@ -133,11 +125,7 @@ fn wildcard(p: &[char], t: &[char]) -> bool {
 
 /// Whether any statement allows `action` (`service:Operation`), whatever the resource.
 pub fn allows_action(statements: &[Statement], action: &str) -> bool {
-    statements.iter().any(|s| {
-        s.actions
-            .iter()
-            .any(|a| wildcard_match_ignore_case(a, action))
-    })
+    statements.iter().any(|s| s.actions.iter().any(|a| wildcard_match_ignore_case(a, action)))
 }
 
 /// How a role's statements answer one request.
@@ -168,19 +156,12 @@ pub fn decide_with(
 ) -> Result<Decision, String> {
     let mut conditional = None;
     for statement in statements {
-        if !statement
-            .actions
-            .iter()
-            .any(|a| wildcard_match_ignore_case(a, action))
-        {
+        if !statement.actions.iter().any(|a| wildcard_match_ignore_case(a, action)) {
             continue;
         }
         for pattern in &statement.resources {
             let pattern = pattern.as_str().ok_or_else(|| {
-                format!(
-                    "a resource of statement {:?} is not resolved: {pattern}",
-                    statement.sid
-                )
+                format!("a resource of statement {:?} is not resolved: {pattern}", statement.sid)
             })?;
             if wildcard_match(pattern, resource) {
                 match &statement.condition {
@@ -300,11 +281,7 @@ pub fn pattern_fits_arn_format(pattern: &str, format: &str) -> bool {
             };
             if fits(c, tokens[j]) {
                 let next_i = if p[i] == '*' { i } else { i + 1 };
-                let next_j = if matches!(tokens[j], FormatToken::More { .. }) {
-                    j
-                } else {
-                    j + 1
-                };
+                let next_j = if matches!(tokens[j], FormatToken::More { .. }) { j } else { j + 1 };
                 queue.push((next_i, next_j));
             }
         }
@@ -323,11 +300,8 @@ pub struct ServiceReference<'a> {
 /// (`log-group:<name>:*`, as DescribeLogGroups returns it), except these, which take the ARN
 /// without it (CloudWatch Logs user guide, "Overview of managing access permissions to your
 /// CloudWatch Logs resources"); the reference's format has no `:*`.
-pub const LOG_GROUP_ARN_WITHOUT_STAR: &[&str] = &[
-    "logs:TagResource",
-    "logs:UntagResource",
-    "logs:ListTagsForResource",
-];
+pub const LOG_GROUP_ARN_WITHOUT_STAR: &[&str] =
+    &["logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource"];
 
 /// One resource type an action lists: its name and ARN format.
 #[derive(Debug, Clone, PartialEq)]
@@ -384,10 +358,7 @@ impl<'a> ServiceReference<'a> {
                 {
                     arn.push_str(":*");
                 }
-                Some(ResourceType {
-                    name: name.to_string(),
-                    arn,
-                })
+                Some(ResourceType { name: name.to_string(), arn })
             })
             .collect()
     }
@@ -397,22 +368,13 @@ impl<'a> ServiceReference<'a> {
         let prefix = action.split_once(':').map_or("", |(p, _)| p);
         let resources = &self.data[prefix]["resources"];
         let mut keys = Vec::new();
-        for (name, entry) in privilege["resource_types"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
+        for (name, entry) in privilege["resource_types"].as_object().into_iter().flatten() {
             let listed = entry["condition_keys"].as_array().into_iter().flatten();
             let of_type = resources[name.trim_end_matches('*')]["condition_keys"]
                 .as_array()
                 .into_iter()
                 .flatten();
-            keys.extend(
-                listed
-                    .chain(of_type)
-                    .filter_map(Value::as_str)
-                    .map(str::to_string),
-            );
+            keys.extend(listed.chain(of_type).filter_map(Value::as_str).map(str::to_string));
         }
         keys
     }
@@ -445,11 +407,7 @@ pub fn statement_problems(
     star_documented: &dyn Fn(&str) -> bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let resources: Vec<&str> = statement
-        .resources
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let resources: Vec<&str> = statement.resources.iter().filter_map(Value::as_str).collect();
     let expanded: Vec<(String, Vec<(String, &Value)>)> = statement
         .actions
         .iter()
@@ -487,10 +445,8 @@ pub fn statement_problems(
             });
             if !served {
                 let (action, privilege) = &named[0];
-                let types: Vec<String> = types_of(action, privilege)
-                    .into_iter()
-                    .map(|t| t.name)
-                    .collect();
+                let types: Vec<String> =
+                    types_of(action, privilege).into_iter().map(|t| t.name).collect();
                 problems.push(if types.is_empty() {
                     format!("{pattern} takes only Resource \"*\"")
                 } else if star {
@@ -509,12 +465,7 @@ pub fn statement_problems(
         .and_then(Value::as_object)
         .into_iter()
         .flatten()
-        .flat_map(|(_, keys)| {
-            keys.as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, _)| k.as_str())
-        })
+        .flat_map(|(_, keys)| keys.as_object().into_iter().flatten().map(|(k, _)| k.as_str()))
         .collect();
     for key in keys {
         let prefix = key.split_once(':').map_or("", |(p, _)| p);
@@ -540,27 +491,12 @@ mod tests {
 
     #[test]
     fn wildcards_match_like_iam() {
-        assert!(wildcard_match_ignore_case(
-            "ec2:Describe*",
-            "ec2:DescribeVpcs"
-        ));
-        assert!(wildcard_match_ignore_case(
-            "EC2:describevpcs",
-            "ec2:DescribeVpcs"
-        ));
-        assert!(wildcard_match_ignore_case(
-            "s3:Get?ucketPolicy",
-            "s3:GetBucketPolicy"
-        ));
+        assert!(wildcard_match_ignore_case("ec2:Describe*", "ec2:DescribeVpcs"));
+        assert!(wildcard_match_ignore_case("EC2:describevpcs", "ec2:DescribeVpcs"));
+        assert!(wildcard_match_ignore_case("s3:Get?ucketPolicy", "s3:GetBucketPolicy"));
         assert!(wildcard_match_ignore_case("*", "iam:PassRole"));
-        assert!(!wildcard_match_ignore_case(
-            "ec2:Describe*",
-            "ec2:CreateVpc"
-        ));
-        assert!(!wildcard_match_ignore_case(
-            "ec2:DescribeVpc",
-            "ec2:DescribeVpcs"
-        ));
+        assert!(!wildcard_match_ignore_case("ec2:Describe*", "ec2:CreateVpc"));
+        assert!(!wildcard_match_ignore_case("ec2:DescribeVpc", "ec2:DescribeVpcs"));
         assert!(wildcard_match("arn:aws:s3:::b-*/*", "arn:aws:s3:::b-1/k/x"));
         assert!(!wildcard_match("arn:aws:s3:::b-*", "arn:aws:S3:::b-1"));
         assert!(wildcard_match("a*b*c", "aXXbYYbc"));
@@ -583,11 +519,7 @@ mod tests {
         assert_eq!(statements[1].sid.as_deref(), Some("Two"));
 
         let bad = json!({"Statement": [{"Effect": "Allow", "NotAction": "x:Y", "Resource": "*"}]});
-        assert!(
-            document_allow_statements(&bad, "bad")
-                .unwrap_err()
-                .contains("NotAction")
-        );
+        assert!(document_allow_statements(&bad, "bad").unwrap_err().contains("NotAction"));
         assert!(role_allow_statements(&template, "Missing").is_err());
     }
 
@@ -601,18 +533,9 @@ mod tests {
         ]});
         let statements = document_allow_statements(&document, "d").unwrap();
         let decide = |action, resource| decide(&statements[..2], action, resource).unwrap();
-        assert_eq!(
-            decide("s3:putobject", "arn:aws:s3:::b-1/k"),
-            Decision::Allowed
-        );
-        assert_eq!(
-            decide("s3:PutObject", "arn:aws:s3:::b-1"),
-            Decision::NotAllowed
-        );
-        assert_eq!(
-            decide("s3:PutObject", "arn:aws:s3:::c/k"),
-            Decision::NotAllowed
-        );
+        assert_eq!(decide("s3:putobject", "arn:aws:s3:::b-1/k"), Decision::Allowed);
+        assert_eq!(decide("s3:PutObject", "arn:aws:s3:::b-1"), Decision::NotAllowed);
+        assert_eq!(decide("s3:PutObject", "arn:aws:s3:::c/k"), Decision::NotAllowed);
         assert_eq!(
             decide("iam:PassRole", "arn:aws:iam::1:role/r"),
             Decision::OnlyUnderCondition("Pass".into())
@@ -659,14 +582,8 @@ mod tests {
             stream
         ));
         let revision = "arn:${Partition}:batch:${Region}:${Account}:job-definition/${JobDefinitionName}:${Revision}";
-        assert!(pattern_fits_arn_format(
-            "arn:aws:batch:us-east-1:1:job-definition/j:*",
-            revision
-        ));
-        assert!(!pattern_fits_arn_format(
-            "arn:aws:batch:us-east-1:1:job-queue/q",
-            revision
-        ));
+        assert!(pattern_fits_arn_format("arn:aws:batch:us-east-1:1:job-definition/j:*", revision));
+        assert!(!pattern_fits_arn_format("arn:aws:batch:us-east-1:1:job-queue/q", revision));
         assert!(pattern_fits_arn_format("*", bucket));
         assert!(pattern_fits_arn_format("arn:aws:s3:::b?", bucket));
         assert!(!pattern_fits_arn_format("arn:aws:s3:::", bucket));

@@ -39,8 +39,5 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 
 /// The directory holding the workspace binaries.
 pub fn binary_dir() -> PathBuf {
-    workspace_binary("nton-job")
-        .parent()
-        .expect("a binary has a directory")
-        .to_path_buf()
+    workspace_binary("nton-job").parent().expect("a binary has a directory").to_path_buf()
 }

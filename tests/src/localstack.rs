@@ -115,23 +115,17 @@ impl LocalStack {
                 "NTON_LOCALSTACK={other:?}: expected host (the default), docker, or an http(s):// endpoint"
             ),
         };
-        let server = LocalStack {
-            endpoint,
-            sfn_mock_config,
-            _backend: backend,
-        };
+        let server = LocalStack { endpoint, sfn_mock_config, _backend: backend };
         if !matches!(server._backend, Backend::Host(_)) {
             // A container or someone else's server: check it answers, and for the latter say
             // what it must have been given.
-            server
-                .wait_until_ready(Duration::from_secs(10))
-                .with_context(|| {
-                    format!(
-                        "NTON_LOCALSTACK={}: start it with SFN_MOCK_CONFIG={}",
-                        server.endpoint,
-                        server.sfn_mock_config.display()
-                    )
-                })?;
+            server.wait_until_ready(Duration::from_secs(10)).with_context(|| {
+                format!(
+                    "NTON_LOCALSTACK={}: start it with SFN_MOCK_CONFIG={}",
+                    server.endpoint,
+                    server.sfn_mock_config.display()
+                )
+            })?;
         }
         Ok(server)
     }
@@ -175,10 +169,7 @@ impl LocalStack {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!(
-            "LocalStack at {} not ready after {limit:?}; last answer: {last}",
-            self.endpoint
-        )
+        bail!("LocalStack at {} not ready after {limit:?}; last answer: {last}", self.endpoint)
     }
 }
 
@@ -201,20 +192,14 @@ fn health(endpoint: &str) -> anyhow::Result<String> {
         .with_context(|| format!("{endpoint}: the readiness check speaks plain http only"))?;
     let mut stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET /_localstack/health HTTP/1.0\r\nHost: {authority}\r\n\r\n"
-    )?;
+    write!(stream, "GET /_localstack/health HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let status_line = response.lines().next().unwrap_or_default();
     if !status_line.contains(" 200") {
         bail!("GET /_localstack/health answered {status_line:?}");
     }
-    Ok(response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default())
+    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
 }
 
 fn start_host(sfn_mock_config: &Path) -> anyhow::Result<(String, Backend)> {
@@ -227,10 +212,7 @@ fn start_host(sfn_mock_config: &Path) -> anyhow::Result<(String, Backend)> {
         );
     }
     // Kept until the parent shell removes it (it outlives a static that is never dropped).
-    let root = tempfile::Builder::new()
-        .prefix("nton-localstack-")
-        .tempdir()?
-        .keep();
+    let root = tempfile::Builder::new().prefix("nton-localstack-").tempdir()?.keep();
     let port = free_port()?;
     let log = root.join("localstack.log");
     // $1 python, $2 the root to remove at the end; LocalStack's output goes to the log.
@@ -267,11 +249,7 @@ fn start_host(sfn_mock_config: &Path) -> anyhow::Result<(String, Backend)> {
         .spawn()
         .context("starting sh for LocalStack")?;
     let stop = parent.stdin.take();
-    let host = HostProcess {
-        parent,
-        stop,
-        root: root.clone(),
-    };
+    let host = HostProcess { parent, stop, root: root.clone() };
     let endpoint = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     let mut host = host;
@@ -332,10 +310,7 @@ mod docker {
             .with_context(|| format!("reading {}", sfn_mock_config.display()))?;
         let mut image = LocalStack::default()
             .with_env_var("SFN_MOCK_CONFIG", MOCK_PATH)
-            .with_env_var(
-                "SERVICES",
-                "s3,stepfunctions,cloudformation,iam,sts,lambda,logs",
-            )
+            .with_env_var("SERVICES", "s3,stepfunctions,cloudformation,iam,sts,lambda,logs")
             .with_copy_to(MOCK_PATH, CopyDataSource::Data(mock));
         if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN")
             && !token.is_empty()
@@ -348,9 +323,7 @@ mod docker {
             .map_err(|_| anyhow::anyhow!("the thread starting the LocalStack container panicked"))?
             .context("starting the LocalStack container (is Docker running?)")?;
         let host = container.get_host().context("the container's host")?;
-        let port = container
-            .get_host_port_ipv4(4566.tcp())
-            .context("the container's port 4566")?;
+        let port = container.get_host_port_ipv4(4566.tcp()).context("the container's port 4566")?;
         Ok((format!("http://{host}:{port}"), container))
     }
 }

@@ -94,10 +94,7 @@ impl MotoServer {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!(
-            "moto server on port {} not ready after {limit:?}",
-            self.port
-        )
+        bail!("moto server on port {} not ready after {limit:?}", self.port)
     }
 
     /// A bare HTTP/1.0 request: the harness needs two calls, not an HTTP client dependency.
@@ -189,12 +186,8 @@ pub async fn batch_queue(config: &aws_config::SdkConfig, name: &str) -> BatchQue
         .send()
         .await
         .expect("moto creates the job queue");
-    let requirement = |kind, value: &str| {
-        ResourceRequirement::builder()
-            .r#type(kind)
-            .value(value)
-            .build()
-    };
+    let requirement =
+        |kind, value: &str| ResourceRequirement::builder().r#type(kind).value(value).build();
     let definition = batch
         .register_job_definition()
         .job_definition_name(name)
@@ -213,9 +206,6 @@ pub async fn batch_queue(config: &aws_config::SdkConfig, name: &str) -> BatchQue
         .expect("moto registers the job definition");
     BatchQueue {
         queue: queue.job_queue_arn().unwrap_or_default().to_string(),
-        definition: definition
-            .job_definition_arn()
-            .unwrap_or_default()
-            .to_string(),
+        definition: definition.job_definition_arn().unwrap_or_default().to_string(),
     }
 }

@@ -36,17 +36,10 @@ impl RecordingMoto {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("recording.jsonl");
         let file_text = file.to_str().context("a UTF-8 temporary path")?;
-        let mut all = vec![
-            ("MOTO_ENABLE_RECORDING", "1"),
-            ("MOTO_RECORDER_FILEPATH", file_text),
-        ];
+        let mut all = vec![("MOTO_ENABLE_RECORDING", "1"), ("MOTO_RECORDER_FILEPATH", file_text)];
         all.extend_from_slice(env);
         let server = MotoServer::start_with_env(&all)?;
-        Ok(RecordingMoto {
-            server,
-            file,
-            _dir: dir,
-        })
+        Ok(RecordingMoto { server, file, _dir: dir })
     }
 
     pub fn endpoint(&self) -> String {

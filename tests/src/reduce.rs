@@ -58,18 +58,12 @@ pub fn reduce(
             return Err(format!("keep: {id} is not a resource of the template"));
         };
         if unsupported(&type_of(id)) {
-            return Err(format!(
-                "keep: {id} is an {}, a type the reduction drops",
-                type_of(id)
-            ));
+            return Err(format!("keep: {id} is an {}, a type the reduction drops", type_of(id)));
         }
     }
 
-    let mut dropped: BTreeSet<String> = resources
-        .keys()
-        .filter(|id| unsupported(&type_of(id)))
-        .cloned()
-        .collect();
+    let mut dropped: BTreeSet<String> =
+        resources.keys().filter(|id| unsupported(&type_of(id))).cloned().collect();
     loop {
         let before = dropped.len();
         for (id, resource) in &resources {
@@ -123,11 +117,7 @@ pub fn reduce(
             !refers
         });
     }
-    Ok(Reduced {
-        template,
-        dropped_resources: dropped,
-        dropped_outputs,
-    })
+    Ok(Reduced { template, dropped_resources: dropped, dropped_outputs })
 }
 
 /// Logical ids a template value refers to: `Ref`, `Fn::GetAtt` (list or `X.Attr` form),
@@ -159,11 +149,8 @@ fn collect(value: &Value, found: &mut BTreeSet<String>) {
                     }
                     ("Fn::Sub", Value::String(text)) => sub_names(text, &Map::new(), found),
                     ("Fn::Sub", Value::Array(parts)) => {
-                        let vars = parts
-                            .get(1)
-                            .and_then(Value::as_object)
-                            .cloned()
-                            .unwrap_or_default();
+                        let vars =
+                            parts.get(1).and_then(Value::as_object).cloned().unwrap_or_default();
                         if let Some(Value::String(text)) = parts.first() {
                             sub_names(text, &vars, found);
                         }
@@ -207,11 +194,7 @@ fn stand_in(logical_id: &str, resource_type: &str) -> Value {
     let service = parts.next().unwrap_or("unknown").to_ascii_lowercase();
     let kind = parts.next().unwrap_or("resource").to_ascii_lowercase();
     // IAM ARNs have no region; a stand-in role must look like a role to the service.
-    let region = if service == "iam" {
-        ""
-    } else {
-        "${AWS::Region}"
-    };
+    let region = if service == "iam" { "" } else { "${AWS::Region}" };
     json!({
         "Fn::Sub": format!(
             "arn:${{AWS::Partition}}:{service}:{region}:${{AWS::AccountId}}:{kind}/{logical_id}"
@@ -252,12 +235,9 @@ fn stand_in_references(
                     .collect(),
             )
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| stand_in_references(v, dropped, type_of))
-                .collect(),
-        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| stand_in_references(v, dropped, type_of)).collect())
+        }
         other => other.clone(),
     }
 }
@@ -272,11 +252,7 @@ fn stand_in_sub(
     let (text, mut vars) = match inner {
         Value::String(text) => (text.clone(), Map::new()),
         Value::Array(parts) => (
-            parts
-                .first()
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
+            parts.first().and_then(Value::as_str).unwrap_or_default().to_string(),
             parts
                 .get(1)
                 .and_then(Value::as_object)
@@ -317,11 +293,7 @@ fn stand_in_sub(
         text = rewritten;
         vars.insert(variable, stand_in(name, &type_of(name)));
     }
-    if vars.is_empty() {
-        json!({ "Fn::Sub": text })
-    } else {
-        json!({ "Fn::Sub": [text, vars] })
-    }
+    if vars.is_empty() { json!({ "Fn::Sub": text }) } else { json!({ "Fn::Sub": [text, vars] }) }
 }
 
 #[cfg(test)]
@@ -368,19 +340,11 @@ mod tests {
         let reduced = reduce(&sample(), batch_or_efs, &["Machine"]).unwrap();
         assert_eq!(
             reduced.dropped_resources,
-            ["Files", "Ordered", "Queue", "QueueRole", "ViaRole"]
-                .map(String::from)
-                .into()
+            ["Files", "Ordered", "Queue", "QueueRole", "ViaRole"].map(String::from).into()
         );
-        assert_eq!(
-            reduced.dropped_outputs,
-            ["QueueName", "RoleArn"].map(String::from).into()
-        );
+        assert_eq!(reduced.dropped_outputs, ["QueueName", "RoleArn"].map(String::from).into());
         let resources = reduced.template["Resources"].as_object().unwrap();
-        assert_eq!(
-            resources.keys().collect::<Vec<_>>(),
-            vec!["Bucket", "Machine"]
-        );
+        assert_eq!(resources.keys().collect::<Vec<_>>(), vec!["Bucket", "Machine"]);
         // `${!Queue}` is a literal and `${Literal}` the Sub's own variable: no reference.
         assert_eq!(resources["Bucket"], sample()["Resources"]["Bucket"]);
         assert_eq!(reduced.template["Conditions"], sample()["Conditions"]);
@@ -401,10 +365,7 @@ mod tests {
             props["DefinitionSubstitutions"]["Q"],
             json!({"Fn::Sub": "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:jobqueue/Queue"})
         );
-        assert_eq!(
-            props["DefinitionSubstitutions"]["B"],
-            json!({"Ref": "Bucket"})
-        );
+        assert_eq!(props["DefinitionSubstitutions"]["B"], json!({"Ref": "Bucket"}));
         assert_eq!(
             props["DefinitionSubstitutions"]["S"],
             json!({"Fn::Sub": ["${DroppedQueue}:${Bucket}", {

@@ -168,12 +168,7 @@ pub fn generate(seed: u64, index: u64, enabled: &[Construct]) -> Generated {
     // Pruned states need no answers.
     let mut mocks = g.mocks;
     mocks.retain(|state, _| definition["States"].get(state).is_some());
-    Generated {
-        name: format!("gen-{seed}-{index}"),
-        definition,
-        input,
-        mocks,
-    }
+    Generated { name: format!("gen-{seed}-{index}"), definition, input, mocks }
 }
 
 /// The mock file (`SFN_MOCK_CONFIG`) for these machines: one test case, `Case`, per machine.
@@ -188,11 +183,7 @@ pub fn mock_config(machines: &[&Generated]) -> Value {
             let mut entries = Map::new();
             for (i, answer) in answers.iter().enumerate() {
                 // The last answer repeats for every further invocation.
-                let key = if i + 1 == answers.len() {
-                    format!("{i}-999")
-                } else {
-                    i.to_string()
-                };
+                let key = if i + 1 == answers.len() { format!("{i}-999") } else { i.to_string() };
                 let entry = match answer {
                     MockAnswer::Return(v) => json!({"Return": v}),
                     MockAnswer::Throw { error, cause } => {
@@ -233,25 +224,17 @@ fn input(rng: &mut ChaCha8Rng) -> Value {
         keys.swap(i, rng.random_range(0..=i));
     }
     for key in keys.iter().take(rng.random_range(1..=4)) {
-        let v = if rng.random_bool(0.5) {
-            json!(rng.random_range(-9..=9))
-        } else {
-            json!(word(rng))
-        };
+        let v =
+            if rng.random_bool(0.5) { json!(rng.random_range(-9..=9)) } else { json!(word(rng)) };
         obj.insert(key.to_string(), v);
     }
     let mut obj2 = Map::new();
     for key in OBJ_KEYS.iter().take(rng.random_range(0..=3)) {
         obj2.insert(key.to_string(), json!(rng.random_range(0..=5)));
     }
-    let arr: Vec<i64> = (0..rng.random_range(0..=6))
-        .map(|_| rng.random_range(0..=4))
-        .collect();
+    let arr: Vec<i64> = (0..rng.random_range(0..=6)).map(|_| rng.random_range(0..=4)).collect();
     let strs: Vec<String> = (0..rng.random_range(0..=4)).map(|_| word(rng)).collect();
-    let s = (0..rng.random_range(1..=3))
-        .map(|_| word(rng))
-        .collect::<Vec<_>>()
-        .join(",");
+    let s = (0..rng.random_range(1..=3)).map(|_| word(rng)).collect::<Vec<_>>().join(",");
     let nested = json!({"v": rng.random_range(0..=3), "w": [word(rng)]});
     let json_text = [
         nested.to_string(),
@@ -384,12 +367,7 @@ impl Gen {
             return self.assign_state(i);
         }
         let mut kinds = vec![Construct::Pass];
-        for c in [
-            Construct::Task,
-            Construct::Map,
-            Construct::Parallel,
-            Construct::Jsonata,
-        ] {
+        for c in [Construct::Task, Construct::Map, Construct::Parallel, Construct::Jsonata] {
             if self.on(c) {
                 kinds.push(c);
             }
@@ -439,24 +417,15 @@ impl Gen {
             state["InputPath"] = json!("$");
         }
         let result_path = if last && paths {
-            [
-                None,
-                Some(json!("$")),
-                Some(json!(format!("$.r{i}"))),
-                Some(Value::Null),
-            ]
-            .choose(&mut self.rng)
-            .unwrap()
-            .clone()
+            [None, Some(json!("$")), Some(json!(format!("$.r{i}"))), Some(Value::Null)]
+                .choose(&mut self.rng)
+                .unwrap()
+                .clone()
         } else if paths {
-            [
-                Some(json!(format!("$.r{i}"))),
-                Some(json!(format!("$.obj.r{i}"))),
-                Some(Value::Null),
-            ]
-            .choose(&mut self.rng)
-            .unwrap()
-            .clone()
+            [Some(json!(format!("$.r{i}"))), Some(json!(format!("$.obj.r{i}"))), Some(Value::Null)]
+                .choose(&mut self.rng)
+                .unwrap()
+                .clone()
         } else {
             Some(json!(format!("$.r{i}")))
         };
@@ -526,23 +495,16 @@ impl Gen {
                     "States.UUID()".to_string()
                 } else {
                     let lo = self.rng.random_range(-5..=5);
-                    format!(
-                        "States.MathRandom({lo}, {})",
-                        lo + self.rng.random_range(1..=9)
-                    )
+                    format!("States.MathRandom({lo}, {})", lo + self.rng.random_range(1..=9))
                 };
                 fields.insert(format!("{RANDOM_KEY_PREFIX}{j}.$"), json!(call));
             } else if roll == 6 && !self.vars.is_empty() {
                 let var = self.vars.choose(&mut self.rng).unwrap().clone();
                 fields.insert(format!("var{j}.$"), json!(format!("${var}")));
             } else if roll == 7 {
-                let ctx = [
-                    "$$.State.Name",
-                    "$$.StateMachine.Name",
-                    "$$.Execution.Input.n",
-                ]
-                .choose(&mut self.rng)
-                .unwrap();
+                let ctx = ["$$.State.Name", "$$.StateMachine.Name", "$$.Execution.Input.n"]
+                    .choose(&mut self.rng)
+                    .unwrap();
                 fields.insert(format!("ctx{j}.$"), json!(ctx));
             } else {
                 let ty = *[Ty::Int, Ty::Str, Ty::Bool, Ty::IntArr, Ty::StrArr, Ty::Obj]
@@ -570,10 +532,8 @@ impl Gen {
             Scope::Root => ROOT.iter().map(|(k, t)| (k.to_string(), *t)).collect(),
             Scope::Obj => self.obj_keys.clone(),
         };
-        let matching: Vec<&(String, Ty)> = fields
-            .iter()
-            .filter(|(_, t)| ty.is_none_or(|ty| *t == ty))
-            .collect();
+        let matching: Vec<&(String, Ty)> =
+            fields.iter().filter(|(_, t)| ty.is_none_or(|ty| *t == ty)).collect();
         match matching.choose(&mut self.rng) {
             Some((k, _)) => {
                 let indexes = if may_miss { 3 } else { self.arr_len.min(3) };
@@ -597,20 +557,14 @@ impl Gen {
     }
 
     fn literal_str(&mut self) -> String {
-        let w = ["abc", "x y", "", "Q", "1,2"]
-            .choose(&mut self.rng)
-            .unwrap();
+        let w = ["abc", "x y", "", "Q", "1,2"].choose(&mut self.rng).unwrap();
         format!("'{w}'")
     }
 
     /// An intrinsic call (or a path) giving a value of `ty`.
     fn intrinsic(&mut self, ty: Ty, scope: Scope, depth: u32) -> String {
         // Arguments from the root scope: paths of `obj` rarely have the right type.
-        let s = if scope == Scope::Obj {
-            Scope::Obj
-        } else {
-            Scope::Root
-        };
+        let s = if scope == Scope::Obj { Scope::Obj } else { Scope::Root };
         let leaf = depth == 0 || self.chance(0.35);
         let arg = |g: &mut Gen, ty: Ty| -> String {
             if depth == 0 || g.chance(0.6) {
@@ -653,11 +607,7 @@ impl Gen {
                         let t = *[Ty::Int, Ty::Str, Ty::Bool, Ty::Null, Ty::Num]
                             .choose(&mut self.rng)
                             .unwrap();
-                        args.push(if t == Ty::Str {
-                            arg(self, t)
-                        } else {
-                            self.path(s, Some(t))
-                        });
+                        args.push(if t == Ty::Str { arg(self, t) } else { self.path(s, Some(t)) });
                     }
                     let mut call = format!("States.Format('{template}'");
                     for a in args {
@@ -672,10 +622,7 @@ impl Gen {
                     format!("States.JsonToString({p})")
                 }
                 2 => format!("States.Base64Encode({})", arg(self, Ty::Str)),
-                3 => format!(
-                    "States.Base64Decode({})",
-                    self.field(scope, "$.b64", Ty::Str)
-                ),
+                3 => format!("States.Base64Decode({})", self.field(scope, "$.b64", Ty::Str)),
                 4 => {
                     let alg = ["MD5", "SHA-1", "SHA-256", "SHA-384", "SHA-512"]
                         .choose(&mut self.rng)
@@ -705,9 +652,8 @@ impl Gen {
             Ty::IntArr => match self.rng.random_range(0..4) {
                 _ if leaf => self.path(s, Some(Ty::IntArr)),
                 0 => {
-                    let items: Vec<String> = (0..self.rng.random_range(0..=3))
-                        .map(|_| arg(self, Ty::Int))
-                        .collect();
+                    let items: Vec<String> =
+                        (0..self.rng.random_range(0..=3)).map(|_| arg(self, Ty::Int)).collect();
                     format!("States.Array({})", items.join(", "))
                 }
                 1 => {
@@ -730,11 +676,7 @@ impl Gen {
                     format!("States.StringSplit({}, '{delim}')", arg(self, Ty::Str))
                 }
                 1 => format!("States.ArrayUnique({})", arg(self, Ty::StrArr)),
-                _ => format!(
-                    "States.Array({}, {})",
-                    arg(self, Ty::Str),
-                    self.literal_str()
-                ),
+                _ => format!("States.Array({}, {})", arg(self, Ty::Str), self.literal_str()),
             },
             Ty::Obj => match self.rng.random_range(0..2) {
                 _ if leaf => self.path(s, Some(Ty::Obj)),
@@ -743,10 +685,7 @@ impl Gen {
                     self.field(scope, "$.obj", Ty::Obj),
                     self.field(scope, "$.obj2", Ty::Obj)
                 ),
-                _ => format!(
-                    "States.StringToJson({})",
-                    self.field(scope, "$.json", Ty::Str)
-                ),
+                _ => format!("States.StringToJson({})", self.field(scope, "$.json", Ty::Str)),
             },
             Ty::Num | Ty::Null => self.path(s, Some(ty)),
         }
@@ -779,17 +718,11 @@ impl Gen {
         }
         const ERRORS: &[&str] = &["Custom.A", "Custom.B", "Lambda.ServiceException"];
         let mut answers = Vec::new();
-        let throws = if self.on(Construct::RetryCatch) {
-            self.rng.random_range(0..=3)
-        } else {
-            0
-        };
+        let throws = if self.on(Construct::RetryCatch) { self.rng.random_range(0..=3) } else { 0 };
         for t in 0..throws {
             let error = ERRORS.choose(&mut self.rng).unwrap().to_string();
-            answers.push(MockAnswer::Throw {
-                cause: format!("mocked failure {t} of {name}"),
-                error,
-            });
+            answers
+                .push(MockAnswer::Throw { cause: format!("mocked failure {t} of {name}"), error });
         }
         if throws == 0 || self.chance(0.7) {
             answers.push(MockAnswer::Return(answer));
@@ -823,9 +756,7 @@ impl Gen {
                     .collect();
                 // States.ALL must be alone in its retrier and the last one.
                 let mut retriers = retriers;
-                if let Some(pos) = retriers
-                    .iter()
-                    .position(|r| r["ErrorEquals"][0] == "States.ALL")
+                if let Some(pos) = retriers.iter().position(|r| r["ErrorEquals"][0] == "States.ALL")
                 {
                     retriers.truncate(pos + 1);
                 }
@@ -844,11 +775,8 @@ impl Gen {
                 let mut catcher = json!({"ErrorEquals": errors, "Next": self.later(i, count)});
                 // Without a ResultPath the error output would replace the input that later
                 // states read.
-                catcher["ResultPath"] = if self.chance(0.7) {
-                    json!(format!("$.e{i}"))
-                } else {
-                    Value::Null
-                };
+                catcher["ResultPath"] =
+                    if self.chance(0.7) { json!(format!("$.e{i}")) } else { Value::Null };
                 state["Catch"] = json!([catcher]);
             }
         }
@@ -876,9 +804,8 @@ impl Gen {
             if *op == "Not" {
                 return json!({"Not": self.rule(depth - 1)});
             }
-            let inner: Vec<Value> = (0..self.rng.random_range(1..=2))
-                .map(|_| self.rule(depth - 1))
-                .collect();
+            let inner: Vec<Value> =
+                (0..self.rng.random_range(1..=2)).map(|_| self.rule(depth - 1)).collect();
             return json!({ *op: inner });
         }
         // Now and then a type the operator does not expect.
@@ -916,9 +843,7 @@ impl Gen {
                 json!({"Variable": var, *op: *WORDS.choose(&mut self.rng).unwrap()})
             }
             2 => {
-                let pattern = ["a*", "*b*", "*", "x", "a\\*"]
-                    .choose(&mut self.rng)
-                    .unwrap();
+                let pattern = ["a*", "*b*", "*", "x", "a\\*"].choose(&mut self.rng).unwrap();
                 json!({"Variable": self.path(Scope::Root, Some(Ty::Str)), "StringMatches": pattern})
             }
             3 => {
@@ -1056,12 +981,7 @@ pub fn prune_unreachable(definition: &mut Value) {
 /// The states reachable from StartAt.
 pub fn reachable_states(definition: &Value) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    let mut todo = vec![
-        definition["StartAt"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    ];
+    let mut todo = vec![definition["StartAt"].as_str().unwrap_or_default().to_string()];
     while let Some(name) = todo.pop() {
         if !seen.insert(name.clone()) {
             continue;
@@ -1100,14 +1020,9 @@ mod tests {
         for index in 0..50 {
             assert_eq!(generate(7, index, ALL), generate(7, index, ALL));
         }
-        let distinct: BTreeSet<String> = (0..50)
-            .map(|i| generate(7, i, ENABLED).definition.to_string())
-            .collect();
-        assert!(
-            distinct.len() > 45,
-            "only {} distinct machines",
-            distinct.len()
-        );
+        let distinct: BTreeSet<String> =
+            (0..50).map(|i| generate(7, i, ENABLED).definition.to_string()).collect();
+        assert!(distinct.len() > 45, "only {} distinct machines", distinct.len());
         assert_ne!(generate(7, 0, ENABLED), generate(8, 0, ENABLED));
     }
 
@@ -1134,21 +1049,13 @@ mod tests {
             let m = generate(3, index, &only_pass);
             for state in m.definition["States"].as_object().unwrap().values() {
                 assert_eq!(state["Type"], "Pass", "{state}");
-                assert!(
-                    state
-                        .get("Parameters")
-                        .is_none_or(|p| !p.to_string().contains("States."))
-                );
+                assert!(state.get("Parameters").is_none_or(|p| !p.to_string().contains("States.")));
             }
         }
-        let with_all: String = (0..200)
-            .map(|i| generate(3, i, ALL).definition.to_string())
-            .collect();
+        let with_all: String =
+            (0..200).map(|i| generate(3, i, ALL).definition.to_string()).collect();
         for needle in ["\"Map\"", "\"Parallel\"", "JSONata", "\"Assign\""] {
-            assert!(
-                with_all.contains(needle),
-                "no {needle} with every construct on"
-            );
+            assert!(with_all.contains(needle), "no {needle} with every construct on");
         }
     }
 }

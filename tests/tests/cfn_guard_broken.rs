@@ -29,16 +29,11 @@ fn key(k: &str) -> Value {
 
 /// The mapping at `path` (resource logical id first, then property names) inside `Resources`.
 fn at<'a>(template: &'a mut Value, path: &[&str]) -> &'a mut Mapping {
-    let mut node = template
-        .get_mut("Resources")
-        .expect("template has Resources");
+    let mut node = template.get_mut("Resources").expect("template has Resources");
     for segment in path {
-        node = node
-            .get_mut(*segment)
-            .unwrap_or_else(|| panic!("no {segment} in {path:?}"));
+        node = node.get_mut(*segment).unwrap_or_else(|| panic!("no {segment} in {path:?}"));
     }
-    node.as_mapping_mut()
-        .unwrap_or_else(|| panic!("{path:?} is not a mapping"))
+    node.as_mapping_mut().unwrap_or_else(|| panic!("{path:?} is not a mapping"))
 }
 
 fn set(template: &mut Value, path: &[&str], field: &str, value: Value) {
@@ -46,10 +41,7 @@ fn set(template: &mut Value, path: &[&str], field: &str, value: Value) {
 }
 
 fn remove(template: &mut Value, path: &[&str], field: &str) {
-    assert!(
-        at(template, path).remove(field).is_some(),
-        "{path:?} has no {field} to remove"
-    );
+    assert!(at(template, path).remove(field).is_some(), "{path:?} has no {field} to remove");
 }
 
 fn yaml(text: &str) -> Value {
@@ -82,11 +74,7 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 set(
                     t,
-                    &[
-                        "ResultsBucket",
-                        "Properties",
-                        "PublicAccessBlockConfiguration",
-                    ],
+                    &["ResultsBucket", "Properties", "PublicAccessBlockConfiguration"],
                     "BlockPublicPolicy",
                     Value::Bool(false),
                 )
@@ -110,14 +98,7 @@ fn cases() -> Vec<Case> {
             rule_file: "efs1",
             rule: "EFS1",
             what: "unencrypted EFS",
-            breaks: |t| {
-                set(
-                    t,
-                    &["FileSystem", "Properties"],
-                    "Encrypted",
-                    Value::Bool(false),
-                )
-            },
+            breaks: |t| set(t, &["FileSystem", "Properties"], "Encrypted", Value::Bool(false)),
         },
         Case {
             template: "pipeline.yaml",
@@ -163,14 +144,7 @@ fn cases() -> Vec<Case> {
             rule_file: "ec27",
             rule: "EC27",
             what: "security group without a real description",
-            breaks: |t| {
-                set(
-                    t,
-                    &["EfsSecurityGroup", "Properties"],
-                    "GroupDescription",
-                    key("x"),
-                )
-            },
+            breaks: |t| set(t, &["EfsSecurityGroup", "Properties"], "GroupDescription", key("x")),
         },
         Case {
             template: "pipeline.yaml",
@@ -178,10 +152,7 @@ fn cases() -> Vec<Case> {
             rule: "EC26",
             what: "launch template with an unencrypted root volume",
             breaks: |t| {
-                let mappings = at(
-                    t,
-                    &["BatchLaunchTemplate", "Properties", "LaunchTemplateData"],
-                );
+                let mappings = at(t, &["BatchLaunchTemplate", "Properties", "LaunchTemplateData"]);
                 mappings.insert(
                     key("BlockDeviceMappings"),
                     yaml("[{DeviceName: /dev/xvda, Ebs: {Encrypted: false, VolumeSize: 30}}]"),
@@ -224,12 +195,7 @@ fn cases() -> Vec<Case> {
             rule: "ECR_IMMUTABLE_TAGS",
             what: "repository with mutable tags",
             breaks: |t| {
-                set(
-                    t,
-                    &["WatchRepository", "Properties"],
-                    "ImageTagMutability",
-                    key("MUTABLE"),
-                )
+                set(t, &["WatchRepository", "Properties"], "ImageTagMutability", key("MUTABLE"))
             },
         },
         Case {
@@ -271,11 +237,7 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 let entry = &mut t["Resources"]["WatchFunctionRole"]["Metadata"]["guard"]["SuppressedRules"]
                     [0];
-                entry
-                    .as_mapping_mut()
-                    .unwrap()
-                    .remove("reason")
-                    .expect("a reason to remove");
+                entry.as_mapping_mut().unwrap().remove("reason").expect("a reason to remove");
             },
         },
         Case {
@@ -464,12 +426,7 @@ fn cases() -> Vec<Case> {
             rule: "BATCH_PRIVATE_NO_PUBLIC_IP",
             what: "compute environment in a public subnet",
             breaks: |t| {
-                set(
-                    t,
-                    &["PrivateSubnetB", "Properties"],
-                    "MapPublicIpOnLaunch",
-                    Value::Bool(true),
-                )
+                set(t, &["PrivateSubnetB", "Properties"], "MapPublicIpOnLaunch", Value::Bool(true))
             },
         },
         Case {
@@ -488,9 +445,8 @@ fn cases() -> Vec<Case> {
                 let document = at(t, &["RunNotificationTopicPolicy", "Properties"])
                     .get_mut("PolicyDocument")
                     .expect("topic policy has a PolicyDocument");
-                let statements = document["Statement"]
-                    .as_sequence_mut()
-                    .expect("Statement is a list");
+                let statements =
+                    document["Statement"].as_sequence_mut().expect("Statement is a list");
                 let before = statements.len();
                 statements.retain(|s| s["Effect"] != "Deny");
                 assert_eq!(statements.len(), before - 1, "exactly one Deny to remove");
@@ -515,13 +471,7 @@ fn cases() -> Vec<Case> {
             rule_file: "lambda_permission_source",
             rule: "LAMBDA_PERMISSION_SOURCE",
             what: "EventBridge may invoke the watcher for any rule",
-            breaks: |t| {
-                remove(
-                    t,
-                    &["StoppedRunCleanupPermission", "Properties"],
-                    "SourceArn",
-                )
-            },
+            breaks: |t| remove(t, &["StoppedRunCleanupPermission", "Properties"], "SourceArn"),
         },
     ]
 }
@@ -555,18 +505,12 @@ fn every_broken_variant_fails_its_rule_with_its_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for (i, case) in cases().iter().enumerate() {
-        let rules = cfn_dir()
-            .join("guard")
-            .join(format!("{}.guard", case.rule_file));
+        let rules = cfn_dir().join("guard").join(format!("{}.guard", case.rule_file));
         assert!(rules.is_file(), "{} missing", rules.display());
 
         // The real template passes the rule ...
         let (code, out) = validate(&cfn_dir().join(case.template), &rules);
-        assert_eq!(
-            code, 0,
-            "{} fails {} before being broken:\n{out}",
-            case.template, case.rule
-        );
+        assert_eq!(code, 0, "{} fails {} before being broken:\n{out}", case.template, case.rule);
 
         // ... and the broken one fails it, naming the rule and printing its message.
         let mut template = load(case.template);
@@ -599,10 +543,7 @@ fn every_rule_file_has_a_broken_variant() {
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "rule files without a broken variant: {missing:?}"
-    );
+    assert!(missing.is_empty(), "rule files without a broken variant: {missing:?}");
 }
 
 #[test]
@@ -623,11 +564,7 @@ fn every_rule_file_has_a_header_a_message_and_tests() {
             text.contains("Violation:") || text.contains("Warning:"),
             "{name}: no Violation message"
         );
-        assert_eq!(
-            text.matches("\nrule ").count(),
-            1,
-            "{name}: one rule per file"
-        );
+        assert_eq!(text.matches("\nrule ").count(), 1, "{name}: one rule per file");
         let stem = path.file_stem().unwrap().to_string_lossy();
         let tests = guard.join("tests").join(format!("{stem}_tests.yaml"));
         let cases =

@@ -27,21 +27,14 @@ use nton_tests::moto::MotoServer;
 type Outputs = HashMap<String, String>;
 
 fn template(name: &str) -> String {
-    let path = nton_tests::workspace_root()
-        .join("cloudformation")
-        .join(name);
+    let path = nton_tests::workspace_root().join("cloudformation").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<Parameter> {
     pairs
         .iter()
-        .map(|(k, v)| {
-            Parameter::builder()
-                .parameter_key(*k)
-                .parameter_value(*v)
-                .build()
-        })
+        .map(|(k, v)| Parameter::builder().parameter_key(*k).parameter_value(*v).build())
         .collect()
 }
 
@@ -57,9 +50,7 @@ struct Clients {
 
 async fn clients(moto: &MotoServer) -> Clients {
     let config = moto.sdk_config().await;
-    let s3_config = aws_sdk_s3::config::Builder::from(&config)
-        .force_path_style(true)
-        .build();
+    let s3_config = aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build();
     Clients {
         cf: aws_sdk_cloudformation::Client::new(&config),
         iam: aws_sdk_iam::Client::new(&config),
@@ -85,25 +76,13 @@ async fn create(c: &Clients, name: &str, body: &str, parameters: Vec<Parameter>)
     let start = Instant::now();
     loop {
         let stack =
-            c.cf.describe_stacks()
-                .stack_name(name)
-                .send()
-                .await
-                .unwrap()
-                .stacks
-                .unwrap()
-                .remove(0);
+            c.cf.describe_stacks().stack_name(name).send().await.unwrap().stacks.unwrap().remove(0);
         let status = stack.stack_status.clone().unwrap();
         if status.as_str().ends_with("IN_PROGRESS") && start.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        assert_eq!(
-            status,
-            StackStatus::CreateComplete,
-            "{name}: {:?}",
-            stack.stack_status_reason
-        );
+        assert_eq!(status, StackStatus::CreateComplete, "{name}: {:?}", stack.stack_status_reason);
         return stack
             .outputs
             .unwrap_or_default()
@@ -147,11 +126,7 @@ async fn delete(c: &Clients, name: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("delete {name}: {e:?}"));
-    assert_eq!(
-        listed_status(c, name).await,
-        Some(StackStatus::DeleteComplete),
-        "{name}"
-    );
+    assert_eq!(listed_status(c, name).await, Some(StackStatus::DeleteComplete), "{name}");
 }
 
 async fn bucket_exists(c: &Clients, bucket: &str) -> bool {
@@ -173,14 +148,7 @@ async fn log_groups(c: &Clients, prefix: &str) -> Vec<(String, Option<i32>)> {
 }
 
 async fn file_system_count(c: &Clients) -> usize {
-    c.efs
-        .describe_file_systems()
-        .send()
-        .await
-        .unwrap()
-        .file_systems
-        .unwrap_or_default()
-        .len()
+    c.efs.describe_file_systems().send().await.unwrap().file_systems.unwrap_or_default().len()
 }
 
 async fn role_exists(c: &Clients, name: &str) -> bool {
@@ -214,10 +182,7 @@ async fn registry_stack_creates_locked_down_repositories_and_a_templates_bucket_
     let outputs = create(&c, "nton-registry", &template("registry.yaml"), vec![]).await;
 
     let registry = outputs["ImageRegistry"].clone();
-    assert_eq!(
-        registry,
-        "123456789012.dkr.ecr.us-east-1.amazonaws.com/nton"
-    );
+    assert_eq!(registry, "123456789012.dkr.ecr.us-east-1.amazonaws.com/nton");
     let mut names = Vec::new();
     for (output, binary) in [
         ("JobRepositoryUri", "nton-job"),
@@ -257,21 +222,13 @@ async fn registry_stack_creates_locked_down_repositories_and_a_templates_bucket_
     // The bucket deploys upload pipeline.yaml to (too large to pass inline).
     let templates = outputs["TemplatesBucketName"].clone();
     assert!(bucket_exists(&c, &templates).await, "{templates}");
-    let encryption =
-        c.s3.get_bucket_encryption()
-            .bucket(&templates)
-            .send()
-            .await
-            .unwrap();
+    let encryption = c.s3.get_bucket_encryption().bucket(&templates).send().await.unwrap();
     assert!(encryption.server_side_encryption_configuration.is_some());
 
     delete(&c, "nton-registry").await;
     let left = c.ecr.describe_repositories().send().await.unwrap();
     assert!(left.repositories.unwrap_or_default().is_empty());
-    assert!(
-        !bucket_exists(&c, &templates).await,
-        "{templates} left behind"
-    );
+    assert!(!bucket_exists(&c, &templates).await, "{templates} left behind");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -322,14 +279,8 @@ async fn github_oidc_stack_trusts_one_repository_environment_and_deletes_its_rol
         .assume_role_policy_document
         .unwrap();
     let trust = percent_decode(&trust);
-    assert!(
-        trust.contains("repo:nton-dev/nton:environment:dev"),
-        "{trust}"
-    );
-    assert!(
-        trust.contains("token.actions.githubusercontent.com:aud"),
-        "{trust}"
-    );
+    assert!(trust.contains("repo:nton-dev/nton:environment:dev"), "{trust}");
+    assert!(trust.contains("token.actions.githubusercontent.com:aud"), "{trust}");
     assert!(trust.contains("sts:AssumeRoleWithWebIdentity"), "{trust}");
 
     delete(&c, "nton-github-dev").await;
@@ -390,31 +341,21 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         "FileSystemId",
         "VpcId",
     ] {
-        assert!(
-            outputs.contains_key(key),
-            "output {key} missing: {outputs:?}"
-        );
+        assert!(outputs.contains_key(key), "output {key} missing: {outputs:?}");
     }
     assert_eq!(
         outputs["StateMachineArn"],
         format!("arn:aws:states:us-east-1:123456789012:stateMachine:{stack}")
     );
-    let buckets = vec![
-        outputs["ResultsBucketName"].clone(),
-        outputs["AccessLogsBucketName"].clone(),
-    ];
+    let buckets =
+        vec![outputs["ResultsBucketName"].clone(), outputs["AccessLogsBucketName"].clone()];
     for bucket in &buckets {
         assert!(bucket_exists(c, bucket).await, "{bucket}");
     }
     // moto's CloudFormation applies a bucket's encryption but not its logging, public access
     // block, ownership or lifecycle settings; cfn-guard (S1, S2) checks those statically.
     let results = &outputs["ResultsBucketName"];
-    let encryption =
-        c.s3.get_bucket_encryption()
-            .bucket(results)
-            .send()
-            .await
-            .unwrap();
+    let encryption = c.s3.get_bucket_encryption().bucket(results).send().await.unwrap();
     assert!(encryption.server_side_encryption_configuration.is_some());
 
     let queues = c
@@ -451,11 +392,7 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         .unwrap()
         .mount_targets
         .unwrap();
-    assert_eq!(
-        mount_targets.len(),
-        2,
-        "one mount target per private subnet"
-    );
+    assert_eq!(mount_targets.len(), 2, "one mount target per private subnet");
     let access_points = c
         .efs
         .describe_access_points()
@@ -467,20 +404,13 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         .unwrap();
     assert_eq!(access_points.len(), 1);
     let posix = access_points[0].posix_user.as_ref().unwrap();
-    assert_eq!(
-        (posix.uid, posix.gid),
-        (1000, 1000),
-        "non-root access point"
-    );
+    assert_eq!((posix.uid, posix.gid), (1000, 1000), "non-root access point");
 
     let mut groups = log_groups(c, &format!("/nton/{stack}/")).await;
     groups.extend(log_groups(c, &format!("/aws/vendedlogs/states/{stack}")).await);
-    for key in [
-        "InitLogGroupName",
-        "WatchLogGroupName",
-        "JobLogGroupName",
-        "StateMachineLogGroupName",
-    ] {
+    for key in
+        ["InitLogGroupName", "WatchLogGroupName", "JobLogGroupName", "StateMachineLogGroupName"]
+    {
         let group = groups.iter().find(|(name, _)| *name == outputs[key]);
         assert_eq!(group.map(|g| g.1), Some(Some(30)), "{key}: {groups:?}");
     }
@@ -498,33 +428,14 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
         "SchedulerRole",
     ] {
         let prefix = format!("{stack}-{logical}-");
-        assert!(
-            roles.iter().any(|r| r.starts_with(&prefix)),
-            "no {logical}: {roles:?}"
-        );
+        assert!(roles.iter().any(|r| r.starts_with(&prefix)), "no {logical}: {roles:?}");
     }
     for role in &roles {
-        let role = c
-            .iam
-            .get_role()
-            .role_name(role)
-            .send()
-            .await
-            .unwrap()
-            .role
-            .unwrap();
+        let role = c.iam.get_role().role_name(role).send().await.unwrap().role.unwrap();
         assert!(role.assume_role_policy_document.is_some());
-        let attached = c
-            .iam
-            .list_attached_role_policies()
-            .role_name(role.role_name)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            attached.attached_policies.unwrap_or_default().is_empty(),
-            "no managed policies"
-        );
+        let attached =
+            c.iam.list_attached_role_policies().role_name(role.role_name).send().await.unwrap();
+        assert!(attached.attached_policies.unwrap_or_default().is_empty(), "no managed policies");
     }
     buckets
 }
@@ -532,10 +443,7 @@ async fn check_pipeline(c: &Clients, stack: &str, outputs: &Outputs) -> Vec<Stri
 /// After the stack is gone: nothing of it is left in S3, EFS, CloudWatch Logs or IAM.
 async fn check_nothing_left(c: &Clients, stack: &str, buckets: &[String], roles: &[String]) {
     for bucket in buckets {
-        assert!(
-            !bucket_exists(c, bucket).await,
-            "bucket {bucket} left behind"
-        );
+        assert!(!bucket_exists(c, bucket).await, "bucket {bucket} left behind");
     }
     assert_eq!(file_system_count(c).await, 0, "EFS file system left behind");
     let groups = [
@@ -571,18 +479,11 @@ async fn pipeline_stack_in_an_existing_vpc_deploys_and_deletes_leaving_nothing()
     )
     .await;
     assert_eq!(outputs["VpcId"], network["VpcId"]);
-    assert!(
-        !outputs.contains_key("FlowLogGroupName"),
-        "no flow log group for a VPC we do not own"
-    );
+    assert!(!outputs.contains_key("FlowLogGroupName"), "no flow log group for a VPC we do not own");
     let buckets = check_pipeline(&c, stack, &outputs).await;
     let roles = physical_ids(&c, stack, "AWS::IAM::Role").await;
     let security_groups = physical_ids(&c, stack, "AWS::EC2::SecurityGroup").await;
-    assert_eq!(
-        security_groups.len(),
-        3,
-        "compute, init Lambda, EFS: {security_groups:?}"
-    );
+    assert_eq!(security_groups.len(), 3, "compute, init Lambda, EFS: {security_groups:?}");
 
     delete(&c, stack).await;
     check_nothing_left(&c, stack, &buckets, &roles).await;
@@ -608,27 +509,16 @@ async fn pipeline_stack_with_its_own_vpc_deploys_and_deletes_all_moto_can() {
     let flow_logs = log_groups(&c, &outputs["FlowLogGroupName"]).await;
     assert_eq!(flow_logs, [(outputs["FlowLogGroupName"].clone(), Some(30))]);
     let endpoints = physical_ids(&c, stack, "AWS::EC2::VPCEndpoint").await;
-    assert_eq!(
-        endpoints.len(),
-        4,
-        "S3 gateway + ECR api, ECR dkr, Logs: {endpoints:?}"
-    );
+    assert_eq!(endpoints.len(), 4, "S3 gateway + ECR api, ECR dkr, Logs: {endpoints:?}");
     assert_eq!(physical_ids(&c, stack, "AWS::EC2::FlowLog").await.len(), 1);
-    assert!(
-        physical_ids(&c, stack, "AWS::EC2::NatGateway")
-            .await
-            .is_empty()
-    );
+    assert!(physical_ids(&c, stack, "AWS::EC2::NatGateway").await.is_empty());
     let buckets = check_pipeline(&c, stack, &outputs).await;
     let roles = physical_ids(&c, stack, "AWS::IAM::Role").await;
 
     // moto 5.2.1 never deletes a route table created by CloudFormation, so the VPC itself cannot
     // be deleted there; everything else must still be gone. A moto that fixes this deletes all.
     match c.cf.delete_stack().stack_name(stack).send().await {
-        Ok(_) => assert_eq!(
-            listed_status(&c, stack).await,
-            Some(StackStatus::DeleteComplete)
-        ),
+        Ok(_) => assert_eq!(listed_status(&c, stack).await, Some(StackStatus::DeleteComplete)),
         Err(e) => {
             let text = format!("{e:?}");
             assert!(

@@ -84,10 +84,7 @@ fn cfn_lint_is_clean_with_every_environment_and_compute_type() {
     for compute in ["EC2", "SPOT"] {
         sets.push((
             format!("ComputeType={compute}, NAT"),
-            vec![
-                format!("ComputeType={compute}"),
-                "EgressMode=NatGateway".into(),
-            ],
+            vec![format!("ComputeType={compute}"), "EgressMode=NatGateway".into()],
         ));
     }
     sets.push((
@@ -123,9 +120,7 @@ fn params_files_name_only_real_parameters_in_the_template_configuration_format()
             serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let object = json.as_object().unwrap();
         assert!(
-            object
-                .keys()
-                .all(|k| k == "Parameters" || k == "Tags" || k == "StackPolicy"),
+            object.keys().all(|k| k == "Parameters" || k == "Tags" || k == "StackPolicy"),
             "{}: only Parameters, Tags, StackPolicy belong in a template configuration",
             file.display()
         );
@@ -135,18 +130,10 @@ fn params_files_name_only_real_parameters_in_the_template_configuration_format()
                 "{}: {key} is not a parameter",
                 file.display()
             );
-            assert!(
-                value.is_string(),
-                "{}: {key} must be a string",
-                file.display()
-            );
+            assert!(value.is_string(), "{}: {key} must be a string", file.display());
         }
         for (key, value) in json["Tags"].as_object().unwrap() {
-            assert!(
-                value.is_string(),
-                "{}: tag {key} must be a string",
-                file.display()
-            );
+            assert!(value.is_string(), "{}: tag {key} must be a string", file.display());
         }
     }
 }
@@ -168,11 +155,7 @@ fn cfn_guard_validate_passes_every_template() {
             }
         }
     }
-    assert!(
-        errors.len() >= 25,
-        "only {} error rules found",
-        errors.len()
-    );
+    assert!(errors.len() >= 25, "only {} error rules found", errors.len());
     for template in TEMPLATES {
         let mut args = vec![
             "validate".to_string(),
@@ -199,12 +182,7 @@ fn cfn_guard_validate_passes_every_template() {
                     path_arg(rules.clone()),
                 ],
             );
-            assert_eq!(
-                code,
-                0,
-                "warning rule {} on {template}:\n{out}",
-                rules.display()
-            );
+            assert_eq!(code, 0, "warning rule {} on {template}:\n{out}", rules.display());
         }
     }
 }
@@ -212,14 +190,7 @@ fn cfn_guard_validate_passes_every_template() {
 #[test]
 fn cfn_guard_rule_unit_tests_pass() {
     let guard = tool("NTON_CFN_GUARD", "cfn-guard");
-    let (code, out) = run(
-        &guard,
-        &[
-            "test".into(),
-            "-d".into(),
-            path_arg(cfn_dir().join("guard")),
-        ],
-    );
+    let (code, out) = run(&guard, &["test".into(), "-d".into(), path_arg(cfn_dir().join("guard"))]);
     assert_eq!(code, 0, "cfn-guard test:\n{out}");
     let cases = out.matches("Test Case #").count();
     assert!(cases >= 200, "only {cases} guard test cases ran:\n{out}");
@@ -228,11 +199,9 @@ fn cfn_guard_rule_unit_tests_pass() {
 #[test]
 fn templates_fit_where_they_are_deployed_from() {
     // CloudFormation takes at most 51,200 bytes inline (TemplateBody) and 1 MB from S3.
-    for (template, limit) in [
-        ("registry.yaml", 51_200),
-        ("github-oidc.yaml", 51_200),
-        ("pipeline.yaml", 1_000_000),
-    ] {
+    for (template, limit) in
+        [("registry.yaml", 51_200), ("github-oidc.yaml", 51_200), ("pipeline.yaml", 1_000_000)]
+    {
         let size = std::fs::metadata(cfn_dir().join(template)).unwrap().len();
         assert!(size <= limit, "{template} is {size} bytes, over {limit}");
     }
@@ -283,10 +252,7 @@ fn the_engine_contract_holds() {
     // The init Lambda mounts EFS where the jobs do, and where NTON_DATA_ROOT points.
     let init = &template["Resources"]["InitFunction"]["Properties"];
     assert_eq!(init["FileSystemConfigs"][0]["LocalMountPath"], "/mnt/efs");
-    assert_eq!(
-        init["Environment"]["Variables"]["NTON_DATA_ROOT"],
-        "/mnt/efs"
-    );
+    assert_eq!(init["Environment"]["Variables"]["NTON_DATA_ROOT"], "/mnt/efs");
     for stage in ["Procure", "Process", "Egress"] {
         let container = &template["Resources"][format!("{stage}JobDefinition").as_str()]["Properties"]
             ["ContainerProperties"];
@@ -302,10 +268,7 @@ fn the_engine_contract_holds() {
 /// The pipeline resolved as the local engine resolves it, with `params` over the defaults.
 fn resolved(
     params: &[(&str, &str)],
-) -> (
-    nton_engine::template::Template,
-    nton_engine::template::LocalContext,
-) {
+) -> (nton_engine::template::Template, nton_engine::template::LocalContext) {
     let template = nton_engine::template::Template::load(cfn_dir().join("pipeline.yaml")).unwrap();
     let mut ctx = nton_engine::template::LocalContext::new("nton-test");
     for (name, value) in params {
@@ -331,27 +294,17 @@ fn params_of(file: &std::path::Path) -> Vec<(String, String)> {
 #[test]
 fn runs_in_flight_can_still_submit_the_job_definition_revision_they_started_with() {
     let (template, ctx) = resolved(&[]);
-    let role = template
-        .resolved_properties("StateMachineRole", &ctx)
-        .unwrap();
-    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
-        .as_array()
-        .unwrap();
+    let role = template.resolved_properties("StateMachineRole", &ctx).unwrap();
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"].as_array().unwrap();
     let submit = statements
         .iter()
         .find(|s| s["Action"] == "batch:SubmitJob")
         .expect("a statement allowing batch:SubmitJob");
-    let resources: Vec<&str> = submit["Resource"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
+    let resources: Vec<&str> =
+        submit["Resource"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
     for stage in ["Procure", "Process", "Egress"] {
         let id = format!("{stage}JobDefinition");
-        let revision = template
-            .resolve(&serde_json::json!({"Ref": id}), &ctx)
-            .unwrap();
+        let revision = template.resolve(&serde_json::json!({"Ref": id}), &ctx).unwrap();
         let revision = revision.as_str().unwrap();
         let (family, number) = revision.rsplit_once(':').unwrap();
         assert!(number.parse::<u32>().is_ok(), "{revision}");
@@ -388,10 +341,8 @@ fn reserved_concurrency_is_left_out_unless_asked_for() {
             );
         }
     }
-    let (template, ctx) = resolved(&[
-        ("InitReservedConcurrency", "2"),
-        ("WatchReservedConcurrency", "5"),
-    ]);
+    let (template, ctx) =
+        resolved(&[("InitReservedConcurrency", "2"), ("WatchReservedConcurrency", "5")]);
     let init = template.resolved_properties("InitFunction", &ctx).unwrap();
     let watch = template.resolved_properties("WatchFunction", &ctx).unwrap();
     assert_eq!(init["ReservedConcurrentExecutions"], "2");
@@ -451,10 +402,7 @@ fn the_run_timeout_is_a_number_init_knows_and_the_poll_interval_fits_the_history
             poll >= floor,
             "{what}: PollSeconds {poll} is below {floor}, the floor for RunTimeoutHours {hours}"
         );
-        assert!(
-            allowed.contains(&hours.to_string()),
-            "{what}: RunTimeoutHours {hours}"
-        );
+        assert!(allowed.contains(&hours.to_string()), "{what}: RunTimeoutHours {hours}");
     }
 }
 
@@ -510,9 +458,7 @@ fn no_template_holds_a_null_value() {
             }
             Value::Mapping(map) => {
                 for (key, item) in map {
-                    let key = key
-                        .as_str()
-                        .map_or_else(|| format!("{key:?}"), str::to_string);
+                    let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_string);
                     nulls(item, format!("{path}/{key}"), found);
                 }
             }

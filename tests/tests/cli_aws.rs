@@ -89,11 +89,7 @@ fn default_params() -> Value {
 
 fn deploy_args(dir: &Path) -> DeployArgs {
     DeployArgs {
-        stack: StackArgs {
-            env: "dev".into(),
-            prefix: "nton".into(),
-            cfn_role_arn: None,
-        },
+        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
         template_dir: dir.to_path_buf(),
         template_bucket: None,
         params_file: None,
@@ -109,11 +105,7 @@ fn deploy_args(dir: &Path) -> DeployArgs {
 
 fn teardown_args() -> TeardownArgs {
     TeardownArgs {
-        stack: StackArgs {
-            env: "dev".into(),
-            prefix: "nton".into(),
-            cfn_role_arn: None,
-        },
+        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
         yes: true,
         only: None,
         keep_logs: false,
@@ -145,12 +137,7 @@ async fn parameters(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Value {
 }
 
 async fn physical_id(cfn: &aws_sdk_cloudformation::Client, stack: &str, logical: &str) -> String {
-    let answer = cfn
-        .list_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .unwrap();
+    let answer = cfn.list_stack_resources().stack_name(stack).send().await.unwrap();
     answer
         .stack_resource_summaries()
         .iter()
@@ -177,11 +164,7 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     let (code, out, log) = deploy(&config, &deploy_args(dir.path())).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
     for name in ["nton-dev-registry", "nton-dev-pipeline"] {
-        assert_eq!(
-            stack_status(&cfn, name).await,
-            Some(StackStatus::CreateComplete),
-            "{name}"
-        );
+        assert_eq!(stack_status(&cfn, name).await, Some(StackStatus::CreateComplete), "{name}");
         assert!(out.contains(&format!("{name}: CREATE_COMPLETE")), "{out}");
     }
     // The registry comes from the registry stack's repositories; the tag from the flag.
@@ -190,26 +173,15 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     assert_eq!(pipeline["ImageRegistry"], registry);
     assert_eq!(pipeline["ImageTag"], ":git-1a2b3c4");
     assert_eq!(pipeline["RepositoryPrefix"], "team-dev");
-    assert!(
-        out.contains(&format!("image registry: {registry}")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("image registry: {registry}")), "{out}");
     // Tags from the params file reach the stacks; only new events were printed, once each.
-    let described = cfn
-        .describe_stacks()
-        .stack_name("nton-dev-pipeline")
-        .send()
-        .await
-        .unwrap();
+    let described = cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap();
     let tags: Vec<(String, String)> = described.stacks()[0]
         .tags()
         .iter()
         .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
         .collect();
-    assert!(
-        tags.contains(&("environment".into(), "dev".into())),
-        "{tags:?}"
-    );
+    assert!(tags.contains(&("environment".into(), "dev".into())), "{tags:?}");
     assert_eq!(log.matches("CREATE_COMPLETE       ").count(), 2, "{log}");
     assert!(log.contains("Add      AWS::S3::Bucket"), "{log}");
 
@@ -225,10 +197,7 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     assert_eq!(summary["stacks"][1]["result"], "NO_CHANGES", "{summary}");
     assert_eq!(summary["imageRegistry"], registry);
     assert_eq!(summary["stacks"][1]["status"], "CREATE_COMPLETE");
-    assert_eq!(
-        parameters(&cfn, "nton-dev-pipeline").await["ImageTag"],
-        ":git-1a2b3c4"
-    );
+    assert_eq!(parameters(&cfn, "nton-dev-pipeline").await["ImageTag"], ":git-1a2b3c4");
 
     // A dry run of a real change prints it and changes nothing, leaving no change set.
     write_templates(
@@ -241,12 +210,7 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
     let (code, out, log) = deploy(&config, &dry).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
     assert!(out.contains("nton-dev-pipeline: would update"), "{out}");
-    let sets = cfn
-        .list_change_sets()
-        .stack_name("nton-dev-pipeline")
-        .send()
-        .await
-        .unwrap();
+    let sets = cfn.list_change_sets().stack_name("nton-dev-pipeline").send().await.unwrap();
     // (moto also lists executed change sets, which AWS drops.)
     let pending: Vec<_> = sets
         .summaries()
@@ -254,24 +218,15 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
         .filter(|s| s.execution_status() == Some(&ExecutionStatus::Available))
         .collect();
     assert!(pending.is_empty(), "{pending:?}");
-    assert_eq!(
-        stack_status(&cfn, "nton-dev-pipeline").await,
-        Some(StackStatus::CreateComplete)
-    );
+    assert_eq!(stack_status(&cfn, "nton-dev-pipeline").await, Some(StackStatus::CreateComplete));
 
     // And the real update applies it.
     let mut update = deploy_args(dir.path());
     update.only = Some(aws::StackKind::Pipeline);
     let (code, out, log) = deploy(&config, &update).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert_eq!(
-        stack_status(&cfn, "nton-dev-pipeline").await,
-        Some(StackStatus::UpdateComplete)
-    );
-    assert_eq!(
-        parameters(&cfn, "nton-dev-pipeline").await["QueueSuffix"],
-        "b"
-    );
+    assert_eq!(stack_status(&cfn, "nton-dev-pipeline").await, Some(StackStatus::UpdateComplete));
+    assert_eq!(parameters(&cfn, "nton-dev-pipeline").await["QueueSuffix"], "b");
 }
 
 #[tokio::test]
@@ -285,15 +240,9 @@ async fn a_dry_run_of_a_new_environment_leaves_no_stack_behind() {
     dry.dry_run = true;
     let (code, out, log) = deploy(&config, &dry).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert!(
-        out.contains("nton-dev-registry: would create (3 changes)"),
-        "{out}"
-    );
+    assert!(out.contains("nton-dev-registry: would create (3 changes)"), "{out}");
     assert!(out.contains("Add      AWS::ECR::Repository"), "{out}");
-    assert!(
-        out.contains("nton-dev-pipeline: would create (2 changes)"),
-        "{out}"
-    );
+    assert!(out.contains("nton-dev-pipeline: would create (2 changes)"), "{out}");
     for name in ["nton-dev-registry", "nton-dev-pipeline"] {
         assert_eq!(stack_status(&cfn, name).await, None, "{name}");
     }
@@ -310,10 +259,7 @@ async fn bad_input_is_refused_before_any_stack_is_touched() {
         (
             json!({"Parameters": {"RepositoryPrefix": "x", "QueueSufix": "b"}}),
             None,
-            format!(
-                "{}: Parameters.QueueSufix: no template declares it",
-                params_path.display()
-            ),
+            format!("{}: Parameters.QueueSufix: no template declares it", params_path.display()),
         ),
         (
             json!({"Parameters": {"RepositoryPrefix": ["a", {"b": 1}]}}),
@@ -339,47 +285,28 @@ async fn bad_input_is_refused_before_any_stack_is_touched() {
         let mut args = deploy_args(dir.path());
         args.image_tag = tag.map(str::to_string);
         let (mut console, _, _) = Console::capture();
-        let error = aws::deploy_with(&config, &args, &mut console)
-            .await
-            .unwrap_err();
-        let command_error = error
-            .downcast_ref::<exit::CommandError>()
-            .expect("a CommandError");
+        let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
+        let command_error = error.downcast_ref::<exit::CommandError>().expect("a CommandError");
         assert_eq!(command_error.code, exit::BAD_INPUT, "{error}");
-        assert!(
-            error.to_string().starts_with(&expected),
-            "{error}\nexpected: {expected}"
-        );
+        assert!(error.to_string().starts_with(&expected), "{error}\nexpected: {expected}");
     }
     // A file that is not JSON names the file.
     std::fs::write(&params_path, "{\"Parameters\": {").unwrap();
     let (mut console, _, _) = Console::capture();
-    let error = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console)
-        .await
-        .unwrap_err();
+    let error =
+        aws::deploy_with(&config, &deploy_args(dir.path()), &mut console).await.unwrap_err();
     assert!(
-        error
-            .to_string()
-            .starts_with(&format!("{}: not valid JSON", params_path.display())),
+        error.to_string().starts_with(&format!("{}: not valid JSON", params_path.display())),
         "{error}"
     );
     // An environment without a params file says how to make one.
     let mut args = deploy_args(dir.path());
     args.stack.env = "prod".into();
     let (mut console, _, _) = Console::capture();
-    let error = aws::deploy_with(&config, &args, &mut console)
-        .await
-        .unwrap_err();
-    assert!(
-        error.to_string().contains("params/prod.json: cannot read"),
-        "{error}"
-    );
+    let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
+    assert!(error.to_string().contains("params/prod.json: cannot read"), "{error}");
     let stacks = cfn.list_stacks().send().await.unwrap();
-    assert!(
-        stacks.stack_summaries().is_empty(),
-        "{:?}",
-        stacks.stack_summaries()
-    );
+    assert!(stacks.stack_summaries().is_empty(), "{:?}", stacks.stack_summaries());
 }
 
 /// A state machine shaped like the pipeline's tail: a `Watch` state whose output carries the
@@ -464,23 +391,13 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
         aws: Default::default(),
     };
     let (mut console, out, _) = Console::capture();
-    assert_eq!(
-        aws::start_with(&config, &start, &mut console)
-            .await
-            .unwrap(),
-        exit::SUCCESS
-    );
+    assert_eq!(aws::start_with(&config, &start, &mut console).await.unwrap(), exit::SUCCESS);
     let started: Value = serde_json::from_str(out.text().trim()).unwrap();
     let execution = format!("{}:run-1", machine.replace(":stateMachine:", ":execution:"));
     assert_eq!(started["executionArn"], execution.as_str());
     assert_eq!(started["input"], json!({"ids": 160, "idsPerNode": 40}));
     let sfn = aws_sdk_sfn::Client::new(&config);
-    let described = sfn
-        .describe_execution()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .unwrap();
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(described.input().unwrap()).unwrap(),
         json!({"ids": 160, "idsPerNode": 40})
@@ -488,17 +405,11 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
 
     // "latest" finds it; progress comes from the Watch state's output, per stage in order.
     let (mut console, out, log) = Console::capture();
-    let code = aws::watch_with(&config, &watch_args("latest"), &mut console)
-        .await
-        .unwrap();
+    let code = aws::watch_with(&config, &watch_args("latest"), &mut console).await.unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
     let log = log.text();
-    let procure = log
-        .find("procure      4/4     ended  SUCCEEDED 4")
-        .expect(&log);
-    let egress = log
-        .find("egress       3/4     ended  SUCCEEDED 3  RUNNING 1")
-        .expect(&log);
+    let procure = log.find("procure      4/4     ended  SUCCEEDED 4").expect(&log);
+    let egress = log.find("egress       3/4     ended  SUCCEEDED 3  RUNNING 1").expect(&log);
     assert!(procure < egress, "{log}");
     assert!(out.text().starts_with("SUCCEEDED after "), "{}", out.text());
     assert!(out.text().contains(&execution), "{}", out.text());
@@ -507,15 +418,8 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
     let mut bad = start.clone();
     bad.ids_per_node = Some(0);
     let (mut console, _, _) = Console::capture();
-    let error = aws::start_with(&config, &bad, &mut console)
-        .await
-        .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .starts_with("--ids-per-node: 0 is out of range"),
-        "{error}"
-    );
+    let error = aws::start_with(&config, &bad, &mut console).await.unwrap_err();
+    assert!(error.to_string().starts_with("--ids-per-node: 0 is out of range"), "{error}");
 }
 
 #[tokio::test]
@@ -536,40 +440,19 @@ async fn start_on_a_machine_given_by_arn_prints_the_bare_execution_arn() {
         aws: Default::default(),
     };
     let (mut console, out, log) = Console::capture();
-    assert_eq!(
-        aws::start_with(&config, &args, &mut console).await.unwrap(),
-        exit::SUCCESS
-    );
-    let execution = format!(
-        "{}:nightly",
-        machine.replace(":stateMachine:", ":execution:")
-    );
+    assert_eq!(aws::start_with(&config, &args, &mut console).await.unwrap(), exit::SUCCESS);
+    let execution = format!("{}:nightly", machine.replace(":stateMachine:", ":execution:"));
     assert_eq!(out.text(), format!("{execution}\n"));
-    assert!(
-        log.text()
-            .contains(&format!("nton watch --execution {execution}")),
-        "{}",
-        log.text()
-    );
+    assert!(log.text().contains(&format!("nton watch --execution {execution}")), "{}", log.text());
     let sfn = aws_sdk_sfn::Client::new(&config);
-    let described = sfn
-        .describe_execution()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .unwrap();
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
     assert_eq!(described.input(), Some("{}"));
     // Something that is not a state machine ARN is refused, naming the flag.
     let mut wrong = args.clone();
     wrong.state_machine_arn = Some(execution.clone());
     let (mut console, _, _) = Console::capture();
-    let error = aws::start_with(&config, &wrong, &mut console)
-        .await
-        .unwrap_err();
-    assert!(
-        error.to_string().starts_with("--state-machine-arn: "),
-        "{error}"
-    );
+    let error = aws::start_with(&config, &wrong, &mut console).await.unwrap_err();
+    assert!(error.to_string().starts_with("--state-machine-arn: "), "{error}");
 }
 
 #[tokio::test]
@@ -602,14 +485,8 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
     assert_eq!(code, exit::RUN_FAILED, "{out}\n{}", log.text());
     assert!(out.starts_with("FAILED after "), "{out}");
     assert!(out.contains("  error: NodesFailed\n"), "{out}");
-    assert!(
-        out.contains("  cause: procure: 1 of 4 nodes failed (node 2)\n"),
-        "{out}"
-    );
-    assert!(
-        out.contains("  failed: procure node 2: Essential container exited (exit 1)"),
-        "{out}"
-    );
+    assert!(out.contains("  cause: procure: 1 of 4 nodes failed (node 2)\n"), "{out}");
+    assert!(out.contains("  failed: procure node 2: Essential container exited (exit 1)"), "{out}");
 
     // The JSON stream ends with one "finished" object carrying the same.
     args.json = true;
@@ -628,23 +505,11 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
     by_name.env = None;
     by_name.state_machine_arn = Some(machine.clone());
     let (mut console, _, _) = Console::capture();
-    assert_eq!(
-        aws::watch_with(&config, &by_name, &mut console)
-            .await
-            .unwrap(),
-        exit::RUN_FAILED
-    );
+    assert_eq!(aws::watch_with(&config, &by_name, &mut console).await.unwrap(), exit::RUN_FAILED);
     // Without a stack or a machine, "latest" says what is missing.
     let (mut console, _, _) = Console::capture();
-    let error = aws::watch_with(&config, &watch_args("latest"), &mut console)
-        .await
-        .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("the stack nton-dev-pipeline does not exist"),
-        "{error}"
-    );
+    let error = aws::watch_with(&config, &watch_args("latest"), &mut console).await.unwrap_err();
+    assert!(error.to_string().contains("the stack nton-dev-pipeline does not exist"), "{error}");
 }
 
 #[tokio::test]
@@ -660,9 +525,7 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
     // Results with old versions and a delete marker: all must go before the bucket can.
     let bucket = physical_id(&cfn, "nton-dev-pipeline", "ResultsBucket").await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
     );
     s3.put_bucket_versioning()
         .bucket(&bucket)
@@ -674,11 +537,9 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
         .send()
         .await
         .unwrap();
-    for (key, body) in [
-        ("w/0/results/1.json", "1"),
-        ("w/0/results/1.json", "2"),
-        ("w/1/results/2.json", "3"),
-    ] {
+    for (key, body) in
+        [("w/0/results/1.json", "1"), ("w/0/results/1.json", "2"), ("w/1/results/2.json", "3")]
+    {
         s3.put_object()
             .bucket(&bucket)
             .key(key)
@@ -687,22 +548,9 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
             .await
             .unwrap();
     }
-    s3.delete_object()
-        .bucket(&bucket)
-        .key("w/1/results/2.json")
-        .send()
-        .await
-        .unwrap();
-    let versions = s3
-        .list_object_versions()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        versions.versions().len() + versions.delete_markers().len(),
-        4
-    );
+    s3.delete_object().bucket(&bucket).key("w/1/results/2.json").send().await.unwrap();
+    let versions = s3.list_object_versions().bucket(&bucket).send().await.unwrap();
+    assert_eq!(versions.versions().len() + versions.delete_markers().len(), 4);
     // An image in a repository: moto refuses to delete a repository holding one.
     let ecr = aws_sdk_ecr::Client::new(&config);
     let manifest = json!({"schemaVersion": 2,
@@ -727,40 +575,23 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
     let mut ask = teardown_args();
     ask.yes = false;
     let (mut console, _, _) = Console::capture();
-    let error = aws::teardown_with(&config, &ask, &mut console, &mut refuse)
-        .await
-        .unwrap_err();
+    let error = aws::teardown_with(&config, &ask, &mut console, &mut refuse).await.unwrap_err();
     assert!(error.to_string().contains("nothing was deleted"), "{error}");
     assert!(
-        asked.contains(&format!(
-            "bucket {bucket} (4 object versions and delete markers)"
-        )),
+        asked.contains(&format!("bucket {bucket} (4 object versions and delete markers)")),
         "{asked}"
     );
-    assert!(
-        asked.contains("image repository team-dev/nton-job (1 images)"),
-        "{asked}"
-    );
-    assert_eq!(
-        stack_status(&cfn, "nton-dev-pipeline").await,
-        Some(StackStatus::CreateComplete)
-    );
+    assert!(asked.contains("image repository team-dev/nton-job (1 images)"), "{asked}");
+    assert_eq!(stack_status(&cfn, "nton-dev-pipeline").await, Some(StackStatus::CreateComplete));
 
     let mut never = |_: &str| -> anyhow::Result<bool> { panic!("--yes must not ask") };
     let (mut console, out, log) = Console::capture();
-    let code = aws::teardown_with(&config, &teardown_args(), &mut console, &mut never)
-        .await
-        .unwrap();
+    let code =
+        aws::teardown_with(&config, &teardown_args(), &mut console, &mut never).await.unwrap();
     let (out, log) = (out.text(), log.text());
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert!(
-        log.contains(&format!("emptied bucket {bucket} (4 object versions")),
-        "{log}"
-    );
-    assert!(
-        log.contains("emptied image repository team-dev/nton-job (1 images)"),
-        "{log}"
-    );
+    assert!(log.contains(&format!("emptied bucket {bucket} (4 object versions")), "{log}");
+    assert!(log.contains("emptied image repository team-dev/nton-job (1 images)"), "{log}");
     // The pipeline goes first: it pulls from the registry.
     let pipeline = out.find("nton-dev-pipeline: DELETE_COMPLETE").expect(&out);
     let registry = out.find("nton-dev-registry: DELETE_COMPLETE").expect(&out);
@@ -775,23 +606,14 @@ async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes
     }
     assert!(s3.head_bucket().bucket(&bucket).send().await.is_err());
     let repositories = ecr.describe_repositories().send().await.unwrap();
-    assert!(
-        repositories.repositories().is_empty(),
-        "{:?}",
-        repositories.repositories()
-    );
+    assert!(repositories.repositories().is_empty(), "{:?}", repositories.repositories());
 
     // A second teardown finds nothing to do.
     let (mut console, out, _) = Console::capture();
-    let code = aws::teardown_with(&config, &teardown_args(), &mut console, &mut never)
-        .await
-        .unwrap();
+    let code =
+        aws::teardown_with(&config, &teardown_args(), &mut console, &mut never).await.unwrap();
     assert_eq!(code, exit::SUCCESS);
-    assert!(
-        out.text().contains("nothing to tear down"),
-        "{}",
-        out.text()
-    );
+    assert!(out.text().contains("nothing to tear down"), "{}", out.text());
 }
 
 #[tokio::test]
@@ -815,41 +637,21 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
 
     // pipeline.yaml is more than CloudFormation takes inline: without a bucket for it (a flag,
     // or a registry output), deploy says so before anything changes.
-    let pipeline_size = std::fs::metadata(template_dir.join("pipeline.yaml"))
-        .unwrap()
-        .len();
+    let pipeline_size = std::fs::metadata(template_dir.join("pipeline.yaml")).unwrap().len();
     let registry = std::fs::read_to_string(template_dir.join("registry.yaml")).unwrap();
     if pipeline_size > 51_200 && !registry.contains("TemplatesBucketName:") {
         let mut args = deploy_args(&template_dir);
         args.dry_run = true;
         let (mut console, _, _) = Console::capture();
-        let error = aws::deploy_with(&config, &args, &mut console)
-            .await
-            .unwrap_err();
-        assert!(
-            error.to_string().starts_with("--template-bucket: "),
-            "{error}"
-        );
-        assert!(
-            cfn.list_stacks()
-                .send()
-                .await
-                .unwrap()
-                .stack_summaries()
-                .is_empty()
-        );
+        let error = aws::deploy_with(&config, &args, &mut console).await.unwrap_err();
+        assert!(error.to_string().starts_with("--template-bucket: "), "{error}");
+        assert!(cfn.list_stacks().send().await.unwrap().stack_summaries().is_empty());
     }
 
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
     );
-    s3.create_bucket()
-        .bucket("nton-templates")
-        .send()
-        .await
-        .unwrap();
+    s3.create_bucket().bucket("nton-templates").send().await.unwrap();
     for env in envs {
         let mut args = deploy_args(&template_dir);
         args.stack.env = env.clone();
@@ -857,14 +659,8 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
         args.template_bucket = Some("nton-templates".into());
         let (code, out, log) = deploy(&config, &args).await;
         assert_eq!(code, exit::SUCCESS, "{env}:\n{out}\n{log}");
-        assert!(
-            out.contains(&format!("nton-{env}-registry: would create")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("nton-{env}-pipeline: would create")),
-            "{out}"
-        );
+        assert!(out.contains(&format!("nton-{env}-registry: would create")), "{out}");
+        assert!(out.contains(&format!("nton-{env}-pipeline: would create")), "{out}");
         assert!(out.contains("AWS::StepFunctions::StateMachine"), "{out}");
         if pipeline_size > 51_200 {
             assert!(
@@ -898,60 +694,27 @@ fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
     let bad_machine = "arn:aws:states:us-east-1:123:stateMachine:x";
     let long_env = "e".repeat(41);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["start", "--env", ""],
-            "--env: \"\" is not a valid name (must be 1-40 letters",
-        ),
-        (
-            vec!["start", "--env", "dev/../prod"],
-            "--env: \"dev/../prod\" is not a valid name",
-        ),
-        (
-            vec!["start", "--env", &long_env],
-            "is not a valid name (must be 1-40",
-        ),
-        (
-            vec!["start", "--env", "dev", "--prefix=-x"],
-            "--prefix: \"-x\" is not a valid name",
-        ),
+        (vec!["start", "--env", ""], "--env: \"\" is not a valid name (must be 1-40 letters"),
+        (vec!["start", "--env", "dev/../prod"], "--env: \"dev/../prod\" is not a valid name"),
+        (vec!["start", "--env", &long_env], "is not a valid name (must be 1-40"),
+        (vec!["start", "--env", "dev", "--prefix=-x"], "--prefix: \"-x\" is not a valid name"),
         (
             vec!["start", "--env", "dev", "--ids", "-5"],
             "-5 is out of range (must be an integer in 1..=10000000)",
         ),
         (
-            vec![
-                "start",
-                "--env",
-                "dev",
-                "--ids",
-                "10001",
-                "--ids-per-node",
-                "1",
-            ],
+            vec!["start", "--env", "dev", "--ids", "10001", "--ids-per-node", "1"],
             "--ids/--ids-per-node: 10001 ids in groups of 1 make 10001 nodes",
         ),
         (
             vec!["start", "--env", "dev", "--name", "a b"],
             "--name: \"a b\" is not a usable execution name",
         ),
+        (vec!["start", "--state-machine-arn", bad_machine], "--state-machine-arn: "),
+        (vec!["start", "--env", "dev", "--region", ""], "--region: empty"),
+        (vec!["watch", "--env", ""], "--env: \"\" is not a valid name"),
         (
-            vec!["start", "--state-machine-arn", bad_machine],
-            "--state-machine-arn: ",
-        ),
-        (
-            vec!["start", "--env", "dev", "--region", ""],
-            "--region: empty",
-        ),
-        (
-            vec!["watch", "--env", ""],
-            "--env: \"\" is not a valid name",
-        ),
-        (
-            vec![
-                "watch",
-                "--execution",
-                "arn:aws:states:us-east-1:1:execution:m",
-            ],
+            vec!["watch", "--execution", "arn:aws:states:us-east-1:1:execution:m"],
             "--execution: \"arn:aws:states:us-east-1:1:execution:m\" is not an execution ARN",
         ),
         (
@@ -975,61 +738,26 @@ fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
             "0 is out of range",
         ),
         (
-            vec![
-                "watch",
-                "--env",
-                "dev",
-                "--execution",
-                "a b",
-                "--summary-markdown",
-                "summary.md",
-            ],
+            vec!["watch", "--env", "dev", "--execution", "a b", "--summary-markdown", "summary.md"],
             "--execution: \"a b\" is neither",
         ),
-        (
-            vec!["report", "--env", ""],
-            "--env: \"\" is not a valid name",
-        ),
-        (
-            vec!["report", "--execution", "arn:aws:states:::execution::"],
-            "--execution: ",
-        ),
-        (
-            vec!["report", "--state-machine-arn", bad_machine],
-            "--state-machine-arn: ",
-        ),
-        (
-            vec!["teardown", "--env", "", "--yes"],
-            "--env: \"\" is not a valid name",
-        ),
-        (
-            vec!["teardown", "--env", "dev", "--yes", "--poll-seconds", "nan"],
-            "NaN is out of range",
-        ),
+        (vec!["report", "--env", ""], "--env: \"\" is not a valid name"),
+        (vec!["report", "--execution", "arn:aws:states:::execution::"], "--execution: "),
+        (vec!["report", "--state-machine-arn", bad_machine], "--state-machine-arn: "),
+        (vec!["teardown", "--env", "", "--yes"], "--env: \"\" is not a valid name"),
+        (vec!["teardown", "--env", "dev", "--yes", "--poll-seconds", "nan"], "NaN is out of range"),
         (
             vec!["teardown", "--env", "dev", "--yes", "--cfn-role-arn", "r"],
             "--cfn-role-arn: \"r\" is not an IAM role ARN",
         ),
-        (
-            vec!["deploy", "--env", ""],
-            "--env: \"\" is not a valid name",
-        ),
+        (vec!["deploy", "--env", ""], "--env: \"\" is not a valid name"),
         (
             vec!["deploy", "--env", "dev", "--image-tag", "latest"],
             "--image-tag: \"latest\" is not an image tag",
         ),
-        (
-            vec!["deploy", "--env", "dev", "--poll-seconds", "7200"],
-            "7200 is out of range",
-        ),
-        (
-            vec!["retry", "arn:aws:states:us-east-1:123456789012:execution:m"],
-            "EXECUTION_ARN: ",
-        ),
-        (
-            vec!["retry", "--latest", "--env", ""],
-            "--env: \"\" is not a valid name",
-        ),
+        (vec!["deploy", "--env", "dev", "--poll-seconds", "7200"], "7200 is out of range"),
+        (vec!["retry", "arn:aws:states:us-east-1:123456789012:execution:m"], "EXECUTION_ARN: "),
+        (vec!["retry", "--latest", "--env", ""], "--env: \"\" is not a valid name"),
     ];
     for (args, want) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -1045,22 +773,14 @@ fn every_verb_refuses_bad_input_before_any_aws_call_and_writes_nothing() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(i32::from(exit::BAD_INPUT)),
-            "{args:?}: {stderr}"
-        );
+        assert_eq!(output.status.code(), Some(i32::from(exit::BAD_INPUT)), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}\nwant: {want}");
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),
             "{args:?} took {:?}: {stderr}",
             started.elapsed()
         );
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "{args:?} wrote something"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} wrote something");
     }
 }
 
@@ -1089,11 +809,7 @@ fn no_region_is_one_clear_error_without_the_metadata_service() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(i32::from(exit::BAD_INPUT)),
-            "{args:?}: {stderr}"
-        );
+        assert_eq!(output.status.code(), Some(i32::from(exit::BAD_INPUT)), "{args:?}: {stderr}");
         assert_eq!(
             stderr.trim(),
             "nton: --region: no AWS region configured (set AWS_REGION, a profile's region, or pass --region)",

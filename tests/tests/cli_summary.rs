@@ -70,27 +70,19 @@ async fn deployed_run(config: &aws_config::SdkConfig, status: &Value) -> (String
         .stack_name("nton-dev-pipeline")
         .template_body(PIPELINE)
         .parameters(
-            Parameter::builder()
-                .parameter_key("StateMachineArn")
-                .parameter_value(&machine)
-                .build(),
+            Parameter::builder().parameter_key("StateMachineArn").parameter_value(&machine).build(),
         )
         .send()
         .await
         .unwrap();
-    let bucket = cfn
-        .describe_stacks()
-        .stack_name("nton-dev-pipeline")
-        .send()
-        .await
-        .unwrap()
-        .stacks()[0]
-        .outputs()
-        .iter()
-        .find(|o| o.output_key() == Some("ResultsBucketName"))
-        .and_then(|o| o.output_value())
-        .expect("moto gives CreateStack stacks their outputs")
-        .to_string();
+    let bucket =
+        cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap().stacks()[0]
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some("ResultsBucketName"))
+            .and_then(|o| o.output_value())
+            .expect("moto gives CreateStack stacks their outputs")
+            .to_string();
     let execution = sfn
         .start_execution()
         .state_machine_arn(&machine)
@@ -144,10 +136,7 @@ async fn a_failed_execution_writes_its_error_failed_nodes_and_results_to_the_sum
     assert!(out.text().starts_with("FAILED after "), "{}", out.text());
 
     let text = std::fs::read_to_string(&summary).unwrap();
-    assert!(
-        text.starts_with("### start\n### nton watch: FAILED after "),
-        "{text}"
-    );
+    assert!(text.starts_with("### start\n### nton watch: FAILED after "), "{text}");
     for line in [
         format!("- execution: `{execution}`"),
         "- workflow: `wf-0042`".to_string(),
@@ -159,10 +148,7 @@ async fn a_failed_execution_writes_its_error_failed_nodes_and_results_to_the_sum
         // A backtick from AWS cannot open markdown inside the fenced block; it stays as is.
         "failed: procure node 2: Essential container `exited` (exit 1)".to_string(),
     ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "summary lacks {line:?}:\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "summary lacks {line:?}:\n{text}");
     }
     let progress = text.find("#### Progress\n\n```\nprocure").expect(&text);
     let failed = text.find("#### Failed nodes\n\n```\nfailed:").expect(&text);
@@ -193,27 +179,12 @@ async fn a_successful_execution_through_the_binary_writes_the_summary() {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = std::fs::read_to_string(&summary).unwrap();
-    assert!(
-        text.starts_with("### nton watch: SUCCEEDED after "),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("- execution: `{execution}`\n")),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("- results: `s3://{bucket}/wf-0042/`\n")),
-        "{text}"
-    );
-    assert!(
-        text.contains("```\negress       4/4     ended  SUCCEEDED 4\n```\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("### nton watch: SUCCEEDED after "), "{text}");
+    assert!(text.contains(&format!("- execution: `{execution}`\n")), "{text}");
+    assert!(text.contains(&format!("- results: `s3://{bucket}/wf-0042/`\n")), "{text}");
+    assert!(text.contains("```\negress       4/4     ended  SUCCEEDED 4\n```\n"), "{text}");
     // A success has no error lines and no failed-node section.
-    assert!(
-        !text.contains("- error:") && !text.contains("Failed nodes"),
-        "{text}"
-    );
+    assert!(!text.contains("- error:") && !text.contains("Failed nodes"), "{text}");
 }
 
 #[tokio::test]
@@ -236,10 +207,9 @@ async fn a_summary_that_cannot_be_written_is_refused_before_any_aws_call() {
     let error = error.downcast::<exit::CommandError>().unwrap();
     assert_eq!(error.code, exit::BAD_INPUT, "{}", error.message);
     assert!(
-        error.message.starts_with(&format!(
-            "--summary-markdown: cannot write {}",
-            summary.display()
-        )),
+        error
+            .message
+            .starts_with(&format!("--summary-markdown: cannot write {}", summary.display())),
         "{}",
         error.message
     );
@@ -255,10 +225,7 @@ async fn teardown_refuses_a_confirmation_that_is_not_the_environment_before_any_
         .stack_name("nton-dev-pipeline")
         .template_body(PIPELINE)
         .parameters(
-            Parameter::builder()
-                .parameter_key("StateMachineArn")
-                .parameter_value("none")
-                .build(),
+            Parameter::builder().parameter_key("StateMachineArn").parameter_value("none").build(),
         )
         .send()
         .await
@@ -270,26 +237,15 @@ async fn teardown_refuses_a_confirmation_that_is_not_the_environment_before_any_
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(i32::from(exit::BAD_INPUT)),
-            "{stderr}"
-        );
+        assert_eq!(output.status.code(), Some(i32::from(exit::BAD_INPUT)), "{stderr}");
         assert!(
-            stderr.contains(&format!(
-                "--confirm: {typed:?} is not the environment's name \"dev\""
-            )),
+            stderr.contains(&format!("--confirm: {typed:?} is not the environment's name \"dev\"")),
             "{stderr}"
         );
         assert!(stderr.contains("nothing was deleted"), "{stderr}");
     }
     assert_eq!(
-        cfn.describe_stacks()
-            .stack_name("nton-dev-pipeline")
-            .send()
-            .await
-            .unwrap()
-            .stacks()[0]
+        cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap().stacks()[0]
             .stack_status(),
         Some(&StackStatus::CreateComplete)
     );
@@ -328,22 +284,10 @@ async fn teardown_refuses_a_confirmation_that_is_not_the_environment_before_any_
             .code()
     };
     assert_eq!(offline(&["--confirm", "dev", "--confirm-only"]), Some(0));
+    assert_eq!(offline(&["--confirm", "prod", "--confirm-only"]), Some(i32::from(exit::BAD_INPUT)));
+    assert_eq!(offline(&["--confirm-only"]), Some(i32::from(exit::BAD_INPUT)));
     assert_eq!(
-        offline(&["--confirm", "prod", "--confirm-only"]),
-        Some(i32::from(exit::BAD_INPUT))
-    );
-    assert_eq!(
-        offline(&["--confirm-only"]),
-        Some(i32::from(exit::BAD_INPUT))
-    );
-    assert_eq!(
-        cfn.describe_stacks()
-            .stack_name("nton-dev-pipeline")
-            .send()
-            .await
-            .unwrap()
-            .stacks()
-            .len(),
+        cfn.describe_stacks().stack_name("nton-dev-pipeline").send().await.unwrap().stacks().len(),
         1
     );
 

@@ -99,19 +99,14 @@ fn the_oidc_commands_match_the_params_files_the_cli_and_the_template() {
         .filter(|c| c.starts_with("aws cloudformation deploy") && c.contains("github-oidc.yaml"))
     {
         let words = words(command);
-        assert!(
-            words.iter().any(|w| w == "--region"),
-            "no --region: {command}"
-        );
+        assert!(words.iter().any(|w| w == "--region"), "no --region: {command}");
         let overrides: std::collections::BTreeMap<String, String> = words
             .iter()
             .skip_while(|w| *w != "--parameter-overrides")
             .skip(1)
             .take_while(|w| !w.starts_with("--"))
             .map(|w| {
-                let (k, v) = w
-                    .split_once('=')
-                    .unwrap_or_else(|| panic!("{w} in {command}"));
+                let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("{w} in {command}"));
                 (k.to_string(), v.to_string())
             })
             .collect();
@@ -123,39 +118,19 @@ fn the_oidc_commands_match_the_params_files_the_cli_and_the_template() {
         }
         for (name, p) in &declared {
             if p.get("Default").is_none() {
-                assert!(
-                    overrides.contains_key(name),
-                    "{name} (no Default) missing: {command}"
-                );
+                assert!(overrides.contains_key(name), "{name} (no Default) missing: {command}");
             }
         }
         let env = overrides["GitHubEnvironment"].clone();
-        assert_eq!(
-            overrides["RepositoryPrefix"],
-            params_prefix(&env),
-            "{command}"
-        );
-        assert_eq!(
-            overrides["PipelineStackName"],
-            StackKind::Pipeline.stack_name("nton", &env)
-        );
-        assert_eq!(
-            overrides["RegistryStackName"],
-            StackKind::Registry.stack_name("nton", &env)
-        );
-        let stack = words
-            .iter()
-            .skip_while(|w| *w != "--stack-name")
-            .nth(1)
-            .unwrap();
+        assert_eq!(overrides["RepositoryPrefix"], params_prefix(&env), "{command}");
+        assert_eq!(overrides["PipelineStackName"], StackKind::Pipeline.stack_name("nton", &env));
+        assert_eq!(overrides["RegistryStackName"], StackKind::Registry.stack_name("nton", &env));
+        let stack = words.iter().skip_while(|w| *w != "--stack-name").nth(1).unwrap();
         assert_eq!(stack, &format!("nton-github-{env}"), "{command}");
         envs.insert(env);
     }
     let expected: BTreeSet<String> = ["dev", "prod"].map(String::from).into();
-    assert_eq!(
-        envs, expected,
-        "an OIDC command for each params file's environment"
-    );
+    assert_eq!(envs, expected, "an OIDC command for each params file's environment");
 }
 
 #[test]
@@ -185,28 +160,19 @@ fn the_laptop_sequence_is_registry_then_push_then_pipeline() {
     let laptop = &laptop[..laptop.find("\n## ").unwrap_or(laptop.len())];
     let steps = commands(laptop);
     let position = |what: &dyn Fn(&str) -> bool, label: &str| {
-        steps
-            .iter()
-            .position(|c| what(c))
-            .unwrap_or_else(|| panic!("no {label} in {steps:#?}"))
+        steps.iter().position(|c| what(c)).unwrap_or_else(|| panic!("no {label} in {steps:#?}"))
     };
     let registry = position(
         &|c| c.contains("nton deploy") && c.contains("--only registry"),
         "registry deploy",
     );
     let push = position(&|c| c.contains("skopeo copy"), "skopeo copy");
-    let dry_run = position(
-        &|c| c.contains("nton deploy") && c.contains("--dry-run"),
-        "dry run",
-    );
+    let dry_run = position(&|c| c.contains("nton deploy") && c.contains("--dry-run"), "dry run");
     let pipeline = position(
         &|c| c.starts_with("nton deploy") && !c.contains("--only") && !c.contains("--dry-run"),
         "pipeline deploy",
     );
-    assert!(
-        registry < push && push < dry_run && push < pipeline,
-        "{steps:#?}"
-    );
+    assert!(registry < push && push < dry_run && push < pipeline, "{steps:#?}");
     // The registry comes from the registry deploy's JSON, which names it imageRegistry.
     assert!(
         steps[registry].starts_with("REGISTRY=$(") && steps[registry].contains(".imageRegistry")
@@ -224,10 +190,7 @@ fn skopeo_loop(document: &str) -> (Vec<String>, String) {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let copy = steps
-        .iter()
-        .find(|c| c.contains("skopeo copy"))
-        .expect("a skopeo copy");
+    let copy = steps.iter().find(|c| c.contains("skopeo copy")).expect("a skopeo copy");
     let destination = words(copy).last().unwrap().clone();
     (names, destination)
 }
@@ -237,26 +200,20 @@ fn images_go_to_the_registry_stacks_repositories() {
     let registry =
         Template::load(nton_tests::workspace_root().join("cloudformation/registry.yaml")).unwrap();
     let output = registry.body()["Outputs"]["ImageRegistry"]["Value"].to_string();
-    assert!(
-        output.ends_with("/${RepositoryPrefix}\"}"),
-        "ImageRegistry is host/prefix: {output}"
-    );
+    assert!(output.ends_with("/${RepositoryPrefix}\"}"), "ImageRegistry is host/prefix: {output}");
     let repositories: BTreeSet<String> = registry
         .resources_of_type("AWS::ECR::Repository")
         .map(|(_, r)| r.properties["RepositoryName"].to_string())
         .collect();
     for image in IMAGE_NAMES {
         assert!(
-            repositories
-                .iter()
-                .any(|r| r.contains(&format!("${{RepositoryPrefix}}/{image}"))),
+            repositories.iter().any(|r| r.contains(&format!("${{RepositoryPrefix}}/{image}"))),
             "{image} in {repositories:?}"
         );
     }
-    for (document, text) in [
-        ("docs/deploying.md", read("docs/deploying.md")),
-        ("README.md", read("README.md")),
-    ] {
+    for (document, text) in
+        [("docs/deploying.md", read("docs/deploying.md")), ("README.md", read("README.md"))]
+    {
         let (names, destination) = skopeo_loop(&text);
         assert_eq!(names, IMAGE_NAMES.to_vec(), "{document}");
         assert_eq!(destination, "docker://$REGISTRY/$name:$TAG", "{document}");
@@ -267,10 +224,7 @@ fn images_go_to_the_registry_stacks_repositories() {
         .into_iter()
         .find_map(|c| c.strip_prefix("REGISTRY=").map(str::to_string))
         .expect("the README sets REGISTRY");
-    assert!(
-        example.ends_with(&format!("/{}", params_prefix("dev"))),
-        "{example}"
-    );
+    assert!(example.ends_with(&format!("/{}", params_prefix("dev"))), "{example}");
 }
 
 #[test]
@@ -279,16 +233,10 @@ fn the_guides_variables_are_the_deploy_workflows() {
     let used: BTreeSet<String> = workflow
         .split("vars.")
         .skip(1)
-        .map(|rest| {
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect()
-        })
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
         .collect();
     let guide = read("docs/deploying.md");
-    let table = &guide[guide
-        .find("| variable | value |")
-        .expect("the variables table")..];
+    let table = &guide[guide.find("| variable | value |").expect("the variables table")..];
     let documented: BTreeSet<String> = table
         .lines()
         .skip(2)
@@ -303,10 +251,7 @@ fn the_stack_names_in_the_readmes_are_the_clis() {
     let readme = read("cloudformation/README.md");
     for kind in [StackKind::Registry, StackKind::Pipeline] {
         let name = kind.stack_name("nton", "dev");
-        assert!(
-            readme.contains(&format!("`{name}`")),
-            "cloudformation/README.md names {name}"
-        );
+        assert!(readme.contains(&format!("`{name}`")), "cloudformation/README.md names {name}");
     }
 }
 
@@ -328,9 +273,8 @@ fn the_service_linked_roles_are_the_ones_the_templates_need() {
                 .clone()
         })
         .collect();
-    let expected: BTreeSet<String> = ["ecs.amazonaws.com", "spot.amazonaws.com"]
-        .map(String::from)
-        .into();
+    let expected: BTreeSet<String> =
+        ["ecs.amazonaws.com", "spot.amazonaws.com"].map(String::from).into();
     assert_eq!(created, expected);
     for role in [
         "AWSServiceRoleForBatch",
@@ -338,10 +282,7 @@ fn the_service_linked_roles_are_the_ones_the_templates_need() {
         "AWSServiceRoleForEC2Spot",
         "AWSServiceRoleForEC2SpotFleet",
     ] {
-        assert!(
-            guide.contains(&format!("`{role}`")),
-            "the guide names {role}"
-        );
+        assert!(guide.contains(&format!("`{role}`")), "the guide names {role}");
     }
 
     let oidc = Template::load(nton_tests::workspace_root().join("cloudformation/github-oidc.yaml"))
@@ -368,23 +309,15 @@ fn the_service_linked_roles_are_the_ones_the_templates_need() {
             "{id}: {strategy}"
         );
     }
-    assert_eq!(
-        environments, 3,
-        "the quota text counts three compute environments"
-    );
+    assert_eq!(environments, 3, "the quota text counts three compute environments");
 }
 
 /// The teardown ends with the OIDC stacks the guide made, by their names.
 #[test]
 fn the_guide_deletes_the_oidc_stacks_it_made() {
     let guide = read("docs/deploying.md");
-    let stack_of = |c: &String| {
-        words(c)
-            .iter()
-            .skip_while(|w| *w != "--stack-name")
-            .nth(1)
-            .cloned()
-    };
+    let stack_of =
+        |c: &String| words(c).iter().skip_while(|w| *w != "--stack-name").nth(1).cloned();
     let steps = commands(&guide);
     let made: BTreeSet<String> = steps
         .iter()
@@ -397,16 +330,8 @@ fn the_guide_deletes_the_oidc_stacks_it_made() {
         .filter_map(stack_of)
         .collect();
     assert_eq!(made, deleted);
-    let last_teardown = steps
-        .iter()
-        .rposition(|c| c.starts_with("nton teardown"))
-        .unwrap();
-    let first_delete = steps
-        .iter()
-        .position(|c| c.starts_with("aws cloudformation delete-stack"))
-        .unwrap();
-    assert!(
-        last_teardown < first_delete,
-        "the OIDC stacks go after the teardown"
-    );
+    let last_teardown = steps.iter().rposition(|c| c.starts_with("nton teardown")).unwrap();
+    let first_delete =
+        steps.iter().position(|c| c.starts_with("aws cloudformation delete-stack")).unwrap();
+    assert!(last_teardown < first_delete, "the OIDC stacks go after the teardown");
 }

@@ -48,10 +48,8 @@ use serde_json::Value;
 const GUIDE: &str = "docs/deploying.md";
 
 /// The guide's placeholders and what the test puts in their place.
-const PLACEHOLDERS: &[(&str, &str)] = &[
-    ("eu-west-1", "eu-central-1"),
-    ("your-org/your-fork", "nton-guide-org/nton-guide-fork"),
-];
+const PLACEHOLDERS: &[(&str, &str)] =
+    &[("eu-west-1", "eu-central-1"), ("your-org/your-fork", "nton-guide-org/nton-guide-fork")];
 const REGION: &str = "eu-central-1";
 /// Account ids (LocalStack: the access key id) per environment.
 const DEV_ACCOUNT: &str = "111111111111";
@@ -145,10 +143,7 @@ fn steps(markdown: &str) -> Vec<Step> {
             None if command.starts_with("for ") && command.ends_with("; do") => {
                 looping = Some((pending_line, vec![command]));
             }
-            None => out.push(Step {
-                line: pending_line,
-                command,
-            }),
+            None => out.push(Step { line: pending_line, command }),
             Some((first, parts)) => {
                 let done = command == "done";
                 parts.push(command);
@@ -156,10 +151,7 @@ fn steps(markdown: &str) -> Vec<Step> {
                     // "for x in a b; do" + "body" + "done" -> "for x in a b; do body; done"
                     let (head, rest) = parts.split_first().unwrap();
                     let body = rest[..rest.len() - 1].join("; ");
-                    out.push(Step {
-                        line: *first,
-                        command: format!("{head} {body}; done"),
-                    });
+                    out.push(Step { line: *first, command: format!("{head} {body}; done") });
                     looping = None;
                 }
             }
@@ -170,19 +162,13 @@ fn steps(markdown: &str) -> Vec<Step> {
 }
 
 fn substitute(command: &str) -> String {
-    PLACEHOLDERS
-        .iter()
-        .fold(command.to_string(), |c, (from, to)| c.replace(from, to))
+    PLACEHOLDERS.iter().fold(command.to_string(), |c, (from, to)| c.replace(from, to))
 }
 
 /// The account an environment's command acts in: prod's commands name prod.
 fn account_of(command: &str) -> &'static str {
     let prod = ["--env prod", "GitHubEnvironment=prod", "nton-github-prod"];
-    if prod.iter().any(|p| command.contains(p)) {
-        PROD_ACCOUNT
-    } else {
-        DEV_ACCOUNT
-    }
+    if prod.iter().any(|p| command.contains(p)) { PROD_ACCOUNT } else { DEV_ACCOUNT }
 }
 
 fn shell_quote(text: &str) -> String {
@@ -214,26 +200,12 @@ fn script(steps: &[Step], endpoints: &Endpoints) -> String {
             endpoints.localstack,
             endpoints.sfn
         ));
-        let body = match (
-            not_run,
-            TERMINAL_ANSWERS.iter().find(|(c, _)| *c == step.command),
-        ) {
-            (
-                Some(NotRun {
-                    moto_part: None, ..
-                }),
-                _,
-            ) => {
+        let body = match (not_run, TERMINAL_ANSWERS.iter().find(|(c, _)| *c == step.command)) {
+            (Some(NotRun { moto_part: None, .. }), _) => {
                 out.push_str(&format!("guide_mark skipped {line}\n"));
                 continue;
             }
-            (
-                Some(NotRun {
-                    moto_part: Some(part),
-                    ..
-                }),
-                _,
-            ) => format!(
+            (Some(NotRun { moto_part: Some(part), .. }), _) => format!(
                 "GUIDE_OUT=\"$(AWS_ENDPOINT_URL={} {})\" && test -n \"$GUIDE_OUT\"",
                 endpoints.moto,
                 substitute(part)
@@ -317,10 +289,7 @@ fn parse_run(output: &str) -> Run {
                     let rc = words[2].split(' ').next().unwrap().parse().unwrap();
                     run.failed = Some((line, rc));
                 }
-                run.outputs.insert(
-                    line,
-                    (text, Duration::from_millis(ms.saturating_sub(started))),
-                );
+                run.outputs.insert(line, (text, Duration::from_millis(ms.saturating_sub(started))));
             }
             other => panic!("unexpected marker {other:?}"),
         }
@@ -346,13 +315,9 @@ fn run_script(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // No region, profile or credentials from the machine: the guide's commands say them.
-    for name in [
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-    ] {
+    for name in
+        ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"]
+    {
         command.env_remove(name);
     }
     command.envs(env.iter().map(|(k, v)| (k, v)));
@@ -378,10 +343,7 @@ fn run_script(
     }
     let ran = run.outputs.len() + run.skipped.len();
     if ran != steps.len() {
-        return Err(format!(
-            "{ran} of {} commands reported back:\n{text}",
-            steps.len()
-        ));
+        return Err(format!("{ran} of {} commands reported back:\n{text}", steps.len()));
     }
     Ok(run)
 }
@@ -400,10 +362,7 @@ impl MockCaseProxy {
     fn start(upstream: &str, case: &'static str) -> MockCaseProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let upstream = upstream
-            .strip_prefix("http://")
-            .expect("a plain http upstream")
-            .to_string();
+        let upstream = upstream.strip_prefix("http://").expect("a plain http upstream").to_string();
         let started = Arc::new(Mutex::new(Vec::new()));
         let seen = started.clone();
         std::thread::spawn(move || {
@@ -441,14 +400,10 @@ fn proxy_connection(
         let header = |name: &str| {
             head.iter().skip(1).find_map(|h| {
                 let (k, v) = h.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
             })
         };
-        let length: usize = header("content-length")
-            .map(|l| l.parse().unwrap_or(0))
-            .unwrap_or(0);
+        let length: usize = header("content-length").map(|l| l.parse().unwrap_or(0)).unwrap_or(0);
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         if header("x-amz-target").as_deref() == Some("AWSStepFunctions.StartExecution")
@@ -469,10 +424,7 @@ fn proxy_connection(
                 request.push_str("\r\n");
             }
         }
-        request.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ));
+        request.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
         let mut up = TcpStream::connect(upstream)?;
         up.write_all(request.as_bytes())?;
         up.write_all(&body)?;
@@ -485,14 +437,9 @@ fn proxy_connection(
 
 /// What LocalStack's CloudFormation cannot create (as in localstack_cfn.rs).
 fn unsupported_on_localstack(resource_type: &str) -> bool {
-    [
-        "AWS::Batch::",
-        "AWS::EFS::",
-        "AWS::ECR::",
-        "AWS::Lambda::Function",
-    ]
-    .iter()
-    .any(|prefix| resource_type.starts_with(prefix))
+    ["AWS::Batch::", "AWS::EFS::", "AWS::ECR::", "AWS::Lambda::Function"]
+        .iter()
+        .any(|prefix| resource_type.starts_with(prefix))
 }
 
 /// A checkout as the guide's commands see it: `cloudformation/` with the reduced registry and
@@ -502,18 +449,12 @@ fn checkout() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let cfn = dir.path().join("cloudformation");
     std::fs::create_dir_all(cfn.join("params")).unwrap();
-    for (name, keep) in [
-        ("pipeline.yaml", &["StateMachine"][..]),
-        ("registry.yaml", &[][..]),
-    ] {
+    for (name, keep) in [("pipeline.yaml", &["StateMachine"][..]), ("registry.yaml", &[][..])] {
         let template = Template::load(root.join(name)).unwrap();
         let reduced = reduce::reduce(template.body(), unsupported_on_localstack, keep).unwrap();
         // JSON is YAML: CloudFormation and nton read it as the template.
-        std::fs::write(
-            cfn.join(name),
-            serde_json::to_string_pretty(&reduced.template).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(cfn.join(name), serde_json::to_string_pretty(&reduced.template).unwrap())
+            .unwrap();
     }
     std::fs::copy(root.join("github-oidc.yaml"), cfn.join("github-oidc.yaml")).unwrap();
     for entry in std::fs::read_dir(root.join("params")).unwrap() {
@@ -584,10 +525,7 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
         "NTON_AWS_CLI is not set: `source tests/tools.sh` installs the aws CLI and sets it",
     ));
     assert!(aws.is_file(), "{}: `source tests/tools.sh`", aws.display());
-    let bin_dir = nton_tests::workspace_binary("nton")
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let bin_dir = nton_tests::workspace_binary("nton").parent().unwrap().to_path_buf();
 
     let work = tempfile::tempdir().unwrap();
     let checkout = checkout();
@@ -617,21 +555,12 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
     let env: Vec<(String, String)> = [
         ("PATH", path),
         ("HOME", home.display().to_string()),
-        (
-            "AWS_CONFIG_FILE",
-            home.join("no-config").display().to_string(),
-        ),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.join("no-credentials").display().to_string(),
-        ),
+        ("AWS_CONFIG_FILE", home.join("no-config").display().to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials").display().to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ("PYTHONPATH", python_path.display().to_string()),
-        (
-            "GIT_DIR",
-            String::from_utf8_lossy(&git_dir.stdout).trim().to_string(),
-        ),
+        ("GIT_DIR", String::from_utf8_lossy(&git_dir.stdout).trim().to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -667,10 +596,7 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
                 .unwrap(),
         )
         .unwrap();
-        params["Parameters"]["RepositoryPrefix"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        params["Parameters"]["RepositoryPrefix"].as_str().unwrap().to_string()
     };
     assert_eq!(
         registry,
@@ -699,18 +625,12 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
     for step in steps.iter().filter(|s| is_oidc_deploy(&s.command)) {
         let roles: Value = serde_json::from_str(
             &std::fs::read_to_string(
-                checkout
-                    .path()
-                    .join(format!("{OIDC_ROLES_PREFIX}{}.json", step.line)),
+                checkout.path().join(format!("{OIDC_ROLES_PREFIX}{}.json", step.line)),
             )
             .unwrap(),
         )
         .unwrap();
-        let env = if account_of(&step.command) == PROD_ACCOUNT {
-            "prod"
-        } else {
-            "dev"
-        };
+        let env = if account_of(&step.command) == PROD_ACCOUNT { "prod" } else { "dev" };
         let deploy_role = roles["Roles"]
             .as_array()
             .unwrap()
@@ -734,11 +654,7 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
     assert_eq!(trusted, ["dev", "prod"]);
 
     let calls = proxy.started.lock().unwrap().clone();
-    assert_eq!(
-        calls.len(),
-        1,
-        "one StartExecution, nton start's: {calls:?}"
-    );
+    assert_eq!(calls.len(), 1, "one StartExecution, nton start's: {calls:?}");
     assert!(
         calls[0]["stateMachineArn"]
             .as_str()
@@ -753,14 +669,8 @@ fn the_deploy_guide_runs_in_order_on_the_emulators() {
         .values()
         .find(|(text, _)| text.contains("SUCCEEDED") && text.contains("egress"))
         .map(|(text, _)| text.clone());
-    assert!(
-        watched.is_some(),
-        "nton watch followed the run to SUCCEEDED"
-    );
-    assert_eq!(
-        run.skipped.len(),
-        NOT_RUN.iter().filter(|n| n.moto_part.is_none()).count()
-    );
+    assert!(watched.is_some(), "nton watch followed the run to SUCCEEDED");
+    assert_eq!(run.skipped.len(), NOT_RUN.iter().filter(|n| n.moto_part.is_none()).count());
 
     // Followed to its end, the guide leaves nothing (delete-stack returns before the delete).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -802,10 +712,7 @@ fn the_lists_of_special_commands_name_commands_of_the_guide() {
         );
     }
     for (placeholder, _) in PLACEHOLDERS {
-        assert!(
-            commands.iter().any(|c| c.contains(placeholder)),
-            "{placeholder}"
-        );
+        assert!(commands.iter().any(|c| c.contains(placeholder)), "{placeholder}");
     }
     // After the substitution no example value is left for an emulator to accept silently.
     for command in &commands {
@@ -825,22 +732,10 @@ fn a_failing_command_stops_the_run_naming_its_guide_line() {
     assert_eq!(
         steps,
         vec![
-            Step {
-                line: 4,
-                command: "X=$(echo one)".into()
-            },
-            Step {
-                line: 5,
-                command: "for n in a b; do echo \"$X-$n\"; done".into()
-            },
-            Step {
-                line: 8,
-                command: "test \"$X\" = two && echo same".into()
-            },
-            Step {
-                line: 10,
-                command: "echo never".into()
-            },
+            Step { line: 4, command: "X=$(echo one)".into() },
+            Step { line: 5, command: "for n in a b; do echo \"$X-$n\"; done".into() },
+            Step { line: 8, command: "test \"$X\" = two && echo same".into() },
+            Step { line: 10, command: "echo never".into() },
         ]
     );
     let endpoints = Endpoints {
@@ -851,9 +746,7 @@ fn a_failing_command_stops_the_run_naming_its_guide_line() {
     let dir = tempfile::tempdir().unwrap();
     let error = run_script(&script(&steps, &endpoints), &steps, dir.path(), &[]).unwrap_err();
     assert!(
-        error.starts_with(&format!(
-            "{GUIDE}:8: `test \"$X\" = two && echo same` failed (exit 1)"
-        )),
+        error.starts_with(&format!("{GUIDE}:8: `test \"$X\" = two && echo same` failed (exit 1)")),
         "{error}"
     );
     // The loop ran with the first command's variable before the failure.

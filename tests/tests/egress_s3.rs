@@ -49,10 +49,7 @@ impl Run {
         let mut vars = vec![
             ("AWS_BATCH_JOB_ARRAY_INDEX".to_string(), node.to_string()),
             ("NTON_WORKFLOW_ID".to_string(), self.wf.to_string()),
-            (
-                "NTON_DATA_ROOT".to_string(),
-                self.root.path().display().to_string(),
-            ),
+            ("NTON_DATA_ROOT".to_string(), self.root.path().display().to_string()),
             ("NTON_RESULTS_URL".to_string(), url.to_string()),
         ];
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -82,14 +79,7 @@ async fn objects(client: &Client, bucket: &str, prefix: &str) -> BTreeMap<String
     let mut objects = BTreeMap::new();
     for object in pages.iter().flat_map(|page| page.contents()) {
         let key = object.key().unwrap().to_string();
-        let body = client
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap()
-            .body;
+        let body = client.get_object().bucket(bucket).key(&key).send().await.unwrap().body;
         objects.insert(key, body.collect().await.unwrap().to_vec());
     }
     objects
@@ -99,12 +89,7 @@ async fn objects(client: &Client, bucket: &str, prefix: &str) -> BTreeMap<String
 fn expected(items: &[EgressItem], prefix: Option<&str>) -> BTreeMap<String, Vec<u8>> {
     items
         .iter()
-        .map(|item| {
-            (
-                s3::object_key(prefix, &item.key),
-                fs::read(&item.path).unwrap(),
-            )
-        })
+        .map(|item| (s3::object_key(prefix, &item.key), fs::read(&item.path).unwrap()))
         .collect()
 }
 
@@ -140,30 +125,18 @@ async fn in_process_egress_uploads_every_result_under_the_prefix() {
     let run = Run::new(2, 25);
 
     let vars: std::collections::HashMap<String, String> = run
-        .vars(
-            1,
-            "s3://results/team/daily/",
-            &[("AWS_ENDPOINT_URL", &moto.endpoint())],
-        )
+        .vars(1, "s3://results/team/daily/", &[("AWS_ENDPOINT_URL", &moto.endpoint())])
         .into_iter()
         .collect();
     let config = WorkerConfig::from_vars(Stage::Egress, &vars).unwrap();
-    assert!(
-        config.s3.force_path_style,
-        "an endpoint URL turns on path-style addressing"
-    );
-    let report = nton_job::egress_to_s3(&config, &moto.sdk_config().await)
-        .await
-        .unwrap();
+    assert!(config.s3.force_path_style, "an endpoint URL turns on path-style addressing");
+    let report = nton_job::egress_to_s3(&config, &moto.sdk_config().await).await.unwrap();
 
     let items = run.items(1);
     assert_eq!(report.files, 25);
     assert_eq!(report.bytes, items.iter().map(|i| i.len).sum::<u64>());
     let want = expected(&items, Some("team/daily"));
-    assert!(
-        want.keys()
-            .all(|k| k.starts_with(&format!("team/daily/{}/1/results/", run.wf)))
-    );
+    assert!(want.keys().all(|k| k.starts_with(&format!("team/daily/{}/1/results/", run.wf))));
     // Only node 1's results, and nothing outside the prefix.
     assert_eq!(objects(&client, "results", "").await, want);
 
@@ -177,9 +150,7 @@ async fn in_process_egress_uploads_every_result_under_the_prefix() {
     assert_eq!(head.content_type(), Some("application/json"));
 
     // Re-running overwrites the same keys with the same bytes.
-    nton_job::egress_to_s3(&config, &moto.sdk_config().await)
-        .await
-        .unwrap();
+    nton_job::egress_to_s3(&config, &moto.sdk_config().await).await.unwrap();
     assert_eq!(objects(&client, "results", "").await, want);
 }
 
@@ -197,43 +168,24 @@ async fn large_files_go_up_in_parts() {
     let small_path = dir.path().join("small.json");
     fs::write(&small_path, b"[1,2,3]").unwrap();
     let items = vec![
-        EgressItem {
-            key: "wf/0/results/big.json".into(),
-            path: big_path,
-            len: big.len() as u64,
-        },
-        EgressItem {
-            key: "wf/0/results/small.json".into(),
-            path: small_path,
-            len: 7,
-        },
+        EgressItem { key: "wf/0/results/big.json".into(), path: big_path, len: big.len() as u64 },
+        EgressItem { key: "wf/0/results/small.json".into(), path: small_path, len: 7 },
     ];
     let options = UploadOptions {
         concurrency: 2,
         multipart_threshold: 6 * MIB as u64,
         part_size: 5 * MIB as u64,
     };
-    let report = s3::upload(&client, "big-results", None, &items, &options)
-        .await
-        .unwrap();
+    let report = s3::upload(&client, "big-results", None, &items, &options).await.unwrap();
     assert_eq!(report.files, 2);
     assert_eq!(report.bytes, big.len() as u64 + 7);
 
-    assert_eq!(
-        objects(&client, "big-results", "").await,
-        expected(&items, None)
-    );
+    assert_eq!(objects(&client, "big-results", "").await, expected(&items, None));
     // A multipart object's ETag ends in -<parts>; a single PUT's does not.
     let etag = |key: &'static str| {
         let client = client.clone();
         async move {
-            let head = client
-                .head_object()
-                .bucket("big-results")
-                .key(key)
-                .send()
-                .await
-                .unwrap();
+            let head = client.head_object().bucket("big-results").key(key).send().await.unwrap();
             head.e_tag().unwrap().trim_matches('"').to_string()
         }
     };
@@ -252,10 +204,7 @@ async fn a_lowered_threshold_sends_every_result_as_multipart() {
         .vars(
             0,
             "s3://parts/p",
-            &[
-                ("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1"),
-                ("NTON_S3_FORCE_PATH_STYLE", "true"),
-            ],
+            &[("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1"), ("NTON_S3_FORCE_PATH_STYLE", "true")],
         )
         .into_iter()
         .collect();
@@ -266,13 +215,7 @@ async fn a_lowered_threshold_sends_every_result_as_multipart() {
     let want = expected(&run.items(0), Some("p"));
     assert_eq!(objects(&client, "parts", "").await, want);
     for key in want.keys() {
-        let head = client
-            .head_object()
-            .bucket("parts")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+        let head = client.head_object().bucket("parts").key(key).send().await.unwrap();
         assert!(
             head.e_tag().unwrap().trim_matches('"').ends_with("-1"),
             "{key} went up as one part"
@@ -280,12 +223,7 @@ async fn a_lowered_threshold_sends_every_result_as_multipart() {
         assert_eq!(head.content_type(), Some("application/json"));
     }
     // No upload is left open.
-    let open = client
-        .list_multipart_uploads()
-        .bucket("parts")
-        .send()
-        .await
-        .unwrap();
+    let open = client.list_multipart_uploads().bucket("parts").send().await.unwrap();
     assert!(open.uploads().is_empty());
 }
 
@@ -295,21 +233,12 @@ async fn an_upload_to_a_missing_bucket_names_the_key() {
     let client = s3_client(&moto).await;
     let run = Run::new(1, 2);
     let items = run.items(0);
-    let error = s3::upload(
-        &client,
-        "no-such-bucket",
-        Some("p"),
-        &items,
-        &UploadOptions::default(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let error = s3::upload(&client, "no-such-bucket", Some("p"), &items, &UploadOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("egress of "), "{error}");
-    assert!(
-        error.contains(&format!("to s3://no-such-bucket/p/{}/0/results/", run.wf)),
-        "{error}"
-    );
+    assert!(error.contains(&format!("to s3://no-such-bucket/p/{}/0/results/", run.wf)), "{error}");
     assert!(error.contains("NoSuchBucket"), "{error}");
 }
 
@@ -322,11 +251,7 @@ async fn the_binary_uploads_with_the_emulator_environment() {
 
     // Node 2, no prefix, single PUTs.
     let output = run_worker(&moto, &run.vars(2, "s3://bin-results", &[]));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.stderr.is_empty());
     let stdout = String::from_utf8(output.stdout).unwrap();
     let finished: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -338,11 +263,7 @@ async fn the_binary_uploads_with_the_emulator_environment() {
     // Node 0, under a prefix; a re-run writes the same objects again.
     for _ in 0..2 {
         let output = run_worker(&moto, &run.vars(0, "s3://bin-results/out/", &[]));
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     let node0 = expected(&run.items(0), Some("out"));
     assert_eq!(objects(&client, "bin-results", "out/").await, node0);
@@ -353,10 +274,7 @@ async fn the_binary_uploads_with_the_emulator_environment() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.starts_with("nton-job egress: node 1: egress of "),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("nton-job egress: node 1: egress of "), "{stderr}");
     assert!(stderr.contains("to s3://missing-bucket/"), "{stderr}");
     assert!(stderr.contains("NoSuchBucket"), "{stderr}");
 }

@@ -72,15 +72,7 @@ fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
         .filter(|e| e["event"] == "stateEntered")
         .filter_map(|e| e["name"].as_str())
         .collect();
-    for state in [
-        "LabelNodes",
-        "Label",
-        "Egress",
-        "SubmitEgress",
-        "Tally",
-        "Check",
-        "Done",
-    ] {
+    for state in ["LabelNodes", "Label", "Egress", "SubmitEgress", "Tally", "Check", "Done"] {
         assert!(entered.contains(&state), "{state} not entered: {entered:?}");
     }
     assert_eq!(entered.iter().filter(|s| **s == "Label").count(), 3);
@@ -140,39 +132,17 @@ fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
     assert_eq!(files, 30, "result files under {}", results.display());
 
     // And the report draws it.
-    let report = nton(
-        &[
-            "report",
-            run_dir.to_str().unwrap(),
-            "--watch-state",
-            "Check",
-        ],
-        dir.path(),
-    );
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    let report = nton(&["report", run_dir.to_str().unwrap(), "--watch-state", "Check"], dir.path());
+    assert_eq!(report.status.code(), Some(0), "{}", String::from_utf8_lossy(&report.stderr));
     // The report counts the nested states' entries with the others.
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&report.stdout),
         String::from_utf8_lossy(&report.stderr)
     );
-    for count in [
-        "Label x3",
-        "Labelled x3",
-        "SubmitEgress x1",
-        "Tally x1",
-        "LabelNodes x1",
-    ] {
+    for count in ["Label x3", "Labelled x3", "SubmitEgress x1", "Tally x1", "LabelNodes x1"] {
         assert!(text.contains(count), "the report lacks {count}: {text}");
     }
     let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html");
-    assert!(
-        html.contains("nton-egress"),
-        "the timeline draws the egress job"
-    );
+    assert!(html.contains("nton-egress"), "the timeline draws the egress job");
 }

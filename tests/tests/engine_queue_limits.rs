@@ -23,13 +23,7 @@ const MAX_TIME_SECONDS: u64 = 2;
 const HUGE_MEMORY_MIB: u64 = 100 * 1024 * 1024;
 
 fn stage_of(child: &ChildLine) -> String {
-    child
-        .job_name
-        .trim_start_matches("nton-")
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    child.job_name.trim_start_matches("nton-").split('-').next().unwrap_or_default().to_string()
 }
 
 /// `pipeline.yaml` with every queue's time limits shortened to [`MAX_TIME_SECONDS`].
@@ -38,11 +32,7 @@ fn template_with_short_limits(dir: &std::path::Path) -> std::path::PathBuf {
         .expect("the template reads");
     let from = "MaxTimeSeconds: !Ref RunnableTimeLimitSeconds";
     // Three reasons on each of the three queues.
-    assert_eq!(
-        real.matches(from).count(),
-        9,
-        "the queues' time limits moved"
-    );
+    assert_eq!(real.matches(from).count(), 9, "the queues' time limits moved");
     let variant = real.replace(from, &format!("MaxTimeSeconds: {MAX_TIME_SECONDS}"));
     let path = dir.join("pipeline-short-limits.yaml");
     std::fs::write(&path, variant).unwrap();
@@ -73,9 +63,7 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
         .lines()
         .rev()
         .find_map(|line| {
-            serde_json::from_str::<Value>(line)
-                .ok()
-                .filter(|v| v["event"] == "summary")
+            serde_json::from_str::<Value>(line).ok().filter(|v| v["event"] == "summary")
         })
         .expect("a summary line");
     assert_eq!(summary["status"], "FAILED", "{summary}");
@@ -114,10 +102,7 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
             ),
             "process node {node}"
         );
-        assert_eq!(
-            process.started_at, None,
-            "process node {node} must never start"
-        );
+        assert_eq!(process.started_at, None, "process node {node} must never start");
         let egress = finals[&("egress".to_string(), node)];
         assert_eq!(egress.status, "FAILED", "egress node {node}");
         assert_eq!(egress.started_at, None, "egress node {node} must not run");

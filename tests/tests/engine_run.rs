@@ -26,10 +26,7 @@ impl Run {
     }
 
     fn workflow_id(&self) -> String {
-        self.summary["workflowId"]
-            .as_str()
-            .expect("the summary names the workflow")
-            .to_string()
+        self.summary["workflowId"].as_str().expect("the summary names the workflow").to_string()
     }
 
     fn run_dir(&self) -> PathBuf {
@@ -61,16 +58,10 @@ fn nton_run(data_dir: &Path, flags: &[&str]) -> Run {
         .lines()
         .rev()
         .find_map(|line| {
-            serde_json::from_str::<Value>(line)
-                .ok()
-                .filter(|value| value["event"] == "summary")
+            serde_json::from_str::<Value>(line).ok().filter(|value| value["event"] == "summary")
         })
         .unwrap_or(Value::Null);
-    Run {
-        output,
-        data_dir: data_dir.to_path_buf(),
-        summary,
-    }
+    Run { output, data_dir: data_dir.to_path_buf(), summary }
 }
 
 fn children(lines: &[RecordLine]) -> Vec<&ChildLine> {
@@ -97,12 +88,7 @@ fn final_children(lines: &[RecordLine]) -> BTreeMap<(String, u32), ChildLine> {
     children(lines)
         .into_iter()
         .filter(|child| child.is_final)
-        .map(|child| {
-            (
-                (stage_of(child).to_string(), child.node.unwrap_or(0)),
-                child.clone(),
-            )
-        })
+        .map(|child| ((stage_of(child).to_string(), child.node.unwrap_or(0)), child.clone()))
         .collect()
 }
 
@@ -155,14 +141,7 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
     let dir = tempfile::tempdir().unwrap();
     let run = nton_run(
         dir.path(),
-        &[
-            "--ids",
-            "40",
-            "--ids-per-node",
-            "8",
-            "--job-env",
-            "NTON_FAULT_FAIL=procure:3",
-        ],
+        &["--ids", "40", "--ids-per-node", "8", "--job-env", "NTON_FAULT_FAIL=procure:3"],
     );
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let lines = run.record();
@@ -171,10 +150,7 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
         let child = &finals[&(stage.to_string(), 3)];
         assert_eq!(child.status, "FAILED");
         assert_eq!(child.started_at, None, "{stage} node 3 must not run");
-        assert_eq!(
-            child.reason.as_deref(),
-            Some(nton_core::batch::DEPENDENCY_FAILED_REASON)
-        );
+        assert_eq!(child.reason.as_deref(), Some(nton_core::batch::DEPENDENCY_FAILED_REASON));
     }
     assert_eq!(finals[&("procure".to_string(), 3)].status, "FAILED");
     // Every other node is complete: 4 nodes x 8 ids.
@@ -185,19 +161,12 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
     }
     let results = result_files(&run.results_dir());
     assert_eq!(results.len(), 32);
-    assert!(
-        results
-            .iter()
-            .all(|path| !path.starts_with(run.results_dir().join("3")))
-    );
+    assert!(results.iter().all(|path| !path.starts_with(run.results_dir().join("3"))));
     // The run ended in the Fail state, whose cause names the stage and the node.
     assert_eq!(run.summary["status"], "FAILED");
     assert_eq!(run.summary["failedState"], "Failed");
     let cause = run.summary["cause"].as_str().unwrap_or_default();
-    assert!(
-        cause.contains("procure") && cause.contains("node 3"),
-        "{cause}"
-    );
+    assert!(cause.contains("procure") && cause.contains("node 3"), "{cause}");
     // A failed run keeps its data for inspection.
     assert!(run.run_dir().join("efs").is_dir());
 }
@@ -223,25 +192,12 @@ fn a_one_node_run_uses_plain_jobs_and_succeeds() {
 #[test]
 fn ten_thousand_nodes_complete_and_ten_thousand_and_one_are_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
-    let refused = nton_run(
-        &dir.path().join("refused"),
-        &["--ids", "10001", "--ids-per-node", "1"],
-    );
+    let refused = nton_run(&dir.path().join("refused"), &["--ids", "10001", "--ids-per-node", "1"]);
     assert_eq!(refused.code(), 2, "{}", refused.stderr());
-    assert!(
-        refused.stderr().contains("10001 nodes"),
-        "{}",
-        refused.stderr()
-    );
-    assert!(
-        !dir.path().join("refused").exists(),
-        "nothing may be written"
-    );
+    assert!(refused.stderr().contains("10001 nodes"), "{}", refused.stderr());
+    assert!(!dir.path().join("refused").exists(), "nothing may be written");
 
-    let run = nton_run(
-        &dir.path().join("big"),
-        &["--ids", "10000", "--ids-per-node", "1"],
-    );
+    let run = nton_run(&dir.path().join("big"), &["--ids", "10000", "--ids-per-node", "1"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let jobs = run.summary["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 3);
@@ -255,10 +211,7 @@ fn ten_thousand_nodes_complete_and_ten_thousand_and_one_are_refused_before_any_w
 #[test]
 fn every_result_of_a_few_thousand_ids_matches_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let run = nton_run(
-        dir.path(),
-        &["--ids", "3000", "--ids-per-node", "40", "--keep-data"],
-    );
+    let run = nton_run(dir.path(), &["--ids", "3000", "--ids-per-node", "40", "--keep-data"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let efs = run.run_dir().join("efs").join(run.workflow_id());
     let results = result_files(&run.results_dir());
@@ -311,23 +264,13 @@ fn an_unsupported_state_type_or_a_broken_path_fails_at_load_naming_the_state() {
         "          WaitForJobs:\n            Type: Wait",
         "          WaitForJobs:\n            Type: Map",
     );
-    let run = nton_run(
-        &dir.path().join("a"),
-        &["--template", map.to_str().unwrap()],
-    );
+    let run = nton_run(&dir.path().join("a"), &["--template", map.to_str().unwrap()]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("WaitForJobs"), "{}", run.stderr());
     assert!(!dir.path().join("a").exists(), "nothing may be written");
 
-    let broken = edited_template(
-        dir.path(),
-        "nodes.$: $.Payload.nodes",
-        "nodes.$: $.Payload..[",
-    );
-    let run = nton_run(
-        &dir.path().join("b"),
-        &["--template", broken.to_str().unwrap()],
-    );
+    let broken = edited_template(dir.path(), "nodes.$: $.Payload.nodes", "nodes.$: $.Payload..[");
+    let run = nton_run(&dir.path().join("b"), &["--template", broken.to_str().unwrap()]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(run.stderr().contains("Init"), "{}", run.stderr());
 }
@@ -337,14 +280,7 @@ fn a_failed_run_resumes_without_redoing_finished_children() {
     let dir = tempfile::tempdir().unwrap();
     let first = nton_run(
         dir.path(),
-        &[
-            "--ids",
-            "20",
-            "--ids-per-node",
-            "5",
-            "--job-env",
-            "NTON_FAULT_FAIL=process:2",
-        ],
+        &["--ids", "20", "--ids-per-node", "5", "--job-env", "NTON_FAULT_FAIL=process:2"],
     );
     assert_eq!(first.code(), 1, "{}", first.stderr());
     let run_dir = first.run_dir();
@@ -382,11 +318,7 @@ fn the_readme_run_command_works_with_no_flags_from_a_fresh_checkout() {
         .arg("run")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SUCCEEDED"), "{stderr}");
     let results_root = checkout.path().join("nton-runs/results");
@@ -427,26 +359,15 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     loop {
         let finished = record_path()
             .and_then(|path| read_record(&path).ok())
-            .map(|lines| {
-                children(&lines)
-                    .iter()
-                    .filter(|c| c.status == "SUCCEEDED")
-                    .count()
-            })
+            .map(|lines| children(&lines).iter().filter(|c| c.status == "SUCCEEDED").count())
             .unwrap_or(0);
         if finished >= 10 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never got going"
-        );
+        assert!(std::time::Instant::now() < deadline, "the run never got going");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130));
@@ -563,10 +484,7 @@ Resources:
 fn a_sync_submission_waits_for_the_job_and_fails_the_task_when_it_fails() {
     let dir = tempfile::tempdir().unwrap();
     let ok = sync_template(dir.path(), "--help");
-    let run = nton_run(
-        &dir.path().join("ok"),
-        &["--template", ok.to_str().unwrap()],
-    );
+    let run = nton_run(&dir.path().join("ok"), &["--template", ok.to_str().unwrap()]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let exited = run
         .record()
@@ -583,10 +501,7 @@ fn a_sync_submission_waits_for_the_job_and_fails_the_task_when_it_fails() {
     assert!(exited["id"].as_str().is_some_and(|id| !id.is_empty()));
 
     let failing = sync_template(dir.path(), "no-such-stage");
-    let run = nton_run(
-        &dir.path().join("failing"),
-        &["--template", failing.to_str().unwrap()],
-    );
+    let run = nton_run(&dir.path().join("failing"), &["--template", failing.to_str().unwrap()]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     assert_eq!(run.summary["error"], "States.TaskFailed");
     assert_eq!(run.summary["failedState"], "Submit");

@@ -12,9 +12,7 @@ async fn a_local_run_egresses_to_s3_under_the_workflow_prefix() {
     let moto = MotoServer::start().expect("moto server");
     let config = moto.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
     );
     s3.create_bucket().bucket("results").send().await.unwrap();
 
@@ -30,11 +28,7 @@ async fn a_local_run_egresses_to_s3_under_the_workflow_prefix() {
         .arg(binary_dir())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: Value = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -50,11 +44,8 @@ async fn a_local_run_egresses_to_s3_under_the_workflow_prefix() {
         .send()
         .await
         .unwrap();
-    let keys: Vec<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|object| object.key().map(str::to_string))
-        .collect();
+    let keys: Vec<String> =
+        listed.contents().iter().filter_map(|object| object.key().map(str::to_string)).collect();
     assert_eq!(keys.len(), 60, "{keys:?}");
     for key in &keys {
         let parts: Vec<&str> = key.split('/').collect();

@@ -11,13 +11,7 @@ use nton_tests::{binary_dir, workspace_binary, workspace_root};
 use serde_json::Value;
 
 fn stage_of(child: &ChildLine) -> String {
-    child
-        .job_name
-        .trim_start_matches("nton-")
-        .split('-')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    child.job_name.trim_start_matches("nton-").split('-').next().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -43,9 +37,7 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
         .lines()
         .rev()
         .find_map(|line| {
-            serde_json::from_str::<Value>(line)
-                .ok()
-                .filter(|v| v["event"] == "summary")
+            serde_json::from_str::<Value>(line).ok().filter(|v| v["event"] == "summary")
         })
         .expect("a summary line");
     assert_eq!(summary["status"], "FAILED", "{summary}");

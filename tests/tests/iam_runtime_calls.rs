@@ -58,16 +58,11 @@ struct Call {
 
 impl Call {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The form fields of a query-protocol request.
@@ -85,11 +80,7 @@ impl Call {
             .path
             .trim_start_matches('/')
             .splitn(2, '/')
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
             .filter(|s| !s.is_empty())
             .collect();
         let virtual_bucket = self
@@ -98,10 +89,7 @@ impl Call {
             .map(|(bucket, _)| bucket.to_string())
             .filter(|b| b != "s3");
         match virtual_bucket {
-            Some(bucket) => (
-                Some(bucket),
-                Some(segments.join("/")).filter(|k| !k.is_empty()),
-            ),
+            Some(bucket) => (Some(bucket), Some(segments.join("/")).filter(|k| !k.is_empty())),
             None => (segments.first().cloned(), segments.get(1).cloned()),
         }
     }
@@ -130,16 +118,13 @@ fn calls(recording: &[Value]) -> Vec<Call> {
         let parts: Vec<&str> = scope.split('/').collect();
         let url = entry["url"].as_str().unwrap_or("");
         let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let (host, path_and_query) = after_scheme
-            .split_once('/')
-            .map_or((after_scheme, ""), |(h, p)| (h, p));
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
+        let (host, path_and_query) =
+            after_scheme.split_once('/').map_or((after_scheme, ""), |(h, p)| (h, p));
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
         let body = match (entry["body"].as_str(), entry["body_encoded"].as_bool()) {
-            (Some(b), Some(true)) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .unwrap_or_default(),
+            (Some(b), Some(true)) => {
+                base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_default()
+            }
             (Some(b), _) => b.as_bytes().to_vec(),
             _ => Vec::new(),
         };
@@ -147,14 +132,9 @@ fn calls(recording: &[Value]) -> Vec<Call> {
             component: parts.first().unwrap_or(&"").to_string(),
             service: parts.get(3).unwrap_or(&"").to_string(),
             method: entry["method"].as_str().unwrap_or("").to_string(),
-            host: headers
-                .get("host")
-                .cloned()
-                .unwrap_or_else(|| host.to_string()),
+            host: headers.get("host").cloned().unwrap_or_else(|| host.to_string()),
             path: format!("/{path}"),
-            query: form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect(),
+            query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
             headers,
             body,
         });
@@ -176,15 +156,8 @@ impl Models {
         let definition = PathBuf::from(
             std::env::var("NTON_IAM_DEFINITION").expect("NTON_IAM_DEFINITION (tests/tools.sh)"),
         );
-        let site = definition
-            .ancestors()
-            .nth(4)
-            .expect("site-packages")
-            .to_path_buf();
-        Models {
-            data: site.join("botocore/data"),
-            loaded: BTreeMap::new(),
-        }
+        let site = definition.ancestors().nth(4).expect("site-packages").to_path_buf();
+        Models { data: site.join("botocore/data"), loaded: BTreeMap::new() }
     }
 
     /// The service model whose folder is the signing name (true of the REST services used).
@@ -196,10 +169,7 @@ impl Models {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
             versions.sort();
-            let file = versions
-                .last()
-                .ok_or("no model version")?
-                .join("service-2.json.gz");
+            let file = versions.last().ok_or("no model version")?.join("service-2.json.gz");
             let mut text = String::new();
             std::io::Read::read_to_string(
                 &mut flate2::read::GzDecoder::new(
@@ -246,10 +216,7 @@ fn rest_operation(call: &Call, model: &Value) -> Result<String, String> {
         if !path_matches(path_template, &call.path) {
             continue;
         }
-        let query_keys: Vec<&str> = query_template
-            .split('&')
-            .filter(|q| !q.is_empty())
-            .collect();
+        let query_keys: Vec<&str> = query_template.split('&').filter(|q| !q.is_empty()).collect();
         if !query_keys.iter().all(|q| match q.split_once('=') {
             Some((k, v)) => call.query(k) == Some(v),
             None => call.query(q).is_some(),
@@ -306,16 +273,8 @@ fn rest_operation(call: &Call, model: &Value) -> Result<String, String> {
 
 /// A botocore request-URI path (`/{Bucket}/{Key+}`, `/v1/describejobs`) against a path.
 fn path_matches(template: &str, path: &str) -> bool {
-    let t: Vec<&str> = template
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
-    let p: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let t: Vec<&str> = template.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let p: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     for (i, segment) in t.iter().enumerate() {
         if segment.ends_with("+}") {
             return p.len() > i;
@@ -370,10 +329,7 @@ fn stack_arn(name_or_arn: &str) -> String {
     if name_or_arn.starts_with("arn:") {
         name_or_arn.to_string()
     } else {
-        arn(
-            "cloudformation",
-            &format!("stack/{name_or_arn}/00000000-0000-0000-0000-000000000000"),
-        )
+        arn("cloudformation", &format!("stack/{name_or_arn}/00000000-0000-0000-0000-000000000000"))
     }
 }
 
@@ -382,10 +338,7 @@ fn parameter(call: &Call, name: &str) -> Option<String> {
     if let Some(v) = call.json_body().get(name).and_then(Value::as_str) {
         return Some(v.to_string());
     }
-    call.form()
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+    call.form().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// What IAM authorizes for one call: its action on the resources the request names, plus
@@ -426,11 +379,8 @@ fn needs(call: &Call, operation: &str, definition: &IamDefinition) -> Result<Vec
                     deleted_objects(&call.body)
                         .into_iter()
                         .map(|(key, version)| {
-                            let action = if version {
-                                "s3:DeleteObjectVersion"
-                            } else {
-                                "s3:DeleteObject"
-                            };
+                            let action =
+                                if version { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" };
                             (action.to_string(), format!("arn:aws:s3:::{bucket}/{key}"))
                         })
                         .collect()
@@ -479,9 +429,7 @@ fn needs(call: &Call, operation: &str, definition: &IamDefinition) -> Result<Vec
             // fails here rather than passing on the wrong resource.
             let types = definition.resource_types(&action)?;
             if resource != "*"
-                && !types
-                    .iter()
-                    .any(|(_, format)| pattern_fits_arn_format(&resource, format))
+                && !types.iter().any(|(_, format)| pattern_fits_arn_format(&resource, format))
             {
                 return Err(format!(
                     "{qualified}: {resource} fits no resource type of {action} ({:?})",
@@ -521,10 +469,7 @@ fn deleted_objects(body: &[u8]) -> Vec<(String, bool)> {
         .captures_iter(&text)
         .filter_map(|c| {
             let inner = c.get(1)?.as_str();
-            Some((
-                key.captures(inner)?.get(1)?.as_str().to_string(),
-                inner.contains("<VersionId>"),
-            ))
+            Some((key.captures(inner)?.get(1)?.as_str().to_string(), inner.contains("<VersionId>")))
         })
         .collect()
 }
@@ -557,17 +502,10 @@ impl IamDefinition {
     fn resource_types(&self, action: &str) -> Result<Vec<(String, String)>, String> {
         let reference = iam::ServiceReference::new(&self.0);
         let named = reference.expand(action);
-        let (name, privilege) = named
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(action))
-            .ok_or(format!(
-                "{action} is not an IAM action: map the operation in OPERATION_ACTIONS"
-            ))?;
-        Ok(reference
-            .resource_types(name, privilege)
-            .into_iter()
-            .map(|t| (t.name, t.arn))
-            .collect())
+        let (name, privilege) = named.iter().find(|(n, _)| n.eq_ignore_ascii_case(action)).ok_or(
+            format!("{action} is not an IAM action: map the operation in OPERATION_ACTIONS"),
+        )?;
+        Ok(reference.resource_types(name, privilege).into_iter().map(|t| (t.name, t.arn)).collect())
     }
 }
 
@@ -591,12 +529,7 @@ fn context() -> LocalContext {
 }
 
 fn template(name: &str) -> Template {
-    Template::load(
-        nton_tests::workspace_root()
-            .join("cloudformation")
-            .join(name),
-    )
-    .unwrap()
+    Template::load(nton_tests::workspace_root().join("cloudformation").join(name)).unwrap()
 }
 
 fn role(template_name: &str, logical_id: &str) -> Role {
@@ -611,10 +544,7 @@ fn role(template_name: &str, logical_id: &str) -> Role {
         statements
             .extend(iam::document_allow_statements(&policy["PolicyDocument"], logical_id).unwrap());
     }
-    Role {
-        name: format!("{template_name} {logical_id}"),
-        statements,
-    }
+    Role { name: format!("{template_name} {logical_id}"), statements }
 }
 
 /// The operations `component` called, and every authorization they need that `role` does not
@@ -639,11 +569,8 @@ fn check(recording: &[Value], component: &str, role: &Role) -> (BTreeSet<String>
             }
             Ok(needs) => {
                 for need in needs {
-                    let context: Vec<(&str, &str)> = need
-                        .context
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
+                    let context: Vec<(&str, &str)> =
+                        need.context.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     match iam::decide_with(&role.statements, &need.action, &need.resource, &context)
                     {
                         Ok(Decision::Allowed) => {}
@@ -677,16 +604,9 @@ fn assert_allowed(recording: &[Value], component: &str, role: &Role, expected: &
     let (operations, failures) = check(recording, component, role);
     // Shown with --no-capture: what was checked against the role.
     eprintln!("{component} against {}: {operations:?}", role.name);
-    assert!(
-        failures.is_empty(),
-        "calls the role does not allow:\n  {}",
-        failures.join("\n  ")
-    );
+    assert!(failures.is_empty(), "calls the role does not allow:\n  {}", failures.join("\n  "));
     // The recording must hold what the component is known to call, or this checks nothing.
-    let missing: Vec<&&str> = expected
-        .iter()
-        .filter(|op| !operations.contains(**op))
-        .collect();
+    let missing: Vec<&&str> = expected.iter().filter(|op| !operations.contains(**op)).collect();
     assert!(
         missing.is_empty(),
         "{component} was not recorded calling {missing:?}; recorded: {operations:?}"
@@ -724,11 +644,7 @@ async fn watch_a_run(moto_env: &[(&str, &str)], expected: &[&str]) {
             .job_name(format!("nton-{stage}-{workflow}"))
             .job_queue(&queue)
             .job_definition(&definition)
-            .array_properties(
-                aws_sdk_batch::types::ArrayProperties::builder()
-                    .size(3)
-                    .build(),
-            );
+            .array_properties(aws_sdk_batch::types::ArrayProperties::builder().size(3).build());
         if let Some(previous) = ids.last() {
             submit = submit.depends_on(
                 aws_sdk_batch::types::JobDependency::builder()
@@ -747,13 +663,10 @@ async fn watch_a_run(moto_env: &[(&str, &str)], expected: &[&str]) {
     ));
     let started = std::time::Instant::now();
     loop {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let status = nton_watch::handle(event.clone(), &watch, now)
-            .await
-            .unwrap();
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                as i64;
+        let status = nton_watch::handle(event.clone(), &watch, now).await.unwrap();
         if status["done"] == json!(true) {
             break;
         }
@@ -776,9 +689,8 @@ async fn the_egress_job_calls_only_what_its_role_allows() {
     let moto = RecordingMoto::start().unwrap();
     let setup = moto.sdk_config_as(SETUP).await;
     // The bucket's name is what the role's `${ResultsBucket.Arn}` resolves to.
-    let bucket = template("pipeline.yaml")
-        .resolve(&json!({"Ref": "ResultsBucket"}), &context())
-        .unwrap();
+    let bucket =
+        template("pipeline.yaml").resolve(&json!({"Ref": "ResultsBucket"}), &context()).unwrap();
     let bucket = bucket.as_str().unwrap();
     let s3 = nton_job::s3::client(&setup, true);
     s3.create_bucket().bucket(bucket).send().await.unwrap();
@@ -806,11 +718,7 @@ async fn the_egress_job_calls_only_what_its_role_allows() {
             .env("NTON_S3_MULTIPART_THRESHOLD_BYTES", threshold)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
     assert_allowed(
         &moto.recording().unwrap(),
@@ -865,10 +773,7 @@ fn stack_args() -> StackArgs {
         // the DeployRole's policy resolves it).
         cfn_role_arn: Some(
             template("github-oidc.yaml")
-                .resolve(
-                    &json!({"Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}),
-                    &context(),
-                )
+                .resolve(&json!({"Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}), &context())
                 .unwrap()
                 .as_str()
                 .unwrap()
@@ -899,26 +804,18 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
     let setup = moto.sdk_config_as(SETUP).await;
     let cli = moto.sdk_config_as("nton-cli").await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&setup)
-            .force_path_style(true)
-            .build(),
+        aws_sdk_s3::config::Builder::from(&setup).force_path_style(true).build(),
     );
 
     // deploy --dry-run of the real templates, the pipeline uploaded to the registry's bucket
     // (named as CloudFormation names the registry's TemplatesBucket).
     let templates_bucket = format!("{REGISTRY_STACK}-templatesbucket-1a2b3c4d5e6f");
-    s3.create_bucket()
-        .bucket(&templates_bucket)
-        .send()
-        .await
-        .unwrap();
+    s3.create_bucket().bucket(&templates_bucket).send().await.unwrap();
     let mut dry_run = deploy_args(&nton_tests::workspace_root().join("cloudformation"));
     dry_run.dry_run = true;
     dry_run.template_bucket = Some(templates_bucket.clone());
     let (mut console, out, log) = Console::capture();
-    let code = aws::deploy_with(&cli, &dry_run, &mut console)
-        .await
-        .unwrap();
+    let code = aws::deploy_with(&cli, &dry_run, &mut console).await.unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
     assert!(log.text().contains("uploaded to s3://"), "{}", log.text());
 
@@ -951,11 +848,7 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
             .job_name(format!("nton-{stage}"))
             .job_queue(&queue)
             .job_definition(&definition)
-            .array_properties(
-                aws_sdk_batch::types::ArrayProperties::builder()
-                    .size(2)
-                    .build(),
-            )
+            .array_properties(aws_sdk_batch::types::ArrayProperties::builder().size(2).build())
             .send()
             .await
             .unwrap();
@@ -991,10 +884,7 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
         aws: Default::default(),
     };
     let (mut console, _, _) = Console::capture();
-    assert_eq!(
-        aws::start_with(&cli, &start, &mut console).await.unwrap(),
-        exit::SUCCESS
-    );
+    assert_eq!(aws::start_with(&cli, &start, &mut console).await.unwrap(), exit::SUCCESS);
     let execution = format!("{}:run-1", machine.replace(":stateMachine:", ":execution:"));
     let watch = WatchArgs {
         env: None,
@@ -1026,12 +916,7 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
 
     // teardown: the results bucket holds versions and a delete marker, a repository an image.
     let cfn = aws_sdk_cloudformation::Client::new(&setup);
-    let resources = cfn
-        .list_stack_resources()
-        .stack_name(PIPELINE_STACK)
-        .send()
-        .await
-        .unwrap();
+    let resources = cfn.list_stack_resources().stack_name(PIPELINE_STACK).send().await.unwrap();
     let results_bucket = resources
         .stack_resource_summaries()
         .iter()
@@ -1058,12 +943,7 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
             .await
             .unwrap();
     }
-    s3.delete_object()
-        .bucket(&results_bucket)
-        .key("w/0/results/1.json")
-        .send()
-        .await
-        .unwrap();
+    s3.delete_object().bucket(&results_bucket).key("w/0/results/1.json").send().await.unwrap();
     let manifest = json!({"schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
@@ -1087,9 +967,7 @@ async fn the_cli_calls_only_what_the_deploy_role_allows() {
     };
     let mut never = |_: &str| -> anyhow::Result<bool> { panic!("--yes must not ask") };
     let (mut console, out, log) = Console::capture();
-    let code = aws::teardown_with(&cli, &teardown, &mut console, &mut never)
-        .await
-        .unwrap();
+    let code = aws::teardown_with(&cli, &teardown, &mut console, &mut never).await.unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
 
     assert_allowed(
@@ -1132,32 +1010,21 @@ fn call(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Call {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     Call {
         component: "test".into(),
         service: service.into(),
         method: method.into(),
         host: "127.0.0.1:5000".into(),
         path: path.into(),
-        query: form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-            .collect(),
+        query: form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+        headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect(),
         body: body.as_bytes().to_vec(),
     }
 }
 
 fn need(action: &str, resource: &str) -> Need {
-    Need {
-        action: action.into(),
-        resource: resource.into(),
-        context: Vec::new(),
-    }
+    Need { action: action.into(), resource: resource.into(), context: Vec::new() }
 }
 
 #[test]
@@ -1170,32 +1037,17 @@ fn requests_map_to_their_actions_and_resources() {
     };
     // REST, by botocore's model: an upload part is s3:PutObject on the object.
     let (op, got) = mapped(
-        call(
-            "s3",
-            "PUT",
-            "/b/w/0/results/1.json?partNumber=2&uploadId=u",
-            &[],
-            "",
-        ),
+        call("s3", "PUT", "/b/w/0/results/1.json?partNumber=2&uploadId=u", &[], ""),
         &mut models,
     );
     assert_eq!(op, "UploadPart");
-    assert_eq!(
-        got,
-        vec![need("s3:PutObject", "arn:aws:s3:::b/w/0/results/1.json")]
-    );
+    assert_eq!(got, vec![need("s3:PutObject", "arn:aws:s3:::b/w/0/results/1.json")]);
     let (op, got) = mapped(call("s3", "GET", "/b?versions", &[], ""), &mut models);
     assert_eq!(op, "ListObjectVersions");
     assert_eq!(got, vec![need("s3:ListBucketVersions", "arn:aws:s3:::b")]);
-    let (op, got) = mapped(
-        call("s3", "DELETE", "/b/k?uploadId=u", &[], ""),
-        &mut models,
-    );
+    let (op, got) = mapped(call("s3", "DELETE", "/b/k?uploadId=u", &[], ""), &mut models);
     assert_eq!(op, "AbortMultipartUpload");
-    assert_eq!(
-        got,
-        vec![need("s3:AbortMultipartUpload", "arn:aws:s3:::b/k")]
-    );
+    assert_eq!(got, vec![need("s3:AbortMultipartUpload", "arn:aws:s3:::b/k")]);
     let body = "<Delete><Object><Key>a</Key><VersionId>1</VersionId></Object><Object><Key>c/d</Key></Object></Delete>";
     let (_, got) = mapped(call("s3", "POST", "/b?delete", &[], body), &mut models);
     assert_eq!(
@@ -1205,10 +1057,7 @@ fn requests_map_to_their_actions_and_resources() {
             need("s3:DeleteObject", "arn:aws:s3:::b/c/d")
         ]
     );
-    let (op, got) = mapped(
-        call("batch", "POST", "/v1/listjobs", &[], "{}"),
-        &mut models,
-    );
+    let (op, got) = mapped(call("batch", "POST", "/v1/listjobs", &[], "{}"), &mut models);
     assert_eq!(op, "ListJobs");
     assert_eq!(got, vec![need("batch:ListJobs", "*")]);
     // JSON protocol, by X-Amz-Target.
@@ -1237,27 +1086,16 @@ fn requests_map_to_their_actions_and_resources() {
         &mut models,
     );
     assert_eq!(op, "CreateChangeSet");
-    assert_eq!(
-        got[0],
-        need("cloudformation:CreateChangeSet", &stack_arn("s"))
-    );
+    assert_eq!(got[0], need("cloudformation:CreateChangeSet", &stack_arn("s")));
     assert_eq!(got[1], need("s3:GetObject", "arn:aws:s3:::tb/t/p.yaml"));
     assert_eq!(got[2].action, "iam:PassRole");
     assert_eq!(
         got[2].context,
-        vec![(
-            "iam:PassedToService".to_string(),
-            "cloudformation.amazonaws.com".to_string()
-        )]
+        vec![("iam:PassedToService".to_string(), "cloudformation.amazonaws.com".to_string())]
     );
     // An operation the table maps wrong is refused, not passed.
     assert!(
-        needs(
-            &call("s3", "GET", "/b?list-type=2", &[], ""),
-            "ListObjectsV3",
-            &definition
-        )
-        .is_err()
+        needs(&call("s3", "GET", "/b?list-type=2", &[], ""), "ListObjectsV3", &definition).is_err()
     );
 }
 

@@ -21,26 +21,10 @@ const HANDLER_OPERATIONS: [&str; 4] = ["create", "read", "update", "delete"];
 /// Permissions AWS documents beyond the resource provider schemas, per resource type.
 const EXTRA: &[(&str, &str, &str)] = &[
     // EFS API reference, CreateMountTarget / DeleteMountTarget / ModifyMountTargetSecurityGroups.
-    (
-        "AWS::EFS::MountTarget",
-        "ec2:CreateNetworkInterface",
-        "EFS CreateMountTarget",
-    ),
-    (
-        "AWS::EFS::MountTarget",
-        "ec2:DescribeSubnets",
-        "EFS CreateMountTarget",
-    ),
-    (
-        "AWS::EFS::MountTarget",
-        "ec2:DescribeNetworkInterfaces",
-        "EFS CreateMountTarget",
-    ),
-    (
-        "AWS::EFS::MountTarget",
-        "ec2:DeleteNetworkInterface",
-        "EFS DeleteMountTarget",
-    ),
+    ("AWS::EFS::MountTarget", "ec2:CreateNetworkInterface", "EFS CreateMountTarget"),
+    ("AWS::EFS::MountTarget", "ec2:DescribeSubnets", "EFS CreateMountTarget"),
+    ("AWS::EFS::MountTarget", "ec2:DescribeNetworkInterfaces", "EFS CreateMountTarget"),
+    ("AWS::EFS::MountTarget", "ec2:DeleteNetworkInterface", "EFS DeleteMountTarget"),
     (
         "AWS::EFS::MountTarget",
         "ec2:DescribeNetworkInterfaceAttribute",
@@ -53,83 +37,23 @@ const EXTRA: &[(&str, &str, &str)] = &[
     ),
     // Lambda developer guide, container images, "Amazon ECR permissions": the function's creator
     // reads the image, and Lambda sets the repository policy when the repository has none.
-    (
-        "AWS::Lambda::Function",
-        "ecr:BatchGetImage",
-        "Lambda image pull",
-    ),
-    (
-        "AWS::Lambda::Function",
-        "ecr:GetDownloadUrlForLayer",
-        "Lambda image pull",
-    ),
-    (
-        "AWS::Lambda::Function",
-        "ecr:GetRepositoryPolicy",
-        "Lambda image pull",
-    ),
-    (
-        "AWS::Lambda::Function",
-        "ecr:SetRepositoryPolicy",
-        "Lambda image pull",
-    ),
-    (
-        "AWS::Lambda::Function",
-        "iam:PassRole",
-        "the function's execution role",
-    ),
-    (
-        "AWS::StepFunctions::StateMachine",
-        "iam:PassRole",
-        "the state machine's role",
-    ),
-    (
-        "AWS::Batch::ComputeEnvironment",
-        "iam:PassRole",
-        "the instance role and Spot fleet role",
-    ),
-    (
-        "AWS::Batch::JobDefinition",
-        "iam:PassRole",
-        "the job and execution roles",
-    ),
-    (
-        "AWS::Scheduler::Schedule",
-        "iam:PassRole",
-        "the schedule's role",
-    ),
-    (
-        "AWS::EC2::FlowLog",
-        "iam:PassRole",
-        "the flow log's delivery role",
-    ),
-    (
-        "AWS::IAM::InstanceProfile",
-        "iam:PassRole",
-        "the profile's role",
-    ),
+    ("AWS::Lambda::Function", "ecr:BatchGetImage", "Lambda image pull"),
+    ("AWS::Lambda::Function", "ecr:GetDownloadUrlForLayer", "Lambda image pull"),
+    ("AWS::Lambda::Function", "ecr:GetRepositoryPolicy", "Lambda image pull"),
+    ("AWS::Lambda::Function", "ecr:SetRepositoryPolicy", "Lambda image pull"),
+    ("AWS::Lambda::Function", "iam:PassRole", "the function's execution role"),
+    ("AWS::StepFunctions::StateMachine", "iam:PassRole", "the state machine's role"),
+    ("AWS::Batch::ComputeEnvironment", "iam:PassRole", "the instance role and Spot fleet role"),
+    ("AWS::Batch::JobDefinition", "iam:PassRole", "the job and execution roles"),
+    ("AWS::Scheduler::Schedule", "iam:PassRole", "the schedule's role"),
+    ("AWS::EC2::FlowLog", "iam:PassRole", "the flow log's delivery role"),
+    ("AWS::IAM::InstanceProfile", "iam:PassRole", "the profile's role"),
     // AWS::Batch::JobDefinition had no registry handler when cfn-lint 1.12.0 was cut
     // (NO_HANDLER_SCHEMA): its calls from the Batch API reference.
-    (
-        "AWS::Batch::JobDefinition",
-        "batch:RegisterJobDefinition",
-        "Batch API",
-    ),
-    (
-        "AWS::Batch::JobDefinition",
-        "batch:DeregisterJobDefinition",
-        "Batch API",
-    ),
-    (
-        "AWS::Batch::JobDefinition",
-        "batch:DescribeJobDefinitions",
-        "Batch API",
-    ),
-    (
-        "AWS::Batch::JobDefinition",
-        "batch:TagResource",
-        "Batch API",
-    ),
+    ("AWS::Batch::JobDefinition", "batch:RegisterJobDefinition", "Batch API"),
+    ("AWS::Batch::JobDefinition", "batch:DeregisterJobDefinition", "Batch API"),
+    ("AWS::Batch::JobDefinition", "batch:DescribeJobDefinitions", "Batch API"),
+    ("AWS::Batch::JobDefinition", "batch:TagResource", "Batch API"),
 ];
 
 /// Types whose schema in that cfn-lint release has no `handlers` key (covered by EXTRA).
@@ -149,10 +73,7 @@ fn handler_schemas_dir() -> PathBuf {
 
 /// `AWS::EC2::VPC` -> its schema's handler permissions by operation.
 fn handler_permissions(resource_type: &str) -> BTreeMap<String, Vec<String>> {
-    let file = format!(
-        "{}.json",
-        resource_type.to_ascii_lowercase().replace("::", "-")
-    );
+    let file = format!("{}.json", resource_type.to_ascii_lowercase().replace("::", "-"));
     let path = handler_schemas_dir().join(&file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("schema of {resource_type}: {}: {e}", path.display()));
@@ -170,12 +91,7 @@ fn handler_permissions(resource_type: &str) -> BTreeMap<String, Vec<String>> {
         let perms = handlers
             .pointer(&format!("/{op}/permissions"))
             .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         out.insert(op.to_string(), perms);
     }
@@ -245,10 +161,7 @@ fn service_role_allows_every_handler_permission() {
     for resource_type in &types {
         for (op, perms) in handler_permissions(resource_type) {
             for p in perms {
-                required
-                    .entry(p)
-                    .or_default()
-                    .insert(format!("{resource_type} {op} handler"));
+                required.entry(p).or_default().insert(format!("{resource_type} {op} handler"));
             }
         }
         for (t, p, why) in EXTRA {
@@ -273,10 +186,7 @@ fn service_role_allows_every_handler_permission() {
         .iter()
         .filter(|(perm, sources)| !allows_action(&statements, perm) && !excused(perm, sources))
         .map(|(perm, sources)| {
-            format!(
-                "{perm} (needed by {})",
-                sources.iter().cloned().collect::<Vec<_>>().join("; ")
-            )
+            format!("{perm} (needed by {})", sources.iter().cloned().collect::<Vec<_>>().join("; "))
         })
         .collect();
 
@@ -284,15 +194,10 @@ fn service_role_allows_every_handler_permission() {
         .iter()
         .filter(|row| {
             allows_action(&statements, &row.permission)
-                || !required
-                    .keys()
-                    .any(|p| wildcard_match_ignore_case(&row.permission, p))
+                || !required.keys().any(|p| wildcard_match_ignore_case(&row.permission, p))
         })
         .map(|row| {
-            format!(
-                "line {}: {} ({}): {}",
-                row.line, row.permission, row.resource_type, row.reason
-            )
+            format!("line {}: {} ({}): {}", row.line, row.permission, row.resource_type, row.reason)
         })
         .collect();
 

@@ -8,12 +8,8 @@ use nton_tests::iam::{allows_action, document_allow_statements, role_allow_state
 use serde_json::Value;
 
 fn load(name: &str) -> Template {
-    Template::load(
-        nton_tests::workspace_root()
-            .join("cloudformation")
-            .join(name),
-    )
-    .expect("template loads")
+    Template::load(nton_tests::workspace_root().join("cloudformation").join(name))
+        .expect("template loads")
 }
 
 #[test]
@@ -22,9 +18,7 @@ fn lambda_may_pull_the_init_and_watch_images_of_this_accounts_functions() {
     for logical_id in ["InitRepository", "WatchRepository"] {
         let policy = registry
             .body()
-            .pointer(&format!(
-                "/Resources/{logical_id}/Properties/RepositoryPolicyText"
-            ))
+            .pointer(&format!("/Resources/{logical_id}/Properties/RepositoryPolicyText"))
             .unwrap_or_else(|| panic!("{logical_id} declares no RepositoryPolicyText"));
         let statements = document_allow_statements(policy, logical_id).unwrap();
         let raw = policy.get("Statement").and_then(Value::as_array).unwrap();
@@ -47,10 +41,7 @@ fn lambda_may_pull_the_init_and_watch_images_of_this_accounts_functions() {
             .pointer("/Condition/StringLike/aws:SourceArn")
             .expect("aws:SourceArn condition");
         let text = source_arn.to_string();
-        assert!(
-            text.contains("${AWS::AccountId}:function:"),
-            "{logical_id}: SourceArn {text}"
-        );
+        assert!(text.contains("${AWS::AccountId}:function:"), "{logical_id}: SourceArn {text}");
     }
 }
 
@@ -62,36 +53,22 @@ fn oidc_provider_has_thumbprints_and_the_session_outlives_the_deploy_job() {
         .pointer("/Resources/GitHubOidcProvider/Properties/ThumbprintList")
         .and_then(Value::as_array)
         .expect("ThumbprintList is set");
-    assert!(
-        thumbprints
-            .iter()
-            .any(|t| t == "6938fd4d98bab03faadb97b34396831e3780aea1")
-    );
+    assert!(thumbprints.iter().any(|t| t == "6938fd4d98bab03faadb97b34396831e3780aea1"));
     let max = oidc
         .body()
         .pointer("/Resources/DeployRole/Properties/MaxSessionDuration")
         .and_then(Value::as_u64)
         .expect("MaxSessionDuration");
     // .github/workflows/deploy.yml's deploy job has timeout-minutes: 120.
-    assert!(
-        max > 120 * 60,
-        "MaxSessionDuration {max}s is shorter than the 120-minute deploy job"
-    );
+    assert!(max > 120 * 60, "MaxSessionDuration {max}s is shorter than the 120-minute deploy job");
 }
 
 #[test]
 fn deploy_role_may_empty_the_repositories_and_push_without_layer_downloads() {
     let oidc = load("github-oidc.yaml");
     let statements = role_allow_statements(oidc.body(), "DeployRole").unwrap();
-    for action in [
-        "ecr:ListImages",
-        "ecr:BatchDeleteImage",
-        "ecr:BatchGetImage",
-    ] {
-        assert!(
-            allows_action(&statements, action),
-            "DeployRole lacks {action} (teardown / push)"
-        );
+    for action in ["ecr:ListImages", "ecr:BatchDeleteImage", "ecr:BatchGetImage"] {
+        assert!(allows_action(&statements, action), "DeployRole lacks {action} (teardown / push)");
     }
     let script = std::fs::read_to_string(
         nton_tests::workspace_root().join(".github/scripts/push-images.sh"),
@@ -137,11 +114,9 @@ fn every_workflow_session_outlives_its_job_and_fits_the_roles_maximum() {
                     .is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials@"))
             }) {
                 let minutes = job["timeout-minutes"].as_u64().expect("a job timeout");
-                let seconds = step["with"]["role-duration-seconds"]
-                    .as_u64()
-                    .unwrap_or_else(|| {
-                        panic!("{name} {job_name}: no role-duration-seconds (1 h default)")
-                    });
+                let seconds = step["with"]["role-duration-seconds"].as_u64().unwrap_or_else(|| {
+                    panic!("{name} {job_name}: no role-duration-seconds (1 h default)")
+                });
                 assert!(
                     seconds >= minutes * 60,
                     "{name} {job_name}: credentials for {seconds} s, job may run {minutes} min"
@@ -164,9 +139,6 @@ fn deploy_role_may_abort_multipart_uploads_on_the_buckets_teardown_empties() {
     let oidc = load("github-oidc.yaml");
     let statements = role_allow_statements(oidc.body(), "DeployRole").unwrap();
     for action in ["s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload"] {
-        assert!(
-            allows_action(&statements, action),
-            "DeployRole lacks {action}"
-        );
+        assert!(allows_action(&statements, action), "DeployRole lacks {action}");
     }
 }

@@ -28,12 +28,7 @@ fn iam_definition() -> BTreeMap<String, Vec<String>> {
         .values()
         .filter_map(|service| {
             let prefix = service.get("prefix")?.as_str()?.to_ascii_lowercase();
-            let actions = service
-                .get("privileges")?
-                .as_object()?
-                .keys()
-                .cloned()
-                .collect();
+            let actions = service.get("privileges")?.as_object()?.keys().cloned().collect();
             Some((prefix, actions))
         })
         .collect()
@@ -91,12 +86,8 @@ fn every_policy_action_exists() {
     let mut unknown = Vec::new();
     let mut count = 0;
     for name in ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"] {
-        let t = Template::load(
-            nton_tests::workspace_root()
-                .join("cloudformation")
-                .join(name),
-        )
-        .unwrap();
+        let t =
+            Template::load(nton_tests::workspace_root().join("cloudformation").join(name)).unwrap();
         let mut actions = Vec::new();
         named_actions(t.body(), name, &mut actions);
         count += actions.len();
@@ -107,15 +98,8 @@ fn every_policy_action_exists() {
                 .map(|(a, at)| format!("{a} at {at}")),
         );
     }
-    assert!(
-        count > 100,
-        "found only {count} actions: the walk over the templates is broken"
-    );
-    assert!(
-        unknown.is_empty(),
-        "actions that do not exist:\n  {}",
-        unknown.join("\n  ")
-    );
+    assert!(count > 100, "found only {count} actions: the walk over the templates is broken");
+    assert!(unknown.is_empty(), "actions that do not exist:\n  {}", unknown.join("\n  "));
 }
 
 #[test]
@@ -258,12 +242,8 @@ fn every_resource_pattern_fits_its_actions_and_every_condition_key_exists() {
     let mut problems = Vec::new();
     let mut resources_checked = 0;
     for name in ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"] {
-        let template = Template::load(
-            nton_tests::workspace_root()
-                .join("cloudformation")
-                .join(name),
-        )
-        .unwrap();
+        let template =
+            Template::load(nton_tests::workspace_root().join("cloudformation").join(name)).unwrap();
         problems.extend(template_problems(
             name,
             &template,
@@ -277,10 +257,7 @@ fn every_resource_pattern_fits_its_actions_and_every_condition_key_exists() {
         resources_checked > 60,
         "only {resources_checked} resource patterns checked: the walk over the templates is broken"
     );
-    let unused: Vec<&String> = star
-        .keys()
-        .filter(|a| !used_star.borrow().contains(*a))
-        .collect();
+    let unused: Vec<&String> = star.keys().filter(|a| !used_star.borrow().contains(*a)).collect();
     assert!(
         problems.is_empty(),
         "resource patterns or condition keys that grant nothing:\n  {}",
@@ -308,10 +285,7 @@ fn patterns_that_grant_nothing_are_found() {
     let old = problems_of(json!({"Effect": "Allow",
         "Action": ["elasticfilesystem:CreateFileSystem", "elasticfilesystem:DeleteFileSystem"],
         "Resource": "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/*"}));
-    assert_eq!(
-        old,
-        vec!["elasticfilesystem:CreateFileSystem takes only Resource \"*\""]
-    );
+    assert_eq!(old, vec!["elasticfilesystem:CreateFileSystem takes only Resource \"*\""]);
     assert!(problems_of(json!({"Effect": "Allow", "Action": "elasticfilesystem:CreateFileSystem", "Resource": "*"})).is_empty());
     // Log-group actions are evaluated on "log-group:<name>:*": a pattern ending at the name
     // never matches (TagResource alone takes the ARN without ":*").
@@ -352,22 +326,14 @@ fn patterns_that_grant_nothing_are_found() {
     let bucket = problems_of(
         json!({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b/*"}),
     );
-    assert!(
-        bucket.iter().any(|p| p.contains("fits no resource type")),
-        "{bucket:?}"
-    );
+    assert!(bucket.iter().any(|p| p.contains("fits no resource type")), "{bucket:?}");
     let object = problems_of(
         json!({"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b"}),
     );
+    assert!(object.iter().any(|p| p.contains("fits no resource type")), "{object:?}");
     assert!(
-        object.iter().any(|p| p.contains("fits no resource type")),
-        "{object:?}"
-    );
-    assert!(
-        problems_of(
-            json!({"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"],
-        "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]})
-        )
+        problems_of(json!({"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"],
+        "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"]}))
         .is_empty()
     );
     // An action without resource types takes only "*".

@@ -164,11 +164,7 @@ enum FileKind {
 
 impl Image {
     fn paths_of(&self, kind: FileKind) -> Vec<&str> {
-        self.files
-            .iter()
-            .filter(|(_, k)| **k == kind)
-            .map(|(path, _)| path.as_str())
-            .collect()
+        self.files.iter().filter(|(_, k)| **k == kind).map(|(path, _)| path.as_str()).collect()
     }
 
     fn binary_path(&self) -> &str {
@@ -179,10 +175,7 @@ impl Image {
     /// `nix_config_is_the_description` test compares them.
     fn passwd(&self) -> String {
         let u = &self.user;
-        format!(
-            "{}:x:{}:{}:{}:{}:/sbin/nologin\n",
-            u.name, u.uid, u.gid, u.name, u.home
-        )
+        format!("{}:x:{}:{}:{}:{}:/sbin/nologin\n", u.name, u.uid, u.gid, u.name, u.home)
     }
 
     fn group(&self) -> String {
@@ -205,10 +198,7 @@ fn spec() -> &'static Spec {
 }
 
 fn image(name: &str) -> &'static Image {
-    spec()
-        .images
-        .get(name)
-        .unwrap_or_else(|| panic!("nix/images.json has no image {name}"))
+    spec().images.get(name).unwrap_or_else(|| panic!("nix/images.json has no image {name}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -224,15 +214,11 @@ fn musl_bin_dir() -> &'static Path {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut build = Command::new(&cargo);
-        build
-            .current_dir(workspace_root())
-            .args(["build", "--release", "--target", MUSL_TARGET]);
+        build.current_dir(workspace_root()).args(["build", "--release", "--target", MUSL_TARGET]);
         for image in spec().images.values() {
             build.args(["-p", &image.package]);
         }
-        let status = build
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+        let status = build.status().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
         assert!(
             status.success(),
             "building the static binaries failed ({status}); they need the {MUSL_TARGET} target \
@@ -254,11 +240,7 @@ fn target_directory() -> PathBuf {
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .output()
         .expect("cargo metadata runs");
-    assert!(
-        output.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice::<Metadata>(&output.stdout)
         .expect("cargo metadata prints JSON")
         .target_directory
@@ -284,10 +266,7 @@ impl Rootfs {
     }
 
     fn lay_out(image: &Image) -> Rootfs {
-        let dir = tempfile::Builder::new()
-            .prefix("nton-image-root.")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("nton-image-root.").tempdir().expect("temp dir");
         for (path, kind) in &image.files {
             let dest = dir.path().join(path.trim_start_matches('/'));
             fs::create_dir_all(dest.parent().expect("a file path has a parent")).unwrap();
@@ -326,11 +305,7 @@ impl Rootfs {
         fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
             for entry in fs::read_dir(dir).unwrap() {
                 let path = entry.unwrap().path();
-                let rel = path
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
+                let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
                 if fs::symlink_metadata(&path).unwrap().is_dir() {
                     out.insert(format!("/{rel}/"));
                     walk(base, &path, out);
@@ -355,12 +330,7 @@ impl Rootfs {
                 parent = dir.parent();
             }
         }
-        assert_eq!(
-            self.entries(),
-            expected,
-            "root filesystem of {}",
-            image.package
-        );
+        assert_eq!(self.entries(), expected, "root filesystem of {}", image.package);
     }
 
     /// Bytes of all files (what the image's layers carry, before compression).
@@ -418,14 +388,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     fn new(image: &'a Image, root: Option<&'a Rootfs>) -> Run<'a> {
-        Run {
-            image,
-            root,
-            share_net: false,
-            args: Vec::new(),
-            env: Vec::new(),
-            binds: Vec::new(),
-        }
+        Run { image, root, share_net: false, args: Vec::new(), env: Vec::new(), binds: Vec::new() }
     }
 
     fn arg(mut self, arg: &str) -> Self {
@@ -459,18 +422,9 @@ impl<'a> Run<'a> {
             return self.bwrap_command();
         };
         let mut cmd = Command::new("docker");
-        cmd.args([
-            "run",
-            "--rm",
-            "--read-only",
-            "--tmpfs",
-            "/tmp",
-            "--network",
-            "none",
-        ]);
+        cmd.args(["run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none"]);
         for (host, inside) in &self.binds {
-            cmd.arg("--volume")
-                .arg(format!("{}:{inside}", host.display()));
+            cmd.arg("--volume").arg(format!("{}:{inside}", host.display()));
         }
         for (name, value) in &self.env {
             cmd.arg("--env").arg(format!("{name}={value}"));
@@ -495,24 +449,14 @@ impl<'a> Run<'a> {
             cmd.arg("--bind").arg(host).arg(inside);
         }
         cmd.args(["--remount-ro", "/"]);
-        cmd.args([
-            "--unshare-all",
-            "--unshare-user",
-            "--die-with-parent",
-            "--new-session",
-        ]);
+        cmd.args(["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]);
         if self.share_net {
             cmd.arg("--share-net");
         }
         cmd.args(["--uid", &self.image.user.uid.to_string()]);
         cmd.args(["--gid", &self.image.user.gid.to_string()]);
         cmd.args(["--chdir", "/"]);
-        for (name, value) in self
-            .image
-            .env
-            .iter()
-            .chain(self.env.iter().map(|(n, v)| (n, v)))
-        {
+        for (name, value) in self.image.env.iter().chain(self.env.iter().map(|(n, v)| (n, v))) {
             cmd.args(["--setenv", name, value]);
         }
         cmd.arg("--");
@@ -552,20 +496,12 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output {
-        status,
-        stdout: out.join().unwrap().unwrap(),
-        stderr: err.join().unwrap().unwrap(),
-    }
+    Output { status, stdout: out.join().unwrap().unwrap(), stderr: err.join().unwrap().unwrap() }
 }
 
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join(program))
-                .collect::<Vec<_>>()
-        })
+        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join(program)).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .find(|path| path.is_file())
@@ -596,10 +532,7 @@ struct ElfFacts {
 /// (DT_NEEDED). A static-pie binary has a PT_DYNAMIC for its own relocations but no
 /// PT_INTERP and no DT_NEEDED.
 fn elf_facts(bytes: &[u8]) -> ElfFacts {
-    assert!(
-        bytes.len() > 64 && &bytes[..4] == b"\x7fELF",
-        "not an ELF file"
-    );
+    assert!(bytes.len() > 64 && &bytes[..4] == b"\x7fELF", "not an ELF file");
     assert_eq!(bytes[4], 2, "not a 64-bit ELF");
     assert_eq!(bytes[5], 1, "not little-endian");
     let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap());
@@ -635,11 +568,7 @@ fn elf_facts(bytes: &[u8]) -> ElfFacts {
             _ => {}
         }
     }
-    ElfFacts {
-        machine,
-        interpreter,
-        needed,
-    }
+    ElfFacts { machine, interpreter, needed }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,39 +591,20 @@ fn the_description_is_coherent_and_shared() {
         fs::read_to_string(workspace_root().join("cloudformation/pipeline.yaml")).unwrap();
 
     for (name, image) in &spec.images {
-        assert_eq!(
-            image.paths_of(FileKind::Binary).len(),
-            1,
-            "{name}: one binary"
-        );
-        assert_eq!(
-            image.paths_of(FileKind::CaBundle).len(),
-            1,
-            "{name}: one CA bundle"
-        );
+        assert_eq!(image.paths_of(FileKind::Binary).len(), 1, "{name}: one binary");
+        assert_eq!(image.paths_of(FileKind::CaBundle).len(), 1, "{name}: one CA bundle");
         assert_eq!(image.paths_of(FileKind::Passwd), ["/etc/passwd"], "{name}");
         assert_eq!(image.paths_of(FileKind::Group), ["/etc/group"], "{name}");
-        assert_eq!(
-            image.entrypoint,
-            [image.binary_path()],
-            "{name}: the binary is the entrypoint"
-        );
+        assert_eq!(image.entrypoint, [image.binary_path()], "{name}: the binary is the entrypoint");
         assert_eq!(
             image.env.get("SSL_CERT_FILE").map(String::as_str),
             Some(image.paths_of(FileKind::CaBundle)[0]),
             "{name}: SSL_CERT_FILE names the CA bundle"
         );
-        assert!(
-            image.user.uid != 0 && image.user.gid != 0,
-            "{name}: not root"
-        );
+        assert!(image.user.uid != 0 && image.user.gid != 0, "{name}: not root");
         assert!(!image.description.is_empty() && image.flake_output.starts_with("image-"));
         assert!(
-            workspace_root()
-                .join("crates")
-                .join(&image.package)
-                .join("src/main.rs")
-                .is_file(),
+            workspace_root().join("crates").join(&image.package).join("src/main.rs").is_file(),
             "{name}: package {} is a binary crate of the workspace",
             image.package
         );
@@ -736,22 +646,11 @@ fn the_image_user_is_the_templates_user() {
         );
     }
     let access_points = of_type("AWS::EFS::AccessPoint");
-    assert!(
-        !access_points.is_empty(),
-        "pipeline.yaml has an EFS access point"
-    );
+    assert!(!access_points.is_empty(), "pipeline.yaml has an EFS access point");
     for (name, point) in &access_points {
         let posix = &point["Properties"]["PosixUser"];
-        assert_eq!(
-            posix["Uid"].as_u64(),
-            Some(u64::from(user.uid)),
-            "{name}: PosixUser.Uid"
-        );
-        assert_eq!(
-            posix["Gid"].as_u64(),
-            Some(u64::from(user.gid)),
-            "{name}: PosixUser.Gid"
-        );
+        assert_eq!(posix["Uid"].as_u64(), Some(u64::from(user.uid)), "{name}: PosixUser.Uid");
+        assert_eq!(posix["Gid"].as_u64(), Some(u64::from(user.gid)), "{name}: PosixUser.Gid");
     }
 }
 
@@ -792,11 +691,7 @@ fn nix_config_is_the_description() {
         let nix_image = &evaluated[name.as_str()];
         let config = &nix_image["config"];
         let expected_env: Vec<String> = image.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        assert_eq!(
-            config["Entrypoint"],
-            serde_json::json!(image.entrypoint),
-            "{name}"
-        );
+        assert_eq!(config["Entrypoint"], serde_json::json!(image.entrypoint), "{name}");
         assert_eq!(
             config["User"],
             serde_json::json!(format!("{}:{}", image.user.uid, image.user.gid)),
@@ -805,25 +700,10 @@ fn nix_config_is_the_description() {
         assert_eq!(config["Env"], serde_json::json!(expected_env), "{name}");
         assert_eq!(config["WorkingDir"], "/", "{name}");
         let labels = &config["Labels"];
-        assert_eq!(
-            labels["org.opencontainers.image.revision"], "contract-test-rev",
-            "{name}"
-        );
-        assert_eq!(
-            labels["org.opencontainers.image.title"],
-            name.as_str(),
-            "{name}"
-        );
-        assert_eq!(
-            nix_image["passwd"],
-            serde_json::json!(image.passwd()),
-            "{name}"
-        );
-        assert_eq!(
-            nix_image["group"],
-            serde_json::json!(image.group()),
-            "{name}"
-        );
+        assert_eq!(labels["org.opencontainers.image.revision"], "contract-test-rev", "{name}");
+        assert_eq!(labels["org.opencontainers.image.title"], name.as_str(), "{name}");
+        assert_eq!(nix_image["passwd"], serde_json::json!(image.passwd()), "{name}");
+        assert_eq!(nix_image["group"], serde_json::json!(image.group()), "{name}");
         assert_eq!(nix_image["binaryPath"], image.binary_path(), "{name}");
         assert_eq!(nix_image["package"], image.package.as_str(), "{name}");
     }
@@ -847,13 +727,7 @@ fn the_flake_lock_matches_the_flake() {
         .args(["--extra-experimental-features", "nix-command flakes"])
         .arg("--store")
         .arg(store.path())
-        .args([
-            "flake",
-            "metadata",
-            "--json",
-            "--offline",
-            "--no-update-lock-file",
-        ])
+        .args(["flake", "metadata", "--json", "--offline", "--no-update-lock-file"])
         .arg(format!("path:{}", flake.path().display()))
         .env("HOME", flake.path())
         .output()
@@ -867,10 +741,7 @@ fn the_flake_lock_matches_the_flake() {
         nodes["root"]["inputs"],
         serde_json::json!({"crane": "crane", "nixpkgs": "nixpkgs", "rust-overlay": "rust-overlay"})
     );
-    assert_eq!(
-        nodes["rust-overlay"]["inputs"]["nixpkgs"],
-        serde_json::json!(["nixpkgs"])
-    );
+    assert_eq!(nodes["rust-overlay"]["inputs"]["nixpkgs"], serde_json::json!(["nixpkgs"]));
     for input in ["crane", "nixpkgs", "rust-overlay"] {
         let locked = &nodes[input]["locked"];
         assert_eq!(locked["type"], "github", "{input}");
@@ -884,10 +755,7 @@ fn the_flake_lock_matches_the_flake() {
             nar_hash.starts_with("sha256-") && nar_hash.len() == 51,
             "{input}: narHash {nar_hash:?}"
         );
-        assert!(
-            locked["lastModified"].as_u64().is_some(),
-            "{input}: lastModified"
-        );
+        assert!(locked["lastModified"].as_u64().is_some(), "{input}: lastModified");
     }
 }
 
@@ -899,11 +767,7 @@ fn binaries_are_static() {
         let bytes = fs::read(binary_of(image)).unwrap();
         assert_eq!(
             elf_facts(&bytes),
-            ElfFacts {
-                machine: EM_X86_64,
-                interpreter: false,
-                needed: 0
-            },
+            ElfFacts { machine: EM_X86_64, interpreter: false, needed: 0 },
             "{name}: {} must be a static binary",
             binary_of(image).display()
         );
@@ -940,11 +804,7 @@ fn job_image_runs_a_node() {
             .bind(efs.path(), "/mnt/efs")
             .bind(results.path(), "/mnt/results")
             .output();
-        assert!(
-            output.status.success(),
-            "nton-job {name} in its image:\n{}",
-            describe(&output)
-        );
+        assert!(output.status.success(), "nton-job {name} in its image:\n{}", describe(&output));
     };
 
     stage("procure");
@@ -981,10 +841,7 @@ fn job_image_runs_a_node() {
             .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
         let expected: Vec<ResultPoint> = data[id]
             .iter()
-            .map(|p| ResultPoint {
-                timestamp: p.timestamp,
-                open: p.value > OPEN_ABOVE,
-            })
+            .map(|p| ResultPoint { timestamp: p.timestamp, open: p.value > OPEN_ABOVE })
             .collect();
         assert_eq!(points, expected, "{}", path.display());
     }
@@ -1022,17 +879,10 @@ fn lambda_images_fail_clearly_without_a_runtime_api() {
         let efs = shared_dir();
 
         let output = Run::new(image, root.as_ref()).output();
-        assert!(
-            !output.status.success(),
-            "{}: {}",
-            image.package,
-            describe(&output)
-        );
+        assert!(!output.status.success(), "{}: {}", image.package, describe(&output));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            stderr
-                .lines()
-                .any(|line| line.contains("AWS_LAMBDA_RUNTIME_API")),
+            stderr.lines().any(|line| line.contains("AWS_LAMBDA_RUNTIME_API")),
             "{}: stderr names AWS_LAMBDA_RUNTIME_API:\n{}",
             image.package,
             describe(&output)
@@ -1048,12 +898,7 @@ fn lambda_images_fail_clearly_without_a_runtime_api() {
             .env("NTON_DATA_ROOT", "/mnt/efs")
             .bind(efs.path(), "/mnt/efs")
             .output();
-        assert!(
-            !output.status.success(),
-            "{}: {}",
-            image.package,
-            describe(&output)
-        );
+        assert!(!output.status.success(), "{}: {}", image.package, describe(&output));
         assert!(
             String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:9"),
             "{}: stderr names the runtime API address:\n{}",
@@ -1080,9 +925,7 @@ fn images_are_small() {
             "{name:<11} {binary:>8} B {rootfs:>8} B  {ratio:>5.3}  {compressed:>8} B\n"
         ));
         if ratio > MAX_IMAGE_TO_BINARY {
-            failures.push(format!(
-                "{name}: {rootfs} B is {ratio:.3}x its binary ({binary} B)"
-            ));
+            failures.push(format!("{name}: {rootfs} B is {ratio:.3}x its binary ({binary} B)"));
         }
         if compressed > MAX_COMPRESSED_IMAGE {
             failures.push(format!(
@@ -1114,14 +957,7 @@ fn elf_reader_tells_static_from_dynamic() {
     elf[54..56].copy_from_slice(&56u16.to_le_bytes());
     elf[56..58].copy_from_slice(&1u16.to_le_bytes());
     elf[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    assert_eq!(
-        elf_facts(&elf),
-        ElfFacts {
-            machine: 62,
-            interpreter: false,
-            needed: 0
-        }
-    );
+    assert_eq!(elf_facts(&elf), ElfFacts { machine: 62, interpreter: false, needed: 0 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1276,26 +1112,17 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
             let mut cmd = Command::new("docker");
             cmd.args(["run", "--detach", "--rm", "--read-only", "--tmpfs", "/tmp"]);
             cmd.args(["--publish", "127.0.0.1::8080"]);
-            cmd.arg("--volume")
-                .arg(format!("{}:/aws-lambda-rie:ro", rie.display()));
-            cmd.arg("--volume")
-                .arg(format!("{}:/mnt/efs", efs.display()));
+            cmd.arg("--volume").arg(format!("{}:/aws-lambda-rie:ro", rie.display()));
+            cmd.arg("--volume").arg(format!("{}:/mnt/efs", efs.display()));
             for (name, value) in lambda_env {
                 cmd.arg("--env").arg(format!("{name}={value}"));
             }
-            cmd.args([
-                "--entrypoint",
-                "/aws-lambda-rie",
-                &reference,
-                image.binary_path(),
-            ]);
+            cmd.args(["--entrypoint", "/aws-lambda-rie", &reference, image.binary_path()]);
             let started = cmd.output().expect("docker runs");
             assert!(started.status.success(), "{}", describe(&started));
             let container = String::from_utf8_lossy(&started.stdout).trim().to_string();
-            let port = Command::new("docker")
-                .args(["port", &container, "8080/tcp"])
-                .output()
-                .unwrap();
+            let port =
+                Command::new("docker").args(["port", &container, "8080/tcp"]).output().unwrap();
             let port = String::from_utf8_lossy(&port.stdout);
             let address = port.lines().next().unwrap_or_default().trim().to_string();
             // The RIE answers an error as the function's error document with status 200, and
@@ -1306,9 +1133,7 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
                     .args(["--silent", "--show-error", "--include", "--max-time", "60"])
                     .args(["-H", "Content-Type: application/json", "--data-binary"])
                     .arg(event.to_string())
-                    .arg(format!(
-                        "http://{address}/2015-03-31/functions/function/invocations"
-                    ))
+                    .arg(format!("http://{address}/2015-03-31/functions/function/invocations"))
                     .output()
                     .unwrap();
                 if output.status.success() {
@@ -1321,14 +1146,8 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
                 );
                 std::thread::sleep(Duration::from_millis(200));
             };
-            let logs = Command::new("docker")
-                .args(["logs", &container])
-                .output()
-                .unwrap();
-            Command::new("docker")
-                .args(["rm", "--force", &container])
-                .output()
-                .ok();
+            let logs = Command::new("docker").args(["logs", &container]).output().unwrap();
+            Command::new("docker").args(["rm", "--force", &container]).output().ok();
             let (head, body) = answer
                 .split_once("\r\n\r\n")
                 .unwrap_or_else(|| panic!("not an HTTP answer: {answer}\n{}", describe(&logs)));
@@ -1354,22 +1173,15 @@ fn invoke(image: &Image, efs: &Path, event: serde_json::Value) -> (String, Strin
 #[test]
 fn lambda_images_answer_an_event() {
     let efs = shared_dir();
-    let (kind, body) = invoke(
-        image("nton-init"),
-        efs.path(),
-        serde_json::json!({"ids": 10, "idsPerNode": 4}),
-    );
+    let (kind, body) =
+        invoke(image("nton-init"), efs.path(), serde_json::json!({"ids": 10, "idsPerNode": 4}));
     assert_eq!(kind, "response", "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["nodes"], 3, "{answer}");
     assert_eq!(answer["ids"], 10, "{answer}");
     let workflow = answer["workflowId"].as_str().expect("a workflow id");
     for (node, expected) in [(0, 4), (1, 4), (2, 2)] {
-        let path = efs
-            .path()
-            .join(workflow)
-            .join(node.to_string())
-            .join("prep/ids.csv");
+        let path = efs.path().join(workflow).join(node.to_string()).join("prep/ids.csv");
         let ids = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(ids.lines().count(), expected, "{}", path.display());
         for id in ids.lines() {
@@ -1385,10 +1197,5 @@ fn lambda_images_answer_an_event() {
     );
     assert_eq!(kind, "error", "{body}");
     let error: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        error["errorMessage"]
-            .as_str()
-            .is_some_and(|m| m.contains("jobs: missing")),
-        "{error}"
-    );
+    assert!(error["errorMessage"].as_str().is_some_and(|m| m.contains("jobs: missing")), "{error}");
 }

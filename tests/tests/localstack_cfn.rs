@@ -31,20 +31,13 @@ const REGISTRY_STACK: &str = "nton-lscfn-registry";
 /// a Lambda function's creation downloads a runtime from GitHub ("Installation of
 /// lambda-runtime v0.1.41-pre failed" here); its invocations need Docker anyway.
 fn unsupported_on_localstack(resource_type: &str) -> bool {
-    [
-        "AWS::Batch::",
-        "AWS::EFS::",
-        "AWS::ECR::",
-        "AWS::Lambda::Function",
-    ]
-    .iter()
-    .any(|prefix| resource_type.starts_with(prefix))
+    ["AWS::Batch::", "AWS::EFS::", "AWS::ECR::", "AWS::Lambda::Function"]
+        .iter()
+        .any(|prefix| resource_type.starts_with(prefix))
 }
 
 fn reduced(template: &str, keep: &[&str]) -> Reduced {
-    let path = nton_tests::workspace_root()
-        .join("cloudformation")
-        .join(template);
+    let path = nton_tests::workspace_root().join("cloudformation").join(template);
     let loaded = Template::load(&path).expect("the template loads");
     reduce::reduce(loaded.body(), unsupported_on_localstack, keep).expect("the reduction")
 }
@@ -82,10 +75,7 @@ fn mock_config() -> PathBuf {
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(source).unwrap()).unwrap();
     let cases = config["StateMachines"]["nton-sfn-cases"].clone();
-    assert!(
-        cases.is_object(),
-        "the mock file has the nton-sfn-cases machine"
-    );
+    assert!(cases.is_object(), "the mock file has the nton-sfn-cases machine");
     config["StateMachines"][PIPELINE_STACK] = cases;
     let dir = std::env::temp_dir().join(format!("nton-localstack-cfn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -95,11 +85,7 @@ fn mock_config() -> PathBuf {
 }
 
 fn stack_args() -> StackArgs {
-    StackArgs {
-        env: ENV.into(),
-        prefix: "nton".into(),
-        cfn_role_arn: None,
-    }
+    StackArgs { env: ENV.into(), prefix: "nton".into(), cfn_role_arn: None }
 }
 
 fn deploy_args(dir: &Path) -> DeployArgs {
@@ -128,29 +114,16 @@ async fn the_reduced_templates_deploy_run_and_tear_down_through_the_cli() {
     let kept = pipeline.template["Resources"].as_object().unwrap();
     assert!(kept.contains_key("StateMachine"), "{:?}", kept.keys());
     assert!(pipeline.dropped_resources.contains("ProcureJobQueue"));
-    let body_len = std::fs::metadata(dir.path().join("pipeline.yaml"))
-        .unwrap()
-        .len();
-    assert!(
-        body_len > 51_200,
-        "the reduced pipeline ({body_len} bytes) still goes through S3"
-    );
+    let body_len = std::fs::metadata(dir.path().join("pipeline.yaml")).unwrap().len();
+    assert!(body_len > 51_200, "the reduced pipeline ({body_len} bytes) still goes through S3");
 
     // deploy: registry, then pipeline through S3 by TemplateURL, by change sets.
     let (mut console, out, log) = Console::capture();
-    let code = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console)
-        .await
-        .unwrap();
+    let code = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console).await.unwrap();
     let (out, log) = (out.text(), log.text());
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
-    assert!(
-        out.contains(&format!("{REGISTRY_STACK}: CREATE_COMPLETE")),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("{PIPELINE_STACK}: CREATE_COMPLETE")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("{REGISTRY_STACK}: CREATE_COMPLETE")), "{out}");
+    assert!(out.contains(&format!("{PIPELINE_STACK}: CREATE_COMPLETE")), "{out}");
     assert!(
         log.contains(&format!(
             "{PIPELINE_STACK}: pipeline.yaml is {body_len} bytes; uploaded to s3://"
@@ -161,24 +134,12 @@ async fn the_reduced_templates_deploy_run_and_tear_down_through_the_cli() {
 
     // A second deploy changes nothing and says so.
     let (mut console, out, log) = Console::capture();
-    let code = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console)
-        .await
-        .unwrap();
+    let code = aws::deploy_with(&config, &deploy_args(dir.path()), &mut console).await.unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
-    assert!(
-        out.text()
-            .contains(&format!("{PIPELINE_STACK}: no changes")),
-        "{}",
-        out.text()
-    );
+    assert!(out.text().contains(&format!("{PIPELINE_STACK}: no changes")), "{}", out.text());
 
     let cfn = aws_sdk_cloudformation::Client::new(&config);
-    let described = cfn
-        .describe_stacks()
-        .stack_name(PIPELINE_STACK)
-        .send()
-        .await
-        .unwrap();
+    let described = cfn.describe_stacks().stack_name(PIPELINE_STACK).send().await.unwrap();
     let machine_arn = described.stacks()[0]
         .outputs()
         .iter()
@@ -219,33 +180,18 @@ async fn the_reduced_templates_deploy_run_and_tear_down_through_the_cli() {
     .expect("watch ends")
     .unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
-    let described = sfn
-        .describe_execution()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .unwrap();
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
     assert_eq!(described.status(), &ExecutionStatus::Succeeded);
     // The substituted Batch stand-ins reached the task parameters: the definition was the
     // template's, filled by CloudFormation.
-    let history = sfn
-        .get_execution_history()
-        .execution_arn(&execution)
-        .send()
-        .await
-        .unwrap();
+    let history = sfn.get_execution_history().execution_arn(&execution).send().await.unwrap();
     let scheduled: Vec<String> = history
         .events()
         .iter()
         .filter_map(|e| e.task_scheduled_event_details())
         .map(|d| d.parameters().to_string())
         .collect();
-    assert!(
-        scheduled
-            .iter()
-            .any(|p| p.contains(":jobqueue/ProcureJobQueue")),
-        "{scheduled:#?}"
-    );
+    assert!(scheduled.iter().any(|p| p.contains(":jobqueue/ProcureJobQueue")), "{scheduled:#?}");
 
     // start: the CLI finds the machine from the stack's outputs.
     let start = StartArgs {
@@ -259,9 +205,7 @@ async fn the_reduced_templates_deploy_run_and_tear_down_through_the_cli() {
         aws: Default::default(),
     };
     let (mut console, out, log) = Console::capture();
-    let code = aws::start_with(&config, &start, &mut console)
-        .await
-        .unwrap();
+    let code = aws::start_with(&config, &start, &mut console).await.unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
     assert!(
         out.text().contains(&format!(
@@ -288,18 +232,12 @@ async fn the_reduced_templates_deploy_run_and_tear_down_through_the_cli() {
         aws: Default::default(),
     };
     let (mut console, out, log) = Console::capture();
-    let code = aws::teardown_with(&config, &teardown, &mut console, &mut |_| {
-        panic!("--yes asks nothing")
-    })
-    .await
-    .unwrap();
+    let code =
+        aws::teardown_with(&config, &teardown, &mut console, &mut |_| panic!("--yes asks nothing"))
+            .await
+            .unwrap();
     assert_eq!(code, exit::SUCCESS, "{}\n{}", out.text(), log.text());
-    assert!(
-        out.text().contains("nothing left behind"),
-        "{}\n{}",
-        out.text(),
-        log.text()
-    );
+    assert!(out.text().contains("nothing left behind"), "{}\n{}", out.text(), log.text());
     for stack in [PIPELINE_STACK, REGISTRY_STACK] {
         let gone = match cfn.describe_stacks().stack_name(stack).send().await {
             Err(_) => true,

@@ -13,22 +13,11 @@ use serde_json::Value;
 
 async fn objects(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
     let mut found = BTreeMap::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         for object in page.unwrap().contents() {
             let key = object.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
+            let body = s3.get_object().bucket(bucket).key(&key).send().await.unwrap();
             let bytes = body.body.collect().await.unwrap().into_bytes().to_vec();
             found.insert(key, bytes);
         }
@@ -42,29 +31,15 @@ async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_chan
     let server = localstack::shared(&mock).expect("LocalStack");
     let config = server.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
+        aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
     );
-    s3.create_bucket()
-        .bucket("nton-results")
-        .send()
-        .await
-        .unwrap();
+    s3.create_bucket().bucket("nton-results").send().await.unwrap();
 
     let data_dir = tempfile::tempdir().unwrap();
     let output = Command::new(workspace_binary("nton"))
         .current_dir(workspace_root())
         .envs(server.env())
-        .args([
-            "run",
-            "--json",
-            "--ids",
-            "40",
-            "--ids-per-node",
-            "10",
-            "--keep-data",
-        ])
+        .args(["run", "--json", "--ids", "40", "--ids-per-node", "10", "--keep-data"])
         .args(["--output", "s3://nton-results/runs/daily"])
         .args(["--job-env", "NTON_S3_MULTIPART_THRESHOLD_BYTES=1"])
         .arg("--data-dir")
@@ -73,32 +48,20 @@ async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_chan
         .arg(binary_dir())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: Value = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|value| value["event"] == "summary")
         .expect("a summary line");
     let workflow = summary["workflowId"].as_str().unwrap().to_string();
-    assert_eq!(
-        summary["results"],
-        format!("s3://nton-results/runs/daily/{workflow}/")
-    );
+    assert_eq!(summary["results"], format!("s3://nton-results/runs/daily/{workflow}/"));
 
     // Every object is the result file of the same key on the local EFS, byte for byte.
     let efs = data_dir.path().join(&workflow).join("efs");
     let prefix = format!("runs/daily/{workflow}/");
     let uploaded = objects(&s3, "nton-results", &prefix).await;
-    assert_eq!(
-        uploaded.len(),
-        40,
-        "{:?}",
-        uploaded.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(uploaded.len(), 40, "{:?}", uploaded.keys().collect::<Vec<_>>());
     for (key, bytes) in &uploaded {
         let relative = key.strip_prefix("runs/daily/").unwrap();
         let local = std::fs::read(efs.join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"));
@@ -107,13 +70,7 @@ async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_chan
 
     // Multipart uploads have an ETag of the form "<md5 of the parts' md5s>-<part count>".
     for key in uploaded.keys() {
-        let head = s3
-            .head_object()
-            .bucket("nton-results")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
+        let head = s3.head_object().bucket("nton-results").key(key).send().await.unwrap();
         let etag = head.e_tag().unwrap_or_default();
         assert!(
             etag.trim_matches('"').ends_with("-1"),
@@ -133,18 +90,9 @@ async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_chan
         .env("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1")
         .output()
         .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(objects(&s3, "nton-results", &prefix).await, uploaded);
     // No multipart upload was left open by either egress.
-    let open = s3
-        .list_multipart_uploads()
-        .bucket("nton-results")
-        .send()
-        .await
-        .unwrap();
+    let open = s3.list_multipart_uploads().bucket("nton-results").send().await.unwrap();
     assert!(open.uploads().is_empty(), "{:?}", open.uploads());
 }

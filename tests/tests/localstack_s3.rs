@@ -55,27 +55,12 @@ fn egress(
 
 async fn objects(client: &Client, bucket: &str) -> BTreeMap<String, (Vec<u8>, String)> {
     let mut found = BTreeMap::new();
-    let listed = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
+    let listed = client.list_objects_v2().bucket(bucket).send().await.unwrap();
     assert!(!listed.is_truncated().unwrap_or(false));
     for object in listed.contents() {
         let key = object.key().unwrap().to_string();
-        let got = client
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        let etag = got
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string();
+        let got = client.get_object().bucket(bucket).key(&key).send().await.unwrap();
+        let etag = got.e_tag().unwrap_or_default().trim_matches('"').to_string();
         let body = got.body.collect().await.unwrap().into_bytes().to_vec();
         found.insert(key, (body, etag));
     }
@@ -85,12 +70,7 @@ async fn objects(client: &Client, bucket: &str) -> BTreeMap<String, (Vec<u8>, St
 fn expected(items: &[EgressItem]) -> BTreeMap<String, Vec<u8>> {
     items
         .iter()
-        .map(|item| {
-            (
-                s3::object_key(Some("daily"), &item.key),
-                fs::read(&item.path).unwrap(),
-            )
-        })
+        .map(|item| (s3::object_key(Some("daily"), &item.key), fs::read(&item.path).unwrap()))
         .collect()
 }
 
@@ -100,12 +80,7 @@ async fn egress_uploads_in_parts_and_singly_and_a_rerun_changes_nothing() {
     let mock = nton_tests::workspace_root().join("tests/localstack/sfn-mock-config.json");
     let server = localstack::shared(&mock).expect("LocalStack starts");
     let client = s3::client(&server.sdk_config().await, true);
-    client
-        .create_bucket()
-        .bucket("ls-results")
-        .send()
-        .await
-        .unwrap();
+    client.create_bucket().bucket("ls-results").send().await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let wf = WorkflowId::new_v4();
     prepared(root.path(), &wf, 2, 6);
@@ -120,10 +95,7 @@ async fn egress_uploads_in_parts_and_singly_and_a_rerun_changes_nothing() {
     want.extend(expected(&items(1)));
     let first = objects(&client, "ls-results").await;
     assert_eq!(
-        first
-            .iter()
-            .map(|(k, (b, _))| (k.clone(), b.clone()))
-            .collect::<BTreeMap<_, _>>(),
+        first.iter().map(|(k, (b, _))| (k.clone(), b.clone())).collect::<BTreeMap<_, _>>(),
         want
     );
     for (key, (_, etag)) in &first {
@@ -136,18 +108,10 @@ async fn egress_uploads_in_parts_and_singly_and_a_rerun_changes_nothing() {
     egress(server, root.path(), &wf, 1, &[]);
     let again = objects(&client, "ls-results").await;
     assert_eq!(
-        again
-            .iter()
-            .map(|(k, (b, _))| (k.clone(), b.clone()))
-            .collect::<BTreeMap<_, _>>(),
+        again.iter().map(|(k, (b, _))| (k.clone(), b.clone())).collect::<BTreeMap<_, _>>(),
         want
     );
-    let open = client
-        .list_multipart_uploads()
-        .bucket("ls-results")
-        .send()
-        .await
-        .unwrap();
+    let open = client.list_multipart_uploads().bucket("ls-results").send().await.unwrap();
     assert!(open.uploads().is_empty(), "{:?}", open.uploads());
     eprintln!("localstack_s3 took {:?}", started.elapsed());
 }

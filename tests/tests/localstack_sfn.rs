@@ -46,13 +46,8 @@ fn definition() -> Value {
     let template =
         Template::load(nton_tests::workspace_root().join("cloudformation/pipeline.yaml"))
             .expect("the template loads");
-    let ctx = LocalContext::new(MACHINE)
-        .with_region(REGION)
-        .with_account_id(ACCOUNT_ID);
-    template
-        .state_machine(&ctx, None)
-        .expect("the state machine resolves")
-        .1
+    let ctx = LocalContext::new(MACHINE).with_region(REGION).with_account_id(ACCOUNT_ID);
+    template.state_machine(&ctx, None).expect("the state machine resolves").1
 }
 
 /// What one engine did in one execution: the states it entered and the tasks it scheduled,
@@ -113,11 +108,7 @@ async fn localstack_trace(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let mut history: Vec<HistoryEvent> = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .into_paginator()
-        .send();
+    let mut pages = sfn.get_execution_history().execution_arn(arn).into_paginator().send();
     while let Some(page) = pages.next().await {
         history.extend(page?.events().iter().cloned());
     }
@@ -133,9 +124,7 @@ async fn localstack_trace(
             events.push(Event::Entered(current.clone()));
         }
         if *e.r#type() == HistoryEventType::TaskScheduled {
-            let d = e
-                .task_scheduled_event_details()
-                .expect("TaskScheduled has details");
+            let d = e.task_scheduled_event_details().expect("TaskScheduled has details");
             events.push(Event::Task {
                 state: current.clone(),
                 resource: format!("{}:{}", d.resource_type(), d.resource()),
@@ -216,17 +205,12 @@ impl MockedTasks {
             })
             .map(|(_, v)| v)
             .ok_or_else(|| {
-                TaskFailure::new(
-                    "MockMissing",
-                    format!("no mocked answer {n} for state {state}"),
-                )
+                TaskFailure::new("MockMissing", format!("no mocked answer {n} for state {state}"))
             })?;
         if let Some(value) = entry.get("Return") {
             return Ok(value.clone());
         }
-        let thrown = entry
-            .get("Throw")
-            .expect("a mocked answer returns or throws");
+        let thrown = entry.get("Throw").expect("a mocked answer returns or throws");
         Err(TaskFailure::new(
             thrown["Error"].as_str().unwrap_or_default(),
             thrown["Cause"].as_str().unwrap_or_default(),
@@ -255,10 +239,7 @@ impl TaskExecutor for MockedTasks {
 
 impl ExecutionObserver for MockedTasks {
     fn state_entered(&self, name: &str, _input: &Value) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Event::Entered(name.to_string()));
+        self.events.lock().unwrap().push(Event::Entered(name.to_string()));
     }
     fn state_exited(&self, _name: &str, _output: &Value) {}
 }
@@ -278,24 +259,18 @@ async fn nton_trace(
         .with_account_id(ACCOUNT_ID);
     let outcome = run_execution(machine, input.clone(), &tasks, &tasks, ctx).await;
     let end = match outcome {
-        ExecutionOutcome::Succeeded { output } => End {
-            status: "SUCCEEDED".into(),
-            output: Some(output),
-            error: None,
-            cause: None,
-        },
+        ExecutionOutcome::Succeeded { output } => {
+            End { status: "SUCCEEDED".into(), output: Some(output), error: None, cause: None }
+        }
         ExecutionOutcome::TimedOut { .. } => End {
             status: "TIMED_OUT".into(),
             output: None,
             error: Some("States.Timeout".into()),
             cause: None,
         },
-        ExecutionOutcome::Failed { error, cause, .. } => End {
-            status: "FAILED".into(),
-            output: None,
-            error: Some(error),
-            cause: Some(cause),
-        },
+        ExecutionOutcome::Failed { error, cause, .. } => {
+            End { status: "FAILED".into(), output: None, error: Some(error), cause: Some(cause) }
+        }
     };
     let mut events = tasks.events.into_inner().unwrap();
     check_times(&mut events, started)?;
@@ -308,9 +283,7 @@ async fn nton_trace(
 fn check_times(events: &mut [Event], started: time::OffsetDateTime) -> anyhow::Result<()> {
     use time::format_description::well_known::Rfc3339;
     let parse = |v: &Value, field: &str| -> anyhow::Result<time::OffsetDateTime> {
-        let text = v
-            .as_str()
-            .with_context(|| format!("{field} is not a string: {v}"))?;
+        let text = v.as_str().with_context(|| format!("{field} is not a string: {v}"))?;
         time::OffsetDateTime::parse(text, &Rfc3339)
             .with_context(|| format!("{field} is not an RFC 3339 timestamp: {text}"))
     };
@@ -442,28 +415,17 @@ const INIT_FN: &str = "arn:aws:lambda:us-east-1:000000000000:function:InitFuncti
 const WATCH_FN: &str = "arn:aws:lambda:us-east-1:000000000000:function:WatchFunction";
 
 fn entered(names: &[&str]) -> Vec<Event> {
-    names
-        .iter()
-        .map(|n| Event::Entered(n.to_string()))
-        .collect()
+    names.iter().map(|n| Event::Entered(n.to_string())).collect()
 }
 
 fn task(state: &str, resource: &str, parameters: Value) -> Event {
-    Event::Task {
-        state: state.into(),
-        resource: resource.into(),
-        parameters,
-    }
+    Event::Task { state: state.into(), resource: resource.into(), parameters }
 }
 
 fn init(input: &Value) -> Vec<Event> {
     vec![
         Event::Entered("Init".into()),
-        task(
-            "Init",
-            "lambda:invoke",
-            json!({"FunctionName": INIT_FN, "Payload": input}),
-        ),
+        task("Init", "lambda:invoke", json!({"FunctionName": INIT_FN, "Payload": input})),
     ]
 }
 
@@ -472,11 +434,7 @@ fn submissions(workflow_id: &str, nodes: u64) -> Vec<Event> {
     let shape = if nodes == 1 { "Single" } else { "Array" };
     let mut events = entered(&["ChooseJobShape"]);
     let mut previous: Option<&str> = None;
-    for (stage, title) in [
-        ("procure", "Procure"),
-        ("process", "Process"),
-        ("egress", "Egress"),
-    ] {
+    for (stage, title) in [("procure", "Procure"), ("process", "Process"), ("egress", "Egress")] {
         let state = format!("Submit{title}{shape}");
         let mut parameters = json!({
             "JobName": format!("nton-{stage}-{workflow_id}"),
@@ -569,12 +527,7 @@ struct Case {
 }
 
 fn succeeded(output: Value) -> End {
-    End {
-        status: "SUCCEEDED".into(),
-        output: Some(output),
-        error: None,
-        cause: None,
-    }
+    End { status: "SUCCEEDED".into(), output: Some(output), error: None, cause: None }
 }
 
 fn failed(status: &str, error: &str, cause: &str) -> End {
@@ -684,11 +637,7 @@ fn cases() -> Vec<Case> {
                  catch on States.ALL won't catch States.Runtime errors\"",
             )),
             expected: Trace {
-                events: concat(vec![
-                    init(&input),
-                    submissions("wf-3", 3),
-                    watch("wf-3", 3, 0),
-                ]),
+                events: concat(vec![init(&input), submissions("wf-3", 3), watch("wf-3", 3, 0)]),
                 end: failed(
                     "FAILED",
                     "States.Runtime",
@@ -795,9 +744,8 @@ async fn the_pipeline_state_machine_runs_the_same_on_localstack_and_on_nton() {
     for (case, on_localstack) in cases.iter().zip(on_localstack) {
         let on_localstack = on_localstack.unwrap();
         let (_, machine) = &machines[case.machine];
-        let on_nton = nton_trace(machine, case.machine, &config, case.name, &case.input)
-            .await
-            .unwrap();
+        let on_nton =
+            nton_trace(machine, case.machine, &config, case.name, &case.input).await.unwrap();
         if let Some((instead, why)) = &case.localstack_departs {
             let at = case.expected.events.len();
             if on_localstack.events.get(at) != Some(instead) {
@@ -810,10 +758,7 @@ async fn the_pipeline_state_machine_runs_the_same_on_localstack_and_on_nton() {
             if let Some(divergence) =
                 first_divergence(("expected", &case.expected), ("nton", &on_nton))
             {
-                failures.push(format!(
-                    "{}: nton differs from AWS: {divergence}",
-                    case.name
-                ));
+                failures.push(format!("{}: nton differs from AWS: {divergence}", case.name));
             }
             continue;
         }
@@ -828,15 +773,9 @@ async fn the_pipeline_state_machine_runs_the_same_on_localstack_and_on_nton() {
         if let Some(divergence) =
             first_divergence(("LocalStack", &on_localstack), ("nton", &on_nton))
         {
-            failures.push(format!(
-                "{}: nton differs from LocalStack: {divergence}",
-                case.name
-            ));
+            failures.push(format!("{}: nton differs from LocalStack: {divergence}", case.name));
         }
     }
-    eprintln!(
-        "LocalStack started in {started:?}; start and every case took {:?}",
-        began.elapsed()
-    );
+    eprintln!("LocalStack started in {started:?}; start and every case took {:?}", began.elapsed());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

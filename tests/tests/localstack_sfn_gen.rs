@@ -143,9 +143,7 @@ const LOCALSTACK_DEPARTURES: &[Departure] = &[
                 && ls.events.len() > nton.events.len()
                 && ls.events.starts_with(&nton.events)
                 && last_entered(nton).is_some_and(|s| {
-                    m.definition["States"][s]["Catch"]
-                        .to_string()
-                        .contains("States.ALL")
+                    m.definition["States"][s]["Catch"].to_string().contains("States.ALL")
                 })
         },
         aws_answer: |_, _, nton| error(nton) == Some("States.Runtime"),
@@ -227,11 +225,7 @@ fn errors_in(t: &Trace) -> Vec<String> {
         }
     }
     let mut out: Vec<String> = error(t).map(str::to_string).into_iter().collect();
-    if let End::Finished {
-        output: Some(output),
-        ..
-    } = &t.end
-    {
+    if let End::Finished { output: Some(output), .. } = &t.end {
         caught(output, &mut out);
     }
     out
@@ -256,9 +250,7 @@ fn caught_where_localstack_failed(m: &Generated, ls: &Trace, nton: &Trace) -> bo
             Event::Task { .. } => None,
         })
         .collect();
-    entered
-        .windows(2)
-        .any(|w| w[0] == failed && targets.iter().any(|t| t == w[1]))
+    entered.windows(2).any(|w| w[0] == failed && targets.iter().any(|t| t == w[1]))
 }
 
 fn last_entered(t: &Trace) -> Option<&str> {
@@ -283,10 +275,7 @@ async fn localstack_trace(sfn: &aws_sdk_sfn::Client, m: &Generated) -> anyhow::R
         Err(e) => {
             let e = e.into_service_error();
             if e.is_invalid_definition() {
-                return Ok(Trace {
-                    events: Vec::new(),
-                    end: End::Refused(e.to_string()),
-                });
+                return Ok(Trace { events: Vec::new(), end: End::Refused(e.to_string()) });
             }
             return Err(e).with_context(|| format!("CreateStateMachine {}", m.name));
         }
@@ -311,20 +300,13 @@ async fn localstack_trace(sfn: &aws_sdk_sfn::Client, m: &Generated) -> anyhow::R
             break d;
         }
         if started.elapsed() > EXECUTION_LIMIT {
-            bail!(
-                "{}: still RUNNING on LocalStack after {EXECUTION_LIMIT:?}",
-                m.name
-            );
+            bail!("{}: still RUNNING on LocalStack after {EXECUTION_LIMIT:?}", m.name);
         }
         // Each poll costs LocalStack CPU that the executions in flight need.
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let mut history: Vec<HistoryEvent> = Vec::new();
-    let mut pages = sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .into_paginator()
-        .send();
+    let mut pages = sfn.get_execution_history().execution_arn(arn).into_paginator().send();
     while let Some(page) = pages.next().await {
         history.extend(page?.events().iter().cloned());
     }
@@ -336,9 +318,7 @@ async fn localstack_trace(sfn: &aws_sdk_sfn::Client, m: &Generated) -> anyhow::R
             events.push(Event::Entered(current.clone()));
         }
         if *e.r#type() == HistoryEventType::TaskScheduled {
-            let d = e
-                .task_scheduled_event_details()
-                .context("TaskScheduled has details")?;
+            let d = e.task_scheduled_event_details().context("TaskScheduled has details")?;
             events.push(Event::Task {
                 state: current.clone(),
                 parameters: serde_json::from_str(d.parameters())
@@ -406,10 +386,7 @@ impl TaskExecutor for MockedTasks<'_> {
 
 impl ExecutionObserver for MockedTasks<'_> {
     fn state_entered(&self, name: &str, _input: &Value) {
-        self.events
-            .lock()
-            .unwrap()
-            .push(Event::Entered(name.to_string()));
+        self.events.lock().unwrap().push(Event::Entered(name.to_string()));
     }
     fn state_exited(&self, _name: &str, _output: &Value) {}
 }
@@ -418,10 +395,7 @@ async fn nton_trace(m: &Generated) -> Trace {
     let machine = match StateMachine::from_json(&m.definition) {
         Ok(machine) => machine,
         Err(e) => {
-            return Trace {
-                events: Vec::new(),
-                end: End::Refused(e.to_string()),
-            };
+            return Trace { events: Vec::new(), end: End::Refused(e.to_string()) };
         }
     };
     let tasks = MockedTasks {
@@ -429,9 +403,7 @@ async fn nton_trace(m: &Generated) -> Trace {
         invocations: Mutex::new(BTreeMap::new()),
         events: Mutex::new(Vec::new()),
     };
-    let ctx = ExecutionContext::new(&m.name)
-        .with_region(REGION)
-        .with_account_id(ACCOUNT_ID);
+    let ctx = ExecutionContext::new(&m.name).with_region(REGION).with_account_id(ACCOUNT_ID);
     let outcome = run_execution(&machine, m.input.clone(), &tasks, &tasks, ctx).await;
     let end = match outcome {
         ExecutionOutcome::Succeeded { output } => End::Finished {
@@ -454,10 +426,7 @@ async fn nton_trace(m: &Generated) -> Trace {
             cause: (!cause.is_empty()).then_some(cause),
         },
     };
-    Trace {
-        events: tasks.events.into_inner().unwrap(),
-        end,
-    }
+    Trace { events: tasks.events.into_inner().unwrap(), end }
 }
 
 // ---- comparing ----------------------------------------------------------------------------
@@ -494,11 +463,7 @@ fn normalized(mut trace: Trace, concurrent: bool) -> Trace {
             normalize(parameters);
         }
     }
-    if let End::Finished {
-        output: Some(output),
-        ..
-    } = &mut trace.end
-    {
+    if let End::Finished { output: Some(output), .. } = &mut trace.end {
         normalize(output);
     }
     if concurrent {
@@ -541,9 +506,7 @@ fn divergence(ls: &Trace, nton: &Trace) -> Option<String> {
     for i in 0..ls.events.len().max(nton.events.len()) {
         let (a, b) = (ls.events.get(i), nton.events.get(i));
         if a != b {
-            return Some(format!(
-                "event {i} differs:\n  LocalStack: {a:?}\n  nton:       {b:?}"
-            ));
+            return Some(format!("event {i} differs:\n  LocalStack: {a:?}\n  nton:       {b:?}"));
         }
     }
     let agree = match (&ls.end, &nton.end) {
@@ -551,27 +514,14 @@ fn divergence(ls: &Trace, nton: &Trace) -> Option<String> {
         (a, b) => same_end(a, b),
     };
     (!agree).then(|| {
-        format!(
-            "the end differs:\n  LocalStack: {:?}\n  nton:       {:?}",
-            ls.end, nton.end
-        )
+        format!("the end differs:\n  LocalStack: {:?}\n  nton:       {:?}", ls.end, nton.end)
     })
 }
 
 fn same_end(a: &End, b: &End) -> bool {
     let (
-        End::Finished {
-            status: s1,
-            output: o1,
-            error: e1,
-            cause: c1,
-        },
-        End::Finished {
-            status: s2,
-            output: o2,
-            error: e2,
-            cause: c2,
-        },
+        End::Finished { status: s1, output: o1, error: e1, cause: c1 },
+        End::Finished { status: s2, output: o2, error: e2, cause: c2 },
     ) = (a, b)
     else {
         return false;
@@ -604,10 +554,7 @@ fn missing_path(cause: &str) -> Option<(String, Value)> {
         .expect("a valid pattern")
     });
     let c = PATTERN.captures(cause)?;
-    Some((
-        c["path"].to_string(),
-        serde_json::from_str(&c["input"]).ok()?,
-    ))
+    Some((c["path"].to_string(), serde_json::from_str(&c["input"]).ok()?))
 }
 
 // ---- shrinking ----------------------------------------------------------------------------
@@ -616,10 +563,7 @@ fn missing_path(cause: &str) -> Option<(String, Value)> {
 /// one field of one state, one Choice rule or Parameters field, or one input field.
 fn smaller(m: &Generated) -> Vec<Generated> {
     let mut out = Vec::new();
-    let states = m.definition["States"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
+    let states = m.definition["States"].as_object().cloned().unwrap_or_default();
     let variant = |definition: Value, input: Value| {
         let mut definition = definition;
         sfn_gen::prune_unreachable(&mut definition);
@@ -629,19 +573,12 @@ fn smaller(m: &Generated) -> Vec<Generated> {
             .filter(|(s, _)| definition["States"].get(s.as_str()).is_some())
             .map(|(s, a)| (s.clone(), a.clone()))
             .collect();
-        Generated {
-            name: m.name.clone(),
-            definition,
-            input,
-            mocks,
-        }
+        Generated { name: m.name.clone(), definition, input, mocks }
     };
     // Drop a state that has one way out.
     for (name, state) in &states {
         let outs = sfn_gen::targets(state);
-        let Some(via) = outs
-            .first()
-            .filter(|_| state.get("Next").is_some() || outs.len() == 1)
+        let Some(via) = outs.first().filter(|_| state.get("Next").is_some() || outs.len() == 1)
         else {
             continue;
         };
@@ -686,24 +623,15 @@ fn smaller(m: &Generated) -> Vec<Generated> {
                 }
             }
             if let Some(keys) = value.as_object() {
-                for key in keys
-                    .keys()
-                    .filter(|k| !(task_parameters && *k == "FunctionName"))
-                {
+                for key in keys.keys().filter(|k| !(task_parameters && *k == "FunctionName")) {
                     let mut d = m.definition.clone();
-                    d["States"][name][field]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove(key);
+                    d["States"][name][field].as_object_mut().unwrap().remove(key);
                     out.push(variant(d, m.input.clone()));
                 }
                 if let Some(payload) = value.get("Payload").and_then(Value::as_object) {
                     for key in payload.keys() {
                         let mut d = m.definition.clone();
-                        d["States"][name][field]["Payload"]
-                            .as_object_mut()
-                            .unwrap()
-                            .remove(key);
+                        d["States"][name][field]["Payload"].as_object_mut().unwrap().remove(key);
                         out.push(variant(d, m.input.clone()));
                     }
                 }
@@ -736,12 +664,7 @@ fn redirect(definition: &mut Value, from: &str, to: &str) {
             fix(v);
         }
         for key in ["Choices", "Catch"] {
-            for item in state
-                .get_mut(key)
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
+            for item in state.get_mut(key).and_then(Value::as_array_mut).into_iter().flatten() {
                 if let Some(v) = item.get_mut("Next") {
                     fix(v);
                 }
@@ -753,10 +676,7 @@ fn redirect(definition: &mut Value, from: &str, to: &str) {
 /// Writes the mock file (before LocalStack starts: it reads the file then).
 fn write_mocks(path: &Path, machines: &[&Generated]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(&sfn_gen::mock_config(machines))?,
-    )?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&sfn_gen::mock_config(machines))?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -812,10 +732,7 @@ fn reproduction(m: &Generated, why: &str) -> String {
         serde_json::to_string_pretty(&m.definition).unwrap(),
         m.input,
         serde_json::to_string_pretty(
-            &m.mocks
-                .iter()
-                .map(|(s, a)| (s.clone(), format!("{a:?}")))
-                .collect::<BTreeMap<_, _>>()
+            &m.mocks.iter().map(|(s, a)| (s.clone(), format!("{a:?}"))).collect::<BTreeMap<_, _>>()
         )
         .unwrap()
     )
@@ -883,10 +800,7 @@ async fn generated_state_machines_run_the_same_on_localstack_and_on_nton() {
         let Some((why, sig, ls, nton)) = result.with_context(|| m.name.clone()).unwrap() else {
             continue;
         };
-        if let Some(k) = LOCALSTACK_DEPARTURES
-            .iter()
-            .position(|d| (d.explains)(m, &ls, &nton))
-        {
+        if let Some(k) = LOCALSTACK_DEPARTURES.iter().position(|d| (d.explains)(m, &ls, &nton)) {
             departures_seen[k] += 1;
             let d = &LOCALSTACK_DEPARTURES[k];
             if !(d.aws_answer)(m, &ls, &nton) {
@@ -925,14 +839,8 @@ async fn generated_state_machines_run_the_same_on_localstack_and_on_nton() {
         ));
     }
     for (d, seen) in LOCALSTACK_DEPARTURES.iter().zip(&departures_seen) {
-        eprintln!(
-            "known LocalStack departure {}: {seen} machines ({})",
-            d.name, d.reason
-        );
+        eprintln!("known LocalStack departure {}: {seen} machines ({})", d.name, d.reason);
     }
-    eprintln!(
-        "LocalStack started in {started:?}; the whole test took {:?}",
-        began.elapsed()
-    );
+    eprintln!("LocalStack started in {started:?}; the whole test took {:?}", began.elapsed());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

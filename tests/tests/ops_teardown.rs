@@ -41,11 +41,7 @@ Resources:
 
 fn teardown_args() -> TeardownArgs {
     TeardownArgs {
-        stack: StackArgs {
-            env: "dev".into(),
-            prefix: "nton".into(),
-            cfn_role_arn: None,
-        },
+        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
         yes: true,
         only: Some(StackKind::Pipeline),
         keep_logs: false,
@@ -75,17 +71,9 @@ async fn deployed() -> Env {
         .await
         .unwrap();
     let batch = aws_sdk_batch::Client::new(&config);
-    let requirement = |kind, value: &str| {
-        ResourceRequirement::builder()
-            .r#type(kind)
-            .value(value)
-            .build()
-    };
-    for name in [
-        "nton-dev-pipeline-procure",
-        "nton-dev-pipeline-procure",
-        "other-stack-procure",
-    ] {
+    let requirement =
+        |kind, value: &str| ResourceRequirement::builder().r#type(kind).value(value).build();
+    for name in ["nton-dev-pipeline-procure", "nton-dev-pipeline-procure", "other-stack-procure"] {
         batch
             .register_job_definition()
             .job_definition_name(name)
@@ -102,12 +90,7 @@ async fn deployed() -> Env {
             .unwrap();
     }
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    Env {
-        _moto: moto,
-        config,
-        batch,
-        logs,
-    }
+    Env { _moto: moto, config, batch, logs }
 }
 
 async fn active(batch: &aws_sdk_batch::Client, name: &str) -> Vec<i32> {
@@ -118,11 +101,8 @@ async fn active(batch: &aws_sdk_batch::Client, name: &str) -> Vec<i32> {
         .send()
         .await
         .unwrap();
-    let mut revisions: Vec<i32> = answer
-        .job_definitions()
-        .iter()
-        .filter_map(|d| d.revision())
-        .collect();
+    let mut revisions: Vec<i32> =
+        answer.job_definitions().iter().filter_map(|d| d.revision()).collect();
     revisions.sort();
     revisions
 }
@@ -163,9 +143,8 @@ async fn policy(logs: &aws_sdk_cloudwatchlogs::Client, name: &str) -> Option<Val
 async fn teardown(config: &aws_config::SdkConfig) -> (u8, String, String) {
     let mut never = |_: &str| -> anyhow::Result<bool> { panic!("--yes must not ask") };
     let (mut console, out, log) = Console::capture();
-    let code = aws::teardown_with(config, &teardown_args(), &mut console, &mut never)
-        .await
-        .unwrap();
+    let code =
+        aws::teardown_with(config, &teardown_args(), &mut console, &mut never).await.unwrap();
     (code, out.text(), log.text())
 }
 
@@ -173,24 +152,10 @@ async fn teardown(config: &aws_config::SdkConfig) -> (u8, String, String) {
 async fn teardown_deregisters_every_active_revision_and_removes_the_stacks_log_group_from_the_delivery_policy()
  {
     let env = deployed().await;
-    assert_eq!(
-        active(&env.batch, "nton-dev-pipeline-procure").await,
-        vec![1, 2, 3]
-    );
-    let ours = format!(
-        "{}:log-stream:*",
-        group_arn("/aws/vendedlogs/states/nton-dev-pipeline")
-    );
-    let theirs = format!(
-        "{}:log-stream:*",
-        group_arn("/aws/vendedlogs/states/someone-else")
-    );
-    put_policy(
-        &env.logs,
-        POLICY,
-        &delivery_policy(&[ours.clone(), theirs.clone()]),
-    )
-    .await;
+    assert_eq!(active(&env.batch, "nton-dev-pipeline-procure").await, vec![1, 2, 3]);
+    let ours = format!("{}:log-stream:*", group_arn("/aws/vendedlogs/states/nton-dev-pipeline"));
+    let theirs = format!("{}:log-stream:*", group_arn("/aws/vendedlogs/states/someone-else"));
+    put_policy(&env.logs, POLICY, &delivery_policy(&[ours.clone(), theirs.clone()])).await;
     // A policy of another name is not log delivery's: left as it is even if it names the group.
     let unrelated = delivery_policy(std::slice::from_ref(&ours));
     put_policy(&env.logs, "SomeoneElsesPolicy", &unrelated).await;
@@ -198,16 +163,9 @@ async fn teardown_deregisters_every_active_revision_and_removes_the_stacks_log_g
     let (code, out, log) = teardown(&env.config).await;
     assert_eq!(code, exit::SUCCESS, "{out}\n{log}");
     // The confirmation text (printed with --yes) names the definition and its revisions.
-    assert!(
-        log.contains("job definition nton-dev-pipeline-procure (3 ACTIVE revisions"),
-        "{log}"
-    );
+    assert!(log.contains("job definition nton-dev-pipeline-procure (3 ACTIVE revisions"), "{log}");
 
-    assert_eq!(
-        active(&env.batch, "nton-dev-pipeline-procure").await,
-        Vec::<i32>::new(),
-        "{out}"
-    );
+    assert_eq!(active(&env.batch, "nton-dev-pipeline-procure").await, Vec::<i32>::new(), "{out}");
     assert_eq!(active(&env.batch, "other-stack-procure").await, vec![1]);
     assert!(
         out.contains(
@@ -221,9 +179,7 @@ async fn teardown_deregisters_every_active_revision_and_removes_the_stacks_log_g
     );
     assert!(out.contains("API_DeregisterJobDefinition.html"), "{out}");
 
-    let rest = policy(&env.logs, POLICY)
-        .await
-        .expect("the policy still serves the other group");
+    let rest = policy(&env.logs, POLICY).await.expect("the policy still serves the other group");
     assert_eq!(rest["Statement"][0]["Resource"], json!([theirs]), "{rest}");
     assert!(
         out.contains(&format!(
@@ -231,10 +187,7 @@ async fn teardown_deregisters_every_active_revision_and_removes_the_stacks_log_g
         )),
         "{out}"
     );
-    assert_eq!(
-        policy(&env.logs, "SomeoneElsesPolicy").await,
-        Some(unrelated)
-    );
+    assert_eq!(policy(&env.logs, "SomeoneElsesPolicy").await, Some(unrelated));
     assert!(out.contains("nothing left behind"), "{out}");
 }
 
@@ -265,9 +218,7 @@ async fn a_shared_wildcard_in_the_delivery_policy_is_left_and_named_with_its_com
     assert_eq!(policy(&env.logs, POLICY).await, Some(document));
     assert!(out.contains("left behind:"), "{out}");
     assert!(
-        out.contains(&format!(
-            "it covers this stack's log groups only through {vended}"
-        )),
+        out.contains(&format!("it covers this stack's log groups only through {vended}")),
         "{out}"
     );
     assert!(
@@ -276,8 +227,5 @@ async fn a_shared_wildcard_in_the_delivery_policy_is_left_and_named_with_its_com
         )),
         "{out}"
     );
-    assert_eq!(
-        active(&env.batch, "nton-dev-pipeline-procure").await,
-        Vec::<i32>::new()
-    );
+    assert_eq!(active(&env.batch, "nton-dev-pipeline-procure").await, Vec::<i32>::new());
 }

@@ -19,12 +19,8 @@ use nton_tests::iam::{allows_action, role_allow_statements, wildcard_match};
 use serde_json::{Value, json};
 
 fn template(name: &str) -> Template {
-    Template::load(
-        nton_tests::workspace_root()
-            .join("cloudformation")
-            .join(name),
-    )
-    .unwrap_or_else(|e| panic!("{name}: {e}"))
+    Template::load(nton_tests::workspace_root().join("cloudformation").join(name))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn resource<'a>(template: &'a Template, id: &str) -> &'a Value {
@@ -38,18 +34,13 @@ fn resource<'a>(template: &'a Template, id: &str) -> &'a Value {
 /// error of the Batch API reference with the `Exception` suffix (Step Functions developer guide,
 /// "AWS SDK service integrations"): TerminateJob's ClientException and ServerException, and the
 /// TooManyRequestsException Batch throttles with.
-const AWS_SDK_BATCH_ERRORS: [&str; 3] = [
-    "Batch.ClientException",
-    "Batch.ServerException",
-    "Batch.TooManyRequestsException",
-];
+const AWS_SDK_BATCH_ERRORS: [&str; 3] =
+    ["Batch.ClientException", "Batch.ServerException", "Batch.TooManyRequestsException"];
 
 #[test]
 fn cleanup_states_retry_only_errors_the_aws_sdk_integration_can_raise() {
     let pipeline = template("pipeline.yaml");
-    let (_, definition) = pipeline
-        .state_machine(&LocalContext::new("nton-test"), None)
-        .unwrap();
+    let (_, definition) = pipeline.state_machine(&LocalContext::new("nton-test"), None).unwrap();
     let mut checked = Vec::new();
     for (name, state) in definition["States"].as_object().unwrap() {
         let resource = state["Resource"].as_str().unwrap_or_default();
@@ -69,10 +60,7 @@ fn cleanup_states_retry_only_errors_the_aws_sdk_integration_can_raise() {
         checked.push(name.clone());
     }
     checked.sort();
-    assert_eq!(
-        checked,
-        ["TerminateEgress", "TerminateProcess", "TerminateProcure"]
-    );
+    assert_eq!(checked, ["TerminateEgress", "TerminateProcess", "TerminateProcure"]);
 }
 
 fn statuses(rule: &Value) -> Vec<String> {
@@ -88,16 +76,8 @@ fn statuses(rule: &Value) -> Vec<String> {
 fn assert_matches_this_machine(id: &str, rule: &Value) {
     let pattern = &rule["Properties"]["EventPattern"];
     assert_eq!(pattern["source"], json!(["aws.states"]), "{id}");
-    assert_eq!(
-        pattern["detail-type"],
-        json!([nton_watch::cleanup::STATUS_CHANGE]),
-        "{id}"
-    );
-    assert_eq!(
-        pattern["detail"]["stateMachineArn"],
-        json!([{"Ref": "StateMachine"}]),
-        "{id}"
-    );
+    assert_eq!(pattern["detail-type"], json!([nton_watch::cleanup::STATUS_CHANGE]), "{id}");
+    assert_eq!(pattern["detail"]["stateMachineArn"], json!([{"Ref": "StateMachine"}]), "{id}");
     assert_eq!(rule["Properties"]["State"], "ENABLED", "{id}");
 }
 
@@ -110,34 +90,18 @@ fn stopped_and_timed_out_runs_reach_the_watchers_cleanup() {
     assert_eq!(statuses(rule), nton_watch::cleanup::STOPPED_STATUSES);
     let targets = rule["Properties"]["Targets"].as_array().unwrap();
     assert_eq!(targets.len(), 1);
-    assert_eq!(
-        targets[0]["Arn"],
-        json!({"Fn::GetAtt": ["WatchFunction", "Arn"]})
-    );
-    assert!(
-        targets[0]["RetryPolicy"]["MaximumRetryAttempts"]
-            .as_u64()
-            .is_some_and(|n| n > 0)
-    );
+    assert_eq!(targets[0]["Arn"], json!({"Fn::GetAtt": ["WatchFunction", "Arn"]}));
+    assert!(targets[0]["RetryPolicy"]["MaximumRetryAttempts"].as_u64().is_some_and(|n| n > 0));
     // The whole event reaches the function (an InputTransformer would hide the detail).
     assert!(targets[0].get("InputTransformer").is_none());
     assert!(targets[0].get("Input").is_none());
 
     let permission = &resource(&pipeline, "StoppedRunCleanupPermission")["Properties"];
     assert_eq!(permission["Action"], "lambda:InvokeFunction");
-    assert_eq!(
-        permission["FunctionName"],
-        json!({"Fn::GetAtt": ["WatchFunction", "Arn"]})
-    );
+    assert_eq!(permission["FunctionName"], json!({"Fn::GetAtt": ["WatchFunction", "Arn"]}));
     assert_eq!(permission["Principal"], "events.amazonaws.com");
-    assert_eq!(
-        permission["SourceArn"],
-        json!({"Fn::GetAtt": ["StoppedRunCleanupRule", "Arn"]})
-    );
-    assert_eq!(
-        permission["SourceAccount"],
-        json!({"Ref": "AWS::AccountId"})
-    );
+    assert_eq!(permission["SourceArn"], json!({"Fn::GetAtt": ["StoppedRunCleanupRule", "Arn"]}));
+    assert_eq!(permission["SourceAccount"], json!({"Ref": "AWS::AccountId"}));
 
     // The watcher's role reads this machine's executions' history and terminates jobs.
     let statements = role_allow_statements(pipeline.body(), "WatchFunctionRole").unwrap();
@@ -210,17 +174,9 @@ fn failed_timed_out_and_stopped_runs_are_published_naming_the_run_the_cause_and_
     }
     // The Fail states' cause is what the event carries: the watcher's, which names the failed
     // stages and nodes, or the caught error's.
-    let (_, definition) = pipeline
-        .state_machine(&LocalContext::new("nton-test"), None)
-        .unwrap();
-    assert_eq!(
-        definition["States"]["Failed"]["CausePath"],
-        "$.status.cause"
-    );
-    assert_eq!(
-        definition["States"]["RunFailed"]["CausePath"],
-        "$.failure.Cause"
-    );
+    let (_, definition) = pipeline.state_machine(&LocalContext::new("nton-test"), None).unwrap();
+    assert_eq!(definition["States"]["Failed"]["CausePath"], "$.status.cause");
+    assert_eq!(definition["States"]["RunFailed"]["CausePath"], "$.failure.Cause");
 
     // A failed run's event, with a cause holding quotes and a newline: the message is JSON.
     let arn = "arn:aws:states:eu-west-1:123456789012:execution:nton-dev-pipeline:nightly-7";
@@ -242,10 +198,7 @@ fn failed_timed_out_and_stopped_runs_are_published_naming_the_run_the_cause_and_
     assert_eq!(message["error"], "nton.StagesFailed");
     assert_eq!(message["cause"], cause);
     let report = message["report"].as_str().unwrap();
-    assert_eq!(
-        report,
-        format!("nton report --execution {arn} --region eu-west-1")
-    );
+    assert_eq!(report, format!("nton report --execution {arn} --region eu-west-1"));
     // The command is one the CLI takes.
     let words: Vec<&str> = report.split(' ').collect();
     nton::cli::Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{report}: {e}"));
@@ -264,10 +217,7 @@ fn failed_timed_out_and_stopped_runs_are_published_naming_the_run_the_cause_and_
 fn the_notification_topic_is_encrypted_tls_only_and_only_the_rule_may_publish() {
     let pipeline = template("pipeline.yaml");
     let topic = &resource(&pipeline, "RunNotificationTopic")["Properties"];
-    assert_eq!(
-        topic["KmsMasterKeyId"],
-        json!({"Fn::GetAtt": ["RunNotificationKey", "Arn"]})
-    );
+    assert_eq!(topic["KmsMasterKeyId"], json!({"Fn::GetAtt": ["RunNotificationKey", "Arn"]}));
     let key = &resource(&pipeline, "RunNotificationKey")["Properties"];
     assert_eq!(key["EnableKeyRotation"], true);
     let key_statements = key["KeyPolicy"]["Statement"].as_array().unwrap();
@@ -275,24 +225,15 @@ fn the_notification_topic_is_encrypted_tls_only_and_only_the_rule_may_publish() 
         .iter()
         .find(|s| s["Principal"]["Service"] == "events.amazonaws.com")
         .expect("the key policy lets EventBridge use the key");
-    assert_eq!(
-        events["Action"],
-        json!(["kms:GenerateDataKey", "kms:Decrypt"])
-    );
+    assert_eq!(events["Action"], json!(["kms:GenerateDataKey", "kms:Decrypt"]));
 
     let policy = &resource(&pipeline, "RunNotificationTopicPolicy")["Properties"];
     assert_eq!(policy["Topics"], json!([{"Ref": "RunNotificationTopic"}]));
     let statements = policy["PolicyDocument"]["Statement"].as_array().unwrap();
-    let deny = statements
-        .iter()
-        .find(|s| s["Effect"] == "Deny")
-        .expect("a Deny statement");
+    let deny = statements.iter().find(|s| s["Effect"] == "Deny").expect("a Deny statement");
     assert_eq!(deny["Principal"], "*");
     assert_eq!(deny["Condition"]["Bool"]["aws:SecureTransport"], "false");
-    let allows: Vec<&Value> = statements
-        .iter()
-        .filter(|s| s["Effect"] == "Allow")
-        .collect();
+    let allows: Vec<&Value> = statements.iter().filter(|s| s["Effect"] == "Allow").collect();
     assert_eq!(allows.len(), 1, "{allows:?}");
     assert_eq!(allows[0]["Principal"]["Service"], "events.amazonaws.com");
     assert_eq!(allows[0]["Action"], "sns:Publish");
@@ -306,27 +247,17 @@ fn the_notification_topic_is_encrypted_tls_only_and_only_the_rule_may_publish() 
 fn an_email_subscription_exists_only_when_an_environment_names_an_address() {
     let pipeline = template("pipeline.yaml");
     for file in ["dev.json", "prod.json"] {
-        let path = nton_tests::workspace_root()
-            .join("cloudformation/params")
-            .join(file);
+        let path = nton_tests::workspace_root().join("cloudformation/params").join(file);
         let params: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let email = params["Parameters"]["NotificationEmail"]
             .as_str()
             .unwrap_or_else(|| panic!("{file} sets NotificationEmail (empty: no subscription)"));
         let ctx = LocalContext::new("nton-test").with_parameter("NotificationEmail", email);
-        let topic = pipeline
-            .resolved_properties("RunNotificationTopic", &ctx)
-            .unwrap();
-        assert_eq!(
-            topic.get("Subscription").is_some(),
-            !email.is_empty(),
-            "{file}: {topic}"
-        );
+        let topic = pipeline.resolved_properties("RunNotificationTopic", &ctx).unwrap();
+        assert_eq!(topic.get("Subscription").is_some(), !email.is_empty(), "{file}: {topic}");
     }
     let ctx = LocalContext::new("nton-test").with_parameter("NotificationEmail", "ops@example.com");
-    let topic = pipeline
-        .resolved_properties("RunNotificationTopic", &ctx)
-        .unwrap();
+    let topic = pipeline.resolved_properties("RunNotificationTopic", &ctx).unwrap();
     assert_eq!(
         topic["Subscription"],
         json!([{"Protocol": "email", "Endpoint": "ops@example.com"}])
@@ -357,10 +288,7 @@ fn the_deploy_role_may_do_what_teardown_does_after_the_delete_on_this_stacks_def
         "logs:PutResourcePolicy",
         "logs:DeleteResourcePolicy",
     ] {
-        assert!(
-            allows_action(&statements, action),
-            "DeployRole lacks {action}"
-        );
+        assert!(allows_action(&statements, action), "DeployRole lacks {action}");
     }
     let vars = [
         ("AWS::Partition", "aws"),
@@ -370,11 +298,7 @@ fn the_deploy_role_may_do_what_teardown_does_after_the_delete_on_this_stacks_def
     ];
     let deregister: Vec<String> = statements
         .iter()
-        .filter(|s| {
-            s.actions
-                .iter()
-                .any(|a| a == "batch:DeregisterJobDefinition")
-        })
+        .filter(|s| s.actions.iter().any(|a| a == "batch:DeregisterJobDefinition"))
         .flat_map(|s| s.resources.iter().map(|r| substitute(r, &vars)))
         .collect();
     assert_eq!(

@@ -80,12 +80,7 @@ async fn run_execution(config: &aws_config::SdkConfig, ids: &[String]) -> String
         .to_string();
     let started = Instant::now();
     loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(&execution)
-            .send()
-            .await
-            .unwrap();
+        let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
         if *described.status() != ExecutionStatus::Running {
             assert_eq!(*described.status(), ExecutionStatus::Succeeded);
             return execution;
@@ -115,24 +110,10 @@ async fn attempts_reported(
             .send()
             .await
             .unwrap();
-        ids.extend(
-            listed
-                .job_summary_list()
-                .iter()
-                .map(|s| s.job_id().unwrap().to_string()),
-        );
+        ids.extend(listed.job_summary_list().iter().map(|s| s.job_id().unwrap().to_string()));
     }
-    let described = batch
-        .describe_jobs()
-        .set_jobs(Some(ids))
-        .send()
-        .await
-        .unwrap();
-    described
-        .jobs()
-        .iter()
-        .map(|job| job.attempts().len())
-        .sum()
+    let described = batch.describe_jobs().set_jobs(Some(ids)).send().await.unwrap();
+    described.jobs().iter().map(|job| job.attempts().len()).sum()
 }
 
 fn report_args(execution: &str, html: &std::path::Path, json: bool) -> ReportArgs {
@@ -157,46 +138,26 @@ async fn an_array_execution_on_moto_draws_a_bar_per_child_attempt_in_a_real_brow
     let ids = submit_stages(&config, 4).await;
     let execution = run_execution(&config, &ids).await;
     let attempts = attempts_reported(&config, &ids, 4).await;
-    assert_eq!(
-        attempts, 12,
-        "moto gives each of 3 x 4 children one attempt"
-    );
+    assert_eq!(attempts, 12, "moto gives each of 3 x 4 children one attempt");
 
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("execution.html");
     let text = nton::report::aws_report_with(&config, &report_args(&execution, &html, false))
         .await
         .unwrap();
-    assert!(
-        text.starts_with(&format!("execution {execution}: SUCCEEDED in ")),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("execution {execution}: SUCCEEDED in ")), "{text}");
     assert!(
         text.contains("  nton-procure     4 succeeded, 0 failed, 0 retried attempts\n"),
         "{text}"
     );
-    assert!(
-        text.ends_with(&format!("timeline: {}\n", html.display())),
-        "{text}"
-    );
+    assert!(text.ends_with(&format!("timeline: {}\n", html.display())), "{text}");
 
     let dom = dom(&html);
-    assert_eq!(
-        dom.matches("<rect class=\"bar\"").count(),
-        attempts,
-        "{dom}"
-    );
+    assert_eq!(dom.matches("<rect class=\"bar\"").count(), attempts, "{dom}");
     assert_eq!(dom.matches("data-outcome=\"SUCCEEDED\"").count(), attempts);
-    assert_eq!(
-        dom.matches("<g class=\"node\"").count(),
-        4,
-        "one row per node"
-    );
+    assert_eq!(dom.matches("<g class=\"node\"").count(), 4, "one row per node");
     for node in 0..4 {
-        assert!(
-            dom.contains(&format!("data-node=\"{node}\"")),
-            "node {node}"
-        );
+        assert!(dom.contains(&format!("data-node=\"{node}\"")), "node {node}");
     }
     assert_eq!(
         dom.matches("<line class=\"poll\"").count(),
@@ -204,11 +165,7 @@ async fn an_array_execution_on_moto_draws_a_bar_per_child_attempt_in_a_real_brow
         "one tick per entry of the Watch state"
     );
     for stage in ["nton-procure", "nton-process", "nton-egress"] {
-        assert_eq!(
-            dom.matches(&format!("data-stage=\"{stage}\"")).count(),
-            4,
-            "{stage}"
-        );
+        assert_eq!(dom.matches(&format!("data-stage=\"{stage}\"")).count(), 4, "{stage}");
     }
     let (coloured, total) = screenshot_colour(&html, &dir.path().join("execution.png"));
     // moto ends every child at once, so each bar is its narrowest (1 px by 12): the page must
@@ -257,9 +214,7 @@ async fn a_one_node_execution_reports_its_plain_jobs_as_node_zero() {
     assert_eq!(attempts_reported(&config, &ids, 1).await, 3);
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("one.html");
-    nton::report::aws_report_with(&config, &report_args(&execution, &html, false))
-        .await
-        .unwrap();
+    nton::report::aws_report_with(&config, &report_args(&execution, &html, false)).await.unwrap();
     let dom = dom(&html);
     assert_eq!(dom.matches("<rect class=\"bar\"").count(), 3, "{dom}");
     assert_eq!(dom.matches("<g class=\"node\" data-node=\"0\"").count(), 1);
@@ -273,9 +228,7 @@ async fn a_name_that_is_no_execution_is_bad_input_and_nothing_is_written() {
     let html = dir.path().join("never.html");
     let mut args = report_args("a b", &html, false);
     args.state_machine_arn = Some("arn:aws:states:us-east-1:123456789012:stateMachine:m".into());
-    let error = nton::report::aws_report_with(&config, &args)
-        .await
-        .unwrap_err();
+    let error = nton::report::aws_report_with(&config, &args).await.unwrap_err();
     assert!(error.to_string().starts_with("--execution: "), "{error}");
     assert!(!html.exists());
 }

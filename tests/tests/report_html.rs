@@ -15,15 +15,7 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
     let data_dir = dir.path().join("runs");
     let run = Command::new(workspace_binary("nton"))
         .current_dir(workspace_root())
-        .args([
-            "run",
-            "--json",
-            "--ids",
-            "300",
-            "--ids-per-node",
-            "10",
-            "--data-dir",
-        ])
+        .args(["run", "--json", "--ids", "300", "--ids-per-node", "10", "--data-dir"])
         .arg(&data_dir)
         .arg("--bin-dir")
         .arg(binary_dir())
@@ -33,12 +25,7 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
         .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:2500"])
         .output()
         .unwrap();
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
 
     let html = dir.path().join("timeline.html");
     let report = Command::new(workspace_binary("nton"))
@@ -48,17 +35,9 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
         .arg(&html)
         .output()
         .unwrap();
-    assert_eq!(
-        report.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
+    assert_eq!(report.status.code(), Some(0), "{}", String::from_utf8_lossy(&report.stderr));
     let stdout = String::from_utf8_lossy(&report.stdout);
-    assert!(
-        stdout.contains(&format!("timeline: {}", html.display())),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("timeline: {}", html.display())), "{stdout}");
 
     let run_dir = std::fs::read_dir(&data_dir)
         .unwrap()
@@ -73,33 +52,12 @@ fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
 
     // The DOM as Chromium parsed it: SVG elements are there only if the page is well formed.
     let dom = dom(&html);
-    assert_eq!(
-        dom.matches("<rect class=\"bar\"").count(),
-        ran,
-        "one bar per attempt that ran"
-    );
-    assert_eq!(
-        dom.matches("<g class=\"node\"").count(),
-        30,
-        "one row per node"
-    );
-    assert_eq!(
-        dom.matches("data-outcome=\"FAILED\"").count(),
-        1,
-        "node 4's process"
-    );
-    assert!(
-        dom.matches("<line class=\"poll\"").count() >= 1,
-        "the poll loop's ticks"
-    );
-    assert!(
-        dom.contains("Failed nodes: 4"),
-        "the header names the failed node"
-    );
-    assert!(
-        dom.contains("Slowest nodes: 2 ("),
-        "the slow node leads the slowest"
-    );
+    assert_eq!(dom.matches("<rect class=\"bar\"").count(), ran, "one bar per attempt that ran");
+    assert_eq!(dom.matches("<g class=\"node\"").count(), 30, "one row per node");
+    assert_eq!(dom.matches("data-outcome=\"FAILED\"").count(), 1, "node 4's process");
+    assert!(dom.matches("<line class=\"poll\"").count() >= 1, "the poll loop's ticks");
+    assert!(dom.contains("Failed nodes: 4"), "the header names the failed node");
+    assert!(dom.contains("Slowest nodes: 2 ("), "the slow node leads the slowest");
 
     let (coloured, total) = screenshot_colour(&html, &dir.path().join("timeline.png"));
     assert!(

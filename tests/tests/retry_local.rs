@@ -41,9 +41,7 @@ fn nton(verb: &str, args: &[&str]) -> Outcome {
         .lines()
         .rev()
         .find_map(|line| {
-            serde_json::from_str::<Value>(line)
-                .ok()
-                .filter(|value| value["event"] == "summary")
+            serde_json::from_str::<Value>(line).ok().filter(|value| value["event"] == "summary")
         })
         .unwrap_or(Value::Null);
     Outcome { output, summary }
@@ -56,10 +54,7 @@ fn result_set(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         return files;
     };
     for node in nodes.flatten().filter(|entry| entry.path().is_dir()) {
-        for entry in std::fs::read_dir(node.path().join("results"))
-            .into_iter()
-            .flatten()
-            .flatten()
+        for entry in std::fs::read_dir(node.path().join("results")).into_iter().flatten().flatten()
         {
             let path = entry.path();
             let relative = path.strip_prefix(dir).unwrap().to_path_buf();
@@ -126,22 +121,10 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     let fault = format!("NTON_FAULT_FAIL={faults}");
     let first = nton(
         "run",
-        &[
-            "--data-dir",
-            data,
-            "--ids",
-            "57",
-            "--ids-per-node",
-            "6",
-            "--job-env",
-            &fault,
-        ],
+        &["--data-dir", data, "--ids", "57", "--ids-per-node", "6", "--job-env", &fault],
     );
     assert_eq!(first.code(), 1, "{}", first.stderr());
-    let cause = first.summary["cause"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let cause = first.summary["cause"].as_str().unwrap_or_default().to_string();
     for name in named {
         assert!(cause.contains(name), "{cause}");
     }
@@ -154,28 +137,17 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     let before = result_set(&results);
     let failed_keys: Vec<String> = failed.iter().map(|n| format!("{n}/")).collect();
     assert!(
-        before
-            .keys()
-            .all(|path| !failed_keys.iter().any(|k| path.starts_with(k))),
+        before.keys().all(|path| !failed_keys.iter().any(|k| path.starts_with(k))),
         "a failed node has results"
     );
-    assert_eq!(
-        before.len() + failed.len() * 6 - usize::from(failed.contains(&9)) * 3,
-        57
-    );
+    assert_eq!(before.len() + failed.len() * 6 - usize::from(failed.contains(&9)) * 3, 57);
 
     // Still failing: the retry fails and names the same original nodes.
     let again = nton("retry", &[run_dir.to_str().unwrap(), "--job-env", &fault]);
     assert_eq!(again.code(), 1, "{}", again.stderr());
-    let cause = again.summary["cause"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let cause = again.summary["cause"].as_str().unwrap_or_default().to_string();
     for name in named {
-        assert!(
-            cause.contains(name),
-            "a retry names original nodes: {cause}"
-        );
+        assert!(cause.contains(name), "a retry names original nodes: {cause}");
     }
     assert_eq!(again.summary["workflowId"], workflow_id.as_str());
 
@@ -183,17 +155,9 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     let fixed = nton("retry", &[run_dir.to_str().unwrap()]);
     assert_eq!(fixed.code(), 0, "{}", fixed.stderr());
     assert_eq!(fixed.summary["status"], "SUCCEEDED");
-    let sizes: Vec<Value> = fixed.summary["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|job| job["size"].clone())
-        .collect();
-    let expected_size = if failed.len() == 1 {
-        Value::Null
-    } else {
-        Value::from(failed.len())
-    };
+    let sizes: Vec<Value> =
+        fixed.summary["jobs"].as_array().unwrap().iter().map(|job| job["size"].clone()).collect();
+    let expected_size = if failed.len() == 1 { Value::Null } else { Value::from(failed.len()) };
     assert_eq!(sizes, vec![expected_size; 3], "{}", fixed.summary);
     let after = result_set(&results);
     assert_eq!(after.len(), 57);
@@ -228,16 +192,8 @@ fn check_retry_completes(faults: &str, failed: &[u32], named: &[&str]) {
     // A succeeded run has nothing to retry: refused, exit 2, nothing run.
     let done = nton("retry", &[run_dir.to_str().unwrap()]);
     assert_eq!(done.code(), 2, "{}", done.stderr());
-    assert!(
-        done.stderr()
-            .contains("succeeded; there is nothing to retry"),
-        "{}",
-        done.stderr()
-    );
-    assert_eq!(
-        read_record(&run_dir.join(RECORD_FILE)).unwrap().len(),
-        lines.len()
-    );
+    assert!(done.stderr().contains("succeeded; there is nothing to retry"), "{}", done.stderr());
+    assert_eq!(read_record(&run_dir.join(RECORD_FILE)).unwrap().len(), lines.len());
 }
 
 #[test]
@@ -257,17 +213,9 @@ fn a_retry_of_something_that_is_no_failed_run_is_refused_and_writes_nothing() {
     let missing = dir.path().join("nope");
     let outcome = nton("retry", &[missing.to_str().unwrap()]);
     assert_eq!(outcome.code(), 2, "{}", outcome.stderr());
-    assert!(
-        outcome.stderr().contains("RUN_DIR: cannot read"),
-        "{}",
-        outcome.stderr()
-    );
+    assert!(outcome.stderr().contains("RUN_DIR: cannot read"), "{}", outcome.stderr());
     let outcome = nton("retry", &[]);
     assert_eq!(outcome.code(), 2);
-    assert!(
-        outcome.stderr().contains("name the failed run"),
-        "{}",
-        outcome.stderr()
-    );
+    assert!(outcome.stderr().contains("name the failed run"), "{}", outcome.stderr());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

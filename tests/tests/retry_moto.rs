@@ -81,12 +81,7 @@ async fn ended_execution(
         .to_string();
     let started = Instant::now();
     loop {
-        let described = sfn
-            .describe_execution()
-            .execution_arn(&execution)
-            .send()
-            .await
-            .unwrap();
+        let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
         if *described.status() != ExecutionStatus::Running {
             return (machine, execution);
         }
@@ -130,11 +125,7 @@ async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nod
             {"node": 7, "stage": "procure", "reason": "fault injected", "skipped": []},
             {"node": 3, "stage": "procure", "reason": "fault injected", "skipped": []}],
         "failedNodeCount": 2, "stuck": []});
-    let jobs = [
-        "j-procure".to_string(),
-        "j-process".into(),
-        "j-egress".into(),
-    ];
+    let jobs = ["j-procure".to_string(), "j-process".into(), "j-egress".into()];
     let (machine, execution) = ended_execution(
         &config,
         pipeline_tail(&plan(Value::Null), &jobs, &status),
@@ -157,10 +148,7 @@ async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nod
     assert_eq!(started["stateMachineArn"], machine.as_str());
     let retried = started["executionArn"].as_str().unwrap();
     assert_ne!(retried, execution);
-    assert!(
-        retried.starts_with(&machine.replace(":stateMachine:", ":execution:")),
-        "{retried}"
-    );
+    assert!(retried.starts_with(&machine.replace(":stateMachine:", ":execution:")), "{retried}");
     // What Step Functions was given, and the init Lambda would read.
     assert_eq!(input_of(&config, retried).await, expected);
 }
@@ -182,10 +170,7 @@ async fn a_retry_of_a_retry_with_more_failures_than_listed_reads_batch_through_t
             .array_properties(ArrayProperties::builder().size(3).build());
         if let Some(previous) = jobs.last() {
             submit = submit.depends_on(
-                JobDependency::builder()
-                    .job_id(previous)
-                    .r#type(ArrayJobDependency::NToN)
-                    .build(),
+                JobDependency::builder().job_id(previous).r#type(ArrayJobDependency::NToN).build(),
             );
         }
         jobs.push(submit.send().await.unwrap().job_id().unwrap().to_string());
@@ -224,21 +209,15 @@ async fn the_latest_execution_of_an_environment_that_succeeded_is_not_retried() 
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
         "progress": {}, "failedNodes": [], "failedNodeCount": 0, "stuck": []});
     let jobs = ["a".to_string(), "b".into(), "c".into()];
-    let (machine, execution) = ended_execution(
-        &config,
-        pipeline_tail(&plan(Value::Null), &jobs, &status),
-        &json!({}),
-    )
-    .await;
+    let (machine, execution) =
+        ended_execution(&config, pipeline_tail(&plan(Value::Null), &jobs, &status), &json!({}))
+            .await;
     aws_sdk_cloudformation::Client::new(&config)
         .create_stack()
         .stack_name("nton-dev-pipeline")
         .template_body(PIPELINE)
         .parameters(
-            Parameter::builder()
-                .parameter_key("StateMachineArn")
-                .parameter_value(&machine)
-                .build(),
+            Parameter::builder().parameter_key("StateMachineArn").parameter_value(&machine).build(),
         )
         .send()
         .await
@@ -247,15 +226,10 @@ async fn the_latest_execution_of_an_environment_that_succeeded_is_not_retried() 
     args.env = Some("dev".into());
     args.latest = true;
     let (mut console, out, _) = Console::capture();
-    let error = nton::aws::retry::retry_with(&config, &args, None, &mut console)
-        .await
-        .unwrap_err();
+    let error = nton::aws::retry::retry_with(&config, &args, None, &mut console).await.unwrap_err();
     let error = error.downcast::<exit::CommandError>().unwrap();
     assert_eq!(error.code, exit::BAD_INPUT, "{}", error.message);
-    assert_eq!(
-        error.message,
-        format!("{execution} succeeded; there is nothing to retry")
-    );
+    assert_eq!(error.message, format!("{execution} succeeded; there is nothing to retry"));
     assert_eq!(out.text(), "");
     let listed = aws_sdk_sfn::Client::new(&config)
         .list_executions()
@@ -277,24 +251,11 @@ fn bad_targets_are_refused_before_any_aws_call() {
             &["arn:aws:states:us-east-1:123:execution:m:n"],
             "EXECUTION_ARN: \"arn:aws:states:us-east-1:123:execution:m:n\" is not an execution ARN",
         ),
+        (&["arn:aws:states:us-east-1:123456789012:stateMachine:m"], "is not an execution ARN"),
+        (&["--latest", "--env", ""], "--env: \"\" is not a valid name"),
+        (&["--latest", "--env", "dev_1"], "--env: \"dev_1\" is not a valid name"),
         (
-            &["arn:aws:states:us-east-1:123456789012:stateMachine:m"],
-            "is not an execution ARN",
-        ),
-        (
-            &["--latest", "--env", ""],
-            "--env: \"\" is not a valid name",
-        ),
-        (
-            &["--latest", "--env", "dev_1"],
-            "--env: \"dev_1\" is not a valid name",
-        ),
-        (
-            &[
-                "--latest",
-                "--state-machine-arn",
-                "arn:aws:states:::stateMachine:",
-            ],
+            &["--latest", "--state-machine-arn", "arn:aws:states:::stateMachine:"],
             "--state-machine-arn: ",
         ),
     ];
@@ -310,11 +271,7 @@ fn bad_targets_are_refused_before_any_aws_call() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(i32::from(exit::BAD_INPUT)),
-            "{args:?}: {stderr}"
-        );
+        assert_eq!(output.status.code(), Some(i32::from(exit::BAD_INPUT)), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
         assert!(
             started.elapsed() < Duration::from_secs(5),

@@ -25,15 +25,7 @@ fn watch_follows_a_local_run_in_progress_and_exits_with_its_outcome() {
     let data_dir = dir.path().join("runs");
     let mut run = Command::new(workspace_binary("nton"))
         .current_dir(workspace_root())
-        .args([
-            "run",
-            "--json",
-            "--ids",
-            "60",
-            "--ids-per-node",
-            "10",
-            "--data-dir",
-        ])
+        .args(["run", "--json", "--ids", "60", "--ids-per-node", "10", "--data-dir"])
         .arg(&data_dir)
         .arg("--bin-dir")
         .arg(binary_dir())
@@ -47,10 +39,7 @@ fn watch_follows_a_local_run_in_progress_and_exits_with_its_outcome() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let run_dir = loop {
         let found = std::fs::read_dir(&data_dir).ok().and_then(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .find(|p| p.join(RECORD_FILE).is_file())
+            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| p.join(RECORD_FILE).is_file())
         });
         if let Some(found) = found {
             break found;
@@ -64,20 +53,12 @@ fn watch_follows_a_local_run_in_progress_and_exits_with_its_outcome() {
     let stdout = String::from_utf8_lossy(&watch.stdout);
     let stderr = String::from_utf8_lossy(&watch.stderr);
     assert_eq!(watch.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains(&format!("watching {}", run_dir.display())),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("watching {}", run_dir.display())), "{stderr}");
     assert!(stdout.starts_with("FAILED after"), "{stdout}");
     assert!(stdout.contains("process failed on node 5"), "{stdout}");
     // It followed the run: at least one per-stage line before the end, with procure not yet
     // ended on every node (node 0 was slow).
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("procure") && !l.contains(" 6/6 ")),
-        "{stderr}"
-    );
+    assert!(stderr.lines().any(|l| l.contains("procure") && !l.contains(" 6/6 ")), "{stderr}");
 
     // An ended run answers at once with the same outcome; JSON ends with a finished event.
     let again = nton_watch(&[run_dir.to_str().unwrap(), "--json"], &data_dir);
@@ -100,10 +81,5 @@ fn a_missing_run_directory_is_bad_input() {
     let stderr = String::from_utf8_lossy(&watch.stderr);
     assert!(stderr.contains("no such run directory"), "{stderr}");
     let latest = nton_watch(&["--latest"], &dir.path().join("empty"));
-    assert_eq!(
-        latest.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&latest.stderr)
-    );
+    assert_eq!(latest.status.code(), Some(2), "{}", String::from_utf8_lossy(&latest.stderr));
 }

@@ -21,10 +21,7 @@ use nton_watch::{SdkBatch, WatchError};
 use serde_json::{Value, json};
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// A queue and a job definition on an unmanaged compute environment (the least moto needs).
@@ -41,11 +38,7 @@ impl Batch {
 
     async fn create_at(config: &aws_config::SdkConfig) -> Batch {
         let BatchQueue { queue, definition } = batch_queue(config, "nton-test").await;
-        Batch {
-            client: aws_sdk_batch::Client::new(config),
-            queue,
-            definition,
-        }
+        Batch { client: aws_sdk_batch::Client::new(config), queue, definition }
     }
 
     /// Submits the three stage jobs as the state machine does: arrays chained N_TO_N, or plain
@@ -88,16 +81,11 @@ impl Batch {
 async fn poll_until_done(event: &Value, batch: &SdkBatch) -> Value {
     let started = Instant::now();
     loop {
-        let status = nton_watch::handle(event.clone(), batch, now_ms())
-            .await
-            .unwrap();
+        let status = nton_watch::handle(event.clone(), batch, now_ms()).await.unwrap();
         if status["done"] == json!(true) {
             return status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "not done after 30 s: {status}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "not done after 30 s: {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -136,37 +124,16 @@ async fn an_array_run_that_succeeded() {
     assert_eq!(described.len(), 2);
     let process = described.iter().find(|job| job.job_id == ids[1]).unwrap();
     assert!(process.job_name.starts_with("nton-process-"));
-    assert_eq!(
-        process.depends_on[0].job_id.as_deref(),
-        Some(ids[0].as_str())
-    );
-    assert_eq!(
-        process.depends_on[0].dependency_type,
-        Some(ArrayDependencyType::NToN)
-    );
-    assert!(
-        process.created_at.unwrap() > 1_600_000_000_000,
-        "epoch milliseconds"
-    );
-    let children = sdk
-        .list_array_children(&ids[0], JobStatus::Succeeded)
-        .await
-        .unwrap();
+    assert_eq!(process.depends_on[0].job_id.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(process.depends_on[0].dependency_type, Some(ArrayDependencyType::NToN));
+    assert!(process.created_at.unwrap() > 1_600_000_000_000, "epoch milliseconds");
+    let children = sdk.list_array_children(&ids[0], JobStatus::Succeeded).await.unwrap();
     let mut child_ids: Vec<&str> = children.iter().map(|c| c.job_id.as_str()).collect();
     child_ids.sort();
     let expected: Vec<String> = (0..3).map(|i| format!("{}:{i}", ids[0])).collect();
     assert_eq!(child_ids, expected);
-    assert!(
-        children
-            .iter()
-            .all(|c| c.status == Some(JobStatus::Succeeded))
-    );
-    assert!(
-        sdk.list_array_children(&ids[0], JobStatus::Failed)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(children.iter().all(|c| c.status == Some(JobStatus::Succeeded)));
+    assert!(sdk.list_array_children(&ids[0], JobStatus::Failed).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -177,10 +144,7 @@ async fn a_one_node_run_of_plain_jobs() {
     let status = poll_until_done(&event, &SdkBatch::new(batch.client.clone())).await;
     assert_eq!(status["failed"], json!(false));
     assert_eq!(status["progress"]["egress"]["size"], json!(1));
-    assert_eq!(
-        status["progress"]["egress"]["counts"]["SUCCEEDED"],
-        json!(1)
-    );
+    assert_eq!(status["progress"]["egress"]["counts"]["SUCCEEDED"], json!(1));
 }
 
 #[tokio::test]
@@ -315,11 +279,7 @@ fn start_runtime_api(events: Vec<Value>) -> (u16, mpsc::Receiver<(String, Value)
                     if answers.send((path, answer)).is_err() {
                         return;
                     }
-                    (
-                        "202 Accepted",
-                        String::new(),
-                        r#"{"status":"OK"}"#.to_string(),
-                    )
+                    ("202 Accepted", String::new(), r#"{"status":"OK"}"#.to_string())
                 };
                 let response = format!(
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -359,10 +319,7 @@ async fn the_binary_answers_the_lambda_runtime() {
     assert_eq!(answer["done"], json!(true));
     assert_eq!(answer["failed"], json!(false));
     assert_eq!(answer["progress"]["egress"]["size"], json!(2));
-    assert_eq!(
-        answer["progress"]["egress"]["jobId"],
-        event["jobs"]["egress"]["JobId"]
-    );
+    assert_eq!(answer["progress"]["egress"]["jobId"], event["jobs"]["egress"]["JobId"]);
 
     let (path, answer) = answers.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/error");
@@ -385,9 +342,7 @@ async fn the_binary_answers_the_lambda_runtime() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&format!(
-            "nton-watch: Lambda runtime API at 127.0.0.1:{port}: "
-        )),
+        stderr.starts_with(&format!("nton-watch: Lambda runtime API at 127.0.0.1:{port}: ")),
         "{stderr}"
     );
     let logs: Vec<Value> = String::from_utf8(output.stdout)
@@ -396,9 +351,8 @@ async fn the_binary_answers_the_lambda_runtime() {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert!(
-        logs.iter()
-            .any(|l| l["fields"]["message"] == json!("polled stage jobs")
-                && l["fields"]["done"] == json!(true)),
+        logs.iter().any(|l| l["fields"]["message"] == json!("polled stage jobs")
+            && l["fields"]["done"] == json!(true)),
         "{logs:?}"
     );
     assert!(
@@ -411,10 +365,7 @@ async fn the_binary_answers_the_lambda_runtime() {
 
 #[test]
 fn the_binary_outside_lambda_exits_2_with_one_line() {
-    let output = Command::new(workspace_binary("nton-watch"))
-        .env_clear()
-        .output()
-        .unwrap();
+    let output = Command::new(workspace_binary("nton-watch")).env_clear().output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8(output.stderr).unwrap(),

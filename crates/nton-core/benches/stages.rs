@@ -90,12 +90,7 @@ fn fresh_node(layout: &Layout, ids: &[Uuid]) -> WorkflowId {
 
 fn row(name: &str, samples: &Samples, against: Option<&Samples>) {
     let versus = against
-        .map(|b| {
-            format!(
-                "  = {:.2}x baseline (b)",
-                ms(samples.median()) / ms(b.median())
-            )
-        })
+        .map(|b| format!("  = {:.2}x baseline (b)", ms(samples.median()) / ms(b.median())))
         .unwrap_or_default();
     println!(
         "{name:<46} median {:>7.3} ms   p90 {:>7.3} ms{versus}",
@@ -118,27 +113,11 @@ impl Case {
     fn print(&self, title: &str) {
         println!("\n{title}");
         row("procure (40 records)", &self.procure, Some(&self.procure_b));
-        row(
-            "  baseline (a): same files, sequential",
-            &self.procure_a,
-            None,
-        );
-        row(
-            "  baseline (b): same files, parallel",
-            &self.procure_b,
-            None,
-        );
+        row("  baseline (a): same files, sequential", &self.procure_a, None);
+        row("  baseline (b): same files, parallel", &self.procure_b, None);
         row("process (40 records)", &self.process, Some(&self.process_b));
-        row(
-            "  baseline (a): same files, sequential",
-            &self.process_a,
-            None,
-        );
-        row(
-            "  baseline (b): same files, parallel",
-            &self.process_b,
-            None,
-        );
+        row("  baseline (a): same files, sequential", &self.process_a, None);
+        row("  baseline (b): same files, parallel", &self.process_b, None);
     }
 }
 
@@ -157,35 +136,18 @@ impl Targets<'_> {
     /// the four baselines, starting at a different one each time, so that no measurement
     /// always comes first or right after the previous repetition's clean-up.
     fn measure(&self, rep: usize, into: &mut Case) {
-        let Targets {
-            layout,
-            wf,
-            a,
-            b,
-            data,
-            results,
-        } = self;
+        let Targets { layout, wf, a, b, data, results } = self;
         let mut case = Case::default();
         for unit in 0..5 {
             match (unit + rep) % 5 {
                 0 => {
-                    case.procure
-                        .time(|| procure(layout, wf, 0).expect("procure"));
-                    case.process
-                        .time(|| process(layout, wf, 0).expect("process"));
+                    case.procure.time(|| procure(layout, wf, 0).expect("procure"));
+                    case.process.time(|| process(layout, wf, 0).expect("process"));
                 }
-                1 => case
-                    .procure_a
-                    .time(|| baseline(&layout.data_dir(a, 0), data, false)),
-                2 => case
-                    .procure_b
-                    .time(|| baseline(&layout.data_dir(b, 0), data, true)),
-                3 => case
-                    .process_a
-                    .time(|| baseline(&layout.results_dir(a, 0), results, false)),
-                _ => case
-                    .process_b
-                    .time(|| baseline(&layout.results_dir(b, 0), results, true)),
+                1 => case.procure_a.time(|| baseline(&layout.data_dir(a, 0), data, false)),
+                2 => case.procure_b.time(|| baseline(&layout.data_dir(b, 0), data, true)),
+                3 => case.process_a.time(|| baseline(&layout.results_dir(a, 0), results, false)),
+                _ => case.process_b.time(|| baseline(&layout.results_dir(b, 0), results, true)),
             };
         }
         if rep >= WARMUP {
@@ -210,14 +172,10 @@ fn main() {
     let processed = process(&layout, &wf, 0).expect("process");
     let read = |path: PathBuf| fs::read(path).expect("output file");
     let name = |id: &Uuid| format!("{id}.json");
-    let data: Vec<(String, Vec<u8>)> = ids
-        .iter()
-        .map(|id| (name(id), read(layout.data_file(&wf, 0, id))))
-        .collect();
-    let results: Vec<(String, Vec<u8>)> = ids
-        .iter()
-        .map(|id| (name(id), read(layout.result_file(&wf, 0, id))))
-        .collect();
+    let data: Vec<(String, Vec<u8>)> =
+        ids.iter().map(|id| (name(id), read(layout.data_file(&wf, 0, id)))).collect();
+    let results: Vec<(String, Vec<u8>)> =
+        ids.iter().map(|id| (name(id), read(layout.result_file(&wf, 0, id)))).collect();
     let total = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.1.len() as u64).sum::<u64>();
     assert_eq!(total(&data), procured.bytes);
     assert_eq!(total(&results), processed.bytes);
@@ -239,14 +197,7 @@ fn main() {
     for rep in 0..WARMUP + REPS {
         let wf = fresh_node(&layout, &ids);
         let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
-        let targets = Targets {
-            layout: &layout,
-            wf,
-            a,
-            b,
-            data: &data,
-            results: &results,
-        };
+        let targets = Targets { layout: &layout, wf, a, b, data: &data, results: &results };
         targets.measure(rep, &mut first);
         for wf in [wf, a, b] {
             fs::remove_dir_all(layout.workflow_dir(&wf)).expect("clean up");
@@ -257,14 +208,7 @@ fn main() {
     let mut rerun = Case::default();
     let wf = fresh_node(&layout, &ids);
     let (a, b) = (WorkflowId::new_v4(), WorkflowId::new_v4());
-    let targets = Targets {
-        layout: &layout,
-        wf,
-        a,
-        b,
-        data: &data,
-        results: &results,
-    };
+    let targets = Targets { layout: &layout, wf, a, b, data: &data, results: &results };
     for rep in 0..WARMUP + REPS {
         targets.measure(rep, &mut rerun);
     }
@@ -295,20 +239,13 @@ fn main() {
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "load average at the end (1/5/15 min): {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     first.print("First run of a node (fresh directories):");
     rerun.print("Re-run of a node (replacing its earlier files):");
     println!("\nCPU only, in memory, one thread:");
     row("procure: generate + serialize 40 records", &generate, None);
-    row(
-        "process: parse + transform + serialize 40",
-        &transform,
-        None,
-    );
+    row("process: parse + transform + serialize 40", &transform, None);
     println!("\nAgainst the original's {ORIGINAL_SECONDS} s per stage per node (first run):");
     for (name, samples) in [("procure", &first.procure), ("process", &first.process)] {
         println!(

@@ -246,10 +246,7 @@ mod tests {
             job_id: Some("a".into()),
             dependency_type: Some(ArrayDependencyType::NToN),
         };
-        assert_eq!(
-            serde_json::to_string(&dep).unwrap(),
-            r#"{"jobId":"a","type":"N_TO_N"}"#
-        );
+        assert_eq!(serde_json::to_string(&dep).unwrap(), r#"{"jobId":"a","type":"N_TO_N"}"#);
     }
 
     #[test]

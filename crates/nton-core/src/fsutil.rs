@@ -242,11 +242,7 @@ mod tests {
         let done = AtomicUsize::new(0);
         let err = for_each_parallel(100_000, 4, |i| {
             done.fetch_add(1, Ordering::Relaxed);
-            if i == 10 {
-                Err(format!("index {i}"))
-            } else {
-                Ok(())
-            }
+            if i == 10 { Err(format!("index {i}")) } else { Ok(()) }
         })
         .unwrap_err();
         assert_eq!(err, "index 10");

@@ -36,9 +36,7 @@ pub struct Layout {
 impl Layout {
     /// A layout rooted at `data_root` (`NTON_DATA_ROOT`).
     pub fn new(data_root: impl Into<PathBuf>) -> Layout {
-        Layout {
-            root: data_root.into(),
-        }
+        Layout { root: data_root.into() }
     }
 
     /// The data root.
@@ -101,10 +99,8 @@ impl Layout {
 
     /// Writes the retry's node map atomically (array index `i` runs `nodes[i]`).
     pub fn write_node_map(&self, wf: &WorkflowId, nodes: &[u32]) -> io::Result<()> {
-        let bytes = serde_json::to_vec(&NodeMapFile {
-            nodes: nodes.to_vec(),
-        })
-        .map_err(io::Error::other)?;
+        let bytes =
+            serde_json::to_vec(&NodeMapFile { nodes: nodes.to_vec() }).map_err(io::Error::other)?;
         fsutil::write_atomic(&self.node_map_file(wf), &bytes)
     }
 
@@ -122,18 +118,12 @@ impl Layout {
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(index),
             Err(err) => return Err(StageError::io(index, &path, err, "init writes it")),
         };
-        let wrong = |detail: String| StageError::WrongShape {
-            node: index,
-            path: path.clone(),
-            detail,
-        };
+        let wrong =
+            |detail: String| StageError::WrongShape { node: index, path: path.clone(), detail };
         let map: NodeMapFile =
             serde_json::from_str(&text).map_err(|err| wrong(format!("not a node map ({err})")))?;
         map.nodes.get(index as usize).copied().ok_or_else(|| {
-            wrong(format!(
-                "array index {index} is past its {} nodes",
-                map.nodes.len()
-            ))
+            wrong(format!("array index {index} is past its {} nodes", map.nodes.len()))
         })
     }
 
@@ -219,10 +209,7 @@ pub fn prune_workflows(
     let mut pruned = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let Some(wf) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| WorkflowId::parse(name).ok())
+        let Some(wf) = entry.file_name().to_str().and_then(|name| WorkflowId::parse(name).ok())
         else {
             continue;
         };
@@ -235,9 +222,7 @@ pub fn prune_workflows(
         if !metadata.is_dir() {
             continue;
         }
-        let age = now
-            .duration_since(metadata.modified()?)
-            .unwrap_or(Duration::ZERO);
+        let age = now.duration_since(metadata.modified()?).unwrap_or(Duration::ZERO);
         if age > older_than {
             remove_tree_parallel(&entry.path())?;
             pruned.push(wf);
@@ -251,9 +236,9 @@ pub fn prune_workflows(
 /// (another init pruning at the same time) is not an error.
 fn remove_tree_parallel(dir: &Path) -> io::Result<()> {
     let children: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|entry| entry.map(|entry| entry.path()))
-            .collect::<io::Result<_>>()?,
+        Ok(entries) => {
+            entries.map(|entry| entry.map(|entry| entry.path())).collect::<io::Result<_>>()?
+        }
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(err),
     };
@@ -297,38 +282,23 @@ mod tests {
         let layout = Layout::new("/mnt/efs");
         let (wf, id) = (wf(), id());
         assert_eq!(layout.root(), Path::new("/mnt/efs"));
-        assert_eq!(
-            layout.workflow_dir(&wf),
-            Path::new(&format!("/mnt/efs/{WF}"))
-        );
-        assert_eq!(
-            layout.node_dir(&wf, 7),
-            Path::new(&format!("/mnt/efs/{WF}/7"))
-        );
+        assert_eq!(layout.workflow_dir(&wf), Path::new(&format!("/mnt/efs/{WF}")));
+        assert_eq!(layout.node_dir(&wf, 7), Path::new(&format!("/mnt/efs/{WF}/7")));
         assert_eq!(
             layout.prep_ids_file(&wf, 7),
             Path::new(&format!("/mnt/efs/{WF}/7/prep/ids.csv"))
         );
-        assert_eq!(
-            layout.data_dir(&wf, 0),
-            Path::new(&format!("/mnt/efs/{WF}/0/data"))
-        );
+        assert_eq!(layout.data_dir(&wf, 0), Path::new(&format!("/mnt/efs/{WF}/0/data")));
         assert_eq!(
             layout.data_file(&wf, 9999, &id),
             Path::new(&format!("/mnt/efs/{WF}/9999/data/{ID}.json"))
         );
-        assert_eq!(
-            layout.results_dir(&wf, 3),
-            Path::new(&format!("/mnt/efs/{WF}/3/results"))
-        );
+        assert_eq!(layout.results_dir(&wf, 3), Path::new(&format!("/mnt/efs/{WF}/3/results")));
         assert_eq!(
             layout.result_file(&wf, 3, &id),
             Path::new(&format!("/mnt/efs/{WF}/3/results/{ID}.json"))
         );
-        assert_eq!(
-            layout.result_key(&wf, 3, &id),
-            format!("{WF}/3/results/{ID}.json")
-        );
+        assert_eq!(layout.result_key(&wf, 3, &id), format!("{WF}/3/results/{ID}.json"));
     }
 
     #[test]
@@ -350,10 +320,7 @@ mod tests {
         let bytes = format_ids(&ids);
         assert_eq!(bytes.len(), 5 * 37);
         assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 5);
-        assert_eq!(
-            parse_ids(std::str::from_utf8(&bytes).unwrap()).unwrap(),
-            ids
-        );
+        assert_eq!(parse_ids(std::str::from_utf8(&bytes).unwrap()).unwrap(), ids);
         assert_eq!(parse_ids(&format!("{ID}\r\n{ID}")).unwrap(), [id(), id()]);
     }
 
@@ -367,10 +334,7 @@ mod tests {
         assert!(matches!(err, StageError::Missing { node: 4, .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            format!(
-                "node 4: {} is missing (init writes it; was init run?)",
-                path.display()
-            )
+            format!("node 4: {} is missing (init writes it; was init run?)", path.display())
         );
 
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -411,10 +375,7 @@ mod tests {
         assert_eq!(layout.node_of_index(&wf, 0).unwrap(), 7);
         assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 3);
         let err = layout.node_of_index(&wf, 2).unwrap_err().to_string();
-        assert!(
-            err.ends_with("has the wrong shape: array index 2 is past its 2 nodes"),
-            "{err}"
-        );
+        assert!(err.ends_with("has the wrong shape: array index 2 is past its 2 nodes"), "{err}");
         fs::write(layout.node_map_file(&wf), b"[1,2]").unwrap();
         let err = layout.node_of_index(&wf, 0).unwrap_err().to_string();
         assert!(err.contains("not a node map"), "{err}");
@@ -447,17 +408,10 @@ mod tests {
         fs::write(&file_named_like_a_run, b"").unwrap();
         let week = Duration::from_secs(7 * 24 * 3600);
         let long_ago = now - week - Duration::from_secs(60);
-        for path in [
-            &layout.workflow_dir(&old),
-            &stranger,
-            &file_named_like_a_run,
-        ] {
+        for path in [&layout.workflow_dir(&old), &stranger, &file_named_like_a_run] {
             set_mtime(path, long_ago);
         }
-        set_mtime(
-            &layout.workflow_dir(&fresh),
-            now - Duration::from_secs(3600),
-        );
+        set_mtime(&layout.workflow_dir(&fresh), now - Duration::from_secs(3600));
 
         assert_eq!(prune_workflows(&layout, week, now).unwrap(), [old]);
         assert!(!layout.workflow_dir(&old).exists());
@@ -475,10 +429,6 @@ mod tests {
     fn prune_of_a_missing_root_removes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path().join("absent"));
-        assert!(
-            prune_workflows(&layout, Duration::ZERO, SystemTime::now())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(prune_workflows(&layout, Duration::ZERO, SystemTime::now()).unwrap().is_empty());
     }
 }

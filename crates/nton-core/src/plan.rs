@@ -27,28 +27,16 @@ pub const MAX_POLL_SECONDS: u32 = 3_600;
 pub enum PlanError {
     /// An integer outside its allowed range.
     #[error("{field}: {value} is out of range (must be {rule})")]
-    OutOfRange {
-        field: &'static str,
-        value: String,
-        rule: String,
-    },
+    OutOfRange { field: &'static str, value: String, rule: String },
     /// A value that is not an integer at all (a string, a fraction, a boolean...).
     #[error("{field}: {value} is not an integer (must be {rule})")]
-    NotAnInteger {
-        field: &'static str,
-        value: String,
-        rule: String,
-    },
+    NotAnInteger { field: &'static str, value: String, rule: String },
     /// More array nodes than AWS Batch allows in one array job.
     #[error(
         "ids/idsPerNode: {ids} ids in groups of {ids_per_node} make {nodes} nodes; \
          at most {MAX_NODES} nodes are allowed"
     )]
-    TooManyNodes {
-        ids: u64,
-        ids_per_node: u64,
-        nodes: u64,
-    },
+    TooManyNodes { ids: u64, ids_per_node: u64, nodes: u64 },
     /// A workflow id that is not a canonical UUID.
     #[error(
         "workflowId: {value} is not a canonical UUID (must be lowercase and hyphenated, \
@@ -85,10 +73,7 @@ impl RetryNodes {
             return Err(invalid("the list is empty".to_string()));
         }
         if nodes.len() > MAX_NODES as usize {
-            return Err(invalid(format!(
-                "{} nodes is more than {MAX_NODES}",
-                nodes.len()
-            )));
+            return Err(invalid(format!("{} nodes is more than {MAX_NODES}", nodes.len())));
         }
         let mut seen = std::collections::BTreeSet::new();
         for &node in &nodes {
@@ -120,15 +105,10 @@ impl RetryNodes {
             }
         };
         let Some(workflow_id) = input.workflow_id else {
-            return Err(invalid(
-                "a retry without workflowId names no run to re-run".to_string(),
-            ));
+            return Err(invalid("a retry without workflowId names no run to re-run".to_string()));
         };
         if list.len() > MAX_NODES as usize {
-            return Err(invalid(format!(
-                "{} nodes is more than {MAX_NODES}",
-                list.len()
-            )));
+            return Err(invalid(format!("{} nodes is more than {MAX_NODES}", list.len())));
         }
         let nodes = list
             .iter()
@@ -139,10 +119,7 @@ impl RetryNodes {
                     .ok_or_else(|| invalid(format!("{} is not a node number", brief(value))))
             })
             .collect::<Result<Vec<u32>, PlanError>>()?;
-        let plan = RunPlan {
-            workflow_id,
-            ..input.to_plan()
-        };
+        let plan = RunPlan { workflow_id, ..input.to_plan() };
         RetryNodes::new(nodes, &plan).map(Some)
     }
 
@@ -187,9 +164,7 @@ impl WorkflowId {
 
     /// Parses the canonical form, e.g. `0f8fad5b-d9cb-469f-a165-70867728950e`.
     pub fn parse(text: &str) -> Result<Self, PlanError> {
-        let invalid = || PlanError::InvalidWorkflowId {
-            value: Value::from(text).to_string(),
-        };
+        let invalid = || PlanError::InvalidWorkflowId { value: Value::from(text).to_string() };
         // uuid also accepts the simple, braced and URN forms and upper case; comparing with
         // the re-formatted value keeps exactly one spelling per id.
         let uuid = Uuid::try_parse(text).map_err(|_| invalid())?;
@@ -251,12 +226,7 @@ impl RunPlan {
         let ids = IDS.check(u64::from(ids))?;
         let ids_per_node = IDS_PER_NODE.check(u64::from(ids_per_node))?;
         let nodes = node_count(ids, ids_per_node)?;
-        Ok(RunPlan {
-            workflow_id,
-            ids,
-            ids_per_node,
-            nodes,
-        })
+        Ok(RunPlan { workflow_id, ids, ids_per_node, nodes })
     }
 
     /// The positions (in the run's list of ids) of the ids that belong to `node`. Nodes are
@@ -264,9 +234,7 @@ impl RunPlan {
     /// last gets an empty range.
     pub fn node_range(&self, node: u32) -> Range<usize> {
         let ids = self.ids as usize;
-        let start = (node as usize)
-            .saturating_mul(self.ids_per_node as usize)
-            .min(ids);
+        let start = (node as usize).saturating_mul(self.ids_per_node as usize).min(ids);
         let end = start.saturating_add(self.ids_per_node as usize).min(ids);
         start..end
     }
@@ -298,21 +266,9 @@ struct Field {
     max: u32,
 }
 
-const IDS: Field = Field {
-    name: "ids",
-    min: 1,
-    max: MAX_IDS,
-};
-const IDS_PER_NODE: Field = Field {
-    name: "idsPerNode",
-    min: 1,
-    max: MAX_IDS,
-};
-const POLL_SECONDS: Field = Field {
-    name: "pollSeconds",
-    min: 1,
-    max: MAX_POLL_SECONDS,
-};
+const IDS: Field = Field { name: "ids", min: 1, max: MAX_IDS };
+const IDS_PER_NODE: Field = Field { name: "idsPerNode", min: 1, max: MAX_IDS };
+const POLL_SECONDS: Field = Field { name: "pollSeconds", min: 1, max: MAX_POLL_SECONDS };
 
 impl Field {
     fn rule(&self) -> String {
@@ -320,11 +276,7 @@ impl Field {
     }
 
     fn out_of_range(&self, value: String) -> PlanError {
-        PlanError::OutOfRange {
-            field: self.name,
-            value,
-            rule: self.rule(),
-        }
+        PlanError::OutOfRange { field: self.name, value, rule: self.rule() }
     }
 
     fn check(&self, value: u64) -> Result<u32, PlanError> {
@@ -359,11 +311,7 @@ impl Field {
                     }
                 }
             }
-            _ => Err(PlanError::NotAnInteger {
-                field: self.name,
-                value: shown,
-                rule: self.rule(),
-            }),
+            _ => Err(PlanError::NotAnInteger { field: self.name, value: shown, rule: self.rule() }),
         }
     }
 }
@@ -379,11 +327,7 @@ pub struct PlanDefaults {
 impl Default for PlanDefaults {
     /// 400 ids in groups of 40 (10 nodes), checked every 30 s.
     fn default() -> Self {
-        PlanDefaults {
-            ids: 400,
-            ids_per_node: 40,
-            poll_seconds: 30,
-        }
+        PlanDefaults { ids: 400, ids_per_node: 40, poll_seconds: 30 }
     }
 }
 
@@ -396,11 +340,7 @@ impl PlanDefaults {
         let ids_per_node = IDS_PER_NODE.check(ids_per_node)?;
         let poll_seconds = POLL_SECONDS.check(poll_seconds)?;
         node_count(ids, ids_per_node)?;
-        Ok(PlanDefaults {
-            ids,
-            ids_per_node,
-            poll_seconds,
-        })
+        Ok(PlanDefaults { ids, ids_per_node, poll_seconds })
     }
 }
 
@@ -425,9 +365,7 @@ impl PlanInput {
             Value::Object(object) => object,
             Value::Null => &empty,
             other => {
-                return Err(PlanError::NotAnObject {
-                    value: other.to_string(),
-                });
+                return Err(PlanError::NotAnObject { value: other.to_string() });
             }
         };
         let field = |spec: &Field, default: u32| -> Result<u32, PlanError> {
@@ -444,17 +382,10 @@ impl PlanInput {
             None => None,
             Some(Value::String(text)) => Some(WorkflowId::parse(text)?),
             Some(other) => {
-                return Err(PlanError::InvalidWorkflowId {
-                    value: other.to_string(),
-                });
+                return Err(PlanError::InvalidWorkflowId { value: other.to_string() });
             }
         };
-        Ok(PlanInput {
-            workflow_id,
-            ids,
-            ids_per_node,
-            poll_seconds,
-        })
+        Ok(PlanInput { workflow_id, ids, ids_per_node, poll_seconds })
     }
 
     /// The plan, for the caller's workflow id or a fresh one.
@@ -581,20 +512,11 @@ mod tests {
     #[test]
     fn empty_event_takes_the_defaults() {
         let defaults = PlanDefaults::new(100, 7, 5).unwrap();
-        for event in [
-            json!({}),
-            Value::Null,
-            json!({"Comment": "Insert your JSON here"}),
-        ] {
+        for event in [json!({}), Value::Null, json!({"Comment": "Insert your JSON here"})] {
             let input = PlanInput::from_json(&event, &defaults).unwrap();
             assert_eq!(
                 input,
-                PlanInput {
-                    workflow_id: None,
-                    ids: 100,
-                    ids_per_node: 7,
-                    poll_seconds: 5
-                }
+                PlanInput { workflow_id: None, ids: 100, ids_per_node: 7, poll_seconds: 5 }
             );
             assert_eq!(input.to_plan().nodes, 15);
         }
@@ -624,14 +546,8 @@ mod tests {
     #[test]
     fn bad_values_name_the_field_the_value_and_the_limit() {
         let cases = [
-            (
-                json!({"ids": 0}),
-                "ids: 0 is out of range (must be an integer in 1..=10000000)",
-            ),
-            (
-                json!({"ids": -5}),
-                "ids: -5 is out of range (must be an integer in 1..=10000000)",
-            ),
+            (json!({"ids": 0}), "ids: 0 is out of range (must be an integer in 1..=10000000)"),
+            (json!({"ids": -5}), "ids: -5 is out of range (must be an integer in 1..=10000000)"),
             (
                 json!({"ids": 10000001}),
                 "ids: 10000001 is out of range (must be an integer in 1..=10000000)",
@@ -704,15 +620,9 @@ mod tests {
                 .unwrap();
         assert_eq!((ok.nodes(), ok.len()), (&[7, 3][..], 2));
         assert_eq!(retry(json!({"workflowId": WF})).unwrap(), None);
-        assert_eq!(
-            retry(json!({"workflowId": WF, "retryNodes": null})).unwrap(),
-            None
-        );
+        assert_eq!(retry(json!({"workflowId": WF, "retryNodes": null})).unwrap(), None);
         let cases = [
-            (
-                json!({"workflowId": WF, "retryNodes": []}),
-                "retryNodes: the list is empty",
-            ),
+            (json!({"workflowId": WF, "retryNodes": []}), "retryNodes: the list is empty"),
             (
                 json!({"workflowId": WF, "retryNodes": [1, 2, 1]}),
                 "retryNodes: node 1 is listed twice",
@@ -721,18 +631,12 @@ mod tests {
                 json!({"workflowId": WF, "retryNodes": [10]}),
                 "retryNodes: node 10 is not a node of the run: 400 ids in groups of 40 make nodes 0..=9",
             ),
-            (
-                json!({"workflowId": WF, "retryNodes": [-1]}),
-                "retryNodes: -1 is not a node number",
-            ),
+            (json!({"workflowId": WF, "retryNodes": [-1]}), "retryNodes: -1 is not a node number"),
             (
                 json!({"workflowId": WF, "retryNodes": ["3"]}),
                 "retryNodes: \"3\" is not a node number",
             ),
-            (
-                json!({"workflowId": WF, "retryNodes": 3}),
-                "retryNodes: 3 is not a list",
-            ),
+            (json!({"workflowId": WF, "retryNodes": 3}), "retryNodes: 3 is not a list"),
             (
                 json!({"retryNodes": [3]}),
                 "retryNodes: a retry without workflowId names no run to re-run",
@@ -745,9 +649,7 @@ mod tests {
         for (event, want) in cases {
             let message = match parse(event.clone()) {
                 Err(error) => error.to_string(),
-                Ok(input) => RetryNodes::from_json(&event, &input)
-                    .unwrap_err()
-                    .to_string(),
+                Ok(input) => RetryNodes::from_json(&event, &input).unwrap_err().to_string(),
             };
             assert!(message.starts_with(want), "{event}: {message}");
         }
@@ -756,20 +658,12 @@ mod tests {
             json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": too_many});
         let input = parse(json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1})).unwrap();
         assert_eq!(
-            RetryNodes::from_json(&event, &input)
-                .unwrap_err()
-                .to_string(),
+            RetryNodes::from_json(&event, &input).unwrap_err().to_string(),
             format!("retryNodes: 10001 nodes is more than 10000 (must be {RETRY_NODES_RULE})")
         );
         let all: Vec<u32> = (0..10_000).rev().collect();
         let event = json!({"workflowId": WF, "ids": 10000, "idsPerNode": 1, "retryNodes": all});
-        assert_eq!(
-            RetryNodes::from_json(&event, &input)
-                .unwrap()
-                .unwrap()
-                .len(),
-            10_000
-        );
+        assert_eq!(RetryNodes::from_json(&event, &input).unwrap().unwrap().len(), 10_000);
     }
 
     #[test]
@@ -781,14 +675,8 @@ mod tests {
         );
         assert!(matches!(
             PlanDefaults::new(400, 40, 0),
-            Err(PlanError::OutOfRange {
-                field: "pollSeconds",
-                ..
-            })
+            Err(PlanError::OutOfRange { field: "pollSeconds", .. })
         ));
-        assert!(matches!(
-            PlanDefaults::new(400_001, 40, 30),
-            Err(PlanError::TooManyNodes { .. })
-        ));
+        assert!(matches!(PlanDefaults::new(400_001, 40, 30), Err(PlanError::TooManyNodes { .. })));
     }
 }

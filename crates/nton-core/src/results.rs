@@ -10,10 +10,7 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResultsTarget {
     /// An S3 bucket, with an optional key prefix (no leading or trailing `/`).
-    S3 {
-        bucket: String,
-        prefix: Option<String>,
-    },
+    S3 { bucket: String, prefix: Option<String> },
     /// A local directory (absolute path); created if missing.
     Dir(PathBuf),
 }
@@ -87,28 +84,16 @@ mod tests {
         );
         assert_eq!(
             ResultsTarget::parse("s3://my-bucket"),
-            Ok(ResultsTarget::S3 {
-                bucket: "my-bucket".into(),
-                prefix: None
-            })
+            Ok(ResultsTarget::S3 { bucket: "my-bucket".into(), prefix: None })
         );
     }
 
     #[test]
     fn an_empty_or_short_bucket_is_named_with_its_length() {
         for (url, want) in [
-            (
-                "s3://",
-                "the bucket name \"\" has 0 characters; it must have 3 to 63",
-            ),
-            (
-                "s3:///prefix",
-                "the bucket name \"\" has 0 characters; it must have 3 to 63",
-            ),
-            (
-                "s3://ab",
-                "the bucket name \"ab\" has 2 characters; it must have 3 to 63",
-            ),
+            ("s3://", "the bucket name \"\" has 0 characters; it must have 3 to 63"),
+            ("s3:///prefix", "the bucket name \"\" has 0 characters; it must have 3 to 63"),
+            ("s3://ab", "the bucket name \"ab\" has 2 characters; it must have 3 to 63"),
         ] {
             assert_eq!(ResultsTarget::parse(url), Err(want.to_string()), "{url}");
         }
@@ -121,11 +106,7 @@ mod tests {
             Ok(ResultsTarget::Dir("/tmp/out".into()))
         );
         for bad in ["relative/dir", "http://x/y", "file://rel"] {
-            assert_eq!(
-                ResultsTarget::parse(bad),
-                Err(RESULTS_URL_RULE.to_string()),
-                "{bad}"
-            );
+            assert_eq!(ResultsTarget::parse(bad), Err(RESULTS_URL_RULE.to_string()), "{bad}");
         }
         assert!(ResultsTarget::parse("s3://bucket/a/../b").is_err());
         assert!(ResultsTarget::parse("s3://bucket/a//b").is_err());

@@ -45,9 +45,7 @@ impl Default for StatusOptions {
     fn default() -> Self {
         // Fargate and EC2 capacity normally arrives within a few minutes; ten minutes without
         // a single child starting means the compute environment cannot place the jobs.
-        StatusOptions {
-            stuck_after_ms: 10 * 60 * 1000,
-        }
+        StatusOptions { stuck_after_ms: 10 * 60 * 1000 }
     }
 }
 
@@ -220,9 +218,7 @@ pub fn assess(
         })
         .collect();
 
-    let done = Stage::ALL
-        .into_iter()
-        .all(|stage| stage_ended(jobs.get(stage)));
+    let done = Stage::ALL.into_iter().all(|stage| stage_ended(jobs.get(stage)));
     let failures = collect_failures(jobs, children);
     let nodes = root_failures(&failures);
     let stage_failed = |stage: Stage| {
@@ -234,11 +230,7 @@ pub fn assess(
     let failed = done && Stage::ALL.into_iter().any(stage_failed);
 
     let cause = failed.then(|| {
-        let total = Stage::ALL
-            .into_iter()
-            .map(|stage| size_of(jobs.get(stage)))
-            .max()
-            .unwrap_or(1);
+        let total = Stage::ALL.into_iter().map(|stage| size_of(jobs.get(stage))).max().unwrap_or(1);
         // Stages that failed yet gave no failed child (a parent that failed as a whole, or a
         // summary ahead of ListJobs) are still named, with the parent's own reason.
         let unexplained: Vec<(Stage, String)> = Stage::ALL
@@ -277,16 +269,11 @@ pub fn assess(
 
 /// An array parent carries `arrayProperties.size`; anything else stands for node 0 alone.
 fn is_array(job: &JobDetail) -> bool {
-    job.array_properties
-        .as_ref()
-        .is_some_and(|props| props.size.is_some())
+    job.array_properties.as_ref().is_some_and(|props| props.size.is_some())
 }
 
 fn size_of(job: &JobDetail) -> u32 {
-    job.array_properties
-        .as_ref()
-        .and_then(|props| props.size)
-        .unwrap_or(1)
+    job.array_properties.as_ref().and_then(|props| props.size).unwrap_or(1)
 }
 
 /// Children by status with every status present. A plain job counts as one child in its own
@@ -297,10 +284,7 @@ fn counts_of(job: &JobDetail) -> BTreeMap<JobStatus, u32> {
         counts.insert(job.status, 1);
         return counts;
     }
-    let summary = job
-        .array_properties
-        .as_ref()
-        .and_then(|props| props.status_summary.as_ref());
+    let summary = job.array_properties.as_ref().and_then(|props| props.status_summary.as_ref());
     if let Some(summary) = summary {
         for (status, count) in summary {
             counts.insert(*status, *count);
@@ -317,9 +301,7 @@ fn counts_of(job: &JobDetail) -> BTreeMap<JobStatus, u32> {
 /// marked FAILED early must not end the run while its other children still work).
 fn stage_ended(job: &JobDetail) -> bool {
     job.status.is_terminal()
-        && counts_of(job)
-            .iter()
-            .all(|(status, count)| status.is_terminal() || *count == 0)
+        && counts_of(job).iter().all(|(status, count)| status.is_terminal() || *count == 0)
 }
 
 /// One failed child (or failed plain job) of one stage.
@@ -355,10 +337,7 @@ fn collect_failures(jobs: &StageJobs, children: &Children) -> Vec<Failure> {
             continue;
         }
         for child in children.get(stage, JobStatus::Failed).unwrap_or_default() {
-            if child
-                .status
-                .is_some_and(|status| status != JobStatus::Failed)
-            {
+            if child.status.is_some_and(|status| status != JobStatus::Failed) {
                 continue;
             }
             let Some(node) = child_index(child) else {
@@ -391,12 +370,7 @@ fn child_index(child: &JobSummary) -> Option<u32> {
         .array_properties
         .as_ref()
         .and_then(|props| props.index)
-        .or_else(|| {
-            child
-                .job_id
-                .rsplit_once(':')
-                .and_then(|(_, index)| index.parse().ok())
-        })
+        .or_else(|| child.job_id.rsplit_once(':').and_then(|(_, index)| index.parse().ok()))
 }
 
 fn is_dependency_failure(status_reason: Option<&str>) -> bool {
@@ -452,15 +426,9 @@ fn root_failures(failures: &[Failure]) -> Vec<FailedNode> {
         .into_iter()
         .map(|(node, mut failures)| {
             failures.sort_by_key(|f| f.stage);
-            let root = failures
-                .iter()
-                .find(|f| !f.because_of_dependency)
-                .unwrap_or(&failures[0]);
-            let skipped = failures
-                .iter()
-                .filter(|f| f.stage > root.stage)
-                .map(|f| f.stage)
-                .collect();
+            let root = failures.iter().find(|f| !f.because_of_dependency).unwrap_or(&failures[0]);
+            let skipped =
+                failures.iter().filter(|f| f.stage > root.stage).map(|f| f.stage).collect();
             FailedNode {
                 node,
                 stage: root.stage,
@@ -492,20 +460,14 @@ fn describe_cause(nodes: &[FailedNode], unexplained: &[(Stage, String)], total: 
     for (stage, reason, skipped, group_nodes) in groups.iter().take(MAX_CAUSE_GROUPS) {
         let mut clause = format!("{stage} failed on {} ({reason})", name_nodes(group_nodes));
         if !skipped.is_empty() {
-            let them = if group_nodes.len() == 1 {
-                "that node"
-            } else {
-                "those nodes"
-            };
+            let them = if group_nodes.len() == 1 { "that node" } else { "those nodes" };
             clause.push_str(&format!("; {} did not run on {them}", join_and(skipped)));
         }
         clauses.push(clause);
     }
     if groups.len() > MAX_CAUSE_GROUPS {
         let rest: usize = groups[MAX_CAUSE_GROUPS..].iter().map(|g| g.3.len()).sum();
-        clauses.push(format!(
-            "{rest} more nodes failed in other ways (see failedNodes)"
-        ));
+        clauses.push(format!("{rest} more nodes failed in other ways (see failedNodes)"));
     }
     for (stage, reason) in unexplained {
         clauses.push(format!("{stage} failed ({reason})"));
@@ -521,11 +483,7 @@ fn describe_cause(nodes: &[FailedNode], unexplained: &[(Stage, String)], total: 
 
 /// "node 3" or "nodes 3, 7" or "nodes 1, 2, … and 15 more".
 fn name_nodes(nodes: &[u32]) -> String {
-    let shown: Vec<String> = nodes
-        .iter()
-        .take(MAX_CAUSE_NODES)
-        .map(u32::to_string)
-        .collect();
+    let shown: Vec<String> = nodes.iter().take(MAX_CAUSE_NODES).map(u32::to_string).collect();
     let mut text = if nodes.len() == 1 {
         format!("node {}", shown[0])
     } else {
@@ -680,10 +638,7 @@ mod tests {
     fn children(lists: Vec<(Stage, JobStatus, Vec<Value>)>) -> Children {
         let mut children = Children::new();
         for (stage, status, list) in lists {
-            let list = list
-                .into_iter()
-                .map(|c| serde_json::from_value(c).unwrap())
-                .collect();
+            let list = list.into_iter().map(|c| serde_json::from_value(c).unwrap()).collect();
             children.insert(stage, status, list);
         }
         children
@@ -727,12 +682,7 @@ mod tests {
         let listings: Vec<(Stage, JobStatus)> = listings_needed(&case.jobs, NOW, &options)
             .into_iter()
             .map(|l| {
-                assert_eq!(
-                    l.array_job_id,
-                    case.jobs.get(l.stage).job_id,
-                    "{}",
-                    case.name
-                );
+                assert_eq!(l.array_job_id, case.jobs.get(l.stage).job_id, "{}", case.name);
                 (l.stage, l.status)
             })
             .collect();
@@ -780,18 +730,8 @@ mod tests {
         check(Case {
             name: "procure fails on 3 and 7, egress on 5",
             jobs: jobs(
-                parent(
-                    Stage::Procure,
-                    "FAILED",
-                    10,
-                    json!({"SUCCEEDED": 8, "FAILED": 2}),
-                ),
-                parent(
-                    Stage::Process,
-                    "FAILED",
-                    10,
-                    json!({"SUCCEEDED": 8, "FAILED": 2}),
-                ),
+                parent(Stage::Procure, "FAILED", 10, json!({"SUCCEEDED": 8, "FAILED": 2})),
+                parent(Stage::Process, "FAILED", 10, json!({"SUCCEEDED": 8, "FAILED": 2})),
                 parent(
                     Stage::Egress,
                     "FAILED",
@@ -852,48 +792,26 @@ mod tests {
 
     #[test]
     fn a_container_reason_joins_the_status_reason() {
-        let mut child = failed_child(
-            Stage::Process,
-            2,
-            "Essential container in task exited",
-            Some(137),
-        );
+        let mut child =
+            failed_child(Stage::Process, 2, "Essential container in task exited", Some(137));
         child["container"]["reason"] =
             json!("OutOfMemoryError: Container killed due to memory usage");
         check(Case {
             name: "out of memory in process",
             jobs: jobs(
                 parent(Stage::Procure, "SUCCEEDED", 4, all_succeeded(4)),
-                parent(
-                    Stage::Process,
-                    "FAILED",
-                    4,
-                    json!({"SUCCEEDED": 3, "FAILED": 1}),
-                ),
-                parent(
-                    Stage::Egress,
-                    "FAILED",
-                    4,
-                    json!({"SUCCEEDED": 3, "FAILED": 1}),
-                ),
+                parent(Stage::Process, "FAILED", 4, json!({"SUCCEEDED": 3, "FAILED": 1})),
+                parent(Stage::Egress, "FAILED", 4, json!({"SUCCEEDED": 3, "FAILED": 1})),
             ),
             children: children(vec![
                 (Stage::Process, JobStatus::Failed, vec![child]),
                 (
                     Stage::Egress,
                     JobStatus::Failed,
-                    vec![failed_child(
-                        Stage::Egress,
-                        2,
-                        DEPENDENCY_FAILED_REASON,
-                        None,
-                    )],
+                    vec![failed_child(Stage::Egress, 2, DEPENDENCY_FAILED_REASON, None)],
                 ),
             ]),
-            listings: vec![
-                (Stage::Process, JobStatus::Failed),
-                (Stage::Egress, JobStatus::Failed),
-            ],
+            listings: vec![(Stage::Process, JobStatus::Failed), (Stage::Egress, JobStatus::Failed)],
             expect: json!({
                 "failed": true,
                 "cause": "1 of 4 nodes failed: process failed on node 2 (Essential container in task exited: OutOfMemoryError: Container killed due to memory usage, exit code 137); egress did not run on that node.",
@@ -919,12 +837,7 @@ mod tests {
                     10,
                     json!({"SUCCEEDED": 2, "RUNNING": 2, "PENDING": 5, "FAILED": 1}),
                 ),
-                parent(
-                    Stage::Egress,
-                    "PENDING",
-                    10,
-                    json!({"PENDING": 9, "FAILED": 1}),
-                ),
+                parent(Stage::Egress, "PENDING", 10, json!({"PENDING": 9, "FAILED": 1})),
             ),
             children: children(vec![
                 (
@@ -940,22 +853,12 @@ mod tests {
                 (
                     Stage::Process,
                     JobStatus::Failed,
-                    vec![failed_child(
-                        Stage::Process,
-                        4,
-                        DEPENDENCY_FAILED_REASON,
-                        None,
-                    )],
+                    vec![failed_child(Stage::Process, 4, DEPENDENCY_FAILED_REASON, None)],
                 ),
                 (
                     Stage::Egress,
                     JobStatus::Failed,
-                    vec![failed_child(
-                        Stage::Egress,
-                        4,
-                        DEPENDENCY_FAILED_REASON,
-                        None,
-                    )],
+                    vec![failed_child(Stage::Egress, 4, DEPENDENCY_FAILED_REASON, None)],
                 ),
             ]),
             listings: vec![
@@ -983,18 +886,8 @@ mod tests {
                     3,
                     json!({"SUCCEEDED": 1, "RUNNING": 1, "FAILED": 1}),
                 ),
-                parent(
-                    Stage::Process,
-                    "PENDING",
-                    3,
-                    json!({"PENDING": 2, "FAILED": 1}),
-                ),
-                parent(
-                    Stage::Egress,
-                    "PENDING",
-                    3,
-                    json!({"PENDING": 2, "FAILED": 1}),
-                ),
+                parent(Stage::Process, "PENDING", 3, json!({"PENDING": 2, "FAILED": 1})),
+                parent(Stage::Egress, "PENDING", 3, json!({"PENDING": 2, "FAILED": 1})),
             ),
             children: Children::new(),
             listings: vec![
@@ -1051,12 +944,7 @@ mod tests {
         check(Case {
             name: "old RUNNABLE with some running",
             jobs: jobs(
-                parent(
-                    Stage::Procure,
-                    "PENDING",
-                    10,
-                    json!({"RUNNABLE": 8, "RUNNING": 2}),
-                ),
+                parent(Stage::Procure, "PENDING", 10, json!({"RUNNABLE": 8, "RUNNING": 2})),
                 parent(Stage::Process, "PENDING", 10, json!({"PENDING": 10})),
                 parent(Stage::Egress, "PENDING", 10, json!({"PENDING": 10})),
             ),
@@ -1099,12 +987,7 @@ mod tests {
         check(Case {
             name: "process RUNNABLE while procure runs",
             jobs: jobs(
-                parent(
-                    Stage::Procure,
-                    "PENDING",
-                    4,
-                    json!({"RUNNING": 2, "SUCCEEDED": 2}),
-                ),
+                parent(Stage::Procure, "PENDING", 4, json!({"RUNNING": 2, "SUCCEEDED": 2})),
                 process,
                 parent(Stage::Egress, "PENDING", 4, json!({"PENDING": 4})),
             ),
@@ -1179,11 +1062,7 @@ mod tests {
         procure["createdAt"] = json!(NOW - 11 * MINUTE);
         check(Case {
             name: "one node stuck",
-            jobs: jobs(
-                procure,
-                plain(Stage::Process, "PENDING"),
-                plain(Stage::Egress, "PENDING"),
-            ),
+            jobs: jobs(procure, plain(Stage::Process, "PENDING"), plain(Stage::Egress, "PENDING")),
             children: Children::new(),
             listings: vec![],
             expect: json!({"done": false, "stuck": [{"stage": "procure", "runnable": 1,
@@ -1246,11 +1125,7 @@ mod tests {
         let bare = |stage: Stage| json!({"jobId": format!("{stage}-job"), "jobName": "n", "status": "SUCCEEDED", "arrayProperties": {"size": 7}});
         check(Case {
             name: "succeeded, no summary",
-            jobs: jobs(
-                bare(Stage::Procure),
-                bare(Stage::Process),
-                bare(Stage::Egress),
-            ),
+            jobs: jobs(bare(Stage::Procure), bare(Stage::Process), bare(Stage::Egress)),
             children: Children::new(),
             listings: vec![],
             expect: json!({"done": true, "failed": false, "progress": {"egress": {"counts": {"SUCCEEDED": 7}}}}),
@@ -1263,12 +1138,7 @@ mod tests {
         check(Case {
             name: "index from job id",
             jobs: jobs(
-                parent(
-                    Stage::Procure,
-                    "FAILED",
-                    20,
-                    json!({"SUCCEEDED": 19, "FAILED": 1}),
-                ),
+                parent(Stage::Procure, "FAILED", 20, json!({"SUCCEEDED": 19, "FAILED": 1})),
                 parent(Stage::Process, "SUCCEEDED", 20, all_succeeded(20)),
                 parent(Stage::Egress, "SUCCEEDED", 20, all_succeeded(20)),
             ),
@@ -1281,32 +1151,16 @@ mod tests {
     #[test]
     fn many_failures_are_capped_and_long_reasons_cut() {
         let long_reason = "x".repeat(1000);
-        let failed: Vec<Value> = (0..250)
-            .map(|i| failed_child(Stage::Procure, i, &long_reason, Some(1)))
-            .collect();
+        let failed: Vec<Value> =
+            (0..250).map(|i| failed_child(Stage::Procure, i, &long_reason, Some(1))).collect();
         let skipped: Vec<Value> = (0..250)
             .map(|i| failed_child(Stage::Process, i, DEPENDENCY_FAILED_REASON, None))
             .collect();
         let status = assess(
             &jobs(
-                parent(
-                    Stage::Procure,
-                    "FAILED",
-                    1000,
-                    json!({"SUCCEEDED": 750, "FAILED": 250}),
-                ),
-                parent(
-                    Stage::Process,
-                    "FAILED",
-                    1000,
-                    json!({"SUCCEEDED": 750, "FAILED": 250}),
-                ),
-                parent(
-                    Stage::Egress,
-                    "FAILED",
-                    1000,
-                    json!({"SUCCEEDED": 750, "FAILED": 250}),
-                ),
+                parent(Stage::Procure, "FAILED", 1000, json!({"SUCCEEDED": 750, "FAILED": 250})),
+                parent(Stage::Process, "FAILED", 1000, json!({"SUCCEEDED": 750, "FAILED": 250})),
+                parent(Stage::Egress, "FAILED", 1000, json!({"SUCCEEDED": 750, "FAILED": 250})),
             ),
             &children(vec![
                 (Stage::Procure, JobStatus::Failed, failed),
@@ -1334,9 +1188,8 @@ mod tests {
 
     #[test]
     fn many_distinct_reasons_are_summarised_in_the_cause() {
-        let failed: Vec<Value> = (0..8)
-            .map(|i| failed_child(Stage::Egress, i, &format!("reason {i}"), None))
-            .collect();
+        let failed: Vec<Value> =
+            (0..8).map(|i| failed_child(Stage::Egress, i, &format!("reason {i}"), None)).collect();
         let status = assess(
             &jobs(
                 parent(Stage::Procure, "SUCCEEDED", 8, all_succeeded(8)),

@@ -17,10 +17,7 @@ use serde_json::json;
 const STAGES: [&str; 3] = ["procure", "process", "egress"];
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn xargs(cores: usize, count: usize) -> Duration {
@@ -35,12 +32,7 @@ fn xargs(cores: usize, count: usize) -> Duration {
         input.push_str(&i.to_string());
         input.push('\n');
     }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "xargs failed: {status}");
     started.elapsed()
@@ -121,10 +113,7 @@ fn main() {
     let nodes = env_number("NTON_BENCH_NODES", 10_000);
     let rounds = env_number("NTON_BENCH_ROUNDS", 1).max(1);
     let children = nodes * STAGES.len();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!(
         "local_batch: {nodes} nodes x {} stages N_TO_N of /bin/true, {cores} cores",
         STAGES.len()

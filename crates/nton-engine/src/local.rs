@@ -78,11 +78,7 @@ pub struct LocalRunSpec {
 
 /// Everything a run reports as it goes: the state machine's states and every Batch transition.
 #[derive(Clone, Debug, Serialize)]
-#[serde(
-    tag = "event",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum RunEvent {
     StateEntered {
         name: String,
@@ -164,10 +160,7 @@ pub struct LocalRun {
     forwarding: Mutex<Option<Forwarding>>,
 }
 
-type Forwarding = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-);
+type Forwarding = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
 /// A Lambda function bound to an in-process handler.
 struct Lambda {
@@ -198,16 +191,12 @@ impl LocalRun {
 
         let (machine_id, definition) =
             template.state_machine(&ctx, spec.state_machine.as_deref())?;
-        let machine =
-            StateMachine::from_json(&definition).map_err(|source| PrepareError::StateMachine {
-                origin: format!("{origin}: {machine_id}"),
-                source,
-            })?;
+        let machine = StateMachine::from_json(&definition).map_err(|source| {
+            PrepareError::StateMachine { origin: format!("{origin}: {machine_id}"), source }
+        })?;
 
-        let binding_error = |message: String| PrepareError::Binding {
-            origin: origin.clone(),
-            message,
-        };
+        let binding_error =
+            |message: String| PrepareError::Binding { origin: origin.clone(), message };
 
         let lambdas = bind_lambdas(&template, &ctx, &spec.env_overrides).map_err(binding_error)?;
         let mut config = LocalBatchConfig::new(spec.run_dir.join("logs"));
@@ -225,10 +214,9 @@ impl LocalRun {
         let definitions = read_job_definitions(&template, &ctx, &spec.bin_dir, &spec.env_overrides)
             .map_err(|error| match error {
                 DefinitionError::Invalid(message) => binding_error(message),
-                DefinitionError::MissingBinary(message) => PrepareError::MissingBinary {
-                    origin: origin.clone(),
-                    message,
-                },
+                DefinitionError::MissingBinary(message) => {
+                    PrepareError::MissingBinary { origin: origin.clone(), message }
+                }
             })?;
         for definition in definitions {
             batch.add_job_definition(definition);
@@ -334,10 +322,8 @@ impl LocalRun {
             .with_execution_name(&self.spec.execution_name)
             .with_region(&self.region)
             .with_account_id(&self.account_id);
-        let observer = Observer {
-            record: Arc::clone(&self.record),
-            events: Arc::clone(&self.events),
-        };
+        let observer =
+            Observer { record: Arc::clone(&self.record), events: Arc::clone(&self.events) };
         let outcome = crate::asl::run_execution(
             &self.machine,
             self.spec.input.clone(),
@@ -367,11 +353,9 @@ impl LocalRun {
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
             ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
-            ExecutionOutcome::Failed {
-                error,
-                cause,
-                state,
-            } => ("FAILED", Some(error), Some(cause), state, None),
+            ExecutionOutcome::Failed { error, cause, state } => {
+                ("FAILED", Some(error), Some(cause), state, None)
+            }
             ExecutionOutcome::TimedOut { state } => (
                 "TIMED_OUT",
                 Some("States.Timeout".to_string()),
@@ -451,23 +435,18 @@ impl LocalRun {
                 .map(str::to_string)
         };
         let (job_id, reason) = (required("JobId")?, required("Reason")?);
-        self.batch
-            .terminate_job(&job_id, &reason)
-            .map_err(|error| TaskFailure {
-                error: format!("Batch.{}", error.code),
-                cause: error.message,
-            })?;
+        self.batch.terminate_job(&job_id, &reason).map_err(|error| TaskFailure {
+            error: format!("Batch.{}", error.code),
+            cause: error.message,
+        })?;
         Ok(json!({}))
     }
 
     async fn submit(&self, parameters: &Value, wait: bool) -> Result<Value, TaskFailure> {
-        let answer = self
-            .batch
-            .submit_job(parameters)
-            .map_err(|error| TaskFailure {
-                error: format!("Batch.{}", error.code),
-                cause: error.message,
-            })?;
+        let answer = self.batch.submit_job(parameters).map_err(|error| TaskFailure {
+            error: format!("Batch.{}", error.code),
+            cause: error.message,
+        })?;
         let job_id = answer["JobId"].as_str().unwrap_or_default().to_string();
         lock(&self.submitted).push(job_id.clone());
         if !wait {
@@ -478,13 +457,9 @@ impl LocalRun {
             let ended = self.job_ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
-            let job = self
-                .batch
-                .describe_jobs(std::slice::from_ref(&job_id))
-                .await
-                .map_err(|error| TaskFailure {
-                    error: format!("Batch.{}", error.code),
-                    cause: error.message,
+            let job =
+                self.batch.describe_jobs(std::slice::from_ref(&job_id)).await.map_err(|error| {
+                    TaskFailure { error: format!("Batch.{}", error.code), cause: error.message }
                 })?;
             if let Some(job) = job.first().filter(|job| job.status.is_terminal()) {
                 // Step Functions hands service answers on with PascalCase keys (`JobId`,
@@ -583,13 +558,7 @@ impl ExecutionObserver for Observer {
             at,
             output: None,
         }));
-        send(
-            &self.events,
-            RunEvent::StateEntered {
-                name: name.to_string(),
-                at_ms: at,
-            },
-        );
+        send(&self.events, RunEvent::StateEntered { name: name.to_string(), at_ms: at });
     }
 
     fn state_exited(&self, name: &str, output: &Value) {
@@ -600,13 +569,7 @@ impl ExecutionObserver for Observer {
             at,
             output: Some(output.clone()),
         }));
-        send(
-            &self.events,
-            RunEvent::StateExited {
-                name: name.to_string(),
-                at_ms: at,
-            },
-        );
+        send(&self.events, RunEvent::StateExited { name: name.to_string(), at_ms: at });
     }
 }
 
@@ -621,12 +584,7 @@ async fn forward_batch_events(
     job_ended: Arc<Notify>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut forwarder = Forwarder {
-        record,
-        events,
-        job_ended,
-        started: HashMap::new(),
-    };
+    let mut forwarder = Forwarder { record, events, job_ended, started: HashMap::new() };
     loop {
         tokio::select! {
             biased;
@@ -654,12 +612,7 @@ struct Forwarder {
 
 impl Forwarder {
     fn handle(&mut self, event: BatchEvent) {
-        let Forwarder {
-            record,
-            events,
-            job_ended,
-            started,
-        } = self;
+        let Forwarder { record, events, job_ended, started } = self;
         match &event {
             BatchEvent::ChildChanged {
                 job_id,
@@ -723,9 +676,7 @@ fn send(events: &Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>, event: RunEvent) {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A function error as the Lambda integration reports it: the function's error type as the
@@ -772,13 +723,9 @@ fn created_resources(
 ) -> Result<Vec<(String, Value)>, String> {
     let mut created = Vec::new();
     for (logical_id, _) in template.resources_of_type(resource_type) {
-        if template
-            .resource_exists(logical_id, ctx)
-            .map_err(|e| e.to_string())?
-        {
-            let properties = template
-                .resolved_properties(logical_id, ctx)
-                .map_err(|e| e.to_string())?;
+        if template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
+            let properties =
+                template.resolved_properties(logical_id, ctx).map_err(|e| e.to_string())?;
             created.push((logical_id.to_string(), properties));
         }
     }
@@ -801,11 +748,7 @@ fn bind_lambdas(
         let binary = image_binary(image);
         let mut environment: BTreeMap<String, String> = properties["Environment"]["Variables"]
             .as_object()
-            .map(|vars| {
-                vars.iter()
-                    .map(|(k, v)| (k.clone(), scalar_text(v)))
-                    .collect()
-            })
+            .map(|vars| vars.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
             .unwrap_or_default();
         environment.extend(env_overrides.clone());
         let handler = match binary {
@@ -819,10 +762,7 @@ fn bind_lambdas(
         let arn = template
             .resolve(&json!({"Fn::GetAtt": [logical_id, "Arn"]}), ctx)
             .map_err(|e| e.to_string())?;
-        let name = properties["FunctionName"]
-            .as_str()
-            .unwrap_or(logical_id)
-            .to_string();
+        let name = properties["FunctionName"].as_str().unwrap_or(logical_id).to_string();
         // Lambda's own default is 3 s; a Ref to a parameter resolves to a string.
         let timeout =
             Duration::from_secs_f64(number_of(&properties["Timeout"]).unwrap_or(3.0).max(1.0));
@@ -874,35 +814,22 @@ fn read_queues(
     for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
         let logical_id = logical_id.as_str();
         let arn = scalar_text(
-            &template
-                .resolve(&json!({"Ref": logical_id}), ctx)
-                .map_err(|e| e.to_string())?,
+            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
         );
-        let name = properties["JobQueueName"]
-            .as_str()
-            .unwrap_or(logical_id)
-            .to_string();
+        let name = properties["JobQueueName"].as_str().unwrap_or(logical_id).to_string();
         let mut max_vcpus = 0.0;
         let mut compute_environment = String::new();
-        for entry in properties["ComputeEnvironmentOrder"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for entry in properties["ComputeEnvironmentOrder"].as_array().into_iter().flatten() {
             let ce_arn = scalar_text(&entry["ComputeEnvironment"]);
             let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
                 format!(
                     "job queue {logical_id}: compute environment {ce_arn} is not in the template"
                 )
             })?;
-            let ce = template
-                .resolved_properties(ce_id, ctx)
-                .map_err(|e| e.to_string())?;
+            let ce = template.resolved_properties(ce_id, ctx).map_err(|e| e.to_string())?;
             if compute_environment.is_empty() {
-                compute_environment = ce["ComputeEnvironmentName"]
-                    .as_str()
-                    .unwrap_or(ce_id)
-                    .to_string();
+                compute_environment =
+                    ce["ComputeEnvironmentName"].as_str().unwrap_or(ce_id).to_string();
             }
             // An unmanaged environment has no ceiling of its own: the machine's is the limit.
             max_vcpus += number_of(&ce["ComputeResources"]["MaxvCpus"]).unwrap_or(f64::MAX / 4.0);
@@ -918,15 +845,7 @@ fn read_queues(
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        queues.push((
-            QueueSpec {
-                arn,
-                name,
-                max_vcpus,
-                compute_environment,
-            },
-            time_limits,
-        ));
+        queues.push((QueueSpec { arn, name, max_vcpus, compute_environment }, time_limits));
     }
     Ok(queues)
 }
@@ -956,10 +875,8 @@ fn read_job_definitions(
     for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobDefinition")? {
         let logical_id = logical_id.as_str();
         let at = |field: &str| format!("job definition {logical_id}: {field}");
-        let container = properties
-            .get("ContainerProperties")
-            .filter(|c| c.is_object())
-            .ok_or_else(|| {
+        let container =
+            properties.get("ContainerProperties").filter(|c| c.is_object()).ok_or_else(|| {
                 format!(
                     "{}: only container job definitions run locally (no ContainerProperties)",
                     at("Type")
@@ -987,20 +904,13 @@ fn read_job_definitions(
             .into_iter()
             .flatten()
             .filter_map(|pair| {
-                Some((
-                    pair["Name"].as_str()?.to_string(),
-                    scalar_text(&pair["Value"]),
-                ))
+                Some((pair["Name"].as_str()?.to_string(), scalar_text(&pair["Value"])))
             })
             .collect();
         environment.extend(env_overrides.clone());
         let mut vcpus = number_of(&container["Vcpus"]).unwrap_or(1.0);
         let mut memory_mib = number_of(&container["Memory"]).unwrap_or(2048.0) as u64;
-        for requirement in container["ResourceRequirements"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for requirement in container["ResourceRequirements"].as_array().into_iter().flatten() {
             match requirement["Type"].as_str() {
                 Some("VCPU") => vcpus = number_of(&requirement["Value"]).unwrap_or(vcpus),
                 Some("MEMORY") => {
@@ -1016,23 +926,14 @@ fn read_job_definitions(
             .map(|seconds| Duration::from_secs_f64(seconds.max(1.0)));
         let parameters = properties["Parameters"]
             .as_object()
-            .map(|map| {
-                map.iter()
-                    .map(|(k, v)| (k.clone(), scalar_text(v)))
-                    .collect()
-            })
+            .map(|map| map.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
             .unwrap_or_default();
         let arn = scalar_text(
-            &template
-                .resolve(&json!({"Ref": logical_id}), ctx)
-                .map_err(|e| e.to_string())?,
+            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
         );
         definitions.push(JobDefinitionSpec {
             arn,
-            name: properties["JobDefinitionName"]
-                .as_str()
-                .unwrap_or(logical_id)
-                .to_string(),
+            name: properties["JobDefinitionName"].as_str().unwrap_or(logical_id).to_string(),
             program,
             command,
             environment,
@@ -1052,12 +953,7 @@ fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
     }
     let attempts = number_of(&value["Attempts"]).unwrap_or(1.0) as u32;
     let mut evaluate_on_exit = Vec::new();
-    for (i, rule) in value["EvaluateOnExit"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, rule) in value["EvaluateOnExit"].as_array().into_iter().flatten().enumerate() {
         let action_text = rule["Action"].as_str().unwrap_or_default();
         let action = RetryAction::parse(action_text).ok_or_else(|| {
             format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT")
@@ -1070,10 +966,7 @@ fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
             action,
         });
     }
-    let strategy = RetryStrategy {
-        attempts,
-        evaluate_on_exit,
-    };
+    let strategy = RetryStrategy { attempts, evaluate_on_exit };
     strategy.validate().map_err(|error| error.message)?;
     Ok(strategy)
 }
@@ -1127,20 +1020,15 @@ mod tests {
             "nton-job"
         );
         assert_eq!(image_binary("/nton-init:latest"), "nton-init");
-        assert_eq!(
-            image_binary("registry:5000/team/nton-watch@sha256:abcd"),
-            "nton-watch"
-        );
+        assert_eq!(image_binary("registry:5000/team/nton-watch@sha256:abcd"), "nton-watch");
         assert_eq!(image_binary("nton-job"), "nton-job");
     }
 
     #[test]
     fn sync_answers_use_pascal_case_keys_at_every_depth() {
         assert_eq!(
-            pascal_case_keys(
-                json!({"jobId": "a", "arrayProperties": {"statusSummary": {"x": 1}},
-                "attempts": [{"exitCode": 0}]})
-            ),
+            pascal_case_keys(json!({"jobId": "a", "arrayProperties": {"statusSummary": {"x": 1}},
+                "attempts": [{"exitCode": 0}]})),
             json!({"JobId": "a", "ArrayProperties": {"StatusSummary": {"X": 1}},
                 "Attempts": [{"ExitCode": 0}]})
         );
@@ -1150,11 +1038,7 @@ mod tests {
     fn only_integrations_step_functions_has_are_accepted() {
         let check = |resource: &str| {
             check_resource(
-                &TaskResource {
-                    state: "Stop",
-                    resource,
-                    parameters: None,
-                },
+                &TaskResource { state: "Stop", resource, parameters: None },
                 &HashMap::new(),
             )
         };

@@ -124,25 +124,15 @@ impl RecordWriter {
             && !bytes.ends_with(b"\n")
         {
             let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            OpenOptions::new()
-                .write(true)
-                .open(&path)?
-                .set_len(keep as u64)?;
+            OpenOptions::new().write(true).open(&path)?.set_len(keep as u64)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok(RecordWriter {
-            path,
-            file: Mutex::new(file),
-            first_failure: Mutex::new(None),
-        })
+        Ok(RecordWriter { path, file: Mutex::new(file), first_failure: Mutex::new(None) })
     }
 
     /// The first append that failed, if any.
     pub fn failure(&self) -> Option<String> {
-        self.first_failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.first_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -153,10 +143,7 @@ impl RecordWriter {
     pub fn append(&self, line: &RecordLine) -> io::Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = file.write_all(&bytes).and_then(|()| file.flush());
         if let Err(error) = &result {
             self.first_failure
@@ -267,10 +254,7 @@ mod tests {
         let path = dir.path().join(RECORD_FILE);
         let good = serde_json::to_string(&child("p", 0, "SUCCEEDED")).unwrap();
         std::fs::write(&path, format!("{good}\n{{\"kind\":\"chi")).unwrap();
-        RecordWriter::open(dir.path())
-            .unwrap()
-            .append(&child("p", 1, "SUCCEEDED"))
-            .unwrap();
+        RecordWriter::open(dir.path()).unwrap().append(&child("p", 1, "SUCCEEDED")).unwrap();
         let lines = read_record(&path).unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(succeeded_children(&lines).len(), 2);
@@ -279,14 +263,8 @@ mod tests {
     #[test]
     fn appending_to_an_existing_record_keeps_earlier_lines() {
         let dir = tempfile::tempdir().unwrap();
-        RecordWriter::open(dir.path())
-            .unwrap()
-            .append(&child("p", 0, "SUCCEEDED"))
-            .unwrap();
-        RecordWriter::open(dir.path())
-            .unwrap()
-            .append(&child("p", 1, "SUCCEEDED"))
-            .unwrap();
+        RecordWriter::open(dir.path()).unwrap().append(&child("p", 0, "SUCCEEDED")).unwrap();
+        RecordWriter::open(dir.path()).unwrap().append(&child("p", 1, "SUCCEEDED")).unwrap();
         let lines = read_record(&dir.path().join(RECORD_FILE)).unwrap();
         assert_eq!(succeeded_children(&lines).len(), 2);
     }

@@ -31,22 +31,14 @@ fn refused_definitions_name_state_and_field() {
                 failures.push(format!("{name}:\n  expected: {exact}\n  got:      {got}"));
             }
         } else {
-            let start = case["error_starts_with"]
-                .as_str()
-                .expect("error or error_starts_with");
+            let start = case["error_starts_with"].as_str().expect("error or error_starts_with");
             if !got.starts_with(start) || got.len() == start.len() {
-                failures.push(format!(
-                    "{name}:\n  expected a message starting: {start}\n  got: {got}"
-                ));
+                failures
+                    .push(format!("{name}:\n  expected a message starting: {start}\n  got: {got}"));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
@@ -64,10 +56,7 @@ fn error_fields_are_structured() {
 #[test]
 fn definition_must_be_an_object() {
     let err = StateMachine::from_json(&json!([1])).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "state machine: the definition is not a JSON object"
-    );
+    assert_eq!(err.to_string(), "state machine: the definition is not a JSON object");
 }
 
 #[test]
@@ -99,10 +88,7 @@ fn a_loaded_machine_lists_its_states_and_tasks_in_flow_order() {
     assert_eq!(m.comment(), Some("demo"));
     assert_eq!(m.version(), Some("1.0"));
     assert_eq!(m.timeout(), Some(std::time::Duration::from_secs(60)));
-    assert_eq!(
-        m.state_names().collect::<Vec<_>>(),
-        ["Fetch", "Check", "Broken", "Store"]
-    );
+    assert_eq!(m.state_names().collect::<Vec<_>>(), ["Fetch", "Check", "Broken", "Store"]);
     assert_eq!(m.state_type("Check"), Some("Choice"));
     assert_eq!(m.state_type("Nope"), None);
     let params =

@@ -35,12 +35,8 @@ impl Fake {
         if let Value::Object(map) = responses {
             let mut script = fake.script.lock().unwrap();
             for (state, answers) in map {
-                let answers = answers
-                    .as_array()
-                    .expect("a list of answers")
-                    .iter()
-                    .cloned()
-                    .collect();
+                let answers =
+                    answers.as_array().expect("a list of answers").iter().cloned().collect();
                 script.insert(state.clone(), answers);
             }
         }
@@ -48,12 +44,7 @@ impl Fake {
     }
 
     fn answer(&self, state: &str, answer: Value) {
-        self.script
-            .lock()
-            .unwrap()
-            .entry(state.to_string())
-            .or_default()
-            .push_back(answer);
+        self.script.lock().unwrap().entry(state.to_string()).or_default().push_back(answer);
     }
 
     fn calls(&self) -> Vec<Value> {
@@ -76,12 +67,7 @@ impl TaskExecutor for Fake {
             "context": call.context,
             "timeout": call.timeout.map(|t| t.as_secs()),
         }));
-        let answer = self
-            .script
-            .lock()
-            .unwrap()
-            .get_mut(call.state)
-            .and_then(VecDeque::pop_front);
+        let answer = self.script.lock().unwrap().get_mut(call.state).and_then(VecDeque::pop_front);
         match answer {
             None => Ok(call.parameters),
             Some(a) if a.get("ok").is_some() => Ok(a["ok"].clone()),
@@ -95,10 +81,7 @@ impl TaskExecutor for Fake {
     }
 
     async fn wait(&self, state: &str, duration: Duration) {
-        self.waits
-            .lock()
-            .unwrap()
-            .push((state.to_string(), duration));
+        self.waits.lock().unwrap().push((state.to_string(), duration));
     }
 }
 
@@ -124,16 +107,13 @@ impl ExecutionObserver for Recorder {
         let _ = input;
     }
     fn state_exited(&self, name: &str, output: &Value) {
+        self.events.lock().unwrap().push(format!("exit {name} {output}"));
+    }
+    fn task_retry(&self, state: &str, failure: &TaskFailure, attempt: u32, delay: Duration) {
         self.events
             .lock()
             .unwrap()
-            .push(format!("exit {name} {output}"));
-    }
-    fn task_retry(&self, state: &str, failure: &TaskFailure, attempt: u32, delay: Duration) {
-        self.events.lock().unwrap().push(format!(
-            "retry {state} #{attempt} after {}s: {failure}",
-            delay.as_secs_f64()
-        ));
+            .push(format!("retry {state} #{attempt} after {}s: {failure}", delay.as_secs_f64()));
     }
     fn execution_ended(&self, outcome: &ExecutionOutcome) {
         let end = match outcome {
@@ -166,23 +146,12 @@ async fn check_run_case(case: &Value) -> Vec<String> {
                 problems.push(format!("output {output}, expected {expected}"));
             }
         }
-        (
-            None,
-            Some(expected),
-            ExecutionOutcome::Failed {
-                error,
-                cause,
-                state,
-            },
-        ) => {
+        (None, Some(expected), ExecutionOutcome::Failed { error, cause, state }) => {
             if error != expected["error"].as_str().unwrap() {
                 problems.push(format!("error {error}, expected {}", expected["error"]));
             }
             if state.as_deref() != expected["state"].as_str() {
-                problems.push(format!(
-                    "failed in {state:?}, expected {}",
-                    expected["state"]
-                ));
+                problems.push(format!("failed in {state:?}, expected {}", expected["state"]));
             }
             if let Some(c) = expected.get("cause").and_then(Value::as_str)
                 && cause != c
@@ -200,11 +169,7 @@ async fn check_run_case(case: &Value) -> Vec<String> {
     if let Some(expected) = case.get("calls").and_then(Value::as_array) {
         let calls = fake.calls();
         if calls.len() != expected.len() {
-            problems.push(format!(
-                "{} calls, expected {}: {calls:?}",
-                calls.len(),
-                expected.len()
-            ));
+            problems.push(format!("{} calls, expected {}: {calls:?}", calls.len(), expected.len()));
         }
         for (i, (call, want)) in calls.iter().zip(expected).enumerate() {
             for (key, value) in want.as_object().unwrap() {
@@ -215,11 +180,8 @@ async fn check_run_case(case: &Value) -> Vec<String> {
         }
     }
     if let Some(expected) = case.get("waits").and_then(Value::as_array) {
-        let waits: Vec<(String, f64)> = fake
-            .waits()
-            .into_iter()
-            .map(|(s, d)| (s, d.as_secs_f64()))
-            .collect();
+        let waits: Vec<(String, f64)> =
+            fake.waits().into_iter().map(|(s, d)| (s, d.as_secs_f64())).collect();
         let want: Vec<(String, f64)> = expected
             .iter()
             .map(|w| (w[0].as_str().unwrap().to_string(), w[1].as_f64().unwrap()))
@@ -229,10 +191,7 @@ async fn check_run_case(case: &Value) -> Vec<String> {
         }
     }
     if let Some(expected) = case.get("path").and_then(Value::as_array) {
-        let want: Vec<String> = expected
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
+        let want: Vec<String> = expected.iter().map(|s| s.as_str().unwrap().to_string()).collect();
         let got = recorder.entered();
         if got != want {
             problems.push(format!("path {got:?}, expected {want:?}"));
@@ -257,12 +216,7 @@ async fn scripted_executions() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[tokio::test]
@@ -284,14 +238,9 @@ async fn choice_rules() {
         .unwrap_or_else(|e| panic!("{}: {e}", entry["rule"]));
         for case in entry["cases"].as_array().unwrap() {
             let (input, expected) = (&case[0], case[1].to_string().replace('"', ""));
-            let outcome = run_execution(
-                &machine,
-                input.clone(),
-                &Fake::default(),
-                &NullObserver,
-                context(),
-            )
-            .await;
+            let outcome =
+                run_execution(&machine, input.clone(), &Fake::default(), &NullObserver, context())
+                    .await;
             let got = match outcome {
                 ExecutionOutcome::Succeeded { output } => output.as_str().unwrap().to_string(),
                 ExecutionOutcome::Failed { error, .. } if error == "States.Runtime" => {
@@ -301,20 +250,12 @@ async fn choice_rules() {
             };
             checked += 1;
             if got != expected {
-                failures.push(format!(
-                    "{} on {input}: {got}, expected {expected}",
-                    entry["rule"]
-                ));
+                failures.push(format!("{} on {input}: {got}, expected {expected}", entry["rule"]));
             }
         }
     }
     assert!(checked > 100, "only {checked} choice cases");
-    assert!(
-        failures.is_empty(),
-        "{} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[tokio::test]
@@ -338,9 +279,7 @@ async fn context_object() {
         .with_role_arn("arn:aws:iam::123456789012:role/sfn")
         .with_start_time(start);
     let outcome = run_execution(&machine, json!({"in": 1}), &fake, &NullObserver, ctx).await;
-    let ExecutionOutcome::Succeeded { output } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let ExecutionOutcome::Succeeded { output } = outcome else { panic!("{outcome:?}") };
     let c = &output["ctx"];
     assert_eq!(
         c["Execution"]["Id"],
@@ -348,10 +287,7 @@ async fn context_object() {
     );
     assert_eq!(c["Execution"]["Name"], "run-7");
     assert_eq!(c["Execution"]["Input"], json!({"in": 1}));
-    assert_eq!(
-        c["Execution"]["RoleArn"],
-        "arn:aws:iam::123456789012:role/sfn"
-    );
+    assert_eq!(c["Execution"]["RoleArn"], "arn:aws:iam::123456789012:role/sfn");
     assert_eq!(c["Execution"]["StartTime"], "2024-05-01T12:00:00.000Z");
     assert_eq!(
         c["StateMachine"]["Id"],
@@ -371,15 +307,9 @@ async fn default_context_names() {
     let ctx = ExecutionContext::new("M");
     assert_eq!(ctx.region, "local-1");
     assert_eq!(ctx.account_id, "000000000000");
-    assert_eq!(
-        ctx.state_machine_arn(),
-        "arn:aws:states:local-1:000000000000:stateMachine:M"
-    );
+    assert_eq!(ctx.state_machine_arn(), "arn:aws:states:local-1:000000000000:stateMachine:M");
     assert!(uuid::Uuid::parse_str(&ctx.execution_name).is_ok());
-    assert_ne!(
-        ExecutionContext::new("M").execution_name,
-        ctx.execution_name
-    );
+    assert_ne!(ExecutionContext::new("M").execution_name, ctx.execution_name);
 }
 
 #[tokio::test]
@@ -400,12 +330,7 @@ async fn task_timeout_is_states_timeout_and_not_task_failed() {
     fake.answer("Slow", json!({"hang": true}));
     let started = std::time::Instant::now();
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    assert_eq!(
-        outcome,
-        ExecutionOutcome::Succeeded {
-            output: json!("States.Timeout")
-        }
-    );
+    assert_eq!(outcome, ExecutionOutcome::Succeeded { output: json!("States.Timeout") });
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(fake.calls()[0]["timeout"], 1);
 }
@@ -418,30 +343,13 @@ async fn timeout_seconds_path_is_read_from_the_input() {
     }))
     .unwrap();
     let fake = Fake::default();
-    let outcome = run_execution(
-        &machine,
-        json!({"limit": 40}),
-        &fake,
-        &NullObserver,
-        context(),
-    )
-    .await;
-    assert!(
-        matches!(outcome, ExecutionOutcome::Succeeded { .. }),
-        "{outcome:?}"
-    );
+    let outcome =
+        run_execution(&machine, json!({"limit": 40}), &fake, &NullObserver, context()).await;
+    assert!(matches!(outcome, ExecutionOutcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(fake.calls()[0]["timeout"], 40);
-    let outcome = run_execution(
-        &machine,
-        json!({"limit": 0}),
-        &fake,
-        &NullObserver,
-        context(),
-    )
-    .await;
-    let ExecutionOutcome::Failed { error, cause, .. } = outcome else {
-        panic!()
-    };
+    let outcome =
+        run_execution(&machine, json!({"limit": 0}), &fake, &NullObserver, context()).await;
+    let ExecutionOutcome::Failed { error, cause, .. } = outcome else { panic!() };
     assert_eq!(error, "States.Runtime");
     assert!(cause.contains("TimeoutSecondsPath '$.limit'"), "{cause}");
 }
@@ -457,12 +365,7 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
     let fake = Fake::default();
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
     // TIMED_OUT, not FAILED: no Catch runs, and no cause.
-    assert_eq!(
-        outcome,
-        ExecutionOutcome::TimedOut {
-            state: "Nap".to_string()
-        }
-    );
+    assert_eq!(outcome, ExecutionOutcome::TimedOut { state: "Nap".to_string() });
     let waits = fake.waits();
     assert_eq!(waits.len(), 1);
     assert!(
@@ -487,17 +390,8 @@ async fn execution_timeout_cuts_a_wait_and_is_not_caught() {
         fake.answer("T", json!({"fail": ["E", "x"]}));
     }
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    assert_eq!(
-        outcome,
-        ExecutionOutcome::TimedOut {
-            state: "T".to_string()
-        }
-    );
-    assert_eq!(
-        fake.calls().len(),
-        2,
-        "4 s then 8 s (cut to the 6 s left) of retry waits"
-    );
+    assert_eq!(outcome, ExecutionOutcome::TimedOut { state: "T".to_string() });
+    assert_eq!(fake.calls().len(), 2, "4 s then 8 s (cut to the 6 s left) of retry waits");
 }
 
 #[tokio::test]
@@ -513,26 +407,14 @@ async fn payloads_over_256_kib_fail_the_execution() {
     let fake = Fake::default();
     fake.answer("T", json!({"ok": big}));
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed {
-        error,
-        state,
-        cause,
-    } = outcome
-    else {
-        panic!("{outcome:?}")
-    };
+    let ExecutionOutcome::Failed { error, state, cause } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error, "States.DataLimitExceeded");
     assert_eq!(state.as_deref(), Some("T"));
     assert!(cause.contains("the result of task T"), "{cause}");
 
-    let outcome = run_execution(
-        &machine,
-        json!({"big": big}),
-        &Fake::default(),
-        &NullObserver,
-        context(),
-    )
-    .await;
+    let outcome =
+        run_execution(&machine, json!({"big": big}), &Fake::default(), &NullObserver, context())
+            .await;
     assert_eq!(
         outcome,
         ExecutionOutcome::Failed {
@@ -618,26 +500,16 @@ async fn default_wait_sleeps() {
     .unwrap();
     let started = std::time::Instant::now();
     let outcome = run_execution(&machine, json!({"a": 1}), &Sleepy, &NullObserver, context()).await;
-    assert_eq!(
-        outcome,
-        ExecutionOutcome::Succeeded {
-            output: json!({"a": 1})
-        }
-    );
+    assert_eq!(outcome, ExecutionOutcome::Succeeded { output: json!({"a": 1}) });
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
 // --- The real template's state machine ------------------------------------------------------
 
 fn pipeline() -> (Template, StateMachine) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../cloudformation/pipeline.yaml"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cloudformation/pipeline.yaml");
     let template = Template::load(path).unwrap();
-    let (_, definition) = template
-        .state_machine(&LocalContext::default(), None)
-        .unwrap();
+    let (_, definition) = template.state_machine(&LocalContext::default(), None).unwrap();
     let machine = StateMachine::from_json(&definition).unwrap_or_else(|e| panic!("{e}"));
     (template, machine)
 }
@@ -660,10 +532,7 @@ fn pipeline_fake(nodes: u64, watch: &[Value]) -> Fake {
         "SubmitProcessSingle",
         "SubmitEgressSingle",
     ] {
-        fake.answer(
-            state,
-            json!({"ok": {"JobId": format!("job-{state}"), "JobName": "n"}}),
-        );
+        fake.answer(state, json!({"ok": {"JobId": format!("job-{state}"), "JobName": "n"}}));
     }
     for w in watch {
         fake.answer("Watch", json!({"ok": {"StatusCode": 200, "Payload": w}}));
@@ -690,31 +559,18 @@ fn pipeline_tasks_are_listed_and_bound_to_template_resources() {
         assert!(states.contains(&s), "{s} missing from {states:?}");
     }
     for task in &tasks {
-        let params = task
-            .parameters
-            .unwrap_or_else(|| panic!("{} has no Parameters", task.state));
+        let params = task.parameters.unwrap_or_else(|| panic!("{} has no Parameters", task.state));
         match task.resource {
             "arn:aws:states:::lambda:invoke" => {
                 let f = params["FunctionName"].as_str().unwrap();
-                let id = template
-                    .logical_id_for_arn(f)
-                    .unwrap_or_else(|| panic!("{f}"));
-                assert_eq!(
-                    template.resource(id).unwrap().resource_type,
-                    "AWS::Lambda::Function"
-                );
+                let id = template.logical_id_for_arn(f).unwrap_or_else(|| panic!("{f}"));
+                assert_eq!(template.resource(id).unwrap().resource_type, "AWS::Lambda::Function");
             }
             "arn:aws:states:::batch:submitJob" => {
-                let q = template
-                    .logical_id_for_arn(params["JobQueue"].as_str().unwrap())
-                    .unwrap();
-                let d = template
-                    .logical_id_for_arn(params["JobDefinition"].as_str().unwrap())
-                    .unwrap();
-                assert_eq!(
-                    template.resource(q).unwrap().resource_type,
-                    "AWS::Batch::JobQueue"
-                );
+                let q = template.logical_id_for_arn(params["JobQueue"].as_str().unwrap()).unwrap();
+                let d =
+                    template.logical_id_for_arn(params["JobDefinition"].as_str().unwrap()).unwrap();
+                assert_eq!(template.resource(q).unwrap().resource_type, "AWS::Batch::JobQueue");
                 assert_eq!(
                     template.resource(d).unwrap().resource_type,
                     "AWS::Batch::JobDefinition"
@@ -742,14 +598,9 @@ async fn pipeline_runs_arrays_then_polls_until_done() {
     );
     let recorder = Recorder::default();
     let outcome = run_execution(&machine, json!({"ids": 120}), &fake, &recorder, context()).await;
-    let ExecutionOutcome::Succeeded { output } = outcome else {
-        panic!("{outcome:?}")
-    };
+    let ExecutionOutcome::Succeeded { output } = outcome else { panic!("{outcome:?}") };
     assert_eq!(output["plan"]["workflowId"], "wf-1");
-    assert_eq!(
-        output["jobs"]["egress"],
-        json!({"JobId": "job-SubmitEgressArray"})
-    );
+    assert_eq!(output["jobs"]["egress"], json!({"JobId": "job-SubmitEgressArray"}));
     assert_eq!(output["status"]["progress"], json!({"succeeded": 9}));
     assert_eq!(
         recorder.entered(),
@@ -767,26 +618,17 @@ async fn pipeline_runs_arrays_then_polls_until_done() {
             "Succeeded"
         ]
     );
-    assert_eq!(
-        fake.waits(),
-        [("WaitForJobs".to_string(), Duration::from_secs(30))]
-    );
+    assert_eq!(fake.waits(), [("WaitForJobs".to_string(), Duration::from_secs(30))]);
 
     let calls = fake.calls();
     assert_eq!(calls[0]["parameters"]["Payload"], json!({"ids": 120}));
     let init_fn = calls[0]["parameters"]["FunctionName"].as_str().unwrap();
     assert_eq!(template.logical_id_for_arn(init_fn), Some("InitFunction"));
-    let process = calls
-        .iter()
-        .find(|c| c["state"] == "SubmitProcessArray")
-        .unwrap();
+    let process = calls.iter().find(|c| c["state"] == "SubmitProcessArray").unwrap();
     let p = &process["parameters"];
     assert_eq!(p["JobName"], "nton-process-wf-1");
     assert_eq!(p["ArrayProperties"], json!({"Size": 3}));
-    assert_eq!(
-        p["DependsOn"],
-        json!([{"JobId": "job-SubmitProcureArray", "Type": "N_TO_N"}])
-    );
+    assert_eq!(p["DependsOn"], json!([{"JobId": "job-SubmitProcureArray", "Type": "N_TO_N"}]));
     assert_eq!(
         template.logical_id_for_arn(p["JobQueue"].as_str().unwrap()),
         Some("ProcessJobQueue")
@@ -838,16 +680,9 @@ async fn pipeline_single_node_submits_plain_jobs_and_reports_failure() {
             "Failed"
         ]
     );
-    let single = fake
-        .calls()
-        .into_iter()
-        .find(|c| c["state"] == "SubmitProcessSingle")
-        .unwrap();
+    let single = fake.calls().into_iter().find(|c| c["state"] == "SubmitProcessSingle").unwrap();
     assert!(single["parameters"].get("ArrayProperties").is_none());
-    assert_eq!(
-        single["parameters"]["DependsOn"],
-        json!([{"JobId": "job-SubmitProcureSingle"}])
-    );
+    assert_eq!(single["parameters"]["DependsOn"], json!([{"JobId": "job-SubmitProcureSingle"}]));
 }
 
 #[tokio::test]
@@ -864,19 +699,9 @@ async fn pipeline_retries_throttled_submits() {
         json!({"fail": ["Batch.TooManyRequestsException", "slow down"]}),
     );
     fake.answer("SubmitProcureArray", json!({"ok": {"JobId": "p"}}));
-    fake.answer(
-        "SubmitProcessArray",
-        json!({"fail": ["Batch.ClientException", "bad request"]}),
-    );
+    fake.answer("SubmitProcessArray", json!({"fail": ["Batch.ClientException", "bad request"]}));
     let outcome = run_execution(&machine, json!({}), &fake, &NullObserver, context()).await;
-    let ExecutionOutcome::Failed {
-        error,
-        cause,
-        state,
-    } = outcome
-    else {
-        panic!("{outcome:?}")
-    };
+    let ExecutionOutcome::Failed { error, cause, state } = outcome else { panic!("{outcome:?}") };
     // The failed submission goes through the cleanup, which terminates the one job submitted.
     assert_eq!(
         (error.as_str(), cause.as_str(), state.as_deref()),

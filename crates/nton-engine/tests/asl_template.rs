@@ -6,10 +6,7 @@
 use nton_engine::template::{LocalContext, Template, TemplateError};
 use serde_json::{Value, json};
 
-const PIPELINE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../cloudformation/pipeline.yaml"
-);
+const PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cloudformation/pipeline.yaml");
 
 fn pipeline() -> Template {
     Template::load(PIPELINE).unwrap()
@@ -21,10 +18,7 @@ fn inline(text: &str) -> Template {
 
 /// Resolves `value` (YAML, short forms allowed) in `template`.
 fn resolve(template: &Template, value: &str, ctx: &LocalContext) -> Result<Value, TemplateError> {
-    let wrapper = format!(
-        "Resources: {{}}\nValue:\n  {}\n",
-        value.replace('\n', "\n  ")
-    );
+    let wrapper = format!("Resources: {{}}\nValue:\n  {}\n", value.replace('\n', "\n  "));
     let parsed = Template::parse(&wrapper, "value").unwrap_or_else(|e| panic!("{e}"));
     template.resolve(&parsed.body()["Value"], ctx)
 }
@@ -36,10 +30,7 @@ fn pipeline_state_machine_resolves_with_local_arns() {
     let t = pipeline();
     let ctx = LocalContext::default();
     let (id, definition) = t.state_machine(&ctx, None).unwrap();
-    assert_eq!(
-        t.resource(&id).unwrap().resource_type,
-        "AWS::StepFunctions::StateMachine"
-    );
+    assert_eq!(t.resource(&id).unwrap().resource_type, "AWS::StepFunctions::StateMachine");
     assert_eq!(definition["StartAt"], "Init");
     let states = &definition["States"];
     assert_eq!(
@@ -58,14 +49,9 @@ fn pipeline_state_machine_resolves_with_local_arns() {
         states["SubmitEgressSingle"]["Parameters"]["JobDefinition"],
         "arn:aws:batch:local-1:000000000000:job-definition/EgressJobDefinition:1"
     );
-    assert!(
-        !definition.to_string().contains("${"),
-        "a placeholder was left: {definition}"
-    );
+    assert!(!definition.to_string().contains("${"), "a placeholder was left: {definition}");
 
-    let other = LocalContext::new("s")
-        .with_region("eu-west-1")
-        .with_account_id("123456789012");
+    let other = LocalContext::new("s").with_region("eu-west-1").with_account_id("123456789012");
     let (_, definition) = t.state_machine(&other, Some(&id)).unwrap();
     assert_eq!(
         definition["States"]["SubmitProcessArray"]["Parameters"]["JobQueue"],
@@ -77,18 +63,11 @@ fn pipeline_state_machine_resolves_with_local_arns() {
 fn pipeline_job_definitions_queues_and_lambdas() {
     let t = pipeline();
     let ctx = LocalContext::default();
-    let defs: Vec<&str> = t
-        .resources_of_type("AWS::Batch::JobDefinition")
-        .map(|(id, _)| id)
-        .collect();
-    let queues: Vec<&str> = t
-        .resources_of_type("AWS::Batch::JobQueue")
-        .map(|(id, _)| id)
-        .collect();
-    let lambdas: Vec<&str> = t
-        .resources_of_type("AWS::Lambda::Function")
-        .map(|(id, _)| id)
-        .collect();
+    let defs: Vec<&str> =
+        t.resources_of_type("AWS::Batch::JobDefinition").map(|(id, _)| id).collect();
+    let queues: Vec<&str> = t.resources_of_type("AWS::Batch::JobQueue").map(|(id, _)| id).collect();
+    let lambdas: Vec<&str> =
+        t.resources_of_type("AWS::Lambda::Function").map(|(id, _)| id).collect();
     for (stage, def) in [
         ("procure", "ProcureJobDefinition"),
         ("process", "ProcessJobDefinition"),
@@ -106,29 +85,17 @@ fn pipeline_job_definitions_queues_and_lambdas() {
             .iter()
             .find(|r| r["Type"] == "VCPU")
             .unwrap();
-        assert_eq!(
-            vcpu["Value"], "1",
-            "parameters resolve to strings, as Ref gives them"
-        );
+        assert_eq!(vcpu["Value"], "1", "parameters resolve to strings, as Ref gives them");
     }
     for q in ["ProcureJobQueue", "ProcessJobQueue", "EgressJobQueue"] {
         assert!(queues.contains(&q), "{queues:?}");
         let ce = t.resolved_properties(q, &ctx).unwrap()["ComputeEnvironmentOrder"][0]["ComputeEnvironment"].clone();
         let ce = ce.as_str().unwrap();
-        assert!(
-            ce.starts_with("arn:aws:batch:local-1:000000000000:compute-environment/"),
-            "{ce}"
-        );
+        assert!(ce.starts_with("arn:aws:batch:local-1:000000000000:compute-environment/"), "{ce}");
         let ce_id = t.logical_id_for_arn(ce).unwrap();
-        assert_eq!(
-            t.resource(ce_id).unwrap().resource_type,
-            "AWS::Batch::ComputeEnvironment"
-        );
+        assert_eq!(t.resource(ce_id).unwrap().resource_type, "AWS::Batch::ComputeEnvironment");
     }
-    assert!(
-        lambdas.contains(&"InitFunction") && lambdas.contains(&"WatchFunction"),
-        "{lambdas:?}"
-    );
+    assert!(lambdas.contains(&"InitFunction") && lambdas.contains(&"WatchFunction"), "{lambdas:?}");
 }
 
 #[test]
@@ -139,10 +106,7 @@ fn pipeline_parameter_overrides_reach_the_job_definitions() {
         .with_parameter("ImageTag", ":git-1a2b3c4")
         .with_parameter("ProcessVcpu", "2");
     let props = t.resolved_properties("ProcessJobDefinition", &ctx).unwrap();
-    assert_eq!(
-        props["ContainerProperties"]["Image"],
-        "registry.example/nton/nton-job:git-1a2b3c4"
-    );
+    assert_eq!(props["ContainerProperties"]["Image"], "registry.example/nton/nton-job:git-1a2b3c4");
     assert!(
         props["ContainerProperties"]["ResourceRequirements"]
             .as_array()
@@ -151,19 +115,10 @@ fn pipeline_parameter_overrides_reach_the_job_definitions() {
     );
 
     let bad = LocalContext::default().with_parameter("ImageTag", "latest");
-    let err = t
-        .resolved_properties("ProcessJobDefinition", &bad)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("parameter ImageTag") && err.contains("AllowedPattern"),
-        "{err}"
-    );
+    let err = t.resolved_properties("ProcessJobDefinition", &bad).unwrap_err().to_string();
+    assert!(err.contains("parameter ImageTag") && err.contains("AllowedPattern"), "{err}");
     let low = LocalContext::default().with_parameter("PollSeconds", "0");
-    let err = t
-        .parameter_value("PollSeconds", &low)
-        .unwrap_err()
-        .to_string();
+    let err = t.parameter_value("PollSeconds", &low).unwrap_err().to_string();
     assert!(err.contains("below MinValue 1"), "{err}");
 }
 
@@ -175,8 +130,7 @@ fn pipeline_every_created_resource_resolves() {
     assert!(resources.len() >= 12);
     for id in resources.keys() {
         if t.resource_exists(id, &ctx).unwrap() {
-            t.resolved_properties(id, &ctx)
-                .unwrap_or_else(|e| panic!("{id}: {e}"));
+            t.resolved_properties(id, &ctx).unwrap_or_else(|e| panic!("{id}: {e}"));
         }
     }
 }
@@ -231,21 +185,14 @@ fn pipeline_arns_map_back_to_logical_ids() {
                 None => format!("!Ref {id}"),
             };
             let local = resolve(&t, &text, &ctx).unwrap();
-            assert_eq!(
-                t.logical_id_for_arn(local.as_str().unwrap()),
-                Some(id),
-                "{ty} {local}"
-            );
+            assert_eq!(t.logical_id_for_arn(local.as_str().unwrap()), Some(id), "{ty} {local}");
         }
     }
     assert_eq!(
         t.logical_id_for_arn("arn:aws:lambda:r:1:function:InitFunction:live"),
         Some("InitFunction")
     );
-    assert_eq!(
-        t.logical_id_for_arn("000000000000:function:WatchFunction"),
-        Some("WatchFunction")
-    );
+    assert_eq!(t.logical_id_for_arn("000000000000:function:WatchFunction"), Some("WatchFunction"));
     assert_eq!(
         t.logical_id_for_arn("arn:aws:batch:r:1:job-definition/ProcureJobDefinition:7"),
         Some("ProcureJobDefinition")
@@ -255,48 +202,25 @@ fn pipeline_arns_map_back_to_logical_ids() {
         None,
         "wrong type"
     );
-    assert_eq!(
-        t.logical_id_for_arn("arn:aws:batch:r:1:job-queue/Nope"),
-        None
-    );
+    assert_eq!(t.logical_id_for_arn("arn:aws:batch:r:1:job-queue/Nope"), None);
 }
 
 #[test]
 fn load_errors_name_the_file() {
     let err = Template::load("/nonexistent/pipeline.yaml").unwrap_err();
     assert!(matches!(err, TemplateError::Read { .. }));
-    assert!(
-        err.to_string()
-            .starts_with("/nonexistent/pipeline.yaml: cannot read"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("/nonexistent/pipeline.yaml: cannot read"), "{err}");
     let err = Template::parse("Resources: [", "t.yaml").unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("t.yaml: not a valid YAML or JSON template"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("t.yaml: not a valid YAML or JSON template"), "{err}");
     let err = Template::parse("Parameters: {}\n", "t.yaml").unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "t.yaml: Resources is missing or not a mapping"
-    );
+    assert_eq!(err.to_string(), "t.yaml: Resources is missing or not a mapping");
     let err = Template::parse("Resources:\n  A:\n    Properties: {}\n", "t.yaml").unwrap_err();
     assert_eq!(err.to_string(), "t.yaml: resource A has no Type");
-    let err = Template::parse(
-        "Resources:\n  A:\n    Type: X\n    Condition: Nope\n",
-        "t.yaml",
-    )
-    .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "t.yaml: resource A: unknown condition Nope"
-    );
-    let t = Template::parse(
-        r#"{"Resources": {"Q": {"Type": "AWS::Batch::JobQueue"}}}"#,
-        "t.json",
-    )
-    .unwrap();
+    let err = Template::parse("Resources:\n  A:\n    Type: X\n    Condition: Nope\n", "t.yaml")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "t.yaml: resource A: unknown condition Nope");
+    let t = Template::parse(r#"{"Resources": {"Q": {"Type": "AWS::Batch::JobQueue"}}}"#, "t.json")
+        .unwrap();
     assert_eq!(t.origin(), "t.json");
     assert_eq!(t.resources_of_type("AWS::Batch::JobQueue").count(), 1);
 }
@@ -373,10 +297,7 @@ fn refs_of_parameters_pseudo_parameters_and_resources() {
             .unwrap()
             .starts_with("arn:aws:cloudformation:local-1:000000000000:stack/nton-local/")
     );
-    assert_eq!(
-        ok(&t, "!Ref Queue"),
-        json!("arn:aws:batch:local-1:000000000000:job-queue/Queue")
-    );
+    assert_eq!(ok(&t, "!Ref Queue"), json!("arn:aws:batch:local-1:000000000000:job-queue/Queue"));
     assert_eq!(
         ok(&t, "!Ref Def"),
         json!("arn:aws:batch:local-1:000000000000:job-definition/Def:1")
@@ -386,45 +307,28 @@ fn refs_of_parameters_pseudo_parameters_and_resources() {
         json!("arn:aws:batch:local-1:000000000000:compute-environment/Env1")
     );
     assert_eq!(ok(&t, "!Ref Fn"), json!("Fn"));
-    assert_eq!(
-        ok(&t, "!GetAtt Fn.Arn"),
-        json!("arn:aws:lambda:local-1:000000000000:function:Fn")
-    );
+    assert_eq!(ok(&t, "!GetAtt Fn.Arn"), json!("arn:aws:lambda:local-1:000000000000:function:Fn"));
     assert_eq!(ok(&t, "!Ref Bucket"), json!("nton-local-bucket"));
-    assert_eq!(
-        ok(&t, "!GetAtt Bucket.Arn"),
-        json!("arn:aws:s3:::nton-local-bucket")
-    );
+    assert_eq!(ok(&t, "!GetAtt Bucket.Arn"), json!("arn:aws:s3:::nton-local-bucket"));
     assert_eq!(
         ok(&t, "!Ref Machine"),
         json!("arn:aws:states:local-1:000000000000:stateMachine:Machine")
     );
-    assert_eq!(
-        ok(&t, "!GetAtt Role.Arn"),
-        json!("arn:aws:iam::000000000000:role/Role")
-    );
+    assert_eq!(ok(&t, "!GetAtt Role.Arn"), json!("arn:aws:iam::000000000000:role/Role"));
     assert_eq!(ok(&t, "!Ref Vpc"), json!("local-vpc"));
-    assert_eq!(
-        ok(&t, "!GetAtt Vpc.CidrBlock"),
-        json!("local-vpc-cidrblock")
-    );
+    assert_eq!(ok(&t, "!GetAtt Vpc.CidrBlock"), json!("local-vpc-cidrblock"));
     assert_eq!(
         ok(&t, "{'Fn::GetAtt': 'Vpc.DefaultSecurityGroup'}"),
         json!("local-vpc-defaultsecuritygroup")
     );
     let named = LocalContext::new("My_Stack");
-    assert_eq!(
-        resolve(&t, "!Ref Bucket", &named).unwrap(),
-        json!("my-stack-bucket")
-    );
+    assert_eq!(resolve(&t, "!Ref Bucket", &named).unwrap(), json!("my-stack-bucket"));
 }
 
 #[test]
 fn parameters_take_overrides_and_are_checked() {
     let t = small();
-    let ctx = LocalContext::default()
-        .with_parameter("Env", "prod")
-        .with_parameter("Required", "r");
+    let ctx = LocalContext::default().with_parameter("Env", "prod").with_parameter("Required", "r");
     assert_eq!(resolve(&t, "!Ref Env", &ctx).unwrap(), json!("prod"));
     assert_eq!(resolve(&t, "!Ref Required", &ctx).unwrap(), json!("r"));
     assert_eq!(
@@ -438,10 +342,7 @@ fn parameters_take_overrides_and_are_checked() {
     );
     let nan = LocalContext::default().with_parameter("Count", "two");
     assert!(
-        resolve(&t, "!Ref Count", &nan)
-            .unwrap_err()
-            .to_string()
-            .contains("'two' is not a number")
+        resolve(&t, "!Ref Count", &nan).unwrap_err().to_string().contains("'two' is not a number")
     );
 }
 
@@ -449,17 +350,11 @@ fn parameters_take_overrides_and_are_checked() {
 fn sub_in_both_forms() {
     let t = small();
     assert_eq!(
-        ok(
-            &t,
-            r#"!Sub "${AWS::Region}/${Env}/${Fn.Arn}/${!Literal}/${Count}""#
-        ),
+        ok(&t, r#"!Sub "${AWS::Region}/${Env}/${Fn.Arn}/${!Literal}/${Count}""#),
         json!("local-1/dev/arn:aws:lambda:local-1:000000000000:function:Fn/${Literal}/2")
     );
     assert_eq!(
-        ok(
-            &t,
-            r#"!Sub ["${Name}-${Env}", {Name: !Select [1, !Ref Subnets]}]"#
-        ),
+        ok(&t, r#"!Sub ["${Name}-${Env}", {Name: !Select [1, !Ref Subnets]}]"#),
         json!("b-dev")
     );
     assert_eq!(ok(&t, "!Sub no placeholders"), json!("no placeholders"));
@@ -471,23 +366,11 @@ fn sub_in_both_forms() {
 #[test]
 fn join_select_split_azs_base64_cidr() {
     let t = small();
-    assert_eq!(
-        ok(&t, "!Join ['-', [a, !Ref Env, !Ref Count]]"),
-        json!("a-dev-2")
-    );
+    assert_eq!(ok(&t, "!Join ['-', [a, !Ref Env, !Ref Count]]"), json!("a-dev-2"));
     assert_eq!(ok(&t, "!Join ['', !Split [',', 'x,y,z']]"), json!("xyz"));
-    assert_eq!(
-        ok(&t, "!Join [',', !GetAZs '']"),
-        json!("local-1a,local-1b,local-1c")
-    );
-    assert_eq!(
-        ok(&t, "!GetAZs eu-west-1"),
-        json!(["eu-west-1a", "eu-west-1b", "eu-west-1c"])
-    );
-    assert_eq!(
-        ok(&t, "!GetAZs {Ref: AWS::Region}"),
-        json!(["local-1a", "local-1b", "local-1c"])
-    );
+    assert_eq!(ok(&t, "!Join [',', !GetAZs '']"), json!("local-1a,local-1b,local-1c"));
+    assert_eq!(ok(&t, "!GetAZs eu-west-1"), json!(["eu-west-1a", "eu-west-1b", "eu-west-1c"]));
+    assert_eq!(ok(&t, "!GetAZs {Ref: AWS::Region}"), json!(["local-1a", "local-1b", "local-1c"]));
     assert_eq!(ok(&t, "!Select [2, !Ref Subnets]"), json!("c"));
     assert_eq!(ok(&t, "!Select ['0', [x, y]]"), json!("x"));
     assert_eq!(ok(&t, "!Split ['::', 'a::b::']"), json!(["a", "b", ""]));
@@ -497,10 +380,7 @@ fn join_select_split_azs_base64_cidr() {
         ok(&t, "!Cidr [10.0.0.0/16, 3, 8]"),
         json!(["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"])
     );
-    assert_eq!(
-        ok(&t, "!Select [1, !Cidr [192.168.0.0/24, 4, 6]]"),
-        json!("192.168.0.64/26")
-    );
+    assert_eq!(ok(&t, "!Select [1, !Cidr [192.168.0.0/24, 4, 6]]"), json!("192.168.0.64/26"));
     assert!(
         err(&t, "!Select [3, !Ref Subnets]").contains("index 3 is out of range for a list of 3")
     );
@@ -524,10 +404,7 @@ fn conditions_if_and_no_value() {
     assert!(!t.condition("Both", &prod).unwrap());
 
     assert_eq!(ok(&t, "!If [IsProd, big, small]"), json!("small"));
-    assert_eq!(
-        resolve(&t, "!If [IsProd, big, small]", &prod).unwrap(),
-        json!("big")
-    );
+    assert_eq!(resolve(&t, "!If [IsProd, big, small]", &prod).unwrap(), json!("big"));
     assert_eq!(
         ok(
             &t,
@@ -539,10 +416,7 @@ fn conditions_if_and_no_value() {
     assert_eq!(ok(&t, "!Equals [a, a]"), json!(true));
     assert!(err(&t, "!If [Nope, 1, 2]").contains("unknown condition 'Nope'"));
 
-    assert!(
-        !t.resource_exists("ProdOnly", &LocalContext::default())
-            .unwrap()
-    );
+    assert!(!t.resource_exists("ProdOnly", &LocalContext::default()).unwrap());
     assert!(t.resource_exists("ProdOnly", &prod).unwrap());
     assert!(
         err(&t, "!Ref ProdOnly")
@@ -559,10 +433,7 @@ fn conditions_if_and_no_value() {
 fn condition_cycles_are_errors() {
     let t =
         inline("Conditions:\n  A: !Not [!Condition B]\n  B: !Not [!Condition A]\nResources: {}\n");
-    let e = t
-        .condition("A", &LocalContext::default())
-        .unwrap_err()
-        .to_string();
+    let e = t.condition("A", &LocalContext::default()).unwrap_err().to_string();
     assert!(e.contains("condition A refers to itself"), "{e}");
 }
 
@@ -570,10 +441,7 @@ fn condition_cycles_are_errors() {
 fn find_in_map_and_import_value() {
     let t = small();
     assert_eq!(ok(&t, "!FindInMap [Sizes, !Ref Env, Memory]"), json!(512));
-    assert_eq!(
-        ok(&t, "!FindInMap [Sizes, test, Memory, {DefaultValue: 1}]"),
-        json!(1)
-    );
+    assert_eq!(ok(&t, "!FindInMap [Sizes, test, Memory, {DefaultValue: 1}]"), json!(1));
     assert!(
         err(&t, "!FindInMap [Sizes, test, Memory]").contains("mapping Sizes has no test.Memory")
     );
@@ -604,15 +472,10 @@ fn resolution_errors_say_where() {
     assert!(err(&t, "!Ref AWS::Nope").contains("unknown pseudo parameter AWS::Nope"));
     let bad = inline("Resources:\n  A:\n    Type: X\n    Properties:\n      P: !Ref Nope\n");
     assert_eq!(
-        bad.resolved_properties("A", &LocalContext::default())
-            .unwrap_err()
-            .to_string(),
+        bad.resolved_properties("A", &LocalContext::default()).unwrap_err().to_string(),
         "Resources.A.Properties.P.Ref: unknown logical id 'Nope' (neither a parameter nor a resource)"
     );
-    assert!(
-        bad.resolved_properties("B", &LocalContext::default())
-            .is_err()
-    );
+    assert!(bad.resolved_properties("B", &LocalContext::default()).is_err());
 }
 
 #[test]
@@ -632,10 +495,7 @@ Resources:
     );
     let (id, d) = t.state_machine(&LocalContext::default(), None).unwrap();
     assert_eq!(id, "M");
-    assert_eq!(
-        d["States"]["A"]["Resource"],
-        "arn:aws:lambda:local-1:000000000000:function:Fn"
-    );
+    assert_eq!(d["States"]["A"]["Resource"], "arn:aws:lambda:local-1:000000000000:function:Fn");
     // Fn::Sub leaves `${!Note}` as `${Note}` for DefinitionSubstitutions.
     assert_eq!(d["States"]["A"]["Comment"], "local-1");
     let t = inline(
@@ -648,9 +508,7 @@ Resources:
       DefinitionSubstitutions: {Note: !Ref AWS::Region, N: 3}
 "#,
     );
-    let (_, d) = t
-        .state_machine(&LocalContext::default(), Some("M"))
-        .unwrap();
+    let (_, d) = t.state_machine(&LocalContext::default(), Some("M")).unwrap();
     assert_eq!(d["States"]["A"]["Comment"], "local-1 3");
 
     let t = inline(
@@ -691,10 +549,7 @@ Resources:
             .contains("is a AWS::Batch::JobQueue")
     );
     assert!(
-        t.state_machine(&ctx, Some("Z"))
-            .unwrap_err()
-            .to_string()
-            .contains("no resource named Z")
+        t.state_machine(&ctx, Some("Z")).unwrap_err().to_string().contains("no resource named Z")
     );
     let none = inline("Resources: {Q: {Type: AWS::Batch::JobQueue}}\n");
     assert!(

@@ -95,10 +95,7 @@ impl Rig {
         }
         let seqs: Vec<u64> = events.iter().map(BatchEvent::seq).collect();
         // In order and none missing: the stream is numbered without gaps.
-        assert!(
-            seqs.windows(2).all(|w| w[1] == w[0] + 1),
-            "events out of order or lost"
-        );
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "events out of order or lost");
         let mut ended = std::collections::HashSet::new();
         for event in &events {
             if let BatchEvent::JobEnded { job_id, .. } = event {
@@ -195,8 +192,7 @@ fn seq_of(map: &HashMap<String, Vec<Seen>>, child: &str, status: JobStatus) -> u
 }
 
 fn reached(map: &HashMap<String, Vec<Seen>>, child: &str, status: JobStatus) -> bool {
-    map.get(child)
-        .is_some_and(|seen| seen.iter().any(|s| s.status == status))
+    map.get(child).is_some_and(|seen| seen.iter().any(|s| s.status == status))
 }
 
 /// Most children holding a slot (STARTING or RUNNING) at once, per queue and in total.
@@ -206,13 +202,7 @@ fn peak_occupancy(events: &[BatchEvent]) -> (HashMap<String, usize>, usize) {
     let mut peaks: HashMap<String, usize> = HashMap::new();
     let (mut total, mut peak_total) = (0usize, 0usize);
     for event in events {
-        if let BatchEvent::ChildChanged {
-            job_id,
-            queue,
-            status,
-            ..
-        } = event
-        {
+        if let BatchEvent::ChildChanged { job_id, queue, status, .. } = event {
             let holds = matches!(status, JobStatus::Starting | JobStatus::Running);
             let held = holding.get(job_id).is_some_and(|(_, h)| *h);
             let count = per_queue.entry(queue.clone()).or_default();
@@ -240,12 +230,9 @@ fn job_ended(events: &[BatchEvent], id: &str) -> (u64, JobStatus) {
     events
         .iter()
         .find_map(|e| match e {
-            BatchEvent::JobEnded {
-                seq,
-                job_id,
-                status,
-                ..
-            } if job_id == id => Some((*seq, *status)),
+            BatchEvent::JobEnded { seq, job_id, status, .. } if job_id == id => {
+                Some((*seq, *status))
+            }
             _ => None,
         })
         .unwrap_or_else(|| panic!("job {id} never ended"))
@@ -273,10 +260,7 @@ async fn array_size_must_be_2_to_10000_and_one_node_is_a_plain_job() {
     rig.script("fail", "exit 1");
 
     for size in [1, 10_001] {
-        let err = rig
-            .batch
-            .submit_job(&array("a", "q", "ok", size))
-            .unwrap_err();
+        let err = rig.batch.submit_job(&array("a", "q", "ok", size)).unwrap_err();
         assert_eq!(err.code, "ClientException");
         assert!(err.message.contains("Array size"), "{}", err.message);
     }
@@ -286,10 +270,7 @@ async fn array_size_must_be_2_to_10000_and_one_node_is_a_plain_job() {
     // 10,000 children, all held back by a plain job that fails: accepted, and every one of
     // them fails without running.
     let gate = rig.submit(request("gate", "q", "fail"));
-    let big = rig.submit(depending(
-        array("big", "q", "ok", 10_000),
-        json!([{"JobId": gate}]),
-    ));
+    let big = rig.submit(depending(array("big", "q", "ok", 10_000), json!([{"JobId": gate}])));
     let events = rig.finish().await;
     let map = by_child(&events);
 
@@ -302,26 +283,16 @@ async fn array_size_must_be_2_to_10000_and_one_node_is_a_plain_job() {
     assert_eq!(big_detail.status, JobStatus::Failed);
     let props = big_detail.array_properties.clone().unwrap();
     assert_eq!(props.size, Some(10_000));
-    assert_eq!(
-        summary_of(&big_detail),
-        BTreeMap::from([(JobStatus::Failed, 10_000)])
-    );
+    assert_eq!(summary_of(&big_detail), BTreeMap::from([(JobStatus::Failed, 10_000)]));
     for i in [0, 4_999, 9_999] {
         let child = format!("{big}:{i}");
         assert_eq!(
             statuses(&map[&child]),
             [JobStatus::Submitted, JobStatus::Pending, JobStatus::Failed]
         );
-        assert_eq!(
-            map[&child][2].reason.as_deref(),
-            Some(DEPENDENCY_FAILED_REASON)
-        );
+        assert_eq!(map[&child][2].reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
     }
-    let failed = rig
-        .batch
-        .list_array_children(&big, JobStatus::Failed)
-        .await
-        .unwrap();
+    let failed = rig.batch.list_array_children(&big, JobStatus::Failed).await.unwrap();
     assert_eq!(failed.len(), 10_000);
 }
 
@@ -343,24 +314,12 @@ async fn submissions_are_checked_like_aws() {
             "Dependent job no-such-job not found",
         ),
         (
-            depending(
-                array("x", "q", "ok", 2),
-                json!([{"JobId": a3, "Type": "N_TO_N"}]),
-            ),
+            depending(array("x", "q", "ok", 2), json!([{"JobId": a3, "Type": "N_TO_N"}])),
             "same size",
         ),
+        (depending(request("x", "q", "ok"), json!([{"JobId": a3, "Type": "N_TO_N"}])), "same size"),
         (
-            depending(
-                request("x", "q", "ok"),
-                json!([{"JobId": a3, "Type": "N_TO_N"}]),
-            ),
-            "same size",
-        ),
-        (
-            depending(
-                array("x", "q", "ok", 2),
-                json!([{"JobId": plain, "Type": "N_TO_N"}]),
-            ),
+            depending(array("x", "q", "ok", 2), json!([{"JobId": plain, "Type": "N_TO_N"}])),
             "same size",
         ),
         (
@@ -379,11 +338,7 @@ async fn submissions_are_checked_like_aws() {
     for (case, expected) in cases {
         let err = rig.batch.submit_job(&case).unwrap_err();
         assert_eq!(err.code, "ClientException");
-        assert!(
-            err.message.contains(expected),
-            "{case}: {} (wanted {expected})",
-            err.message
-        );
+        assert!(err.message.contains(expected), "{case}: {} (wanted {expected})", err.message);
     }
 
     // The short forms SubmitJob accepts for queue and definition.
@@ -393,10 +348,7 @@ async fn submissions_are_checked_like_aws() {
         let id = answer["JobId"].as_str().unwrap();
         assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
         assert_eq!(answer["JobName"], "short");
-        assert_eq!(
-            answer["JobArn"],
-            format!("arn:aws:batch:local-1:000000000000:job/{id}")
-        );
+        assert_eq!(answer["JobArn"], format!("arn:aws:batch:local-1:000000000000:job/{id}"));
     }
 }
 
@@ -415,29 +367,15 @@ async fn n_to_n_children_pipeline_across_queues() {
              n=0; while [ ! -f "$T_DIR/b1" ]; do n=$((n+1)); [ $n -gt 3000 ] && exit 9; sleep 0.02; done
            fi"#,
     );
-    rig.script(
-        "b",
-        r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ] && touch "$T_DIR/b1"; exit 0"#,
-    );
+    rig.script("b", r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ] && touch "$T_DIR/b1"; exit 0"#);
     let a = rig.submit(array("A", "qa", "a", 2));
-    let b = rig.submit(depending(
-        array("B", "qb", "b", 2),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let b =
+        rig.submit(depending(array("B", "qb", "b", 2), json!([{"JobId": a, "Type": "N_TO_N"}])));
     let events = rig.finish().await;
     let map = by_child(&events);
 
-    for child in [
-        format!("{a}:0"),
-        format!("{a}:1"),
-        format!("{b}:0"),
-        format!("{b}:1"),
-    ] {
-        assert_eq!(
-            map[&child].last().unwrap().status,
-            JobStatus::Succeeded,
-            "{child}"
-        );
+    for child in [format!("{a}:0"), format!("{a}:1"), format!("{b}:0"), format!("{b}:1")] {
+        assert_eq!(map[&child].last().unwrap().status, JobStatus::Succeeded, "{child}");
     }
     // B:1 ran and ended while A:0 was still running ...
     assert!(
@@ -463,10 +401,7 @@ async fn n_to_n_children_pipeline_across_queues() {
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]));
     let b1 = rig.describe(&format!("{b}:1")).await;
-    assert_eq!(
-        b1.depends_on[0].job_id.as_deref(),
-        Some(format!("{a}:1").as_str())
-    );
+    assert_eq!(b1.depends_on[0].job_id.as_deref(), Some(format!("{a}:1").as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,10 +415,8 @@ async fn a_failed_dependency_fails_dependents_without_running_them() {
     );
     rig.script("b", "exit 0");
     let a = rig.submit(array("A", "qa", "a", 3));
-    let b = rig.submit(depending(
-        array("B", "qb", "b", 3),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let b =
+        rig.submit(depending(array("B", "qb", "b", 3), json!([{"JobId": a, "Type": "N_TO_N"}])));
     let c = rig.submit(depending(request("C", "qb", "b"), json!([{"JobId": b}])));
     let events = rig.finish().await;
     let map = by_child(&events);
@@ -492,14 +425,8 @@ async fn a_failed_dependency_fails_dependents_without_running_them() {
     assert_eq!(a1.last().unwrap().exit_code, Some(4));
     assert_eq!(a1.last().unwrap().tail.as_deref(), Some("bad input"));
     let b1 = format!("{b}:1");
-    assert_eq!(
-        statuses(&map[&b1]),
-        [JobStatus::Submitted, JobStatus::Pending, JobStatus::Failed]
-    );
-    assert_eq!(
-        map[&b1].last().unwrap().reason.as_deref(),
-        Some(DEPENDENCY_FAILED_REASON)
-    );
+    assert_eq!(statuses(&map[&b1]), [JobStatus::Submitted, JobStatus::Pending, JobStatus::Failed]);
+    assert_eq!(map[&b1].last().unwrap().reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
     assert!(rig.describe(&b1).await.attempts.is_empty());
     for ok in [format!("{b}:0"), format!("{b}:2")] {
         assert_eq!(map[&ok].last().unwrap().status, JobStatus::Succeeded);
@@ -508,10 +435,7 @@ async fn a_failed_dependency_fails_dependents_without_running_them() {
     assert!(!reached(&map, &c, JobStatus::Starting));
     let c_detail = rig.describe(&c).await;
     assert_eq!(c_detail.status, JobStatus::Failed);
-    assert_eq!(
-        c_detail.status_reason.as_deref(),
-        Some(DEPENDENCY_FAILED_REASON)
-    );
+    assert_eq!(c_detail.status_reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
 
     let a_detail = rig.describe(&a).await;
     assert_eq!(a_detail.status, JobStatus::Failed);
@@ -521,39 +445,22 @@ async fn a_failed_dependency_fails_dependents_without_running_them() {
     );
     assert_eq!(job_ended(&events, &b).1, JobStatus::Failed);
 
-    let failed = rig
-        .batch
-        .list_array_children(&a, JobStatus::Failed)
-        .await
-        .unwrap();
+    let failed = rig.batch.list_array_children(&a, JobStatus::Failed).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].job_id, format!("{a}:1"));
     assert_eq!(failed[0].container.as_ref().unwrap().exit_code, Some(4));
-    let failed_b = rig
-        .batch
-        .list_array_children(&b, JobStatus::Failed)
-        .await
-        .unwrap();
+    let failed_b = rig.batch.list_array_children(&b, JobStatus::Failed).await.unwrap();
     assert_eq!(failed_b.len(), 1);
     assert_eq!(failed_b[0].container, None);
-    assert_eq!(
-        failed_b[0].status_reason.as_deref(),
-        Some(DEPENDENCY_FAILED_REASON)
-    );
+    assert_eq!(failed_b[0].status_reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_children_run_in_index_order() {
     let mut rig = Rig::new();
     rig.queue("q", 8.0, 8);
-    rig.script(
-        "s",
-        r#"echo "$AWS_BATCH_JOB_ARRAY_INDEX" >> "$T_DIR/order""#,
-    );
-    let s = rig.submit(depending(
-        array("S", "q", "s", 5),
-        json!([{"Type": "SEQUENTIAL"}]),
-    ));
+    rig.script("s", r#"echo "$AWS_BATCH_JOB_ARRAY_INDEX" >> "$T_DIR/order""#);
+    let s = rig.submit(depending(array("S", "q", "s", 5), json!([{"Type": "SEQUENTIAL"}])));
     let events = rig.finish().await;
     let map = by_child(&events);
     assert_eq!(read(&rig.path("order")), "0\n1\n2\n3\n4\n");
@@ -571,14 +478,8 @@ async fn sequential_children_run_in_index_order() {
 async fn a_failure_early_in_a_long_sequential_array_fails_the_rest() {
     let mut rig = Rig::new();
     rig.queue("q", 8.0, 8);
-    rig.script(
-        "s",
-        r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ] && exit 3; exit 0"#,
-    );
-    let s = rig.submit(depending(
-        array("S", "q", "s", 10_000),
-        json!([{"Type": "SEQUENTIAL"}]),
-    ));
+    rig.script("s", r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 1 ] && exit 3; exit 0"#);
+    let s = rig.submit(depending(array("S", "q", "s", 10_000), json!([{"Type": "SEQUENTIAL"}])));
     let events = rig.finish().await;
     let detail = rig.describe(&s).await;
     assert_eq!(
@@ -616,11 +517,7 @@ async fn a_job_id_dependency_waits_for_the_whole_job() {
         let child = format!("{w}:{i}");
         assert_eq!(
             statuses(&map[&child])[..3],
-            [
-                JobStatus::Submitted,
-                JobStatus::Pending,
-                JobStatus::Runnable
-            ]
+            [JobStatus::Submitted, JobStatus::Pending, JobStatus::Runnable]
         );
         assert!(y_end < seq_of(&map, &child, JobStatus::Runnable));
     }
@@ -651,9 +548,8 @@ async fn queues_bound_parallelism_by_vcpus_and_cap_fifo() {
 
     // FIFO: children of one array start in index order.
     let map = by_child(&events);
-    let starts: Vec<u64> = (0..6)
-        .map(|i| seq_of(&map, &format!("{v}:{i}"), JobStatus::Starting))
-        .collect();
+    let starts: Vec<u64> =
+        (0..6).map(|i| seq_of(&map, &format!("{v}:{i}"), JobStatus::Starting)).collect();
     assert!(starts.windows(2).all(|w| w[0] < w[1]));
     for i in 0..6 {
         assert_eq!(
@@ -676,10 +572,7 @@ async fn one_queue_dispatches_by_submission_then_index() {
     // X:1 fails once and is retried: it goes back to RUNNABLE, and ahead of Y, which was
     // submitted later.
     rig.define(JobDefinitionSpec {
-        retry: RetryStrategy {
-            attempts: 2,
-            evaluate_on_exit: vec![],
-        },
+        retry: RetryStrategy { attempts: 2, evaluate_on_exit: vec![] },
         ..sh_definition(
             "x",
             r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX$AWS_BATCH_JOB_ATTEMPT" = 11 ] && exit 1; exit 0"#,
@@ -692,12 +585,9 @@ async fn one_queue_dispatches_by_submission_then_index() {
     let order: Vec<(String, u32)> = events
         .iter()
         .filter_map(|e| match e {
-            BatchEvent::ChildChanged {
-                job_id,
-                status: JobStatus::Starting,
-                attempt,
-                ..
-            } => Some((job_id.clone(), *attempt)),
+            BatchEvent::ChildChanged { job_id, status: JobStatus::Starting, attempt, .. } => {
+                Some((job_id.clone(), *attempt))
+            }
             _ => None,
         })
         .collect();
@@ -722,10 +612,8 @@ async fn the_global_bound_holds_across_queues_and_every_queue_moves() {
     rig.queue("qb", 8.0, 8);
     rig.script("nap", "sleep 0.02");
     let a = rig.submit(array("A", "qa", "nap", 12));
-    let b = rig.submit(depending(
-        array("B", "qb", "nap", 12),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let b =
+        rig.submit(depending(array("B", "qb", "nap", 12), json!([{"JobId": a, "Type": "N_TO_N"}])));
     let events = rig.finish().await;
     let (peaks, total) = peak_occupancy(&events);
     assert_eq!(total, 3);
@@ -733,10 +621,8 @@ async fn the_global_bound_holds_across_queues_and_every_queue_moves() {
     // Round-robin between queues: B starts as soon as one of its dependencies ended, not
     // after all of A.
     let map = by_child(&events);
-    let first_b = (0..12)
-        .map(|i| seq_of(&map, &format!("{b}:{i}"), JobStatus::Starting))
-        .min()
-        .unwrap();
+    let first_b =
+        (0..12).map(|i| seq_of(&map, &format!("{b}:{i}"), JobStatus::Starting)).min().unwrap();
     assert!(first_b < seq_of(&map, &format!("{a}:11"), JobStatus::Starting));
 }
 
@@ -778,10 +664,7 @@ async fn retries_follow_evaluate_on_exit() {
                 },
             ],
         },
-        ..sh_definition(
-            "flaky",
-            r#"[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && exit 1; exit 0"#,
-        )
+        ..sh_definition("flaky", r#"[ "$AWS_BATCH_JOB_ATTEMPT" = 1 ] && exit 1; exit 0"#)
     });
     // The template's rules: infrastructure reasons retry, anything else exits at once.
     let template_rules = ["Host EC2*", "CannotPullContainerError*"]
@@ -800,19 +683,13 @@ async fn retries_follow_evaluate_on_exit() {
         }])
         .collect();
     rig.define(JobDefinitionSpec {
-        retry: RetryStrategy {
-            attempts: 3,
-            evaluate_on_exit: template_rules,
-        },
+        retry: RetryStrategy { attempts: 3, evaluate_on_exit: template_rules },
         ..sh_definition("template", "exit 1")
     });
     rig.script("once", "exit 5");
     rig.define(JobDefinitionSpec {
         program: PathBuf::from("/nonexistent/program"),
-        retry: RetryStrategy {
-            attempts: 2,
-            evaluate_on_exit: vec![],
-        },
+        retry: RetryStrategy { attempts: 2, evaluate_on_exit: vec![] },
         ..sh_definition("missing", "")
     });
 
@@ -828,11 +705,8 @@ async fn retries_follow_evaluate_on_exit() {
 
     let e = rig.describe(&exit_on_3).await;
     assert_eq!(e.status, JobStatus::Failed);
-    let codes: Vec<Option<i32>> = e
-        .attempts
-        .iter()
-        .map(|a| a.container.as_ref().unwrap().exit_code)
-        .collect();
+    let codes: Vec<Option<i32>> =
+        e.attempts.iter().map(|a| a.container.as_ref().unwrap().exit_code).collect();
     assert_eq!(codes, [Some(2), Some(3)]);
     assert_eq!(
         statuses(&map[&exit_on_3]),
@@ -854,10 +728,7 @@ async fn retries_follow_evaluate_on_exit() {
     let f = rig.describe(&flaky).await;
     assert_eq!(f.status, JobStatus::Succeeded);
     assert_eq!(f.attempts.len(), 2);
-    assert_eq!(
-        f.attempts[0].status_reason.as_deref(),
-        Some("Essential container in task exited")
-    );
+    assert_eq!(f.attempts[0].status_reason.as_deref(), Some("Essential container in task exited"));
 
     let t = rig.describe(&template).await;
     assert_eq!((t.status, t.attempts.len()), (JobStatus::Failed, 1));
@@ -868,20 +739,11 @@ async fn retries_follow_evaluate_on_exit() {
     let m = rig.describe(&missing).await;
     assert_eq!((m.status, m.attempts.len()), (JobStatus::Failed, 2));
     let reason = m.status_reason.unwrap();
-    assert!(
-        reason.starts_with("CannotStartContainerError: /nonexistent/program"),
-        "{reason}"
-    );
+    assert!(reason.starts_with("CannotStartContainerError: /nonexistent/program"), "{reason}");
     assert!(!reached(&map, &missing, JobStatus::Running));
     let container = m.attempts[0].container.as_ref().unwrap();
     assert_eq!(container.exit_code, None);
-    assert!(
-        container
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("CannotStartContainerError")
-    );
+    assert!(container.reason.as_deref().unwrap().starts_with("CannotStartContainerError"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -890,17 +752,11 @@ async fn an_attempt_past_its_timeout_is_stopped_and_not_retried() {
     rig.queue("q", 8.0, 8);
     let timed = |name: &str, script: &str| JobDefinitionSpec {
         attempt_timeout: Some(Duration::from_millis(300)),
-        retry: RetryStrategy {
-            attempts: 3,
-            evaluate_on_exit: vec![],
-        },
+        retry: RetryStrategy { attempts: 3, evaluate_on_exit: vec![] },
         ..sh_definition(name, script)
     };
     // Leaves on SIGTERM, saying so.
-    rig.define(timed(
-        "polite",
-        r#"trap 'echo stopping >&2; exit 7' TERM; sleep 60 & wait"#,
-    ));
+    rig.define(timed("polite", r#"trap 'echo stopping >&2; exit 7' TERM; sleep 60 & wait"#));
     // Ignores SIGTERM (so does its sleep, which inherits that): SIGKILL after the grace.
     rig.define(timed("stubborn", r#"trap '' TERM; sleep 60"#));
     let polite = rig.submit(request("P", "q", "polite"));
@@ -911,24 +767,11 @@ async fn an_attempt_past_its_timeout_is_stopped_and_not_retried() {
     for (id, code) in [(&polite, 7), (&stubborn, 137)] {
         let detail = rig.describe(id).await;
         assert_eq!(detail.status, JobStatus::Failed);
-        assert_eq!(
-            detail.status_reason.as_deref(),
-            Some("Job attempt duration exceeded timeout")
-        );
-        assert_eq!(
-            detail.attempts.len(),
-            1,
-            "a timed-out attempt is not retried"
-        );
-        assert_eq!(
-            detail.attempts[0].container.as_ref().unwrap().exit_code,
-            Some(code)
-        );
+        assert_eq!(detail.status_reason.as_deref(), Some("Job attempt duration exceeded timeout"));
+        assert_eq!(detail.attempts.len(), 1, "a timed-out attempt is not retried");
+        assert_eq!(detail.attempts[0].container.as_ref().unwrap().exit_code, Some(code));
     }
-    assert_eq!(
-        map[&polite].last().unwrap().tail.as_deref(),
-        Some("stopping")
-    );
+    assert_eq!(map[&polite].last().unwrap().tail.as_deref(), Some("stopping"));
 }
 
 // ----- what a child sees -----
@@ -990,10 +833,7 @@ async fn command_overrides_and_parameters_shape_the_arguments() {
     rig.queue("q", 8.0, 8);
     rig.define(JobDefinitionSpec {
         parameters: BTreeMap::from([("word".to_string(), "default".to_string())]),
-        ..sh_definition(
-            "say",
-            r#"echo "Ref::word" > "$T_DIR/said.$AWS_BATCH_JOB_ID""#,
-        )
+        ..sh_definition("say", r#"echo "Ref::word" > "$T_DIR/said.$AWS_BATCH_JOB_ID""#)
     });
     let defaulted = rig.submit(request("D", "q", "say"));
     let mut given = request("G", "q", "say");
@@ -1004,11 +844,7 @@ async fn command_overrides_and_parameters_shape_the_arguments() {
         json!({"Command": ["-c", "echo replaced > \"$T_DIR/said.$AWS_BATCH_JOB_ID\""]});
     let replaced = rig.submit(replaced);
     rig.finish().await;
-    for (id, said) in [
-        (&defaulted, "default"),
-        (&given, "given"),
-        (&replaced, "replaced"),
-    ] {
+    for (id, said) in [(&defaulted, "default"), (&given, "given"), (&replaced, "replaced")] {
         assert_eq!(read(&rig.path(&format!("said.{id}"))).trim(), said);
     }
 }
@@ -1031,35 +867,21 @@ async fn output_goes_to_one_prefixed_log_per_job() {
     assert_eq!(log.parent().unwrap(), rig.path("logs"));
     let text = read(&log);
     for i in 0..3 {
-        assert!(
-            text.contains(&format!("[{i} a1 stdout] out {i}\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("[{i} a1 stderr] err {i}\n")),
-            "{text}"
-        );
+        assert!(text.contains(&format!("[{i} a1 stdout] out {i}\n")), "{text}");
+        assert!(text.contains(&format!("[{i} a1 stderr] err {i}\n")), "{text}");
         let child = format!("{talk}:{i}");
         let end = map[&child].last().unwrap();
         assert_eq!(end.tail.as_deref(), Some(format!("last {i}").as_str()));
         let detail = rig.describe(&child).await;
         assert_eq!(
-            detail.attempts[0]
-                .container
-                .as_ref()
-                .unwrap()
-                .log_stream_name
-                .as_deref(),
+            detail.attempts[0].container.as_ref().unwrap().log_stream_name.as_deref(),
             Some(log.display().to_string().as_str())
         );
     }
     assert_eq!(text.lines().count(), 9);
     assert!(!rig.batch.log_path(&quiet).unwrap().exists());
     let files = std::fs::read_dir(rig.path("logs")).unwrap().count();
-    assert_eq!(
-        files, 1,
-        "one file for the whole array, none for a silent job"
-    );
+    assert_eq!(files, 1, "one file for the whole array, none for a silent job");
 }
 
 // ----- reading it back -----
@@ -1068,25 +890,15 @@ async fn output_goes_to_one_prefixed_log_per_job() {
 async fn describe_and_list_answer_in_the_api_shape() {
     let mut rig = Rig::new();
     rig.queue("q", 8.0, 8);
-    rig.script(
-        "mixed",
-        r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 2 ] && exit 6; exit 0"#,
-    );
+    rig.script("mixed", r#"[ "$AWS_BATCH_JOB_ARRAY_INDEX" = 2 ] && exit 6; exit 0"#);
     let a = rig.submit(array("A", "q", "mixed", 4));
-    let b = rig.submit(depending(
-        array("B", "q", "mixed", 4),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let b =
+        rig.submit(depending(array("B", "q", "mixed", 4), json!([{"JobId": a, "Type": "N_TO_N"}])));
     rig.finish().await;
     let api: &dyn BatchApi = &rig.batch;
 
-    let ids = vec![
-        a.clone(),
-        format!("{a}:2"),
-        "not-a-job".to_string(),
-        format!("{a}:4"),
-        b.clone(),
-    ];
+    let ids =
+        vec![a.clone(), format!("{a}:2"), "not-a-job".to_string(), format!("{a}:4"), b.clone()];
     let found = api.describe_jobs(&ids).await.unwrap();
     assert_eq!(
         found.iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(),
@@ -1110,14 +922,8 @@ async fn describe_and_list_answer_in_the_api_shape() {
     let child = &found[1];
     assert_eq!(child.array_properties.as_ref().unwrap().index, Some(2));
     assert_eq!(child.status, JobStatus::Failed);
-    assert_eq!(
-        child.status_reason.as_deref(),
-        Some("Essential container in task exited")
-    );
-    assert_eq!(
-        child.attempts[0].container.as_ref().unwrap().exit_code,
-        Some(6)
-    );
+    assert_eq!(child.status_reason.as_deref(), Some("Essential container in task exited"));
+    assert_eq!(child.attempts[0].container.as_ref().unwrap().exit_code, Some(6));
     assert!(child.started_at.unwrap() <= child.stopped_at.unwrap());
 
     let b_parent = &found[2];
@@ -1129,27 +935,14 @@ async fn describe_and_list_answer_in_the_api_shape() {
         BTreeMap::from([(JobStatus::Succeeded, 3), (JobStatus::Failed, 1)])
     );
 
-    let succeeded = api
-        .list_array_children(&a, JobStatus::Succeeded)
-        .await
-        .unwrap();
-    let mut indices: Vec<u32> = succeeded
-        .iter()
-        .map(|s| s.array_properties.as_ref().unwrap().index.unwrap())
-        .collect();
+    let succeeded = api.list_array_children(&a, JobStatus::Succeeded).await.unwrap();
+    let mut indices: Vec<u32> =
+        succeeded.iter().map(|s| s.array_properties.as_ref().unwrap().index.unwrap()).collect();
     indices.sort_unstable();
     assert_eq!(indices, [0, 1, 3]);
-    assert!(
-        api.list_array_children(&a, JobStatus::Running)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(api.list_array_children(&a, JobStatus::Running).await.unwrap().is_empty());
     assert_eq!(
-        api.list_array_children("not-a-job", JobStatus::Failed)
-            .await
-            .unwrap_err()
-            .code,
+        api.list_array_children("not-a-job", JobStatus::Failed).await.unwrap_err().code,
         "ClientException"
     );
     let too_many: Vec<String> = (0..101).map(|i| format!("id{i}")).collect();
@@ -1162,32 +955,20 @@ async fn a_parent_stays_pending_until_its_last_child_ends() {
     let mut rig = Rig::new();
     rig.queue("q", 8.0, 8);
     rig.script("ok", "exit 0");
-    rig.script(
-        "gate",
-        r#"while [ ! -f "$T_DIR/open" ]; do sleep 0.02; done"#,
-    );
+    rig.script("gate", r#"while [ ! -f "$T_DIR/open" ]; do sleep 0.02; done"#);
     let gate = rig.submit(request("G", "q", "gate"));
-    let held = rig.submit(depending(
-        array("H", "q", "ok", 3),
-        json!([{"JobId": gate}]),
-    ));
+    let held = rig.submit(depending(array("H", "q", "ok", 3), json!([{"JobId": gate}])));
 
     let parent = rig.describe(&held).await;
     assert_eq!(parent.status, JobStatus::Pending);
-    assert_eq!(
-        summary_of(&parent),
-        BTreeMap::from([(JobStatus::Pending, 3)])
-    );
+    assert_eq!(summary_of(&parent), BTreeMap::from([(JobStatus::Pending, 3)]));
     assert!(!rig.batch.all_terminal());
     std::fs::write(rig.path("open"), "").unwrap();
     rig.finish().await;
     assert!(rig.batch.all_terminal());
     let parent = rig.describe(&held).await;
     assert_eq!(parent.status, JobStatus::Succeeded);
-    assert_eq!(
-        summary_of(&parent),
-        BTreeMap::from([(JobStatus::Succeeded, 3)])
-    );
+    assert_eq!(summary_of(&parent), BTreeMap::from([(JobStatus::Succeeded, 3)]));
 }
 
 // ----- resume, changes, termination -----
@@ -1197,26 +978,17 @@ async fn children_finished_in_an_earlier_run_succeed_without_running() {
     let mut rig = Rig::new();
     rig.queue("qa", 8.0, 8);
     rig.queue("qb", 8.0, 8);
-    rig.script(
-        "mark",
-        r#"touch "$T_DIR/ran.$AWS_BATCH_JQ_NAME.$AWS_BATCH_JOB_ARRAY_INDEX""#,
-    );
-    rig.batch
-        .mark_succeeded_before(|name, index| name == "A" && matches!(index, Some(0 | 2)));
+    rig.script("mark", r#"touch "$T_DIR/ran.$AWS_BATCH_JQ_NAME.$AWS_BATCH_JOB_ARRAY_INDEX""#);
+    rig.batch.mark_succeeded_before(|name, index| name == "A" && matches!(index, Some(0 | 2)));
     let a = rig.submit(array("A", "qa", "mark", 3));
-    let b = rig.submit(depending(
-        array("B", "qb", "mark", 3),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let b =
+        rig.submit(depending(array("B", "qb", "mark", 3), json!([{"JobId": a, "Type": "N_TO_N"}])));
     let events = rig.finish().await;
     let map = by_child(&events);
 
     for i in [0, 2] {
         let child = format!("{a}:{i}");
-        assert_eq!(
-            statuses(&map[&child]),
-            [JobStatus::Submitted, JobStatus::Succeeded]
-        );
+        assert_eq!(statuses(&map[&child]), [JobStatus::Submitted, JobStatus::Succeeded]);
         let detail = rig.describe(&child).await;
         assert_eq!(detail.status_reason.as_deref(), Some(RESUMED_REASON));
         assert!(detail.attempts.is_empty());
@@ -1227,10 +999,7 @@ async fn children_finished_in_an_earlier_run_succeed_without_running() {
         assert!(rig.path(&format!("ran.qb.{i}")).exists(), "B:{i} ran");
     }
     // B:0's dependency was already done: it never waited.
-    assert_eq!(
-        statuses(&map[&format!("{b}:0")])[..2],
-        [JobStatus::Submitted, JobStatus::Runnable]
-    );
+    assert_eq!(statuses(&map[&format!("{b}:0")])[..2], [JobStatus::Submitted, JobStatus::Runnable]);
     assert_eq!(rig.describe(&a).await.status, JobStatus::Succeeded);
 }
 
@@ -1254,19 +1023,11 @@ async fn terminating_a_job_fails_its_children_and_their_dependents() {
     let mut rig = Rig::new();
     rig.queue("q", 8.0, 8);
     rig.script("ok", "exit 0");
-    rig.script(
-        "gate",
-        r#"while [ ! -f "$T_DIR/open" ]; do sleep 0.02; done"#,
-    );
+    rig.script("gate", r#"while [ ! -f "$T_DIR/open" ]; do sleep 0.02; done"#);
     let gate = rig.submit(request("G", "q", "gate"));
-    let a = rig.submit(depending(
-        array("A", "q", "ok", 2),
-        json!([{"JobId": gate}]),
-    ));
-    let b = rig.submit(depending(
-        array("B", "q", "ok", 2),
-        json!([{"JobId": a, "Type": "N_TO_N"}]),
-    ));
+    let a = rig.submit(depending(array("A", "q", "ok", 2), json!([{"JobId": gate}])));
+    let b =
+        rig.submit(depending(array("B", "q", "ok", 2), json!([{"JobId": a, "Type": "N_TO_N"}])));
     rig.batch.terminate_job(&a, "Stopped by the test").unwrap();
     std::fs::write(rig.path("open"), "").unwrap();
     let events = rig.finish().await;
@@ -1282,28 +1043,19 @@ async fn terminating_a_job_fails_its_children_and_their_dependents() {
             Some(DEPENDENCY_FAILED_REASON)
         );
     }
-    assert_eq!(
-        rig.batch.terminate_job("not-a-job", "x").unwrap_err().code,
-        "ClientException"
-    );
+    assert_eq!(rig.batch.terminate_job("not-a-job", "x").unwrap_err().code, "ClientException");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_running_children_and_fails_the_rest() {
     let mut rig = Rig::with(|c| c.kill_grace = Duration::from_secs(2));
     rig.queue("q", 1.0, 1);
-    rig.script(
-        "long",
-        r#"echo $$ > "$T_DIR/pid.$AWS_BATCH_JOB_ARRAY_INDEX"; exec sleep 60"#,
-    );
+    rig.script("long", r#"echo $$ > "$T_DIR/pid.$AWS_BATCH_JOB_ARRAY_INDEX"; exec sleep 60"#);
     let job = rig.submit(array("L", "q", "long", 3));
     // Wait until the first child runs.
     loop {
         match tokio::time::timeout(HANG_GUARD, rig.events.recv()).await {
-            Ok(Some(BatchEvent::ChildChanged {
-                status: JobStatus::Running,
-                ..
-            })) => break,
+            Ok(Some(BatchEvent::ChildChanged { status: JobStatus::Running, .. })) => break,
             Ok(Some(_)) => {}
             other => panic!("no child ran: {other:?}"),
         }
@@ -1312,23 +1064,15 @@ async fn shutdown_stops_running_children_and_fails_the_rest() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let pid = read(&rig.path("pid.0")).trim().to_string();
-    tokio::time::timeout(HANG_GUARD, rig.batch.shutdown())
-        .await
-        .expect("shutdown hung");
+    tokio::time::timeout(HANG_GUARD, rig.batch.shutdown()).await.expect("shutdown hung");
     assert!(rig.batch.all_terminal());
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "child {pid} still alive"
-    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "child {pid} still alive");
     for i in 0..3 {
         let child = rig.describe(&format!("{job}:{i}")).await;
         assert_eq!(child.status, JobStatus::Failed);
         assert_eq!(child.status_reason.as_deref(), Some(SHUTDOWN_REASON));
     }
     // Nothing is taken after a shutdown.
-    let err = rig
-        .batch
-        .submit_job(&request("after", "q", "long"))
-        .unwrap_err();
+    let err = rig.batch.submit_job(&request("after", "q", "long")).unwrap_err();
     assert_eq!(err.code, "ServerException");
 }

@@ -83,11 +83,7 @@ fn main() {
             handle(event(&wf), &config).expect("init");
         }));
         let written: usize = (0..plan.nodes)
-            .map(|n| {
-                fs::metadata(layout.prep_ids_file(&wf, n))
-                    .expect("prep")
-                    .len() as usize
-            })
+            .map(|n| fs::metadata(layout.prep_ids_file(&wf, n)).expect("prep").len() as usize)
             .sum();
         assert_eq!(written, total_bytes);
         // A re-run of init for the same workflow: checks every node, writes nothing.
@@ -121,10 +117,7 @@ fn main() {
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "load average at the end (1/5/15 min): {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     let init = median(init_times);
     let base = median(par_times);
@@ -142,10 +135,7 @@ fn main() {
         "  baseline (a): same dirs and bytes, sequential        median {:.3} s",
         secs(median(seq_times))
     );
-    println!(
-        "  baseline (b): same dirs and bytes, parallel          median {:.3} s",
-        secs(base)
-    );
+    println!("  baseline (b): same dirs and bytes, parallel          median {:.3} s", secs(base));
     for dir in written_dirs {
         fs::remove_dir_all(dir).expect("clean up");
     }

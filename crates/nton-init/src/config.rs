@@ -63,16 +63,9 @@ pub struct InitConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set (must be {expected})")]
-    Missing {
-        var: &'static str,
-        expected: &'static str,
-    },
+    Missing { var: &'static str, expected: &'static str },
     #[error("{var}={value:?} is invalid: {reason}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
+    Invalid { var: &'static str, value: String, reason: String },
 }
 
 impl InitConfig {
@@ -108,16 +101,8 @@ impl InitConfig {
         };
         let builtin = PlanDefaults::default();
         let ids = integer(&lookup, "NTON_IDS", u64::from(builtin.ids))?;
-        let ids_per_node = integer(
-            &lookup,
-            "NTON_IDS_PER_NODE",
-            u64::from(builtin.ids_per_node),
-        )?;
-        let poll_seconds = integer(
-            &lookup,
-            "NTON_POLL_SECONDS",
-            u64::from(builtin.poll_seconds),
-        )?;
+        let ids_per_node = integer(&lookup, "NTON_IDS_PER_NODE", u64::from(builtin.ids_per_node))?;
+        let poll_seconds = integer(&lookup, "NTON_POLL_SECONDS", u64::from(builtin.poll_seconds))?;
         let defaults = PlanDefaults::new(ids, ids_per_node, poll_seconds)
             .map_err(|err| plan_error(&lookup, err))?;
         let hours = integer(&lookup, "NTON_RETENTION_HOURS", 168)?;
@@ -164,14 +149,11 @@ fn integer(
     match lookup(var) {
         None => Ok(default),
         Some(text) if text.trim().is_empty() => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| ConfigError::Invalid {
-                var,
-                value: text.clone(),
-                reason: "must be a non-negative integer".to_string(),
-            }),
+        Some(text) => text.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
+            var,
+            value: text.clone(),
+            reason: "must be a non-negative integer".to_string(),
+        }),
     }
 }
 
@@ -179,14 +161,8 @@ fn integer(
 fn plan_error(lookup: &impl Fn(&str) -> Option<String>, err: PlanError) -> ConfigError {
     let var = match &err {
         PlanError::OutOfRange { field: "ids", .. } => "NTON_IDS",
-        PlanError::OutOfRange {
-            field: "idsPerNode",
-            ..
-        } => "NTON_IDS_PER_NODE",
-        PlanError::OutOfRange {
-            field: "pollSeconds",
-            ..
-        } => "NTON_POLL_SECONDS",
+        PlanError::OutOfRange { field: "idsPerNode", .. } => "NTON_IDS_PER_NODE",
+        PlanError::OutOfRange { field: "pollSeconds", .. } => "NTON_POLL_SECONDS",
         _ => "NTON_IDS/NTON_IDS_PER_NODE",
     };
     let value = var
@@ -194,11 +170,7 @@ fn plan_error(lookup: &impl Fn(&str) -> Option<String>, err: PlanError) -> Confi
         .map(|name| lookup(name).unwrap_or_else(|| "(default)".to_string()))
         .collect::<Vec<_>>()
         .join("/");
-    ConfigError::Invalid {
-        var,
-        value,
-        reason: err.to_string(),
-    }
+    ConfigError::Invalid { var, value, reason: err.to_string() }
 }
 
 #[cfg(test)]
@@ -207,10 +179,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<InitConfig, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         InitConfig::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -295,21 +265,12 @@ mod tests {
         );
         assert!(matches!(
             from(&[("NTON_DATA_ROOT", " ")]),
-            Err(ConfigError::Missing {
-                var: "NTON_DATA_ROOT",
-                ..
-            })
+            Err(ConfigError::Missing { var: "NTON_DATA_ROOT", .. })
         ));
         let root = ("NTON_DATA_ROOT", "/data");
         let cases = [
-            (
-                ("NTON_IDS", "lots"),
-                "NTON_IDS=\"lots\" is invalid: must be a non-negative integer",
-            ),
-            (
-                ("NTON_IDS", "-1"),
-                "NTON_IDS=\"-1\" is invalid: must be a non-negative integer",
-            ),
+            (("NTON_IDS", "lots"), "NTON_IDS=\"lots\" is invalid: must be a non-negative integer"),
+            (("NTON_IDS", "-1"), "NTON_IDS=\"-1\" is invalid: must be a non-negative integer"),
             (
                 ("NTON_IDS", "0"),
                 "NTON_IDS=\"0\" is invalid: ids: 0 is out of range (must be an integer in 1..=10000000)",
@@ -335,11 +296,7 @@ mod tests {
             ),
         ];
         for (var, expected) in cases {
-            assert_eq!(
-                from(&[root, var]).unwrap_err().to_string(),
-                expected,
-                "{var:?}"
-            );
+            assert_eq!(from(&[root, var]).unwrap_err().to_string(), expected, "{var:?}");
         }
         assert_eq!(
             from(&[root, ("NTON_IDS", "20000"), ("NTON_IDS_PER_NODE", "1")])
@@ -349,9 +306,7 @@ mod tests {
              groups of 1 make 20000 nodes; at most 10000 nodes are allowed"
         );
         assert_eq!(
-            from(&[root, ("NTON_IDS_PER_NODE", "0.01")])
-                .unwrap_err()
-                .to_string(),
+            from(&[root, ("NTON_IDS_PER_NODE", "0.01")]).unwrap_err().to_string(),
             "NTON_IDS_PER_NODE=\"0.01\" is invalid: must be a non-negative integer"
         );
         // Only the per-node size set: the message shows the default it combined with.

@@ -22,23 +22,13 @@ pub enum InitError {
          prepared)",
         root.display()
     )]
-    UnknownWorkflow {
-        workflow_id: WorkflowId,
-        root: PathBuf,
-    },
+    UnknownWorkflow { workflow_id: WorkflowId, root: PathBuf },
     /// The workflow already has prep files that do not match the requested plan.
     #[error("workflow {workflow_id} already has prep files for another plan: {detail}")]
-    PlanMismatch {
-        workflow_id: WorkflowId,
-        detail: String,
-    },
+    PlanMismatch { workflow_id: WorkflowId, detail: String },
     /// The data root could not be read or written.
     #[error("{action} {}: {source}", path.display())]
-    Storage {
-        action: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Storage { action: &'static str, path: PathBuf, source: io::Error },
 }
 
 impl InitError {
@@ -58,11 +48,7 @@ impl InitError {
         path: impl Into<PathBuf>,
         source: io::Error,
     ) -> Self {
-        InitError::Storage {
-            action,
-            path: path.into(),
-            source,
-        }
+        InitError::Storage { action, path: path.into(), source }
     }
 }
 

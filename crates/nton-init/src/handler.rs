@@ -206,10 +206,7 @@ pub fn prepare(layout: &Layout, plan: &RunPlan) -> Result<Prepared, InitError> {
         }
         Ok::<(), InitError>(())
     })?;
-    Ok(Prepared {
-        written: written.into_inner(),
-        reused: reused.into_inner(),
-    })
+    Ok(Prepared { written: written.into_inner(), reused: reused.into_inner() })
 }
 
 /// The node numbers that have a directory under the run's directory (none if it is absent).
@@ -255,10 +252,7 @@ fn check_node(layout: &Layout, plan: &RunPlan, node: u32) -> Result<bool, InitEr
         Err(StageError::Io { path, source, .. }) => {
             Err(InitError::storage("reading", path, source))
         }
-        Err(other) => Err(InitError::PlanMismatch {
-            workflow_id: wf,
-            detail: other.to_string(),
-        }),
+        Err(other) => Err(InitError::PlanMismatch { workflow_id: wf, detail: other.to_string() }),
     }
 }
 
@@ -287,9 +281,7 @@ fn write_node(layout: &Layout, plan: &RunPlan, node: u32) -> Result<(), InitErro
 /// system calls for a big run.
 fn random_ids(count: usize) -> Vec<Uuid> {
     let mut rng = rand::rng();
-    (0..count)
-        .map(|_| uuid::Builder::from_random_bytes(rng.random()).into_uuid())
-        .collect()
+    (0..count).map(|_| uuid::Builder::from_random_bytes(rng.random()).into_uuid()).collect()
 }
 
 fn touch(dir: &std::path::Path) -> io::Result<()> {
@@ -308,9 +300,7 @@ mod tests {
     }
 
     fn all_ids(layout: &Layout, wf: &WorkflowId, nodes: u32) -> Vec<Vec<Uuid>> {
-        (0..nodes)
-            .map(|n| layout.read_ids(wf, n).unwrap())
-            .collect()
+        (0..nodes).map(|n| layout.read_ids(wf, n).unwrap()).collect()
     }
 
     #[test]
@@ -351,19 +341,13 @@ mod tests {
         let out = handle(retry, &config(dir.path())).unwrap();
         assert_eq!(out["nodes"], 2);
         assert_eq!(out["nodeMap"], json!([7, 2]));
-        assert_eq!(
-            (out["ids"].clone(), out["idsPerNode"].clone()),
-            (json!(100), json!(10))
-        );
+        assert_eq!((out["ids"].clone(), out["idsPerNode"].clone()), (json!(100), json!(10)));
         assert_eq!(all_ids(&layout, &wf, 10), before, "the prep is kept");
         assert_eq!(layout.node_of_index(&wf, 0).unwrap(), 7);
         assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 2);
         // The whole plan again: the map goes, and indices are nodes once more.
         let out = handle(event, &config(dir.path())).unwrap();
-        assert_eq!(
-            (out["nodes"].clone(), out["nodeMap"].clone()),
-            (json!(10), Value::Null)
-        );
+        assert_eq!((out["nodes"].clone(), out["nodeMap"].clone()), (json!(10), Value::Null));
         assert!(!layout.node_map_file(&wf).exists());
         assert_eq!(layout.node_of_index(&wf, 1).unwrap(), 1);
     }
@@ -420,12 +404,7 @@ mod tests {
         config.run_timeout_seconds = 3600;
         let out = handle(json!({"Comment": "Insert your JSON here"}), &config).unwrap();
         assert_eq!(
-            (
-                &out["nodes"],
-                &out["ids"],
-                &out["idsPerNode"],
-                &out["pollSeconds"]
-            ),
+            (&out["nodes"], &out["ids"], &out["idsPerNode"], &out["pollSeconds"]),
             (&json!(3), &json!(5), &json!(2), &json!(9))
         );
     }
@@ -436,10 +415,7 @@ mod tests {
         // The default 12 h timeout allows 2,666 polls: 17 s apart at least.
         let error = handle(json!({"ids": 10, "pollSeconds": 16}), &config(dir.path())).unwrap_err();
         assert_eq!(error.error_type(), "InvalidInput");
-        assert!(
-            error.to_string().starts_with("pollSeconds: 16 is below 17"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("pollSeconds: 16 is below 17"), "{error}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         let out = handle(json!({"ids": 10, "pollSeconds": 17}), &config(dir.path())).unwrap();
         assert_eq!(out["timeoutSeconds"], 43_200);
@@ -468,11 +444,7 @@ mod tests {
 
         assert_eq!(handle(event, &config(dir.path())).unwrap(), first);
         assert_eq!(all_ids(&layout, &wf, 4), before);
-        assert_eq!(
-            fs::metadata(&prep).unwrap().modified().unwrap(),
-            mtime,
-            "rewritten"
-        );
+        assert_eq!(fs::metadata(&prep).unwrap().modified().unwrap(), mtime, "rewritten");
     }
 
     #[test]
@@ -480,24 +452,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
         let plan = RunPlan::new(WorkflowId::new_v4(), 100, 10).unwrap();
-        assert_eq!(
-            prepare(&layout, &plan).unwrap(),
-            Prepared {
-                written: 10,
-                reused: 0
-            }
-        );
+        assert_eq!(prepare(&layout, &plan).unwrap(), Prepared { written: 10, reused: 0 });
         let kept = layout.read_ids(&plan.workflow_id, 3).unwrap();
         // As if init had stopped before these nodes: no prep file, or no node directory.
         fs::remove_file(layout.prep_ids_file(&plan.workflow_id, 4)).unwrap();
         fs::remove_dir_all(layout.node_dir(&plan.workflow_id, 9)).unwrap();
-        assert_eq!(
-            prepare(&layout, &plan).unwrap(),
-            Prepared {
-                written: 2,
-                reused: 8
-            }
-        );
+        assert_eq!(prepare(&layout, &plan).unwrap(), Prepared { written: 2, reused: 8 });
         assert_eq!(layout.read_ids(&plan.workflow_id, 3).unwrap(), kept);
         assert_eq!(layout.read_ids(&plan.workflow_id, 4).unwrap().len(), 10);
         assert_eq!(layout.read_ids(&plan.workflow_id, 9).unwrap().len(), 10);
@@ -507,17 +467,12 @@ mod tests {
     fn a_rerun_with_another_plan_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let wf = WorkflowId::new_v4().to_string();
-        handle(
-            json!({"ids": 100, "idsPerNode": 10, "workflowId": wf}),
-            &config(dir.path()),
-        )
-        .unwrap();
+        handle(json!({"ids": 100, "idsPerNode": 10, "workflowId": wf}), &config(dir.path()))
+            .unwrap();
 
-        let err = handle(
-            json!({"ids": 100, "idsPerNode": 20, "workflowId": wf}),
-            &config(dir.path()),
-        )
-        .unwrap_err();
+        let err =
+            handle(json!({"ids": 100, "idsPerNode": 20, "workflowId": wf}), &config(dir.path()))
+                .unwrap_err();
         assert_eq!(err.error_type(), "PlanMismatch");
         assert_eq!(
             err.to_string(),
@@ -527,12 +482,10 @@ mod tests {
             )
         );
 
-        let err = handle(
-            json!({"ids": 95, "idsPerNode": 10, "workflowId": wf}),
-            &config(dir.path()),
-        )
-        .unwrap_err()
-        .to_string();
+        let err =
+            handle(json!({"ids": 95, "idsPerNode": 10, "workflowId": wf}), &config(dir.path()))
+                .unwrap_err()
+                .to_string();
         assert!(
             err.ends_with("9/prep/ids.csv holds 10 ids, but 95 ids in groups of 10 give it 5"),
             "{err}"
@@ -548,11 +501,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.error_type(), "PlanMismatch");
         assert!(err.to_string().contains("node 1: "), "{err}");
-        assert!(
-            err.to_string()
-                .contains("line 1: \"garbage\" is not a record id"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("line 1: \"garbage\" is not a record id"), "{err}");
     }
 
     #[test]
@@ -560,15 +509,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (event, start) in [
             (json!({"idsPerNode": 0}), "idsPerNode: 0 is out of range"),
-            (
-                json!({"ids": 400001, "idsPerNode": 40}),
-                "ids/idsPerNode: 400001 ids",
-            ),
+            (json!({"ids": 400001, "idsPerNode": 40}), "ids/idsPerNode: 400001 ids"),
             (json!({"ids": "many"}), "ids: \"many\" is not an integer"),
-            (
-                json!({"workflowId": "../../etc"}),
-                "workflowId: \"../../etc\"",
-            ),
+            (json!({"workflowId": "../../etc"}), "workflowId: \"../../etc\""),
             (json!(42), "init event: 42 is not a JSON object"),
         ] {
             let err = handle(event, &config(dir.path())).unwrap_err();
@@ -584,10 +527,7 @@ mod tests {
         let root = dir.path().join("not-mounted");
         let err = handle(json!({}), &config(&root)).unwrap_err();
         assert_eq!(err.error_type(), "StorageError");
-        assert!(
-            err.to_string().contains("is the file system mounted?"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("is the file system mounted?"), "{err}");
         assert!(!root.exists());
     }
 
@@ -602,10 +542,7 @@ mod tests {
         for wf in [old, reused] {
             handle(json!({"ids": 3, "workflowId": wf.to_string()}), &config).unwrap();
             let long_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
-            File::open(layout.workflow_dir(&wf))
-                .unwrap()
-                .set_modified(long_ago)
-                .unwrap();
+            File::open(layout.workflow_dir(&wf)).unwrap().set_modified(long_ago).unwrap();
         }
         // Re-using an old run keeps it (and restarts its clock); the other old one goes.
         handle(json!({"ids": 3, "workflowId": reused.to_string()}), &config).unwrap();
@@ -614,10 +551,7 @@ mod tests {
         // With no retention nothing is pruned.
         config.retention = None;
         let long_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
-        File::open(layout.workflow_dir(&reused))
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        File::open(layout.workflow_dir(&reused)).unwrap().set_modified(long_ago).unwrap();
         handle(json!({}), &config).unwrap();
         assert!(layout.workflow_dir(&reused).exists());
     }

@@ -4,11 +4,8 @@
 //! each such case into one clear line, so running the binary by hand says what to do instead.
 
 /// The variables `lambda_runtime` needs, each set by Lambda itself.
-const REQUIRED: [&str; 3] = [
-    "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-    "AWS_LAMBDA_FUNCTION_VERSION",
-];
+const REQUIRED: [&str; 3] =
+    ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION"];
 
 /// `Ok` if the Lambda runtime can start here; otherwise the one line to print. `binary` names
 /// the program in the message.
@@ -23,9 +20,7 @@ pub fn check_lambda_env(
         ));
     };
     if http::Uri::try_from(api.as_str()).is_err() {
-        return Err(format!(
-            "{binary}: AWS_LAMBDA_RUNTIME_API={api:?} is not a host:port address"
-        ));
+        return Err(format!("{binary}: AWS_LAMBDA_RUNTIME_API={api:?} is not a host:port address"));
     }
     for var in REQUIRED {
         if lookup(var).is_none() {
@@ -80,30 +75,15 @@ mod tests {
     #[test]
     fn each_missing_or_bad_variable_is_named() {
         for (missing, _) in &LAMBDA[1..] {
-            let vars: Vec<_> = LAMBDA
-                .iter()
-                .copied()
-                .filter(|(name, _)| name != missing)
-                .collect();
+            let vars: Vec<_> = LAMBDA.iter().copied().filter(|(name, _)| name != missing).collect();
             let err = check(&vars).unwrap_err();
-            assert!(
-                err.starts_with(&format!("nton-init: {missing} is not set")),
-                "{err}"
-            );
+            assert!(err.starts_with(&format!("nton-init: {missing} is not set")), "{err}");
         }
         let mut vars = LAMBDA;
         vars[2].1 = "lots";
-        assert!(
-            check(&vars)
-                .unwrap_err()
-                .contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=\"lots\"")
-        );
+        assert!(check(&vars).unwrap_err().contains("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=\"lots\""));
         let mut vars = LAMBDA;
         vars[0].1 = "not a uri";
-        assert!(
-            check(&vars)
-                .unwrap_err()
-                .contains("AWS_LAMBDA_RUNTIME_API=\"not a uri\"")
-        );
+        assert!(check(&vars).unwrap_err().contains("AWS_LAMBDA_RUNTIME_API=\"not a uri\""));
     }
 }

@@ -29,25 +29,14 @@ pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is not set ({hint})")]
-    Missing {
-        var: &'static str,
-        hint: &'static str,
-    },
+    Missing { var: &'static str, hint: &'static str },
     #[error("{var}={value:?} is invalid: {rule}")]
-    Invalid {
-        var: &'static str,
-        value: String,
-        rule: String,
-    },
+    Invalid { var: &'static str, value: String, rule: String },
 }
 
 impl ConfigError {
     pub(crate) fn invalid(var: &'static str, value: &str, rule: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            var,
-            value: value.to_string(),
-            rule: rule.into(),
-        }
+        ConfigError::Invalid { var, value: value.to_string(), rule: rule.into() }
     }
 }
 
@@ -145,9 +134,8 @@ impl WorkerConfig {
 
         // A retry runs some of the run's nodes as a smaller array: init's node map says which
         // node each index stands for, so the node's own files and result keys are used.
-        let node = Layout::new(&data_root)
-            .node_of_index(&workflow_id, array_index)
-            .map_err(|err| {
+        let node =
+            Layout::new(&data_root).node_of_index(&workflow_id, array_index).map_err(|err| {
                 ConfigError::invalid(
                     "AWS_BATCH_JOB_ARRAY_INDEX",
                     &array_index.to_string(),
@@ -208,10 +196,7 @@ impl WorkerConfig {
             workflow_id,
             data_root,
             results,
-            s3: S3Settings {
-                force_path_style,
-                multipart_threshold,
-            },
+            s3: S3Settings { force_path_style, multipart_threshold },
             faults,
         })
     }
@@ -224,13 +209,11 @@ mod tests {
     const WF: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
     fn vars(root: &std::path::Path, extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut vars: HashMap<String, String> = [
-            ("NTON_WORKFLOW_ID", WF),
-            ("NTON_DATA_ROOT", root.to_str().unwrap()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let mut vars: HashMap<String, String> =
+            [("NTON_WORKFLOW_ID", WF), ("NTON_DATA_ROOT", root.to_str().unwrap())]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
@@ -238,9 +221,7 @@ mod tests {
     }
 
     fn error(stage: Stage, vars: &HashMap<String, String>) -> String {
-        WorkerConfig::from_vars(stage, vars)
-            .unwrap_err()
-            .to_string()
+        WorkerConfig::from_vars(stage, vars).unwrap_err().to_string()
     }
 
     #[test]
@@ -270,28 +251,22 @@ mod tests {
         std::fs::create_dir_all(layout.workflow_dir(&wf)).unwrap();
         layout.write_node_map(&wf, &[7, 3]).unwrap();
         for (index, node) in [(Some("0"), 7), (Some("1"), 3), (None, 7)] {
-            let extra: Vec<(&str, &str)> = index
-                .map(|i| vec![("AWS_BATCH_JOB_ARRAY_INDEX", i)])
-                .unwrap_or_default();
+            let extra: Vec<(&str, &str)> =
+                index.map(|i| vec![("AWS_BATCH_JOB_ARRAY_INDEX", i)]).unwrap_or_default();
             let config =
                 WorkerConfig::from_vars(Stage::Procure, &vars(root.path(), &extra)).unwrap();
             assert_eq!(config.node, node, "{index:?}");
             assert_eq!(config.array_index, index.map_or(0, |i| i.parse().unwrap()));
         }
-        let message = error(
-            Stage::Procure,
-            &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", "2")]),
-        );
+        let message =
+            error(Stage::Procure, &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", "2")]));
         assert!(
             message.starts_with(
                 "AWS_BATCH_JOB_ARRAY_INDEX=\"2\" is invalid: has no node in the retry's node map"
             ),
             "{message}"
         );
-        assert!(
-            message.contains("array index 2 is past its 2 nodes"),
-            "{message}"
-        );
+        assert!(message.contains("array index 2 is past its 2 nodes"), "{message}");
     }
 
     #[test]
@@ -308,10 +283,7 @@ mod tests {
         }
         for bad in ["", "-1", "10000", "3.0", "x", " 4"] {
             assert_eq!(
-                error(
-                    Stage::Process,
-                    &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", bad)])
-                ),
+                error(Stage::Process, &vars(root.path(), &[("AWS_BATCH_JOB_ARRAY_INDEX", bad)])),
                 format!(
                     "AWS_BATCH_JOB_ARRAY_INDEX={bad:?} is invalid: must be a whole number from 0 to 9999"
                 )
@@ -329,10 +301,7 @@ mod tests {
             "NTON_WORKFLOW_ID is not set (the state machine sets it in the job's container overrides)"
         );
         for bad in ["nope", "0F8FAD5B-D9CB-469F-A165-70867728950E", "../etc"] {
-            let message = error(
-                Stage::Procure,
-                &vars(root.path(), &[("NTON_WORKFLOW_ID", bad)]),
-            );
+            let message = error(Stage::Procure, &vars(root.path(), &[("NTON_WORKFLOW_ID", bad)]));
             assert!(
                 message.starts_with(&format!(
                     "NTON_WORKFLOW_ID={bad:?} is invalid: must be a lowercase hyphenated UUID"
@@ -378,20 +347,8 @@ mod tests {
     #[test]
     fn results_urls_parse_to_targets() {
         let cases = [
-            (
-                "s3://my-bucket",
-                ResultsTarget::S3 {
-                    bucket: "my-bucket".into(),
-                    prefix: None,
-                },
-            ),
-            (
-                "s3://my-bucket/",
-                ResultsTarget::S3 {
-                    bucket: "my-bucket".into(),
-                    prefix: None,
-                },
-            ),
+            ("s3://my-bucket", ResultsTarget::S3 { bucket: "my-bucket".into(), prefix: None }),
+            ("s3://my-bucket/", ResultsTarget::S3 { bucket: "my-bucket".into(), prefix: None }),
             (
                 "s3://my.bucket-1/runs/daily/",
                 ResultsTarget::S3 {
@@ -400,39 +357,21 @@ mod tests {
                 },
             ),
             ("/srv/results", ResultsTarget::Dir("/srv/results".into())),
-            (
-                "file:///srv/results",
-                ResultsTarget::Dir("/srv/results".into()),
-            ),
+            ("file:///srv/results", ResultsTarget::Dir("/srv/results".into())),
         ];
         for (url, target) in cases {
             assert_eq!(parse_results_url(url), Ok(target), "{url}");
         }
         let bad = [
-            (
-                "s3://",
-                "the bucket name \"\" has 0 characters; it must have 3 to 63",
-            ),
-            (
-                "s3://ab",
-                "the bucket name \"ab\" has 2 characters; it must have 3 to 63",
-            ),
+            ("s3://", "the bucket name \"\" has 0 characters; it must have 3 to 63"),
+            ("s3://ab", "the bucket name \"ab\" has 2 characters; it must have 3 to 63"),
             (
                 "s3://My_Bucket/x",
                 "the bucket name \"My_Bucket\" must be lowercase letters, digits, '.' and '-', beginning and ending with a letter or digit",
             ),
-            (
-                "s3://bucket/a/../b",
-                "the prefix must not have empty, `.` or `..` segments",
-            ),
-            (
-                "s3://bucket/a//b",
-                "the prefix must not have empty, `.` or `..` segments",
-            ),
-            (
-                "results",
-                "must be s3://bucket[/prefix], an absolute directory path or file:///dir",
-            ),
+            ("s3://bucket/a/../b", "the prefix must not have empty, `.` or `..` segments"),
+            ("s3://bucket/a//b", "the prefix must not have empty, `.` or `..` segments"),
+            ("results", "must be s3://bucket[/prefix], an absolute directory path or file:///dir"),
             (
                 "file://relative/dir",
                 "must be s3://bucket[/prefix], an absolute directory path or file:///dir",
@@ -459,46 +398,25 @@ mod tests {
             WorkerConfig::from_vars(Stage::Egress, &vars(root.path(), &all)).map(|c| c.s3)
         };
         assert!(!s3(&[]).unwrap().force_path_style);
+        assert!(s3(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")]).unwrap().force_path_style);
+        assert!(s3(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:5000")]).unwrap().force_path_style);
+        assert!(s3(&[("NTON_S3_FORCE_PATH_STYLE", "true")]).unwrap().force_path_style);
         assert!(
-            s3(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")])
+            !s3(&[("AWS_ENDPOINT_URL", "http://x"), ("NTON_S3_FORCE_PATH_STYLE", "false")])
                 .unwrap()
                 .force_path_style
-        );
-        assert!(
-            s3(&[("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:5000")])
-                .unwrap()
-                .force_path_style
-        );
-        assert!(
-            s3(&[("NTON_S3_FORCE_PATH_STYLE", "true")])
-                .unwrap()
-                .force_path_style
-        );
-        assert!(
-            !s3(&[
-                ("AWS_ENDPOINT_URL", "http://x"),
-                ("NTON_S3_FORCE_PATH_STYLE", "false")
-            ])
-            .unwrap()
-            .force_path_style
         );
         assert_eq!(
-            s3(&[("NTON_S3_FORCE_PATH_STYLE", "yes")])
-                .unwrap_err()
-                .to_string(),
+            s3(&[("NTON_S3_FORCE_PATH_STYLE", "yes")]).unwrap_err().to_string(),
             "NTON_S3_FORCE_PATH_STYLE=\"yes\" is invalid: must be true or false"
         );
         assert_eq!(
-            s3(&[("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1024")])
-                .unwrap()
-                .multipart_threshold,
+            s3(&[("NTON_S3_MULTIPART_THRESHOLD_BYTES", "1024")]).unwrap().multipart_threshold,
             1024
         );
         for bad in ["0", "-1", "8MiB"] {
             assert_eq!(
-                s3(&[("NTON_S3_MULTIPART_THRESHOLD_BYTES", bad)])
-                    .unwrap_err()
-                    .to_string(),
+                s3(&[("NTON_S3_MULTIPART_THRESHOLD_BYTES", bad)]).unwrap_err().to_string(),
                 format!(
                     "NTON_S3_MULTIPART_THRESHOLD_BYTES={bad:?} is invalid: must be a whole number of bytes, at least 1"
                 )
@@ -513,20 +431,14 @@ mod tests {
             Stage::Procure,
             &vars(
                 root.path(),
-                &[
-                    ("NTON_FAULT_FAIL", "procure:3"),
-                    ("AWS_BATCH_JOB_ARRAY_INDEX", "3"),
-                ],
+                &[("NTON_FAULT_FAIL", "procure:3"), ("AWS_BATCH_JOB_ARRAY_INDEX", "3")],
             ),
         )
         .unwrap();
         assert!(config.faults.fails(Stage::Procure, 3));
         assert!(
-            error(
-                Stage::Procure,
-                &vars(root.path(), &[("NTON_FAULT_FAIL", "procure")])
-            )
-            .starts_with("NTON_FAULT_FAIL=\"procure\" is invalid")
+            error(Stage::Procure, &vars(root.path(), &[("NTON_FAULT_FAIL", "procure")]))
+                .starts_with("NTON_FAULT_FAIL=\"procure\" is invalid")
         );
     }
 }

@@ -36,14 +36,11 @@ impl Faults {
                 |rule: String| ConfigError::invalid("NTON_FAULT_FAIL", fail.unwrap_or(""), rule);
             let parts: Vec<&str> = entry.split(':').collect();
             let [stage, node] = parts[..] else {
-                return Err(invalid(format!(
-                    "entry {entry:?} must be stage:node, e.g. procure:3"
-                )));
+                return Err(invalid(format!("entry {entry:?} must be stage:node, e.g. procure:3")));
             };
-            faults.fail.push((
-                parse_stage(stage).map_err(&invalid)?,
-                parse_node(node).map_err(&invalid)?,
-            ));
+            faults
+                .fail
+                .push((parse_stage(stage).map_err(&invalid)?, parse_node(node).map_err(&invalid)?));
         }
         for entry in entries(delay_ms) {
             let invalid = |rule: String| {
@@ -91,11 +88,7 @@ impl Faults {
 
 /// The non-empty, trimmed entries of a comma list.
 fn entries(value: Option<&str>) -> impl Iterator<Item = &str> {
-    value
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
+    value.unwrap_or("").split(',').map(str::trim).filter(|entry| !entry.is_empty())
 }
 
 fn parse_stage(text: &str) -> Result<Stage, String> {
@@ -105,10 +98,7 @@ fn parse_stage(text: &str) -> Result<Stage, String> {
 fn parse_node(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(node) if node < MAX_NODES => Ok(node),
-        _ => Err(format!(
-            "node {text:?} must be a whole number from 0 to {}",
-            MAX_NODES - 1
-        )),
+        _ => Err(format!("node {text:?} must be a whole number from 0 to {}", MAX_NODES - 1)),
     }
 }
 
@@ -192,10 +182,7 @@ mod tests {
             ),
         ];
         for (fail, delay, message) in cases {
-            assert_eq!(
-                Faults::from_vars(fail, delay).unwrap_err().to_string(),
-                message
-            );
+            assert_eq!(Faults::from_vars(fail, delay).unwrap_err().to_string(), message);
         }
     }
 }

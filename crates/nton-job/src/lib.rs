@@ -162,10 +162,7 @@ pub async fn egress_to_s3(
     };
     s3::upload(&client, bucket, prefix, &items, &options)
         .await
-        .map_err(|source| JobError::Upload {
-            node: config.node,
-            source,
-        })
+        .map_err(|source| JobError::Upload { node: config.node, source })
 }
 
 #[cfg(test)]
@@ -183,11 +180,7 @@ mod tests {
         let layout = Layout::new(root);
         let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
         fs::create_dir_all(layout.prep_dir(wf, node)).unwrap();
-        fs::write(
-            layout.prep_ids_file(wf, node),
-            nton_core::layout::format_ids(&ids),
-        )
-        .unwrap();
+        fs::write(layout.prep_ids_file(wf, node), nton_core::layout::format_ids(&ids)).unwrap();
         ids
     }
 
@@ -213,10 +206,7 @@ mod tests {
             &wf,
             &[
                 ("AWS_BATCH_JOB_ARRAY_INDEX", "4"),
-                (
-                    "NTON_RESULTS_URL",
-                    &format!("file://{}", dest.path().display()),
-                ),
+                ("NTON_RESULTS_URL", &format!("file://{}", dest.path().display())),
             ],
         );
         let procured = run(Stage::Procure, &vars).unwrap();
@@ -224,10 +214,7 @@ mod tests {
         let processed = run(Stage::Process, &vars).unwrap();
         assert_eq!(processed.files, 6);
         let shipped = run(Stage::Egress, &vars).unwrap();
-        assert_eq!(
-            shipped, processed,
-            "egress ships exactly what process wrote"
-        );
+        assert_eq!(shipped, processed, "egress ships exactly what process wrote");
 
         let layout = Layout::new(root.path());
         for id in &ids {
@@ -239,12 +226,7 @@ mod tests {
         }
         // Re-running egress is safe and changes nothing.
         assert_eq!(run(Stage::Egress, &vars).unwrap(), shipped);
-        assert_eq!(
-            fs::read_dir(dest.path().join(format!("{wf}/4/results")))
-                .unwrap()
-                .count(),
-            6
-        );
+        assert_eq!(fs::read_dir(dest.path().join(format!("{wf}/4/results"))).unwrap().count(), 6);
     }
 
     #[test]
@@ -255,16 +237,10 @@ mod tests {
         let vars = vars(
             root.path(),
             &wf,
-            &[
-                ("AWS_BATCH_JOB_ARRAY_INDEX", "3"),
-                ("NTON_FAULT_FAIL", "procure:3"),
-            ],
+            &[("AWS_BATCH_JOB_ARRAY_INDEX", "3"), ("NTON_FAULT_FAIL", "procure:3")],
         );
         let error = run(Stage::Procure, &vars).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "node 3: fault injected: NTON_FAULT_FAIL names procure:3"
-        );
+        assert_eq!(error.to_string(), "node 3: fault injected: NTON_FAULT_FAIL names procure:3");
         assert_eq!(error.exit_code(), 1);
         let data_dir = Layout::new(root.path()).data_dir(&wf, 3);
         assert!(!data_dir.exists(), "nothing was written");
@@ -279,11 +255,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let wf = WorkflowId::new_v4();
         prepared(root.path(), &wf, 0, 1);
-        let vars = vars(
-            root.path(),
-            &wf,
-            &[("NTON_FAULT_DELAY_MS", "procure:0:150")],
-        );
+        let vars = vars(root.path(), &wf, &[("NTON_FAULT_DELAY_MS", "procure:0:150")]);
         let started = Instant::now();
         run(Stage::Procure, &vars).unwrap();
         assert!(started.elapsed().as_millis() >= 150);
@@ -297,9 +269,7 @@ mod tests {
         let error = run(Stage::Procure, &vars).unwrap_err();
         let ids = Layout::new(root.path()).prep_ids_file(&wf, 5);
         assert!(
-            error
-                .to_string()
-                .starts_with(&format!("node 5: {} is missing", ids.display())),
+            error.to_string().starts_with(&format!("node 5: {} is missing", ids.display())),
             "{error}"
         );
         assert_eq!(error.exit_code(), 1);
@@ -308,12 +278,7 @@ mod tests {
         bad.insert("AWS_BATCH_JOB_ARRAY_INDEX".into(), "-1".into());
         let error = run(Stage::Procure, &bad).unwrap_err();
         assert_eq!(error.exit_code(), 2);
-        assert!(
-            error
-                .to_string()
-                .starts_with("AWS_BATCH_JOB_ARRAY_INDEX=\"-1\""),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("AWS_BATCH_JOB_ARRAY_INDEX=\"-1\""), "{error}");
     }
 
     #[test]
@@ -322,17 +287,10 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let wf = WorkflowId::new_v4();
         prepared(root.path(), &wf, 0, 2);
-        let vars = vars(
-            root.path(),
-            &wf,
-            &[("NTON_RESULTS_URL", dest.path().to_str().unwrap())],
-        );
+        let vars = vars(root.path(), &wf, &[("NTON_RESULTS_URL", dest.path().to_str().unwrap())]);
         run(Stage::Procure, &vars).unwrap();
         let error = run(Stage::Egress, &vars).unwrap_err().to_string();
         assert!(error.starts_with("node 0: "), "{error}");
-        assert!(
-            error.contains("did process succeed for this node?"),
-            "{error}"
-        );
+        assert!(error.contains("did process succeed for this node?"), "{error}");
     }
 }

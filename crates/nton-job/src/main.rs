@@ -24,12 +24,7 @@ fn main() -> ExitCode {
 
     // Lossy: a variable that is not UTF-8 shows up in the error that names it, not as a panic.
     let vars: HashMap<String, String> = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect();
     match nton_job::run(stage, &vars) {
         Ok(_) => ExitCode::SUCCESS,

@@ -112,9 +112,7 @@ async fn upload_one(
         .map_err(|err| fail(format!("reading {}: {err}", item.path.display())))?
         .len();
     if len >= options.multipart_threshold {
-        upload_multipart(client, bucket, &key, &item.path, len, options)
-            .await
-            .map_err(fail)?;
+        upload_multipart(client, bucket, &key, &item.path, len, options).await.map_err(fail)?;
     } else {
         let body = ByteStream::read_from()
             .path(&item.path)
@@ -237,11 +235,7 @@ async fn send_parts(
         .bucket(bucket)
         .key(key)
         .upload_id(upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await
         .map_err(sdk_message)?;
@@ -267,10 +261,7 @@ mod tests {
 
     #[test]
     fn keys_sit_under_the_prefix() {
-        assert_eq!(
-            object_key(None, "wf/3/results/a.json"),
-            "wf/3/results/a.json"
-        );
+        assert_eq!(object_key(None, "wf/3/results/a.json"), "wf/3/results/a.json");
         assert_eq!(
             object_key(Some("runs/daily"), "wf/3/results/a.json"),
             "runs/daily/wf/3/results/a.json"
@@ -286,10 +277,7 @@ mod tests {
             vec![(0, 5 * MIB), (5 * MIB, 5 * MIB), (10 * MIB, 2 * MIB)]
         );
         // Below S3's minimum, the part size is raised to 5 MiB.
-        assert_eq!(
-            part_ranges(6 * MIB, MIB),
-            vec![(0, 5 * MIB), (5 * MIB, MIB)]
-        );
+        assert_eq!(part_ranges(6 * MIB, MIB), vec![(0, 5 * MIB), (5 * MIB, MIB)]);
         // A file that would need more than 10,000 parts gets bigger parts.
         let huge = 100_000 * MIB;
         let ranges = part_ranges(huge, 8 * MIB);

@@ -71,10 +71,7 @@ fn procure_process_egress_to_a_directory() {
         assert_eq!(started["fields"]["node"], 2);
         assert_eq!(started["fields"]["workflow_id"], wf.to_string());
         let finished = lines.last().unwrap();
-        assert_eq!(
-            finished["fields"]["message"], "stage finished",
-            "{finished}"
-        );
+        assert_eq!(finished["fields"]["message"], "stage finished", "{finished}");
         assert_eq!(finished["fields"]["files"], 5);
         assert!(finished["fields"]["bytes"].as_u64().unwrap() > 0);
         assert!(finished["fields"]["elapsed_ms"].is_u64());
@@ -130,10 +127,7 @@ fn failures_exit_non_zero_with_one_line_on_stderr() {
     assert_eq!(message.lines().count(), 1, "{message}");
     let data_dir = Layout::new(root.path()).data_dir(&wf, 3);
     assert!(
-        message.starts_with(&format!(
-            "nton-job process: node 3: {}/",
-            data_dir.display()
-        )),
+        message.starts_with(&format!("nton-job process: node 3: {}/", data_dir.display())),
         "{message}"
     );
     let failed = log_lines(&output).pop().unwrap();
@@ -169,11 +163,7 @@ fn failures_exit_non_zero_with_one_line_on_stderr() {
     // Bad usage: clap's message and exit 2.
     let output = run(&["download"], &base);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("unrecognized subcommand 'download'"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("unrecognized subcommand 'download'"), "{}", stderr(&output));
 }
 
 #[test]
@@ -188,8 +178,5 @@ fn rust_log_sets_the_level() {
     ];
     let output = run(&["procure"], &vars);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(
-        output.stdout.is_empty(),
-        "info lines are filtered out at warn"
-    );
+    assert!(output.stdout.is_empty(), "info lines are filtered out at warn");
 }

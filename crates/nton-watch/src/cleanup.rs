@@ -35,10 +35,7 @@ pub enum CleanupError {
     BadEvent { field: String, problem: String },
     /// GetExecutionHistory failed.
     #[error("GetExecutionHistory {execution_arn}: {message}")]
-    History {
-        execution_arn: String,
-        message: String,
-    },
+    History { execution_arn: String, message: String },
     /// Some TerminateJob calls failed (the others were made).
     #[error("TerminateJob failed for {}", failures.join("; "))]
     Terminate { failures: Vec<String> },
@@ -57,10 +54,7 @@ impl CleanupError {
 
 impl From<CleanupError> for Diagnostic {
     fn from(error: CleanupError) -> Diagnostic {
-        Diagnostic {
-            error_type: error.error_type().to_string(),
-            error_message: error.to_string(),
-        }
+        Diagnostic { error_type: error.error_type().to_string(), error_message: error.to_string() }
     }
 }
 
@@ -108,11 +102,7 @@ impl StoppedExecution {
                 ),
             });
         }
-        Ok(StoppedExecution {
-            execution_arn,
-            name: field("name")?,
-            status,
-        })
+        Ok(StoppedExecution { execution_arn, name: field("name")?, status })
     }
 
     /// The reason recorded on each terminated job: names the execution and what happened.
@@ -166,10 +156,7 @@ pub struct Submitted {
 /// Whether a task event is one of the optimized Batch integration's `submitJob` calls.
 fn is_submit(event: &HistoryEvent) -> bool {
     event.resource_type.as_deref() == Some("batch")
-        && event
-            .resource
-            .as_deref()
-            .is_some_and(|r| r.starts_with("submitJob"))
+        && event.resource.as_deref().is_some_and(|r| r.starts_with("submitJob"))
 }
 
 /// Collects the submitted jobs from history events, oldest first.
@@ -185,10 +172,7 @@ pub fn submitted_jobs(events: &[HistoryEvent], found: &mut Submitted) {
                     .and_then(|o| serde_json::from_str(o).ok())
                     .unwrap_or(Value::Null);
                 if let Some(job_id) = output.get("JobId").and_then(Value::as_str) {
-                    let name = output
-                        .get("JobName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
+                    let name = output.get("JobName").and_then(Value::as_str).unwrap_or_default();
                     found.jobs.push((job_id.to_string(), name.to_string()));
                 }
             }
@@ -208,12 +192,9 @@ pub async fn handle(event: Value, api: &dyn CleanupApi) -> Result<Value, Cleanup
     let mut found = Submitted::default();
     let mut token = None;
     loop {
-        let (events, next) = api
-            .history_page(&execution.execution_arn, token.take())
-            .await
-            .map_err(|message| CleanupError::History {
-                execution_arn: execution.execution_arn.clone(),
-                message,
+        let (events, next) =
+            api.history_page(&execution.execution_arn, token.take()).await.map_err(|message| {
+                CleanupError::History { execution_arn: execution.execution_arn.clone(), message }
             })?;
         submitted_jobs(&events, &mut found);
         // Submissions come right after Init, in the first page; a long run's thousands of
@@ -271,12 +252,8 @@ impl SdkCleanup {
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> SdkCleanup {
         let retry =
             aws_config::retry::RetryConfig::standard().with_max_attempts(crate::sdk::MAX_ATTEMPTS);
-        let sfn = aws_sdk_sfn::config::Builder::from(config)
-            .retry_config(retry.clone())
-            .build();
-        let batch = aws_sdk_batch::config::Builder::from(config)
-            .retry_config(retry)
-            .build();
+        let sfn = aws_sdk_sfn::config::Builder::from(config).retry_config(retry.clone()).build();
+        let batch = aws_sdk_batch::config::Builder::from(config).retry_config(retry).build();
         SdkCleanup::new(
             aws_sdk_sfn::Client::from_conf(sfn),
             aws_sdk_batch::Client::from_conf(batch),
@@ -435,20 +412,14 @@ mod tests {
             if self.refuse.as_deref() == Some(job_id) {
                 return Err("ClientException: nope".into());
             }
-            self.terminated
-                .lock()
-                .unwrap()
-                .push((job_id.into(), reason.into()));
+            self.terminated.lock().unwrap().push((job_id.into(), reason.into()));
             Ok(())
         }
     }
 
     fn init_and_submits() -> Vec<HistoryEvent> {
         let mut events = vec![
-            HistoryEvent {
-                kind: "ExecutionStarted".into(),
-                ..HistoryEvent::default()
-            },
+            HistoryEvent { kind: "ExecutionStarted".into(), ..HistoryEvent::default() },
             task("TaskScheduled", "lambda", "invoke", None),
             task(
                 "TaskSucceeded",
@@ -465,19 +436,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_aborted_run_has_its_three_jobs_terminated_with_a_reason_naming_the_execution() {
-        let fake = Fake {
-            pages: vec![init_and_submits(), vec![]],
-            ..Fake::default()
-        };
+        let fake = Fake { pages: vec![init_and_submits(), vec![]], ..Fake::default() };
         let answer = handle(event("ABORTED"), &fake).await.unwrap();
         let terminated = fake.terminated.lock().unwrap().clone();
         let ids: Vec<&str> = terminated.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["p-1", "q-2", "e-3"]);
         for (_, reason) in &terminated {
-            assert_eq!(
-                reason,
-                &format!("nton cleanup: execution run-7 was ABORTED ({EXECUTION})")
-            );
+            assert_eq!(reason, &format!("nton cleanup: execution run-7 was ABORTED ({EXECUTION})"));
         }
         assert_eq!(answer["terminated"][1]["jobName"], "nton-process-wf1");
         assert_eq!(answer["unansweredSubmissions"], 0);
@@ -490,45 +455,28 @@ mod tests {
         let mut first = init_and_submits();
         first.truncate(first.len() - 2); // egress not yet submitted on this page
         let second = vec![task("TaskScheduled", "batch", "submitJob", None)];
-        let fake = Fake {
-            pages: vec![first, second],
-            ..Fake::default()
-        };
+        let fake = Fake { pages: vec![first, second], ..Fake::default() };
         let answer = handle(event("TIMED_OUT"), &fake).await.unwrap();
         let terminated = fake.terminated.lock().unwrap().clone();
         assert_eq!(terminated.len(), 2);
         assert!(terminated[0].1.contains("was TIMED_OUT"));
         assert_eq!(answer["unansweredSubmissions"], 1);
-        assert_eq!(
-            *fake.history_calls.lock().unwrap(),
-            vec![None, Some("1".to_string())]
-        );
+        assert_eq!(*fake.history_calls.lock().unwrap(), vec![None, Some("1".to_string())]);
     }
 
     #[tokio::test]
     async fn a_failed_terminate_is_an_error_after_the_others_were_tried() {
-        let fake = Fake {
-            pages: vec![init_and_submits()],
-            refuse: Some("q-2".into()),
-            ..Fake::default()
-        };
+        let fake =
+            Fake { pages: vec![init_and_submits()], refuse: Some("q-2".into()), ..Fake::default() };
         let error = handle(event("ABORTED"), &fake).await.unwrap_err();
         assert_eq!(error.error_type(), "nton.TerminateJobError");
-        assert!(
-            error
-                .to_string()
-                .contains("q-2 (nton-process-wf1): ClientException"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("q-2 (nton-process-wf1): ClientException"), "{error}");
         assert_eq!(fake.terminated.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
     async fn a_run_stopped_before_any_submission_terminates_nothing() {
-        let fake = Fake {
-            pages: vec![init_and_submits()[..3].to_vec()],
-            ..Fake::default()
-        };
+        let fake = Fake { pages: vec![init_and_submits()[..3].to_vec()], ..Fake::default() };
         let answer = handle(event("ABORTED"), &fake).await.unwrap();
         assert_eq!(answer["terminated"], json!([]));
         assert!(fake.terminated.lock().unwrap().is_empty());
@@ -543,16 +491,10 @@ mod tests {
         let mut bad = event("ABORTED");
         bad["detail"]["executionArn"] = json!("arn:aws:states:us-east-1:1:stateMachine:x");
         let error = StoppedExecution::parse(&bad).unwrap_err();
-        assert!(
-            error.to_string().contains("not an execution ARN"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("not an execution ARN"), "{error}");
         let mut bad = event("ABORTED");
         bad["detail"].as_object_mut().unwrap().remove("name");
-        assert_eq!(
-            StoppedExecution::parse(&bad).unwrap_err().error_type(),
-            "nton.BadEvent"
-        );
+        assert_eq!(StoppedExecution::parse(&bad).unwrap_err().error_type(), "nton.BadEvent");
     }
 
     /// The SDK adapter against recorded HTTP answers: which history fields it reads, and what it
@@ -573,10 +515,7 @@ mod tests {
         }
 
         fn request(uri: &str) -> http::Request<SdkBody> {
-            http::Request::builder()
-                .uri(uri)
-                .body(SdkBody::empty())
-                .unwrap()
+            http::Request::builder().uri(uri).body(SdkBody::empty()).unwrap()
         }
 
         fn sdk(events: Vec<ReplayEvent>) -> (SdkCleanup, StaticReplayClient) {
@@ -631,10 +570,7 @@ mod tests {
                 ReplayEvent::new(request(terminate), answer(200, json!({}))),
                 ReplayEvent::new(
                     request(terminate),
-                    answer(
-                        400,
-                        json!({"__type": "ClientException", "message": "no such job"}),
-                    ),
+                    answer(400, json!({"__type": "ClientException", "message": "no such job"})),
                 ),
             ]);
             let error = handle(event("TIMED_OUT"), &api).await.unwrap_err();

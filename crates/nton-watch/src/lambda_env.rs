@@ -23,9 +23,7 @@ pub fn check_runtime_env(var: impl Fn(&str) -> Option<String>) -> Result<String,
         .ok_or_else(|| NOT_IN_LAMBDA.to_string())?;
     // The runtime client turns this value into a URI and panics if it cannot.
     if api.parse::<http::Uri>().is_err() {
-        return Err(format!(
-            "AWS_LAMBDA_RUNTIME_API={api:?} is not a host:port address"
-        ));
+        return Err(format!("AWS_LAMBDA_RUNTIME_API={api:?} is not a host:port address"));
     }
     for name in [
         "AWS_LAMBDA_FUNCTION_NAME",
@@ -53,9 +51,9 @@ pub fn status_options(var: impl Fn(&str) -> Option<String>) -> Result<StatusOpti
         return Ok(StatusOptions::default());
     };
     match text.trim().parse::<i64>() {
-        Ok(seconds) if (1..=MAX_STUCK_AFTER_SECONDS).contains(&seconds) => Ok(StatusOptions {
-            stuck_after_ms: seconds * 1000,
-        }),
+        Ok(seconds) if (1..=MAX_STUCK_AFTER_SECONDS).contains(&seconds) => {
+            Ok(StatusOptions { stuck_after_ms: seconds * 1000 })
+        }
         _ => Err(format!(
             "{STUCK_AFTER_VAR}={text:?} is not a whole number of seconds from 1 to {MAX_STUCK_AFTER_SECONDS}"
         )),
@@ -69,10 +67,8 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -85,10 +81,7 @@ mod tests {
 
     #[test]
     fn the_runtime_variables_are_checked_before_the_runtime_starts() {
-        assert_eq!(
-            check_runtime_env(vars(&LAMBDA)),
-            Ok("127.0.0.1:9001".to_string())
-        );
+        assert_eq!(check_runtime_env(vars(&LAMBDA)), Ok("127.0.0.1:9001".to_string()));
         assert_eq!(check_runtime_env(vars(&[])), Err(NOT_IN_LAMBDA.to_string()));
         assert_eq!(
             check_runtime_env(vars(&[("AWS_LAMBDA_RUNTIME_API", "")])),
@@ -112,9 +105,7 @@ mod tests {
         bad_memory[3].1 = "lots";
         assert_eq!(
             check_runtime_env(vars(&bad_memory)),
-            Err(
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=\"lots\" is not a whole number of MiB".to_string()
-            )
+            Err("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=\"lots\" is not a whole number of MiB".to_string())
         );
     }
 
@@ -123,9 +114,7 @@ mod tests {
         assert_eq!(status_options(vars(&[])), Ok(StatusOptions::default()));
         assert_eq!(
             status_options(vars(&[(STUCK_AFTER_VAR, "120")])),
-            Ok(StatusOptions {
-                stuck_after_ms: 120_000
-            })
+            Ok(StatusOptions { stuck_after_ms: 120_000 })
         );
         for bad in ["0", "-5", "1.5", "soon", "86401"] {
             assert_eq!(

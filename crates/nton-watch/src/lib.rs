@@ -45,12 +45,7 @@ pub enum WatchError {
     UnknownJob { stage: Stage, job_id: String },
     /// A stage job whose array size disagrees with the run's node count.
     #[error("jobs.{stage}.JobId {job_id:?} has {size} nodes but the event says nodes = {nodes}")]
-    SizeMismatch {
-        stage: Stage,
-        job_id: String,
-        size: u32,
-        nodes: u64,
-    },
+    SizeMismatch { stage: Stage, job_id: String, size: u32, nodes: u64 },
     /// A Batch call failed (after the SDK's retries).
     #[error("Batch {call} failed: {source}")]
     Batch {
@@ -65,11 +60,7 @@ pub enum WatchError {
          not done; the next poll in {poll_seconds} s would leave less than the \
          {DEADLINE_MARGIN_SECONDS} s its cleanup needs"
     )]
-    RunDeadlineExceeded {
-        elapsed_seconds: u64,
-        poll_seconds: u64,
-        timeout_seconds: u64,
-    },
+    RunDeadlineExceeded { elapsed_seconds: u64, poll_seconds: u64, timeout_seconds: u64 },
 }
 
 impl WatchError {
@@ -87,10 +78,7 @@ impl WatchError {
 
 impl From<WatchError> for Diagnostic {
     fn from(error: WatchError) -> Diagnostic {
-        Diagnostic {
-            error_type: error.error_type().to_string(),
-            error_message: error.to_string(),
-        }
+        Diagnostic { error_type: error.error_type().to_string(), error_message: error.to_string() }
     }
 }
 
@@ -134,19 +122,13 @@ impl WatchEvent {
             problem,
         };
         if !event.is_object() {
-            return Err(bad(
-                "event",
-                format!("expected a JSON object, got {}", brief(event)),
-            ));
+            return Err(bad("event", format!("expected a JSON object, got {}", brief(event))));
         }
         let workflow_id = match event.get("workflowId") {
             None | Some(Value::Null) => None,
             Some(Value::String(id)) => Some(id.clone()),
             Some(other) => {
-                return Err(bad(
-                    "workflowId",
-                    format!("expected a string, got {}", brief(other)),
-                ));
+                return Err(bad("workflowId", format!("expected a string, got {}", brief(other))));
             }
         };
         let nodes = match event.get("nodes") {
@@ -156,10 +138,7 @@ impl WatchEvent {
                 _ => {
                     return Err(bad(
                         "nodes",
-                        format!(
-                            "expected an integer from 1 to {MAX_NODES}, got {}",
-                            brief(value)
-                        ),
+                        format!("expected an integer from 1 to {MAX_NODES}, got {}", brief(value)),
                     ));
                 }
             },
@@ -168,10 +147,7 @@ impl WatchEvent {
             Some(Value::Object(jobs)) => jobs,
             None => return Err(bad("jobs", "missing".to_string())),
             Some(other) => {
-                return Err(bad(
-                    "jobs",
-                    format!("expected an object, got {}", brief(other)),
-                ));
+                return Err(bad("jobs", format!("expected an object, got {}", brief(other))));
             }
         };
         let job_id = |stage: Stage| -> Result<String, WatchError> {
@@ -192,10 +168,7 @@ impl WatchEvent {
                     validate_job_id(id).map_err(|problem| bad(&field, problem))?;
                     Ok(id.clone())
                 }
-                Some(other) => Err(bad(
-                    &field,
-                    format!("expected a string, got {}", brief(other)),
-                )),
+                Some(other) => Err(bad(&field, format!("expected a string, got {}", brief(other)))),
             }
         };
         let deadline = parse_deadline(event).map_err(|(field, problem)| bad(field, problem))?;
@@ -205,11 +178,8 @@ impl WatchEvent {
                 let map = list
                     .iter()
                     .map(|value| {
-                        value
-                            .as_u64()
-                            .filter(|n| *n < MAX_NODES)
-                            .map(|n| n as u32)
-                            .ok_or_else(|| {
+                        value.as_u64().filter(|n| *n < MAX_NODES).map(|n| n as u32).ok_or_else(
+                            || {
                                 bad(
                                     "nodeMap",
                                     format!(
@@ -217,7 +187,8 @@ impl WatchEvent {
                                         brief(value)
                                     ),
                                 )
-                            })
+                            },
+                        )
                     })
                     .collect::<Result<Vec<u32>, WatchError>>()?;
                 let expected = nodes.unwrap_or(map.len() as u64);
@@ -245,11 +216,7 @@ impl WatchEvent {
             nodes,
             node_map,
             deadline,
-            job_ids: [
-                job_id(Stage::Procure)?,
-                job_id(Stage::Process)?,
-                job_id(Stage::Egress)?,
-            ],
+            job_ids: [job_id(Stage::Procure)?, job_id(Stage::Process)?, job_id(Stage::Egress)?],
         })
     }
 }
@@ -257,10 +224,8 @@ impl WatchEvent {
 /// The four deadline fields: all absent (no deadline) or all valid.
 fn parse_deadline(event: &Value) -> Result<Option<Deadline>, (&'static str, String)> {
     const FIELDS: [&str; 4] = ["startedAt", "now", "pollSeconds", "timeoutSeconds"];
-    let present: Vec<&str> = FIELDS
-        .into_iter()
-        .filter(|f| !event.get(*f).is_none_or(Value::is_null))
-        .collect();
+    let present: Vec<&str> =
+        FIELDS.into_iter().filter(|f| !event.get(*f).is_none_or(Value::is_null)).collect();
     if present.is_empty() {
         return Ok(None);
     }
@@ -278,21 +243,14 @@ fn parse_deadline(event: &Value) -> Result<Option<Deadline>, (&'static str, Stri
                 time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
                     .ok()
             })
-            .ok_or_else(|| {
-                (
-                    field,
-                    format!("expected an RFC 3339 timestamp, got {}", brief(value)),
-                )
-            })
+            .ok_or_else(|| (field, format!("expected an RFC 3339 timestamp, got {}", brief(value))))
     };
     let seconds = |field: &'static str| {
         let value = &event[field];
-        value.as_u64().filter(|s| *s > 0).ok_or_else(|| {
-            (
-                field,
-                format!("expected a positive integer, got {}", brief(value)),
-            )
-        })
+        value
+            .as_u64()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| (field, format!("expected a positive integer, got {}", brief(value))))
     };
     let started = timestamp("startedAt")?;
     let now = timestamp("now")?;
@@ -316,9 +274,8 @@ fn validate_job_id(id: &str) -> Result<(), String> {
             id.chars().count()
         ));
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')))
+    if let Some(c) =
+        id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')))
     {
         return Err(format!(
             "{id:?} has {c:?}; a Batch job id has only letters, digits, '-', '_' and ':'"
@@ -352,10 +309,7 @@ pub async fn handle_with(
     let described = batch
         .describe_jobs(&event.job_ids)
         .await
-        .map_err(|source| WatchError::Batch {
-            call: "DescribeJobs",
-            source,
-        })?;
+        .map_err(|source| WatchError::Batch { call: "DescribeJobs", source })?;
     let find = |index: usize| -> Result<JobDetail, WatchError> {
         let stage = Stage::ALL[index];
         let job_id = &event.job_ids[index];
@@ -363,28 +317,18 @@ pub async fn handle_with(
             .iter()
             .find(|job| &job.job_id == job_id)
             .cloned()
-            .ok_or_else(|| WatchError::UnknownJob {
-                stage,
-                job_id: job_id.clone(),
-            })?;
+            .ok_or_else(|| WatchError::UnknownJob { stage, job_id: job_id.clone() })?;
         check_size(&event, stage, &job)?;
         Ok(job)
     };
-    let mut jobs = StageJobs {
-        procure: find(0)?,
-        process: find(1)?,
-        egress: find(2)?,
-    };
+    let mut jobs = StageJobs { procure: find(0)?, process: find(1)?, egress: find(2)? };
 
     let mut children = Children::new();
     for listing in status::listings_needed(&jobs, now_ms, options) {
         let mut listed = batch
             .list_array_children(&listing.array_job_id, listing.status)
             .await
-            .map_err(|source| WatchError::Batch {
-                call: "ListJobs",
-                source,
-            })?;
+            .map_err(|source| WatchError::Batch { call: "ListJobs", source })?;
         if let Some(map) = &event.node_map {
             to_original_nodes(&mut listed, map);
         }
@@ -427,23 +371,14 @@ pub async fn handle_with(
 /// original nodes. An index past the map is left as it is.
 fn to_original_nodes(children: &mut [nton_core::batch::JobSummary], map: &[u32]) {
     for child in children {
-        let index = child
-            .array_properties
-            .as_ref()
-            .and_then(|props| props.index)
-            .or_else(|| {
-                child
-                    .job_id
-                    .rsplit_once(':')
-                    .and_then(|(_, index)| index.parse().ok())
+        let index =
+            child.array_properties.as_ref().and_then(|props| props.index).or_else(|| {
+                child.job_id.rsplit_once(':').and_then(|(_, index)| index.parse().ok())
             });
         let Some(node) = index.and_then(|index| map.get(index as usize).copied()) else {
             continue;
         };
-        child
-            .array_properties
-            .get_or_insert_with(Default::default)
-            .index = Some(node);
+        child.array_properties.get_or_insert_with(Default::default).index = Some(node);
         if let Some((parent, _)) = child.job_id.rsplit_once(':') {
             child.job_id = format!("{parent}:{node}");
         }
@@ -464,10 +399,7 @@ fn plain_jobs_as_arrays(jobs: &mut StageJobs, children: &mut Children, map: &[u3
         };
         // Only a failure names a node; other plain jobs stay as they are.
         if job.status != nton_core::batch::JobStatus::Failed
-            || job
-                .array_properties
-                .as_ref()
-                .is_some_and(|p| p.size.is_some())
+            || job.array_properties.as_ref().is_some_and(|p| p.size.is_some())
         {
             continue;
         }
@@ -504,18 +436,9 @@ fn check_size(event: &WatchEvent, stage: Stage, job: &JobDetail) -> Result<(), W
     let Some(nodes) = event.nodes else {
         return Ok(());
     };
-    let size = job
-        .array_properties
-        .as_ref()
-        .and_then(|props| props.size)
-        .unwrap_or(1);
+    let size = job.array_properties.as_ref().and_then(|props| props.size).unwrap_or(1);
     if u64::from(size) != nodes {
-        return Err(WatchError::SizeMismatch {
-            stage,
-            job_id: job.job_id.clone(),
-            size,
-            nodes,
-        });
+        return Err(WatchError::SizeMismatch { stage, job_id: job.job_id.clone(), size, nodes });
     }
     Ok(())
 }
@@ -569,22 +492,14 @@ mod tests {
     #[async_trait::async_trait]
     impl BatchApi for FakeBatch {
         async fn describe_jobs(&self, job_ids: &[String]) -> Result<Vec<JobDetail>, BatchApiError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("DescribeJobs {}", job_ids.join(",")));
+            self.calls.lock().unwrap().push(format!("DescribeJobs {}", job_ids.join(",")));
             if let Some(code) = self.fail_with {
                 return Err(BatchApiError {
                     code: code.to_string(),
                     message: "Rate exceeded".to_string(),
                 });
             }
-            Ok(self
-                .jobs
-                .iter()
-                .filter(|job| job_ids.contains(&job.job_id))
-                .cloned()
-                .collect())
+            Ok(self.jobs.iter().filter(|job| job_ids.contains(&job.job_id)).cloned().collect())
         }
 
         async fn list_array_children(
@@ -592,10 +507,7 @@ mod tests {
             array_job_id: &str,
             status: JobStatus,
         ) -> Result<Vec<JobSummary>, BatchApiError> {
-            self.calls
-                .lock()
-                .unwrap()
-                .push(format!("ListJobs {array_job_id} {status}"));
+            self.calls.lock().unwrap().push(format!("ListJobs {array_job_id} {status}"));
             Ok(self
                 .children
                 .iter()
@@ -638,10 +550,7 @@ mod tests {
         assert_eq!(out["error"], Value::Null);
         assert_eq!(out["cause"], Value::Null);
         assert_eq!(out["progress"]["egress"]["counts"]["SUCCEEDED"], json!(4));
-        assert_eq!(
-            batch.calls(),
-            vec!["DescribeJobs j-procure,j-process,j-egress"]
-        );
+        assert_eq!(batch.calls(), vec!["DescribeJobs j-procure,j-process,j-egress"]);
     }
 
     /// The event with the deadline fields: `elapsed` seconds into a run of `timeout` seconds
@@ -651,11 +560,7 @@ mod tests {
         let format = &time::format_description::well_known::Rfc3339;
         let mut e = event();
         e["startedAt"] = json!(start.format(format).unwrap());
-        e["now"] = json!(
-            (start + time::Duration::seconds(elapsed))
-                .format(format)
-                .unwrap()
-        );
+        e["now"] = json!((start + time::Duration::seconds(elapsed)).format(format).unwrap());
         e["pollSeconds"] = json!(poll);
         e["timeoutSeconds"] = json!(timeout);
         e
@@ -675,20 +580,11 @@ mod tests {
         };
         // 3600 s timeout, 30 s polls, 900 s margin: the last poll that may be followed by
         // another is at 2669 s.
-        let out = handle(event_at(2669, 30, 3600), &running(), NOW)
-            .await
-            .unwrap();
+        let out = handle(event_at(2669, 30, 3600), &running(), NOW).await.unwrap();
         assert_eq!(out["done"], json!(false));
-        let error = handle(event_at(2670, 30, 3600), &running(), NOW)
-            .await
-            .unwrap_err();
+        let error = handle(event_at(2670, 30, 3600), &running(), NOW).await.unwrap_err();
         assert_eq!(error.error_type(), "nton.RunDeadlineExceeded");
-        assert!(
-            error
-                .to_string()
-                .starts_with("the run has taken 2670 s of its 3600 s"),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("the run has taken 2670 s of its 3600 s"), "{error}");
         // A run that has ended is reported as it is, deadline or not.
         let done = FakeBatch::new(
             json!([
@@ -734,11 +630,7 @@ mod tests {
         let parsed = WatchEvent::parse(&aws).unwrap();
         assert_eq!(
             parsed.deadline,
-            Some(Deadline {
-                elapsed_seconds: 600,
-                poll_seconds: 30,
-                timeout_seconds: 3600
-            })
+            Some(Deadline { elapsed_seconds: 600, poll_seconds: 30, timeout_seconds: 3600 })
         );
     }
 
@@ -773,10 +665,7 @@ mod tests {
                 "1 of 4 nodes failed: procure failed on node 2 (Essential container in task exited, exit code 1); process and egress did not run on that node."
             )
         );
-        assert_eq!(
-            out["failedNodes"][0]["skipped"],
-            json!(["process", "egress"])
-        );
+        assert_eq!(out["failedNodes"][0]["skipped"], json!(["process", "egress"]));
         assert_eq!(
             batch.calls(),
             vec![
@@ -790,11 +679,7 @@ mod tests {
         let partly = FakeBatch::new(
             json!([
                 parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
-                parent(
-                    "j-process",
-                    "PENDING",
-                    json!({"SUCCEEDED": 2, "RUNNING": 1, "FAILED": 1})
-                ),
+                parent("j-process", "PENDING", json!({"SUCCEEDED": 2, "RUNNING": 1, "FAILED": 1})),
                 parent("j-egress", "PENDING", json!({"PENDING": 2, "SUCCEEDED": 2})),
             ]),
             json!([]),
@@ -803,10 +688,7 @@ mod tests {
         assert_eq!(out["done"], json!(false));
         assert_eq!(
             partly.calls(),
-            vec![
-                "DescribeJobs j-procure,j-process,j-egress",
-                "ListJobs j-process FAILED"
-            ]
+            vec!["DescribeJobs j-procure,j-process,j-egress", "ListJobs j-process FAILED"]
         );
     }
 
@@ -854,30 +736,21 @@ mod tests {
             )
         };
         let batch = recent();
-        let options = StatusOptions {
-            stuck_after_ms: 60_000,
-        };
+        let options = StatusOptions { stuck_after_ms: 60_000 };
         let out = handle_with(event(), &batch, NOW, &options).await.unwrap();
         assert_eq!(out["stuck"][0]["runnable"], json!(4));
         assert_eq!(out["stuck"][0]["overSeconds"], json!(60));
         let batch = recent();
         let out = handle(event(), &batch, NOW).await.unwrap();
         assert_eq!(out["stuck"], json!([]));
-        assert_eq!(
-            batch.calls().len(),
-            1,
-            "no RUNNABLE listing below the threshold"
-        );
+        assert_eq!(batch.calls().len(), 1, "no RUNNABLE listing below the threshold");
     }
 
     #[tokio::test]
     async fn bad_events_name_the_field() {
         let batch = FakeBatch::new(json!([]), json!([]));
         let cases: Vec<(Value, &str)> = vec![
-            (
-                json!([]),
-                "bad event: event: expected a JSON object, got []",
-            ),
+            (json!([]), "bad event: event: expected a JSON object, got []"),
             (json!({"nodes": 4}), "bad event: jobs: missing"),
             (
                 json!({"jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}}}),
@@ -930,12 +803,7 @@ mod tests {
         .await
         .unwrap_err();
         assert!(error.to_string().contains("jobs.egress.JobId"), "{error}");
-        assert!(
-            error
-                .to_string()
-                .contains("129 characters, more than the 128"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("129 characters, more than the 128"), "{error}");
         // Nothing reached Batch for a bad event.
         assert!(batch.calls().is_empty());
     }
@@ -950,10 +818,7 @@ mod tests {
             json!([]),
         );
         let error = handle(event(), &batch, NOW).await.unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "Batch does not know job \"j-process\" (jobs.process.JobId)"
-        );
+        assert_eq!(error.to_string(), "Batch does not know job \"j-process\" (jobs.process.JobId)");
         let diagnostic = Diagnostic::from(error);
         assert_eq!(diagnostic.error_type, "nton.UnknownJob");
     }
@@ -1028,10 +893,7 @@ mod tests {
             )
         );
         assert_eq!(out["failedNodes"][0]["node"], json!(93));
-        assert_eq!(
-            out["failedNodes"][0]["skipped"],
-            json!(["process", "egress"])
-        );
+        assert_eq!(out["failedNodes"][0]["skipped"], json!(["process", "egress"]));
 
         // A null map is a run of the whole plan.
         let mut whole = event();
@@ -1071,28 +933,16 @@ mod tests {
     #[test]
     fn a_node_map_must_fit_the_event() {
         for (map, want) in [
-            (
-                json!([1, 2]),
-                "bad event: nodeMap: has 2 nodes but the event says nodes = 4",
-            ),
+            (json!([1, 2]), "bad event: nodeMap: has 2 nodes but the event says nodes = 4"),
             (json!([]), "bad event: nodeMap: has 0 nodes"),
-            (
-                json!([1, 2, 3, -1]),
-                "bad event: nodeMap: expected node numbers below 10000, got -1",
-            ),
+            (json!([1, 2, 3, -1]), "bad event: nodeMap: expected node numbers below 10000, got -1"),
             (json!([1, 2, 3, 10000]), "got 10000"),
-            (
-                json!("1,2"),
-                "bad event: nodeMap: expected a list or null, got \"1,2\"",
-            ),
+            (json!("1,2"), "bad event: nodeMap: expected a list or null, got \"1,2\""),
         ] {
             let mut bad = event();
             bad["nodeMap"] = map;
             let message = WatchEvent::parse(&bad).unwrap_err().to_string();
-            assert!(
-                message.starts_with(want) || message.ends_with(want),
-                "{message}"
-            );
+            assert!(message.starts_with(want) || message.ends_with(want), "{message}");
         }
     }
 

@@ -98,18 +98,13 @@ where
 }
 
 fn unexpected(message: String) -> BatchApiError {
-    BatchApiError {
-        code: "UnexpectedResponse".to_string(),
-        message,
-    }
+    BatchApiError { code: "UnexpectedResponse".to_string(), message }
 }
 
 fn status_of(job_id: &str, status: Option<&sdk::JobStatus>) -> Result<JobStatus, BatchApiError> {
     let text = status.map(sdk::JobStatus::as_str).unwrap_or("");
     JobStatus::parse(text).ok_or_else(|| {
-        unexpected(format!(
-            "job {job_id} has status {text:?}, not a Batch job status"
-        ))
+        unexpected(format!("job {job_id} has status {text:?}, not a Batch job status"))
     })
 }
 
@@ -240,10 +235,7 @@ mod tests {
         let summary = props.status_summary.unwrap();
         assert_eq!(summary.len(), 2);
         assert_eq!(summary[&JobStatus::Succeeded], 2);
-        assert_eq!(
-            detail.depends_on[0].dependency_type,
-            Some(ArrayDependencyType::NToN)
-        );
+        assert_eq!(detail.depends_on[0].dependency_type, Some(ArrayDependencyType::NToN));
     }
 
     #[test]
@@ -264,17 +256,13 @@ mod tests {
 
     #[test]
     fn missing_ids_and_unknown_statuses_are_errors() {
-        let no_id = sdk::JobDetail::builder()
-            .status(sdk::JobStatus::Running)
-            .build();
+        let no_id = sdk::JobDetail::builder().status(sdk::JobStatus::Running).build();
         assert_eq!(
             job_detail(&no_id).unwrap_err().to_string(),
             "UnexpectedResponse: DescribeJobs returned a job without jobId"
         );
-        let odd = sdk::JobDetail::builder()
-            .job_id("j")
-            .status(sdk::JobStatus::from("PAUSED"))
-            .build();
+        let odd =
+            sdk::JobDetail::builder().job_id("j").status(sdk::JobStatus::from("PAUSED")).build();
         assert_eq!(
             job_detail(&odd).unwrap_err().to_string(),
             "UnexpectedResponse: job j has status \"PAUSED\", not a Batch job status"
@@ -299,9 +287,7 @@ mod tests {
 
         fn request(operation: &str) -> http::Request<SdkBody> {
             http::Request::builder()
-                .uri(format!(
-                    "https://batch.us-east-1.amazonaws.com/v1/{operation}"
-                ))
+                .uri(format!("https://batch.us-east-1.amazonaws.com/v1/{operation}"))
                 .body(SdkBody::empty())
                 .unwrap()
         }
@@ -314,10 +300,7 @@ mod tests {
                 .credentials_provider(Credentials::new("a", "b", None, None, "test"))
                 .http_client(replay.clone())
                 .build();
-            (
-                SdkBatch::new(aws_sdk_batch::Client::from_conf(conf)),
-                replay,
-            )
+            (SdkBatch::new(aws_sdk_batch::Client::from_conf(conf)), replay)
         }
 
         fn bodies(replay: &StaticReplayClient) -> Vec<Value> {
@@ -351,10 +334,7 @@ mod tests {
                     ),
                 ),
             ]);
-            let children = batch
-                .list_array_children("p", JobStatus::Failed)
-                .await
-                .unwrap();
+            let children = batch.list_array_children("p", JobStatus::Failed).await.unwrap();
             let ids: Vec<&str> = children.iter().map(|c| c.job_id.as_str()).collect();
             assert_eq!(ids, ["p:0", "p:7"]);
             assert_eq!(children[1].status_reason.as_deref(), Some("boom"));
@@ -397,10 +377,7 @@ mod tests {
         async fn service_errors_keep_their_code_and_message() {
             let (batch, _) = batch(vec![ReplayEvent::new(
                 request("describejobs"),
-                answer(
-                    400,
-                    json!({"__type": "ClientException", "message": "jobs: too many"}),
-                ),
+                answer(400, json!({"__type": "ClientException", "message": "jobs: too many"})),
             )]);
             let error = batch.describe_jobs(&["j".to_string()]).await.unwrap_err();
             assert_eq!(error.code, "ClientException");

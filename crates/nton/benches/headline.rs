@@ -27,12 +27,7 @@ fn main() {
     let mut child = Command::new(bin_dir.join("nton"))
         .current_dir(&workspace)
         .args(["run", "--json", "--keep-data"])
-        .args([
-            "--ids",
-            &ids.to_string(),
-            "--ids-per-node",
-            &ids_per_node.to_string(),
-        ])
+        .args(["--ids", &ids.to_string(), "--ids-per-node", &ids_per_node.to_string()])
         .arg("--data-dir")
         .arg(scratch.path())
         .arg("--bin-dir")
@@ -67,10 +62,7 @@ fn main() {
         .and_then(|line| serde_json::from_str(&line).ok())
         .expect("a summary line");
     assert!(status.success(), "the run failed: {summary}");
-    let workflow = summary["workflowId"]
-        .as_str()
-        .expect("workflow id")
-        .to_string();
+    let workflow = summary["workflowId"].as_str().expect("workflow id").to_string();
     println!(
         "engine:   {:>8.1} s end to end (state machine {:.1} s), peak RSS of the engine {:.1} MiB",
         engine_elapsed.as_secs_f64(),
@@ -84,13 +76,7 @@ fn main() {
     let started = Instant::now();
     for stage in ["procure", "process", "egress"] {
         let mut xargs = Command::new("xargs")
-            .args([
-                "-P",
-                &cores.to_string(),
-                "-I{}",
-                "env",
-                "AWS_BATCH_JOB_ARRAY_INDEX={}",
-            ])
+            .args(["-P", &cores.to_string(), "-I{}", "env", "AWS_BATCH_JOB_ARRAY_INDEX={}"])
             .arg(format!("NTON_WORKFLOW_ID={workflow}"))
             .arg(format!("NTON_DATA_ROOT={}", efs.display()))
             .arg(format!("NTON_RESULTS_URL={}", results.display()))
@@ -108,10 +94,7 @@ fn main() {
                 writeln!(stdin, "{node}").expect("feeding xargs");
             }
         }
-        assert!(
-            xargs.wait().expect("xargs ends").success(),
-            "baseline {stage} failed"
-        );
+        assert!(xargs.wait().expect("xargs ends").success(), "baseline {stage} failed");
     }
     let baseline_elapsed = started.elapsed();
     println!(
@@ -154,10 +137,7 @@ fn binaries() -> PathBuf {
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
-        .map(|text| {
-            text.parse()
-                .unwrap_or_else(|_| panic!("{name}: {text:?} is not a number"))
-        })
+        .map(|text| text.parse().unwrap_or_else(|_| panic!("{name}: {text:?} is not a number")))
         .unwrap_or(default)
 }
 

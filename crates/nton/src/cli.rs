@@ -278,10 +278,8 @@ pub struct ReportArgs {
 /// "invalid digit" that name neither the option nor its limits.
 fn integer_in(text: &str, min: u64, max: u64) -> Result<u64, String> {
     let rule = format!("must be an integer in {min}..={max}");
-    let value: i128 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not an integer ({rule})"))?;
+    let value: i128 =
+        text.trim().parse().map_err(|_| format!("{text:?} is not an integer ({rule})"))?;
     u64::try_from(value)
         .ok()
         .filter(|value| (min..=max).contains(value))
@@ -388,9 +386,8 @@ mod tests {
 
     #[test]
     fn counts_in_range_parse() {
-        let Cli {
-            command: Command::Run(args),
-        } = Cli::try_parse_from(["nton", "run", "--ids", "7", "--ids-per-node", "1"]).unwrap()
+        let Cli { command: Command::Run(args) } =
+            Cli::try_parse_from(["nton", "run", "--ids", "7", "--ids-per-node", "1"]).unwrap()
         else {
             panic!("not run");
         };

@@ -23,17 +23,11 @@ pub struct CommandError {
 
 impl CommandError {
     pub fn bad_input(message: impl Into<String>) -> Self {
-        CommandError {
-            code: BAD_INPUT,
-            message: message.into(),
-        }
+        CommandError { code: BAD_INPUT, message: message.into() }
     }
 
     pub fn environment(message: impl Into<String>) -> Self {
-        CommandError {
-            code: ENVIRONMENT,
-            message: message.into(),
-        }
+        CommandError { code: ENVIRONMENT, message: message.into() }
     }
 }
 
@@ -42,10 +36,7 @@ pub fn report(result: anyhow::Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            let code = error
-                .downcast_ref::<CommandError>()
-                .map(|e| e.code)
-                .unwrap_or(ENVIRONMENT);
+            let code = error.downcast_ref::<CommandError>().map(|e| e.code).unwrap_or(ENVIRONMENT);
             eprintln!("nton: {error:#}");
             ExitCode::from(code)
         }

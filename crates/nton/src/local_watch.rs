@@ -25,12 +25,7 @@ pub struct Snapshot {
 
 /// What the record says so far. A resumed run starts again: only its latest execution counts.
 pub fn snapshot(lines: &[RecordLine], watch_state: &str) -> Snapshot {
-    let mut snapshot = Snapshot {
-        execution_name: None,
-        started_at: None,
-        status: None,
-        end: None,
-    };
+    let mut snapshot = Snapshot { execution_name: None, started_at: None, status: None, end: None };
     for line in lines {
         match line {
             RecordLine::Run(start) => {
@@ -61,11 +56,7 @@ pub fn exit_code(end: &RunEnd) -> u8 {
 
 /// The record file of a run directory (or the record itself when given a file).
 pub fn record_path(run: &Path) -> Result<PathBuf, CommandError> {
-    let path = if run.is_file() {
-        run.to_path_buf()
-    } else {
-        run.join(RECORD_FILE)
-    };
+    let path = if run.is_file() { run.to_path_buf() } else { run.join(RECORD_FILE) };
     if !run.exists() {
         return Err(CommandError::bad_input(format!(
             "{}: no such run directory (nton run prints it; runs live under --data-dir)",
@@ -82,15 +73,7 @@ pub async fn watch_local(run: &Path, watch_state: &str, json_output: bool) -> an
     if !json_output {
         console.note(format!("watching {}", run.display()));
     }
-    follow(
-        &path,
-        watch_state,
-        LOCAL_POLL,
-        WAIT_FOR_START,
-        json_output,
-        &mut console,
-    )
-    .await
+    follow(&path, watch_state, LOCAL_POLL, WAIT_FOR_START, json_output, &mut console).await
 }
 
 /// A local record is a file on this machine: reading it twice a second costs nothing.
@@ -170,11 +153,7 @@ pub async fn follow(
                     "cause": end.cause,
                 }));
             } else {
-                console.result(format!(
-                    "{} after {}: {name}",
-                    end.status,
-                    duration_text(elapsed)
-                ));
+                console.result(format!("{} after {}: {name}", end.status, duration_text(elapsed)));
                 if let Some(error) = &end.error {
                     console.result(format!("  error: {error}"));
                 }
@@ -215,10 +194,8 @@ mod tests {
             name: "Watch".into(),
             event: "exited".into(),
             at: 2_000,
-            output: Some(
-                json!({"status": {"done": succeeded == size, "failed": false,
-                "progress": {"procure": {"size": size, "counts": {"SUCCEEDED": succeeded, "RUNNING": size - succeeded}}}}}),
-            ),
+            output: Some(json!({"status": {"done": succeeded == size, "failed": false,
+                "progress": {"procure": {"size": size, "counts": {"SUCCEEDED": succeeded, "RUNNING": size - succeeded}}}}})),
         })
     }
 
@@ -236,10 +213,7 @@ mod tests {
     fn the_latest_watch_exit_and_the_end_are_read() {
         let lines = vec![start("local-1", 1_000), watch_exit(1, 4), watch_exit(3, 4)];
         let now = snapshot(&lines, "Watch");
-        assert_eq!(
-            now.status.unwrap()["progress"]["procure"]["counts"]["SUCCEEDED"],
-            3
-        );
+        assert_eq!(now.status.unwrap()["progress"]["procure"]["counts"]["SUCCEEDED"], 3);
         assert!(now.end.is_none());
         let now = snapshot(&[lines.clone(), vec![end("FAILED")]].concat(), "Watch");
         assert_eq!(exit_code(now.end.as_ref().unwrap()), exit::RUN_FAILED);
@@ -249,11 +223,7 @@ mod tests {
 
     #[test]
     fn a_resume_reopens_an_ended_run() {
-        let lines = vec![
-            start("local-1", 1_000),
-            end("INTERRUPTED"),
-            start("local-1", 5_000),
-        ];
+        let lines = vec![start("local-1", 1_000), end("INTERRUPTED"), start("local-1", 5_000)];
         let now = snapshot(&lines, "Watch");
         assert!(now.end.is_none(), "the resumed execution is still going");
         assert_eq!(now.started_at, Some(1_000));
@@ -298,11 +268,7 @@ mod tests {
         let log = log.text();
         assert!(log.contains("procure      1/2     ended"), "{log}");
         assert!(log.contains("procure      2/2     ended"), "{log}");
-        assert!(
-            out.text().starts_with("SUCCEEDED after 8s: local-1"),
-            "{}",
-            out.text()
-        );
+        assert!(out.text().starts_with("SUCCEEDED after 8s: local-1"), "{}", out.text());
     }
 
     #[tokio::test]
@@ -319,12 +285,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("no run record appeared within 0 s"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("no run record appeared within 0 s"), "{error}");
         assert!(record_path(&dir.path().join("missing")).is_err());
     }
 }

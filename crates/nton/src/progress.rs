@@ -72,10 +72,7 @@ impl JobCounts {
 }
 
 fn slot(status: JobStatus) -> usize {
-    JobStatus::ALL
-        .iter()
-        .position(|s| *s == status)
-        .expect("ALL lists every status")
+    JobStatus::ALL.iter().position(|s| *s == status).expect("ALL lists every status")
 }
 
 /// A job's display name: its name without a trailing workflow id, e.g. `nton-procure`.
@@ -106,11 +103,7 @@ impl TerminalReporter {
                 .expect("valid template"),
         );
         state.enable_steady_tick(Duration::from_millis(120));
-        TerminalReporter {
-            multi,
-            state,
-            jobs: HashMap::new(),
-        }
+        TerminalReporter { multi, state, jobs: HashMap::new() }
     }
 
     fn job_bar(&mut self, job_id: &str, job_name: &str) -> &mut (ProgressBar, JobCounts) {
@@ -214,9 +207,9 @@ impl Reporter for PlainReporter {
                 eprintln!("state {name}");
                 self.last_state = Some(name.clone());
             }
-            RunEvent::Batch(BatchEvent::JobEnded {
-                job_name, status, ..
-            }) => eprintln!("job {job_name} {status}"),
+            RunEvent::Batch(BatchEvent::JobEnded { job_name, status, .. }) => {
+                eprintln!("job {job_name} {status}")
+            }
             _ => {}
         }
     }
@@ -261,20 +254,12 @@ mod tests {
     fn json_reporter_writes_one_line_per_event() {
         let mut out = Vec::new();
         let mut reporter = JsonReporter::new(&mut out);
-        reporter.event(&RunEvent::StateEntered {
-            name: "Init".into(),
-            at_ms: 5,
-        });
-        reporter.event(&RunEvent::StateExited {
-            name: "Init".into(),
-            at_ms: 9,
-        });
+        reporter.event(&RunEvent::StateEntered { name: "Init".into(), at_ms: 5 });
+        reporter.event(&RunEvent::StateExited { name: "Init".into(), at_ms: 9 });
         reporter.finish();
         let text = String::from_utf8(out).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["event"], "stateEntered");
         assert_eq!(lines[1]["name"], "Init");

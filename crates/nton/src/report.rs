@@ -64,10 +64,7 @@ pub struct FailureReport {
 
 /// Builds the report from a record's lines.
 pub fn build_report(lines: &[RecordLine]) -> Report {
-    let mut report = Report {
-        status: "RUNNING".to_string(),
-        ..Report::default()
-    };
+    let mut report = Report { status: "RUNNING".to_string(), ..Report::default() };
     let mut started_at = None;
     let mut durations: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut finals: BTreeMap<(String, Option<u32>), &ChildLine> = BTreeMap::new();
@@ -93,10 +90,7 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
                     job.retried_attempts += 1;
                 }
                 if let Some(start) = child.started_at {
-                    durations
-                        .entry(label.clone())
-                        .or_default()
-                        .push(child.stopped_at - start);
+                    durations.entry(label.clone()).or_default().push(child.stopped_at - start);
                 }
                 if child.is_final {
                     // A resumed execution ends every child again: the last word counts.
@@ -166,10 +160,8 @@ pub fn render(report: &Report) -> String {
         text += &format!(" in {seconds:.1} s");
     }
     text.push('\n');
-    for (job, stats) in report
-        .job_order
-        .iter()
-        .filter_map(|label| Some((label, report.jobs.get(label)?)))
+    for (job, stats) in
+        report.job_order.iter().filter_map(|label| Some((label, report.jobs.get(label)?)))
     {
         text += &format!(
             "  {job:<16} {} succeeded, {} failed, {} retried attempts",
@@ -178,21 +170,16 @@ pub fn render(report: &Report) -> String {
         if stats.resumed > 0 {
             text += &format!(", {} resumed", stats.resumed);
         }
-        if let (Some(median), Some(p90), Some(max)) = (
-            stats.child_ms_median,
-            stats.child_ms_p90,
-            stats.child_ms_max,
-        ) {
+        if let (Some(median), Some(p90), Some(max)) =
+            (stats.child_ms_median, stats.child_ms_p90, stats.child_ms_max)
+        {
             text += &format!("; per child {median} ms median, {p90} ms p90, {max} ms max");
         }
         text.push('\n');
     }
     if !report.state_visits.is_empty() {
-        let visits: Vec<String> = report
-            .state_visits
-            .iter()
-            .map(|(state, count)| format!("{state} x{count}"))
-            .collect();
+        let visits: Vec<String> =
+            report.state_visits.iter().map(|(state, count)| format!("{state} x{count}")).collect();
         text += &format!("  states           {}\n", visits.join(", "));
     }
     if let Some(cause) = &report.cause {
@@ -205,16 +192,10 @@ pub fn render(report: &Report) -> String {
         text += &format!(
             "  failed           {} node {} attempt {}: {}{}\n",
             job_label(&failure.job_name),
-            failure
-                .node
-                .map_or_else(|| "-".to_string(), |node| node.to_string()),
+            failure.node.map_or_else(|| "-".to_string(), |node| node.to_string()),
             failure.attempt,
             failure.reason.as_deref().unwrap_or("no reason given"),
-            failure
-                .stderr_tail
-                .as_deref()
-                .map(|tail| format!(" — {tail}"))
-                .unwrap_or_default()
+            failure.stderr_tail.as_deref().map(|tail| format!(" — {tail}")).unwrap_or_default()
         );
     }
     if report.failure_count > report.failures.len() {
@@ -253,10 +234,7 @@ fn watch_args(args: &ReportArgs) -> crate::aws::WatchArgs {
     crate::aws::WatchArgs {
         env: args.env.clone(),
         prefix: args.prefix.clone(),
-        execution: args
-            .execution
-            .clone()
-            .unwrap_or_else(|| "latest".to_string()),
+        execution: args.execution.clone().unwrap_or_else(|| "latest".to_string()),
         state_machine_arn: args.state_machine_arn.clone(),
         poll_seconds: 10.0,
         watch_state: args.watch_state.clone(),
@@ -300,10 +278,8 @@ pub async fn aws_report_with(
         return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
     }
     let seconds = (timeline.ended_at - timeline.started_at) as f64 / 1000.0;
-    let mut text = format!(
-        "execution {}: {} in {seconds:.1} s\n",
-        read.execution_arn, timeline.status
-    );
+    let mut text =
+        format!("execution {}: {} in {seconds:.1} s\n", read.execution_arn, timeline.status);
     for stage in &timeline.stages {
         let totals = &timeline.totals[stage];
         text += &format!(
@@ -330,19 +306,14 @@ fn local_report(args: ReportArgs) -> anyhow::Result<u8> {
         Some(dir) => dir,
         None => latest_run(&args.data_dir)?,
     };
-    let path = if run_dir.is_file() {
-        run_dir.clone()
-    } else {
-        run_dir.join(RECORD_FILE)
-    };
+    let path = if run_dir.is_file() { run_dir.clone() } else { run_dir.join(RECORD_FILE) };
     let lines = crate::retry::read_run_record(&path).map_err(|error| {
         CommandError::bad_input(format!("cannot read {}: {error}", path.display()))
     })?;
     let report = build_report(&lines);
     let timeline = Timeline::from_record(&lines);
-    let html_path = args
-        .html
-        .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join(HTML_FILE));
+    let html_path =
+        args.html.unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join(HTML_FILE));
     nton_core::fsutil::write_atomic(&html_path, render_html(&timeline).as_bytes())
         .with_context(|| format!("writing {}", html_path.display()))?;
     if args.json {
@@ -370,9 +341,7 @@ pub fn latest_run(data_dir: &Path) -> anyhow::Result<PathBuf> {
         .map(|entry| entry.path())
         .filter(|path| path.join(RECORD_FILE).is_file())
         .max_by_key(|path| {
-            std::fs::metadata(path.join(RECORD_FILE))
-                .and_then(|meta| meta.modified())
-                .ok()
+            std::fs::metadata(path.join(RECORD_FILE)).and_then(|meta| meta.modified()).ok()
         })
         .ok_or_else(|| {
             CommandError::bad_input(format!("no run records under {}", data_dir.display())).into()

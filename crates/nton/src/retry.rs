@@ -66,12 +66,7 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<u8> {
             if !args.json {
                 let nodes: Vec<u32> = request.spec.input["retryNodes"]
                     .as_array()
-                    .map(|list| {
-                        list.iter()
-                            .filter_map(|n| n.as_u64())
-                            .map(|n| n as u32)
-                            .collect()
-                    })
+                    .map(|list| list.iter().filter_map(|n| n.as_u64()).map(|n| n as u32).collect())
                     .unwrap_or_default();
                 eprintln!(
                     "nton retry: re-running {} node(s) of {}: {}",
@@ -89,12 +84,7 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<u8> {
 /// "3, 7, 12" (the first 20, then how many more).
 pub fn node_list(nodes: &[u32]) -> String {
     const SHOWN: usize = 20;
-    let mut text = nodes
-        .iter()
-        .take(SHOWN)
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = nodes.iter().take(SHOWN).map(u32::to_string).collect::<Vec<_>>().join(", ");
     if nodes.len() > SHOWN {
         text.push_str(&format!(" and {} more", nodes.len() - SHOWN));
     }
@@ -154,23 +144,15 @@ pub fn failed_nodes(lines: &[RecordLine]) -> BTreeSet<u32> {
             && child.is_final
         {
             let stage = crate::progress::short_job_name(&child.job_name).to_string();
-            last.insert(
-                (stage, child.node.unwrap_or(0)),
-                child.status == "SUCCEEDED",
-            );
+            last.insert((stage, child.node.unwrap_or(0)), child.status == "SUCCEEDED");
         }
     }
-    last.into_iter()
-        .filter(|(_, succeeded)| !succeeded)
-        .map(|((_, node), _)| node)
-        .collect()
+    last.into_iter().filter(|(_, succeeded)| !succeeded).map(|((_, node), _)| node).collect()
 }
 
 /// How a record's last execution ended.
 fn last_end(lines: &[RecordLine]) -> Option<&nton_engine::record::RunEnd> {
-    let last_run = lines
-        .iter()
-        .rposition(|line| matches!(line, RecordLine::Run(_)))?;
+    let last_run = lines.iter().rposition(|line| matches!(line, RecordLine::Run(_)))?;
     lines[last_run..].iter().rev().find_map(|line| match line {
         RecordLine::End(end) => Some(end),
         _ => None,
@@ -248,20 +230,15 @@ pub fn plan_local_retry(
     }
 
     let input = retry_input(&first.input, &failed)?;
-    let workflow_id = input["workflowId"]
-        .as_str()
-        .and_then(|id| WorkflowId::parse(id).ok())
-        .ok_or_else(|| {
-            CommandError::bad_input(format!("RUN_DIR: the run in {shown} has no workflowId"))
-        })?;
-    let output = first.meta["output"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| {
-            CommandError::bad_input(format!(
-                "RUN_DIR: the record in {shown} does not say where the run put its results"
-            ))
-        })?;
+    let workflow_id =
+        input["workflowId"].as_str().and_then(|id| WorkflowId::parse(id).ok()).ok_or_else(
+            || CommandError::bad_input(format!("RUN_DIR: the run in {shown} has no workflowId")),
+        )?;
+    let output = first.meta["output"].as_str().map(str::to_string).ok_or_else(|| {
+        CommandError::bad_input(format!(
+            "RUN_DIR: the record in {shown} does not say where the run put its results"
+        ))
+    })?;
     let efs_dir = run_dir.join("efs");
     if !efs_dir.is_dir() {
         return Err(CommandError::bad_input(format!(
@@ -271,11 +248,9 @@ pub fn plan_local_retry(
         .into());
     }
 
-    let parallelism = args.parallelism.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2)
-    });
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
     let bin_dir = match &args.bin_dir {
         Some(dir) => run::absolute(cwd, dir),
         None => std::env::current_exe()
@@ -416,10 +391,7 @@ mod tests {
             child("procure", None, "SUCCEEDED"),
         ];
         to_original_nodes(&mut lines);
-        assert_eq!(
-            nodes(&lines),
-            [Some(1), Some(3), Some(0), Some(3), Some(1), Some(1)]
-        );
+        assert_eq!(nodes(&lines), [Some(1), Some(3), Some(0), Some(3), Some(1), Some(1)]);
         assert_eq!(failed_nodes(&lines[..9]), BTreeSet::from([1]));
         assert!(failed_nodes(&lines).is_empty());
 
@@ -448,10 +420,8 @@ mod tests {
     }
 
     fn record(dir: &Path, lines: &[RecordLine]) {
-        let text: String = lines
-            .iter()
-            .map(|line| serde_json::to_string(line).unwrap() + "\n")
-            .collect();
+        let text: String =
+            lines.iter().map(|line| serde_json::to_string(line).unwrap() + "\n").collect();
         std::fs::write(dir.join(RECORD_FILE), text).unwrap();
     }
 
@@ -469,21 +439,11 @@ mod tests {
             );
             error.to_string()
         };
-        let failed = [
-            start(input.clone()),
-            child("process", Some(2), "FAILED"),
-            end("FAILED"),
-        ];
+        let failed = [start(input.clone()), child("process", Some(2), "FAILED"), end("FAILED")];
         for (lines, want) in [
-            (
-                vec![start(input.clone()), end("SUCCEEDED")],
-                "succeeded; there is nothing to retry",
-            ),
+            (vec![start(input.clone()), end("SUCCEEDED")], "succeeded; there is nothing to retry"),
             (vec![start(input.clone())], "has not ended"),
-            (
-                vec![start(input.clone()), end("INTERRUPTED")],
-                "nton run --resume",
-            ),
+            (vec![start(input.clone()), end("INTERRUPTED")], "nton run --resume"),
             (
                 vec![start(input.clone()), end("FAILED")],
                 "failed (nton.NodesFailed) with no failed node",
@@ -512,38 +472,23 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            names,
-            BTreeSet::from([RECORD_FILE.to_string(), "efs".to_string()])
-        );
+        assert_eq!(names, BTreeSet::from([RECORD_FILE.to_string(), "efs".to_string()]));
         let error = plan_local_retry(&args(&[]), &dir.path().join("nope"), dir.path()).unwrap_err();
-        assert!(
-            error.to_string().starts_with("RUN_DIR: cannot read "),
-            "{error}"
-        );
+        assert!(error.to_string().starts_with("RUN_DIR: cannot read "), "{error}");
     }
 
     #[test]
     fn the_target_is_a_run_dir_an_execution_arn_or_the_latest() {
         let arn = "arn:aws:states:eu-west-1:123456789012:execution:nton-dev-pipeline:run-1";
-        assert_eq!(
-            target(&args(&[arn])).unwrap(),
-            Target::Execution(Some(arn.into()))
-        );
-        assert_eq!(
-            target(&args(&["--env", "dev", "--latest"])).unwrap(),
-            Target::Execution(None)
-        );
+        assert_eq!(target(&args(&[arn])).unwrap(), Target::Execution(Some(arn.into())));
+        assert_eq!(target(&args(&["--env", "dev", "--latest"])).unwrap(), Target::Execution(None));
         assert_eq!(
             target(&args(&["nton-runs/x"])).unwrap(),
             Target::Local(PathBuf::from("nton-runs/x"))
         );
         for (argv, want) in [
             (vec![], "nton retry: name the failed run"),
-            (
-                vec!["--env", "dev", "nton-runs/x"],
-                "--env/--state-machine-arn: ",
-            ),
+            (vec!["--env", "dev", "nton-runs/x"], "--env/--state-machine-arn: "),
             (vec![""], "RUN_DIR: empty"),
         ] {
             let error = target(&args(&argv)).unwrap_err().to_string();
@@ -561,9 +506,7 @@ mod tests {
         );
         let error = retry_input(&original, &[4]).unwrap_err();
         assert!(
-            error
-                .message
-                .starts_with("retryNodes: node 4 is not a node of the run"),
+            error.message.starts_with("retryNodes: node 4 is not a node of the run"),
             "{}",
             error.message
         );

@@ -37,14 +37,12 @@ pub struct RunRequest {
 /// Checks the arguments and derives the run's directories and the engine's spec.
 pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     let data_dir = absolute(cwd, &args.data_dir);
-    let parallelism = args.parallelism.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(2)
-    });
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
     if parallelism == 0 {
         return Err(
-            CommandError::bad_input("--parallelism: 0 is out of range (must be >= 1)").into(),
+            CommandError::bad_input("--parallelism: 0 is out of range (must be >= 1)").into()
         );
     }
 
@@ -53,12 +51,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         Some(run_dir) => {
             let point = resume_point(&absolute(cwd, run_dir))?;
             recorded_output = point.output.clone();
-            (
-                point.input,
-                point.succeeded,
-                point.run_dir,
-                point.workflow_id,
-            )
+            (point.input, point.succeeded, point.run_dir, point.workflow_id)
         }
         None => {
             let workflow_id = WorkflowId::new_v4();
@@ -80,11 +73,8 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     };
 
     let efs_dir = run_dir.join("efs");
-    let given_output = args
-        .output
-        .as_deref()
-        .map(|output| checked_output(cwd, output))
-        .transpose()?;
+    let given_output =
+        args.output.as_deref().map(|output| checked_output(cwd, output)).transpose()?;
     // A resumed run writes where the first one did: egress children it skips do not write again.
     let output = match (recorded_output, given_output) {
         (Some(recorded), Some(given)) if recorded != given => {
@@ -220,16 +210,9 @@ pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result
             summary_json(&request, &summary, record_copy.as_deref())
         );
     } else {
-        eprint!(
-            "{}",
-            summary_text(&request, &summary, record_copy.as_deref())
-        );
+        eprint!("{}", summary_text(&request, &summary, record_copy.as_deref()));
     }
-    Ok(if summary.succeeded() {
-        exit::SUCCESS
-    } else {
-        exit::RUN_FAILED
-    })
+    Ok(if summary.succeeded() { exit::SUCCESS } else { exit::RUN_FAILED })
 }
 
 /// The workspace binaries the template's job definitions run (their images' repositories).
@@ -244,10 +227,8 @@ fn build_missing_workers(bin_dir: &Path, cargo: Option<&std::ffi::OsStr>) -> any
     let Some(cargo) = cargo else {
         return Ok(());
     };
-    let missing: Vec<&str> = WORKER_BINARIES
-        .into_iter()
-        .filter(|name| !bin_dir.join(name).is_file())
-        .collect();
+    let missing: Vec<&str> =
+        WORKER_BINARIES.into_iter().filter(|name| !bin_dir.join(name).is_file()).collect();
     let release = match bin_dir.file_name().and_then(|name| name.to_str()) {
         Some("release") => true,
         Some("debug") => false,
@@ -265,13 +246,8 @@ fn build_missing_workers(bin_dir: &Path, cargo: Option<&std::ffi::OsStr>) -> any
     for name in &missing {
         command.args(["-p", name]);
     }
-    eprintln!(
-        "nton: building {} for the job definitions: {command:?}",
-        missing.join(", ")
-    );
-    let status = command
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
+    eprintln!("nton: building {} for the job definitions: {command:?}", missing.join(", "));
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
     if !status.success() {
         return Err(CommandError::environment(format!("{command:?} failed ({status})")).into());
     }
@@ -295,28 +271,20 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
     let record_path = run_dir.join(RECORD_FILE);
     // With a retry's children under their original nodes: a resume runs the whole plan.
     let lines = crate::retry::read_run_record(&record_path).map_err(|error| {
-        CommandError::bad_input(format!(
-            "--resume: cannot read {}: {error}",
-            record_path.display()
-        ))
+        CommandError::bad_input(format!("--resume: cannot read {}: {error}", record_path.display()))
     })?;
     let first_start = lines.iter().find_map(|line| match line {
         RecordLine::Run(start) => Some(start),
         _ => None,
     });
     let output = first_start.and_then(|start| start.meta["output"].as_str().map(str::to_string));
-    let input = first_start
-        .map(|start| start.input.clone())
-        .ok_or_else(|| {
-            CommandError::bad_input(format!(
-                "--resume: {} has no run start line",
-                record_path.display()
-            ))
-        })?;
-    if lines
-        .iter()
-        .any(|line| matches!(line, RecordLine::End(end) if end.status == "SUCCEEDED"))
-    {
+    let input = first_start.map(|start| start.input.clone()).ok_or_else(|| {
+        CommandError::bad_input(format!(
+            "--resume: {} has no run start line",
+            record_path.display()
+        ))
+    })?;
+    if lines.iter().any(|line| matches!(line, RecordLine::End(end) if end.status == "SUCCEEDED")) {
         return Err(CommandError::bad_input(format!(
             "--resume: the run in {} already succeeded; nothing to resume",
             run_dir.display()
@@ -397,16 +365,9 @@ fn summary_json(request: &RunRequest, summary: &RunSummary, record_copy: Option<
 
 fn results_location(request: &RunRequest) -> String {
     if request.output.starts_with("s3://") {
-        format!(
-            "{}/{}/",
-            request.output.trim_end_matches('/'),
-            request.workflow_id
-        )
+        format!("{}/{}/", request.output.trim_end_matches('/'), request.workflow_id)
     } else {
-        Path::new(&request.output)
-            .join(request.workflow_id.to_string())
-            .display()
-            .to_string()
+        Path::new(&request.output).join(request.workflow_id.to_string()).display().to_string()
     }
 }
 
@@ -420,10 +381,7 @@ pub fn summary_text(
     let mut text = format!("\nnton run: {} in {seconds:.1} s\n", summary.status);
     text += &format!("  workflow   {}\n", request.workflow_id);
     if let Some(ids) = request.spec.input["ids"].as_u64() {
-        text += &format!(
-            "  ids        {ids} ({} per node)\n",
-            request.spec.input["idsPerNode"]
-        );
+        text += &format!("  ids        {ids} ({} per node)\n", request.spec.input["idsPerNode"]);
     }
     for job in &summary.jobs {
         let counts = job
@@ -431,17 +389,10 @@ pub fn summary_text(
             .as_ref()
             .and_then(|a| a.status_summary.clone())
             .unwrap_or_default();
-        let size = job
-            .array_properties
-            .as_ref()
-            .and_then(|a| a.size)
-            .unwrap_or(1);
-        let succeeded = counts
-            .get(&JobStatus::Succeeded)
-            .copied()
-            .unwrap_or(u32::from(
-                job.status == JobStatus::Succeeded && job.array_properties.is_none(),
-            ));
+        let size = job.array_properties.as_ref().and_then(|a| a.size).unwrap_or(1);
+        let succeeded = counts.get(&JobStatus::Succeeded).copied().unwrap_or(u32::from(
+            job.status == JobStatus::Succeeded && job.array_properties.is_none(),
+        ));
         let failed = counts.get(&JobStatus::Failed).copied().unwrap_or(u32::from(
             job.status == JobStatus::Failed && job.array_properties.is_none(),
         ));
@@ -451,10 +402,7 @@ pub fn summary_text(
         );
     }
     text += &format!("  results    {}\n", results_location(request));
-    text += &format!(
-        "  record     {}\n",
-        record_copy.unwrap_or(&summary.record).display()
-    );
+    text += &format!("  record     {}\n", record_copy.unwrap_or(&summary.record).display());
     if let Some(error) = &summary.error {
         text += &format!(
             "  failed     {error} in state {}\n",
@@ -468,18 +416,11 @@ pub fn summary_text(
         // What the failed children said on stderr: the first thing a person wants to see.
         if let Ok(lines) = crate::retry::read_run_record(&summary.record) {
             let report = crate::report::build_report(&lines);
-            for failure in report
-                .failures
-                .iter()
-                .filter(|f| f.stderr_tail.is_some())
-                .take(5)
-            {
+            for failure in report.failures.iter().filter(|f| f.stderr_tail.is_some()).take(5) {
                 text += &format!(
                     "  stderr     {} node {}: {}\n",
                     crate::progress::short_job_name(&failure.job_name),
-                    failure
-                        .node
-                        .map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    failure.node.map_or_else(|| "-".to_string(), |n| n.to_string()),
                     failure.stderr_tail.as_deref().unwrap_or_default()
                 );
             }
@@ -511,18 +452,12 @@ pub(crate) fn checked_output(cwd: &Path, output: &str) -> Result<String, Command
 pub(crate) fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
     match pair.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(CommandError::bad_input(format!(
-            "{flag}: {pair:?} is not KEY=VALUE"
-        ))),
+        _ => Err(CommandError::bad_input(format!("{flag}: {pair:?} is not KEY=VALUE"))),
     }
 }
 
 pub(crate) fn absolute(cwd: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        cwd.join(path)
-    }
+    if path.is_absolute() { path.to_path_buf() } else { cwd.join(path) }
 }
 
 #[cfg(test)]
@@ -551,20 +486,14 @@ mod tests {
             request.spec.env_overrides["NTON_DATA_ROOT"],
             request.efs_dir.display().to_string()
         );
-        assert_eq!(
-            request.spec.input["workflowId"],
-            request.workflow_id.to_string()
-        );
+        assert_eq!(request.spec.input["workflowId"], request.workflow_id.to_string());
     }
 
     #[test]
     fn a_bad_output_is_refused_before_anything_runs_naming_the_option() {
         let dir = tempfile::tempdir().unwrap();
         for (output, want) in [
-            (
-                "s3://",
-                "the bucket name \"\" has 0 characters; it must have 3 to 63",
-            ),
+            ("s3://", "the bucket name \"\" has 0 characters; it must have 3 to 63"),
             ("s3:///prefix", "the bucket name \"\" has 0 characters"),
             ("s3://Bad_Bucket/x", "must be lowercase letters"),
             ("s3://bucket/a/../b", "the prefix must not have empty"),
@@ -573,10 +502,7 @@ mod tests {
         ] {
             let error = plan_run(&args(&["--output", output]), dir.path()).unwrap_err();
             let message = error.to_string();
-            assert!(
-                message.starts_with(&format!("--output: {output:?}: ")),
-                "{message}"
-            );
+            assert!(message.starts_with(&format!("--output: {output:?}: ")), "{message}");
             assert!(message.contains(want), "{output}: {message}");
             assert_eq!(
                 error.downcast_ref::<CommandError>().map(|e| e.code),
@@ -584,11 +510,7 @@ mod tests {
                 "{output}"
             );
         }
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "nothing written"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
         let request = plan_run(&args(&["--output", "s3://my-bucket/runs"]), dir.path()).unwrap();
         assert_eq!(request.output, "s3://my-bucket/runs");
         let request = plan_run(&args(&["--output", "file:///srv/out"]), dir.path()).unwrap();
@@ -597,17 +519,11 @@ mod tests {
 
     #[test]
     fn a_plan_batch_would_refuse_is_refused_before_anything_runs() {
-        let error = plan_run(
-            &args(&["--ids", "10001", "--ids-per-node", "1"]),
-            Path::new("/w"),
-        )
-        .unwrap_err();
+        let error = plan_run(&args(&["--ids", "10001", "--ids-per-node", "1"]), Path::new("/w"))
+            .unwrap_err();
         let message = error.to_string();
         assert!(message.contains("10001 nodes"), "{message}");
-        assert_eq!(
-            error.downcast_ref::<CommandError>().unwrap().code,
-            exit::BAD_INPUT
-        );
+        assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
         // clap refuses these already (cli.rs tests); plan_run checks again for library callers.
         let mut zero_ids = args(&[]);
         zero_ids.ids = 0;
@@ -620,12 +536,7 @@ mod tests {
     #[test]
     fn job_env_and_params_must_be_pairs() {
         let request = plan_run(
-            &args(&[
-                "--job-env",
-                "NTON_FAULT_FAIL=procure:3",
-                "--param",
-                "PollSeconds=5",
-            ]),
+            &args(&["--job-env", "NTON_FAULT_FAIL=procure:3", "--param", "PollSeconds=5"]),
             Path::new("/w"),
         )
         .unwrap();

@@ -99,9 +99,7 @@ impl Timeline {
         let mut totals: BTreeMap<String, StageTotals> = BTreeMap::new();
         let mut by_node: BTreeMap<u32, Vec<Attempt>> = BTreeMap::new();
         for attempt in attempts {
-            let first = stage_starts
-                .entry(attempt.stage.clone())
-                .or_insert(i64::MAX);
+            let first = stage_starts.entry(attempt.stage.clone()).or_insert(i64::MAX);
             *first = (*first).min(attempt.started_at.unwrap_or(attempt.stopped_at));
             let stage = totals.entry(attempt.stage.clone()).or_default();
             match attempt.outcome {
@@ -117,19 +115,14 @@ impl Timeline {
         }
         let mut stages: Vec<String> = stage_starts.keys().cloned().collect();
         stages.sort_by_key(|stage| stage_starts[stage]);
-        let order: BTreeMap<&str, usize> = stages
-            .iter()
-            .enumerate()
-            .map(|(index, stage)| (stage.as_str(), index))
-            .collect();
+        let order: BTreeMap<&str, usize> =
+            stages.iter().enumerate().map(|(index, stage)| (stage.as_str(), index)).collect();
 
         let mut rows: Vec<NodeRow> = by_node
             .into_iter()
             .map(|(node, mut attempts)| {
                 attempts.sort_by_key(|a| (order[a.stage.as_str()], a.attempt));
-                let drawn = attempts
-                    .iter()
-                    .filter_map(|a| Some((a.started_at?, a.stopped_at)));
+                let drawn = attempts.iter().filter_map(|a| Some((a.started_at?, a.stopped_at)));
                 let first = drawn.clone().map(|(start, _)| start).min();
                 let last = drawn.map(|(_, stop)| stop).max();
                 NodeRow {
@@ -230,10 +223,8 @@ impl Timeline {
         }
         let run = run.unwrap_or_default();
         let attempts: Vec<Attempt> = attempts.into_values().collect();
-        let poll = visits
-            .iter()
-            .filter(|(_, times)| times.len() > 1)
-            .max_by_key(|(_, times)| times.len());
+        let poll =
+            visits.iter().filter(|(_, times)| times.len() > 1).max_by_key(|(_, times)| times.len());
         let (poll_state, mut polls) = match poll {
             Some((name, times)) => (Some(name.clone()), times.clone()),
             None => (None, Vec::new()),
@@ -249,11 +240,7 @@ fn rows_to_draw(rows: &[NodeRow], failed: &[u32], slowest: &[(u32, i64)]) -> BTr
     let mut keep: BTreeSet<u32> = failed.iter().copied().take(MAX_ROWS).collect();
     keep.extend(slowest.iter().map(|&(node, _)| node));
     let room = MAX_ROWS.saturating_sub(keep.len());
-    let rest: Vec<u32> = rows
-        .iter()
-        .map(|r| r.node)
-        .filter(|n| !keep.contains(n))
-        .collect();
+    let rest: Vec<u32> = rows.iter().map(|r| r.node).filter(|n| !keep.contains(n)).collect();
     if rest.len() <= room {
         keep.extend(rest);
     } else if room > 0 {
@@ -269,9 +256,7 @@ const PLOT_WIDTH: f64 = 1000.0;
 const AXIS_HEIGHT: f64 = 24.0;
 
 /// The stage colours, in stage order; a fourth stage or more cycles through them.
-const STAGE_COLOURS: [&str; 6] = [
-    "#4c78a8", "#54a24b", "#b279a2", "#f58518", "#72b7b2", "#9d755d",
-];
+const STAGE_COLOURS: [&str; 6] = ["#4c78a8", "#54a24b", "#b279a2", "#f58518", "#72b7b2", "#9d755d"];
 
 const CSS: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 10px;text-align:right}\
@@ -335,12 +320,8 @@ fn svg(timeline: &Timeline) -> Markup {
     let span = (timeline.ended_at - timeline.started_at).max(1) as f64;
     let x = |t: i64| LABEL_WIDTH + (t - timeline.started_at) as f64 / span * PLOT_WIDTH;
     let height = timeline.rows.len() as f64 * ROW_HEIGHT + AXIS_HEIGHT;
-    let stage_index: BTreeMap<&str, usize> = timeline
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
+    let stage_index: BTreeMap<&str, usize> =
+        timeline.stages.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let ticks = (0..=10).map(|i| timeline.started_at + (span * f64::from(i) / 10.0) as i64);
     html! {
         svg id="timeline" xmlns="http://www.w3.org/2000/svg" width=(LABEL_WIDTH + PLOT_WIDTH + 30.0) height=(height)
@@ -379,11 +360,7 @@ fn svg(timeline: &Timeline) -> Markup {
 /// An axis label: seconds, with a decimal when the whole run is short enough to need one.
 fn axis_label(ms: i64, span_ms: f64) -> String {
     let seconds = ms as f64 / 1000.0;
-    if span_ms < 20_000.0 {
-        format!("{seconds:.1}s")
-    } else {
-        format!("{seconds:.0}s")
-    }
+    if span_ms < 20_000.0 { format!("{seconds:.1}s") } else { format!("{seconds:.0}s") }
 }
 
 fn colour(index: usize) -> &'static str {
@@ -409,12 +386,7 @@ fn outcome_name(outcome: Outcome) -> &'static str {
 
 fn list(nodes: &[u32]) -> String {
     const SHOWN: usize = 50;
-    let mut text = nodes
-        .iter()
-        .take(SHOWN)
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = nodes.iter().take(SHOWN).map(u32::to_string).collect::<Vec<_>>().join(", ");
     if nodes.len() > SHOWN {
         text += &format!(" and {} more", nodes.len() - SHOWN);
     }
@@ -449,14 +421,8 @@ mod tests {
 
     #[test]
     fn totals_stage_order_failed_and_slowest_nodes_come_from_the_attempts() {
-        let timeline = Timeline::build(
-            "r".into(),
-            "FAILED".into(),
-            three_nodes(),
-            None,
-            vec![],
-            None,
-        );
+        let timeline =
+            Timeline::build("r".into(), "FAILED".into(), three_nodes(), None, vec![], None);
         assert_eq!(timeline.stages, ["nton-procure", "nton-process"]);
         assert_eq!(timeline.totals["nton-procure"].retried_attempts, 1);
         assert_eq!(timeline.totals["nton-procure"].failed, 1);
@@ -472,18 +438,8 @@ mod tests {
         let mut attempts = Vec::new();
         for node in 0..10_000 {
             let slow = if node == 7_777 { 50_000 } else { 0 };
-            let outcome = if node % 1_000 == 3 {
-                Outcome::Failed
-            } else {
-                Outcome::Succeeded
-            };
-            attempts.push(attempt(
-                "p",
-                node,
-                1,
-                (0, 1_000 + i64::from(node % 10) + slow),
-                outcome,
-            ));
+            let outcome = if node % 1_000 == 3 { Outcome::Failed } else { Outcome::Succeeded };
+            attempts.push(attempt("p", node, 1, (0, 1_000 + i64::from(node % 10) + slow), outcome));
         }
         let timeline = Timeline::build("r".into(), "FAILED".into(), attempts, None, vec![], None);
         assert_eq!(timeline.node_count, 10_000);

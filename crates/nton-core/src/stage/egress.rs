@@ -51,11 +51,7 @@ pub fn egress_items(
                     detail: "it is not a regular file".to_string(),
                 });
             }
-            Ok(EgressItem {
-                key: layout.result_key(wf, node, id),
-                path,
-                len: metadata.len(),
-            })
+            Ok(EgressItem { key: layout.result_key(wf, node, id), path, len: metadata.len() })
         })
         .collect()
 }
@@ -126,9 +122,7 @@ fn remove_stale_temps(items: &[EgressItem], dest_root: &Path) {
 
 fn is_plain_relative(key: &str) -> bool {
     !key.is_empty()
-        && Path::new(key)
-            .components()
-            .all(|component| matches!(component, Component::Normal(_)))
+        && Path::new(key).components().all(|component| matches!(component, Component::Normal(_)))
 }
 
 #[cfg(test)]
@@ -160,10 +154,7 @@ mod tests {
             matches!(&err, StageError::Missing { node: 2, path, .. } if *path == gone),
             "{err}"
         );
-        assert!(
-            err.to_string()
-                .contains("did process succeed for this node?")
-        );
+        assert!(err.to_string().contains("did process succeed for this node?"));
     }
 
     #[test]
@@ -181,10 +172,7 @@ mod tests {
         fs::write(&stale, b"half").unwrap();
         fs::write(&foreign, b"keep").unwrap();
         egress_to_dir(&items, dest.path()).unwrap();
-        assert!(
-            !stale.exists(),
-            "the stale temp of a shipped file is removed"
-        );
+        assert!(!stale.exists(), "the stale temp of a shipped file is removed");
         assert!(foreign.exists(), "other files are left alone");
         assert!(target.is_file());
     }
@@ -233,9 +221,6 @@ mod tests {
         let items = egress_items(&layout, &wf, 4).unwrap();
         fs::remove_file(&items[0].path).unwrap();
         let err = egress_to_dir(&items, dest.path()).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("egress of {}: copying", items[0].key)),
-            "{err}"
-        );
+        assert!(err.starts_with(&format!("egress of {}: copying", items[0].key)), "{err}");
     }
 }

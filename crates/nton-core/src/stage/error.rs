@@ -9,65 +9,32 @@ use std::path::{Path, PathBuf};
 pub enum StageError {
     /// An input file that an earlier step should have written is not there.
     #[error("node {node}: {} is missing{}", path.display(), hint_text(hint))]
-    Missing {
-        node: u32,
-        path: PathBuf,
-        hint: &'static str,
-    },
+    Missing { node: u32, path: PathBuf, hint: &'static str },
     /// A file is not valid JSON (truncated, or not JSON at all).
     #[error("node {node}: {} is not valid JSON: {source}", path.display())]
-    InvalidJson {
-        node: u32,
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    InvalidJson { node: u32, path: PathBuf, source: serde_json::Error },
     /// A file is readable but not what the stage expects.
     #[error("node {node}: {} has the wrong shape: {detail}", path.display())]
-    WrongShape {
-        node: u32,
-        path: PathBuf,
-        detail: String,
-    },
+    WrongShape { node: u32, path: PathBuf, detail: String },
     /// Reading or writing a file failed.
     #[error("node {node}: {}: {source}", path.display())]
-    Io {
-        node: u32,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { node: u32, path: PathBuf, source: io::Error },
     /// Copying a result to its egress destination failed (the key names workflow and node).
     #[error("egress of {key}: copying {} to {}: {source}", from.display(), to.display())]
-    Copy {
-        key: String,
-        from: PathBuf,
-        to: PathBuf,
-        source: io::Error,
-    },
+    Copy { key: String, from: PathBuf, to: PathBuf, source: io::Error },
 }
 
 fn hint_text(hint: &str) -> String {
-    if hint.is_empty() {
-        String::new()
-    } else {
-        format!(" ({hint})")
-    }
+    if hint.is_empty() { String::new() } else { format!(" ({hint})") }
 }
 
 impl StageError {
     /// An io error on `path`; NotFound becomes [`StageError::Missing`] with `hint`.
     pub fn io(node: u32, path: &Path, source: io::Error, hint: &'static str) -> StageError {
         if source.kind() == io::ErrorKind::NotFound {
-            StageError::Missing {
-                node,
-                path: path.to_path_buf(),
-                hint,
-            }
+            StageError::Missing { node, path: path.to_path_buf(), hint }
         } else {
-            StageError::Io {
-                node,
-                path: path.to_path_buf(),
-                source,
-            }
+            StageError::Io { node, path: path.to_path_buf(), source }
         }
     }
 
@@ -76,21 +43,17 @@ impl StageError {
     pub fn json(node: u32, path: &Path, source: serde_json::Error) -> StageError {
         use serde_json::error::Category;
         match source.classify() {
-            Category::Syntax | Category::Eof => StageError::InvalidJson {
-                node,
-                path: path.to_path_buf(),
-                source,
-            },
+            Category::Syntax | Category::Eof => {
+                StageError::InvalidJson { node, path: path.to_path_buf(), source }
+            }
             Category::Data => StageError::WrongShape {
                 node,
                 path: path.to_path_buf(),
                 detail: source.to_string(),
             },
-            Category::Io => StageError::Io {
-                node,
-                path: path.to_path_buf(),
-                source: source.into(),
-            },
+            Category::Io => {
+                StageError::Io { node, path: path.to_path_buf(), source: source.into() }
+            }
         }
     }
 

@@ -35,11 +35,7 @@ pub(crate) fn write_result_points(points: impl Iterator<Item = ResultPoint>, out
         }
         out.extend_from_slice(b"{\"timestamp\":");
         out.extend_from_slice(numbers.format(point.timestamp).as_bytes());
-        out.extend_from_slice(if point.open {
-            b",\"open\":true}"
-        } else {
-            b",\"open\":false}"
-        });
+        out.extend_from_slice(if point.open { b",\"open\":true}" } else { b",\"open\":false}" });
     }
     out.push(b']');
 }
@@ -52,33 +48,18 @@ mod tests {
     fn data_points_are_written_exactly_as_serde_json_writes_them() {
         let cases: [Vec<DataPoint>; 3] = [
             vec![],
-            vec![DataPoint {
-                timestamp: 0,
-                value: 0,
-            }],
+            vec![DataPoint { timestamp: 0, value: 0 }],
             vec![
-                DataPoint {
-                    timestamp: 1_663_643_568_158,
-                    value: 10,
-                },
-                DataPoint {
-                    timestamp: u64::MAX,
-                    value: -19_999,
-                },
-                DataPoint {
-                    timestamp: 7,
-                    value: i64::MIN,
-                },
+                DataPoint { timestamp: 1_663_643_568_158, value: 10 },
+                DataPoint { timestamp: u64::MAX, value: -19_999 },
+                DataPoint { timestamp: 7, value: i64::MIN },
             ],
         ];
         for points in cases {
             let mut out = b"prefix".to_vec();
             write_data_points(points.iter().copied(), &mut out);
             let expected = [b"prefix".to_vec(), serde_json::to_vec(&points).unwrap()].concat();
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                String::from_utf8(expected).unwrap()
-            );
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected).unwrap());
         }
     }
 
@@ -86,19 +67,10 @@ mod tests {
     fn result_points_are_written_exactly_as_serde_json_writes_them() {
         let cases: [Vec<ResultPoint>; 3] = [
             vec![],
-            vec![ResultPoint {
-                timestamp: 0,
-                open: false,
-            }],
+            vec![ResultPoint { timestamp: 0, open: false }],
             vec![
-                ResultPoint {
-                    timestamp: 1_663_643_568_158,
-                    open: true,
-                },
-                ResultPoint {
-                    timestamp: u64::MAX,
-                    open: false,
-                },
+                ResultPoint { timestamp: 1_663_643_568_158, open: true },
+                ResultPoint { timestamp: u64::MAX, open: false },
             ],
         ];
         for points in cases {

@@ -29,10 +29,9 @@ pub struct ResultPoint {
 /// serde's, for the caller to turn into "not valid JSON" or "wrong shape".
 pub fn process_record(data: &[u8], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let points: Vec<DataPoint> = serde_json::from_slice(data)?;
-    let results = points.iter().map(|point| ResultPoint {
-        timestamp: point.timestamp,
-        open: point.value > OPEN_ABOVE,
-    });
+    let results = points
+        .iter()
+        .map(|point| ResultPoint { timestamp: point.timestamp, open: point.value > OPEN_ABOVE });
     // Straight from the iterator into the buffer: no second Vec, no allocation per point.
     write_result_points(results, out);
     Ok(())
@@ -44,20 +43,13 @@ pub fn process(layout: &Layout, wf: &WorkflowId, node: u32) -> Result<StageRepor
     let ids = layout.read_ids(wf, node)?;
     let dir = layout.results_dir(wf, node);
     fsutil::create_dir_all_idempotent(&dir).map_err(|err| StageError::io(node, &dir, err, ""))?;
-    for_each_record(ids.len(), |index| {
-        process_one(layout, wf, node, &ids[index])
-    })
+    for_each_record(ids.len(), |index| process_one(layout, wf, node, &ids[index]))
 }
 
 fn process_one(layout: &Layout, wf: &WorkflowId, node: u32, id: &Uuid) -> Result<u64, StageError> {
     let input = layout.data_file(wf, node, id);
     let data = fs::read(&input).map_err(|err| {
-        StageError::io(
-            node,
-            &input,
-            err,
-            "procure writes it; did procure succeed for this node?",
-        )
+        StageError::io(node, &input, err, "procure writes it; did procure succeed for this node?")
     })?;
     // Results are about a third of the data's size ("open":false vs "value":12345).
     let mut bytes = Vec::with_capacity(data.len());
@@ -126,10 +118,7 @@ mod tests {
         for (id, bytes) in ids.iter().zip(&first) {
             assert_eq!(&fs::read(layout.result_file(&wf, 2, id)).unwrap(), bytes);
         }
-        assert_eq!(
-            fs::read_dir(layout.results_dir(&wf, 2)).unwrap().count(),
-            40
-        );
+        assert_eq!(fs::read_dir(layout.results_dir(&wf, 2)).unwrap().count(), 40);
     }
 
     #[test]
@@ -156,10 +145,7 @@ mod tests {
         let cases: [(&[u8], &str); 4] = [
             (b"[{\"timestamp\":1,\"val", "is not valid JSON"),
             (b"not json", "is not valid JSON"),
-            (
-                b"{\"timestamp\":1}",
-                "has the wrong shape: invalid type: map",
-            ),
+            (b"{\"timestamp\":1}", "has the wrong shape: invalid type: map"),
             (
                 b"[{\"timestamp\":1,\"value\":\"high\"}]",
                 "has the wrong shape: invalid type: string",
@@ -171,10 +157,7 @@ mod tests {
             assert_eq!(err.node(), Some(0));
             assert_eq!(err.path(), path);
             let text = err.to_string();
-            assert!(
-                text.starts_with(&format!("node 0: {} {expected}", path.display())),
-                "{text}"
-            );
+            assert!(text.starts_with(&format!("node 0: {} {expected}", path.display())), "{text}");
         }
         let err = process(&layout, &wf, 0).unwrap_err();
         assert!(matches!(err, StageError::WrongShape { .. }));

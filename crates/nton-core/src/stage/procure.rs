@@ -133,10 +133,7 @@ mod tests {
                 bins[((p.value - VALUE_MIN) * 10 / (VALUE_MAX - VALUE_MIN)) as usize] += 1;
             }
         }
-        assert!(
-            bins.iter().all(|&n| (4_500..5_500).contains(&n)),
-            "{bins:?}"
-        );
+        assert!(bins.iter().all(|&n| (4_500..5_500).contains(&n)), "{bins:?}");
     }
 
     #[test]
@@ -188,10 +185,7 @@ mod tests {
         let blocked = layout.data_file(&wf, 0, &ids[2]);
         fs::create_dir_all(blocked.join("x")).unwrap();
         let err = procure(&layout, &wf, 0).unwrap_err();
-        assert!(
-            matches!(&err, StageError::Io { node: 0, path, .. } if *path == blocked),
-            "{err}"
-        );
+        assert!(matches!(&err, StageError::Io { node: 0, path, .. } if *path == blocked), "{err}");
         for entry in fs::read_dir(layout.data_dir(&wf, 0)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             assert!(!name.starts_with('.'), "temp file left behind: {name}");

@@ -24,8 +24,5 @@ where
         bytes.fetch_add(written, Ordering::Relaxed);
         Ok(())
     })?;
-    Ok(StageReport {
-        files: files.into_inner(),
-        bytes: bytes.into_inner(),
-    })
+    Ok(StageReport { files: files.into_inner(), bytes: bytes.into_inner() })
 }

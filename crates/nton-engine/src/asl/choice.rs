@@ -43,11 +43,7 @@ enum Operand {
 
 #[derive(Debug, Clone)]
 enum Test {
-    Compare {
-        kind: Kind,
-        op: Op,
-        operand: Operand,
-    },
+    Compare { kind: Kind, op: Op, operand: Operand },
     Matches(Vec<GlobPiece>),
     Is(TypeTest, bool),
 }
@@ -89,34 +85,18 @@ const COMPARISONS: &[(&str, Kind, Op)] = &[
     ("StringLessThan", Kind::String, Op::LessThan),
     ("StringGreaterThan", Kind::String, Op::GreaterThan),
     ("StringLessThanEquals", Kind::String, Op::LessThanEquals),
-    (
-        "StringGreaterThanEquals",
-        Kind::String,
-        Op::GreaterThanEquals,
-    ),
+    ("StringGreaterThanEquals", Kind::String, Op::GreaterThanEquals),
     ("NumericEquals", Kind::Numeric, Op::Equals),
     ("NumericLessThan", Kind::Numeric, Op::LessThan),
     ("NumericGreaterThan", Kind::Numeric, Op::GreaterThan),
     ("NumericLessThanEquals", Kind::Numeric, Op::LessThanEquals),
-    (
-        "NumericGreaterThanEquals",
-        Kind::Numeric,
-        Op::GreaterThanEquals,
-    ),
+    ("NumericGreaterThanEquals", Kind::Numeric, Op::GreaterThanEquals),
     ("BooleanEquals", Kind::Boolean, Op::Equals),
     ("TimestampEquals", Kind::Timestamp, Op::Equals),
     ("TimestampLessThan", Kind::Timestamp, Op::LessThan),
     ("TimestampGreaterThan", Kind::Timestamp, Op::GreaterThan),
-    (
-        "TimestampLessThanEquals",
-        Kind::Timestamp,
-        Op::LessThanEquals,
-    ),
-    (
-        "TimestampGreaterThanEquals",
-        Kind::Timestamp,
-        Op::GreaterThanEquals,
-    ),
+    ("TimestampLessThanEquals", Kind::Timestamp, Op::LessThanEquals),
+    ("TimestampGreaterThanEquals", Kind::Timestamp, Op::GreaterThanEquals),
 ];
 
 const TYPE_TESTS: &[(&str, TypeTest)] = &[
@@ -142,27 +122,17 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
 /// field named from `Choices[i]` down.
 pub(crate) fn compile_choices(raw: Vec<RawChoiceRule>) -> Result<Vec<Choice>, (String, String)> {
     if raw.is_empty() {
-        return Err((
-            "Choices".to_string(),
-            "must hold at least one rule".to_string(),
-        ));
+        return Err(("Choices".to_string(), "must hold at least one rule".to_string()));
     }
     raw.into_iter()
         .enumerate()
         .map(|(i, r)| {
             let at = format!("Choices[{i}]");
             let next = r.next.clone().ok_or_else(|| {
-                (
-                    format!("{at}.Next"),
-                    "missing: a top-level rule needs Next".to_string(),
-                )
+                (format!("{at}.Next"), "missing: a top-level rule needs Next".to_string())
             })?;
             let assign = r.assign.clone();
-            Ok(Choice {
-                rule: compile_rule(r, &at)?,
-                next,
-                assign,
-            })
+            Ok(Choice { rule: compile_rule(r, &at)?, next, assign })
         })
         .collect()
 }
@@ -173,26 +143,11 @@ fn raw_is_nested(at: &str) -> bool {
 }
 
 fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> {
-    let RawChoiceRule {
-        variable,
-        next: _,
-        _comment: _,
-        and,
-        or,
-        not,
-        assign,
-        operators,
-    } = raw;
+    let RawChoiceRule { variable, next: _, _comment: _, and, or, not, assign, operators } = raw;
     if assign.is_some() && raw_is_nested(at) {
-        return Err((
-            format!("{at}.Assign"),
-            "only a top-level rule may have Assign".to_string(),
-        ));
+        return Err((format!("{at}.Assign"), "only a top-level rule may have Assign".to_string()));
     }
-    let combinators = [and.is_some(), or.is_some(), not.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let combinators = [and.is_some(), or.is_some(), not.is_some()].iter().filter(|b| **b).count();
     if combinators > 0 {
         if combinators > 1 || variable.is_some() || !operators.is_empty() {
             return Err((
@@ -200,29 +155,27 @@ fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> 
                 "a rule is one of And, Or, Not or a Variable test".to_string(),
             ));
         }
-        let nested =
-            |rules: Vec<RawChoiceRule>, name: &str| -> Result<Vec<Rule>, (String, String)> {
-                if rules.is_empty() {
-                    return Err((
-                        format!("{at}.{name}"),
-                        "must hold at least one rule".to_string(),
-                    ));
-                }
-                rules
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        let at = format!("{at}.{name}[{i}]");
-                        if r.next.is_some() {
-                            return Err((
-                                format!("{at}.Next"),
-                                "only a top-level rule may have Next".to_string(),
-                            ));
-                        }
-                        compile_rule(r, &at)
-                    })
-                    .collect()
-            };
+        let nested = |rules: Vec<RawChoiceRule>,
+                      name: &str|
+         -> Result<Vec<Rule>, (String, String)> {
+            if rules.is_empty() {
+                return Err((format!("{at}.{name}"), "must hold at least one rule".to_string()));
+            }
+            rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let at = format!("{at}.{name}[{i}]");
+                    if r.next.is_some() {
+                        return Err((
+                            format!("{at}.Next"),
+                            "only a top-level rule may have Next".to_string(),
+                        ));
+                    }
+                    compile_rule(r, &at)
+                })
+                .collect()
+        };
         if let Some(rules) = and {
             return Ok(Rule::And(nested(rules, "And")?));
         }
@@ -236,24 +189,15 @@ fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> 
                 "only a top-level rule may have Next".to_string(),
             ));
         }
-        return Ok(Rule::Not(Box::new(compile_rule(
-            *not,
-            &format!("{at}.Not"),
-        )?)));
+        return Ok(Rule::Not(Box::new(compile_rule(*not, &format!("{at}.Not"))?)));
     }
     let variable = variable.ok_or_else(|| {
-        (
-            format!("{at}.Variable"),
-            "missing: a rule needs Variable, And, Or or Not".to_string(),
-        )
+        (format!("{at}.Variable"), "missing: a rule needs Variable, And, Or or Not".to_string())
     })?;
     let variable = Path::parse(&variable).map_err(|m| (format!("{at}.Variable"), m))?;
     let mut ops = operators.into_iter();
     let (operator, operand) = ops.next().ok_or_else(|| {
-        (
-            at.to_string(),
-            "a Variable test needs a comparison operator".to_string(),
-        )
+        (at.to_string(), "a Variable test needs a comparison operator".to_string())
     })?;
     if let Some((other, _)) = ops.next() {
         return Err((
@@ -263,11 +207,7 @@ fn compile_rule(raw: RawChoiceRule, at: &str) -> Result<Rule, (String, String)> 
     }
     let field = format!("{at}.{operator}");
     let test = compile_test(&operator, operand).map_err(|m| (field, m))?;
-    Ok(Rule::Data(Box::new(DataTest {
-        variable,
-        operator,
-        test,
-    })))
+    Ok(Rule::Data(Box::new(DataTest { variable, operator, test })))
 }
 
 fn compile_test(operator: &str, operand: Value) -> Result<Test, String> {
@@ -349,9 +289,9 @@ fn glob(pattern: &str) -> Result<Vec<GlobPiece>, String> {
 fn glob_matches(pieces: &[GlobPiece], s: &str) -> bool {
     match pieces.split_first() {
         None => s.is_empty(),
-        Some((GlobPiece::Text(t), rest)) => s
-            .strip_prefix(t.as_str())
-            .is_some_and(|r| glob_matches(rest, r)),
+        Some((GlobPiece::Text(t), rest)) => {
+            s.strip_prefix(t.as_str()).is_some_and(|r| glob_matches(rest, r))
+        }
         Some((GlobPiece::Star, rest)) => {
             if rest.is_empty() {
                 return true;
@@ -387,11 +327,7 @@ impl Rule {
             }
             Rule::Not(rule) => Ok(!rule.eval(env)?),
             Rule::Data(data) => {
-                let DataTest {
-                    variable,
-                    operator,
-                    test,
-                } = data.as_ref();
+                let DataTest { variable, operator, test } = data.as_ref();
                 let value = variable.read(env);
                 let missing = |path: &Path| {
                     StateError::runtime(format!(
@@ -445,23 +381,19 @@ fn compare(kind: Kind, op: Op, a: &Value, b: &Value) -> bool {
         Kind::Numeric => match (a, b) {
             (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
                 (Some(x), Some(y)) => Some(x.cmp(&y)),
-                _ => x
-                    .as_f64()
-                    .zip(y.as_f64())
-                    .and_then(|(x, y)| x.partial_cmp(&y)),
+                _ => x.as_f64().zip(y.as_f64()).and_then(|(x, y)| x.partial_cmp(&y)),
             },
             _ => None,
         },
         Kind::Boolean => {
             return op == Op::Equals && a.is_boolean() && a == b;
         }
-        Kind::Timestamp => match (
-            a.as_str().and_then(parse_timestamp),
-            b.as_str().and_then(parse_timestamp),
-        ) {
-            (Some(a), Some(b)) => Some(a.cmp(&b)),
-            _ => None,
-        },
+        Kind::Timestamp => {
+            match (a.as_str().and_then(parse_timestamp), b.as_str().and_then(parse_timestamp)) {
+                (Some(a), Some(b)) => Some(a.cmp(&b)),
+                _ => None,
+            }
+        }
     };
     let Some(ordering) = ordering else {
         return false;

@@ -13,27 +13,15 @@ pub struct AslError {
 
 impl AslError {
     pub(crate) fn machine(field: Option<&str>, message: impl Into<String>) -> Self {
-        Self {
-            state: None,
-            field: field.map(str::to_string),
-            message: message.into(),
-        }
+        Self { state: None, field: field.map(str::to_string), message: message.into() }
     }
 
     pub(crate) fn state(state: &str, message: impl Into<String>) -> Self {
-        Self {
-            state: Some(state.to_string()),
-            field: None,
-            message: message.into(),
-        }
+        Self { state: Some(state.to_string()), field: None, message: message.into() }
     }
 
     pub(crate) fn field(state: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            state: Some(state.to_string()),
-            field: Some(field.into()),
-            message: message.into(),
-        }
+        Self { state: Some(state.to_string()), field: Some(field.into()), message: message.into() }
     }
 }
 
@@ -83,12 +71,7 @@ impl StateError {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
         let error = error.into();
         let terminal = error == names::RUNTIME;
-        Self {
-            error,
-            cause: cause.into(),
-            terminal,
-            execution_timeout: false,
-        }
+        Self { error, cause: cause.into(), terminal, execution_timeout: false }
     }
 
     /// What a Parallel or Map state sees of a failure in one of its branches or iterations:

@@ -50,10 +50,7 @@ pub struct TaskFailure {
 
 impl TaskFailure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Self {
-            error: error.into(),
-            cause: cause.into(),
-        }
+        Self { error: error.into(), cause: cause.into() }
     }
 }
 
@@ -192,10 +189,7 @@ impl ExecutionContext {
 
     fn role(&self) -> String {
         self.role_arn.clone().unwrap_or_else(|| {
-            format!(
-                "arn:aws:iam::{}:role/{}-role",
-                self.account_id, self.state_machine_name
-            )
+            format!("arn:aws:iam::{}:role/{}-role", self.account_id, self.state_machine_name)
         })
     }
 }
@@ -245,18 +239,13 @@ pub async fn run_execution(
     observer: &dyn ExecutionObserver,
     ctx: ExecutionContext,
 ) -> ExecutionOutcome {
-    let start_time = ctx
-        .start_time
-        .unwrap_or_else(OffsetDateTime::now_utc)
-        .to_offset(time::UtcOffset::UTC);
+    let start_time =
+        ctx.start_time.unwrap_or_else(OffsetDateTime::now_utc).to_offset(time::UtcOffset::UTC);
     let run = Run {
         machine,
         tasks,
         observer,
-        clock: Clock {
-            started: Instant::now(),
-            start_time,
-        },
+        clock: Clock { started: Instant::now(), start_time },
         base_context: json!({
             "Execution": {
                 "Id": ctx.execution_arn(),
@@ -302,10 +291,7 @@ fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateE
     if size > MAX_PAYLOAD_BYTES {
         return Err(StateError::new(
             names::DATA_LIMIT,
-            format!(
-                "{} is {size} bytes, more than the {MAX_PAYLOAD_BYTES}-byte limit",
-                what()
-            ),
+            format!("{} is {size} bytes, more than the {MAX_PAYLOAD_BYTES}-byte limit", what()),
         ));
     }
     Ok(())
@@ -332,9 +318,7 @@ fn eval_assign(
     };
     match assign.eval(&Env::new(data, context, vars))? {
         Value::Object(values) => {
-            check_size(&Value::Object(values.clone()), || {
-                "the variables assigned".to_string()
-            })?;
+            check_size(&Value::Object(values.clone()), || "the variables assigned".to_string())?;
             Ok(Some(values))
         }
         _ => unreachable!("an Assign is compiled from an object"),
@@ -350,32 +334,21 @@ struct Attempt<'a> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Run<'_> {
     async fn run(&self, input: Value) -> ExecutionOutcome {
         if let Err(e) = check_size(&input, || "the execution's input".to_string()) {
-            return ExecutionOutcome::Failed {
-                error: e.error,
-                cause: e.cause,
-                state: None,
-            };
+            return ExecutionOutcome::Failed { error: e.error, cause: e.cause, state: None };
         }
         let lane = Lane::new(Duration::ZERO);
-        match self
-            .run_block(&self.machine.root, input, Vars::new(), &lane)
-            .await
-        {
+        match self.run_block(&self.machine.root, input, Vars::new(), &lane).await {
             Ok(output) => ExecutionOutcome::Succeeded { output },
             Err((e, state)) if e.execution_timeout => ExecutionOutcome::TimedOut { state },
-            Err((e, state)) => ExecutionOutcome::Failed {
-                error: e.error,
-                cause: e.cause,
-                state: Some(state),
-            },
+            Err((e, state)) => {
+                ExecutionOutcome::Failed { error: e.error, cause: e.cause, state: Some(state) }
+            }
         }
     }
 
@@ -454,9 +427,7 @@ impl Run<'_> {
 
     /// Time left before the execution's `TimeoutSeconds`.
     fn remaining(&self, lane: &Lane) -> Option<Duration> {
-        self.machine
-            .timeout()
-            .map(|limit| limit.saturating_sub(self.elapsed(lane)))
+        self.machine.timeout().map(|limit| limit.saturating_sub(self.elapsed(lane)))
     }
 
     /// The context object for a state. `$$.State.RetryCount` exists in Task states only
@@ -513,9 +484,7 @@ impl Run<'_> {
                 let result = pass.result.clone().unwrap_or(effective);
                 let assigned = eval_assign(state.assign.as_ref(), &result, &context, vars)?;
                 let output = pass.result_path.apply(raw.clone(), result)?;
-                let output = state
-                    .output_path
-                    .apply(&env.with_data(&output), "OutputPath")?;
+                let output = state.output_path.apply(&env.with_data(&output), "OutputPath")?;
                 Ok((go(&pass.transition, output), assigned))
             }
             Kind::Wait(wait) => {
@@ -593,9 +562,7 @@ impl Run<'_> {
                 let context = self.context(name, entered, None);
                 let env = Env::new(&raw, &context, vars);
                 let effective = state.input_path.apply(&env, "InputPath")?;
-                let output = state
-                    .output_path
-                    .apply(&env.with_data(&effective), "OutputPath")?;
+                let output = state.output_path.apply(&env.with_data(&effective), "OutputPath")?;
                 Ok((Step::End(output), None))
             }
             Kind::Fail(fail) => {
@@ -655,29 +622,17 @@ impl Run<'_> {
             let attempt = match &state.kind {
                 Kind::Task(task) => {
                     let context = self.context(name, entered, Some(retry_count));
-                    let at = Attempt {
-                        context: &context,
-                        vars,
-                        lane,
-                    };
+                    let at = Attempt { context: &context, vars, lane };
                     self.attempt_task(name, state, task, &raw, &at).await
                 }
                 Kind::Parallel(parallel) => {
                     let context = self.context(name, entered, None);
-                    let at = Attempt {
-                        context: &context,
-                        vars,
-                        lane,
-                    };
+                    let at = Attempt { context: &context, vars, lane };
                     self.attempt_parallel(state, parallel, &raw, &at).await
                 }
                 Kind::Map(map) => {
                     let context = self.context(name, entered, None);
-                    let at = Attempt {
-                        context: &context,
-                        vars,
-                        lane,
-                    };
+                    let at = Attempt { context: &context, vars, lane };
                     self.attempt_map(state, map, &raw, &at).await
                 }
                 _ => unreachable!("matched above"),
@@ -688,9 +643,8 @@ impl Run<'_> {
                 Err(e) => e,
             };
             // Only the first retrier that matches counts, even when it is spent.
-            if let Some(i) = retriers
-                .iter()
-                .position(|r| model::error_matches(&r.error_equals, &error.error))
+            if let Some(i) =
+                retriers.iter().position(|r| model::error_matches(&r.error_equals, &error.error))
             {
                 let retrier = &retriers[i];
                 if counts[i] < retrier.max_attempts {
@@ -703,9 +657,8 @@ impl Run<'_> {
                     continue;
                 }
             }
-            if let Some(catcher) = catchers
-                .iter()
-                .find(|c| model::error_matches(&c.error_equals, &error.error))
+            if let Some(catcher) =
+                catchers.iter().find(|c| model::error_matches(&c.error_equals, &error.error))
             {
                 let error_output = json!({"Error": error.error, "Cause": error.cause});
                 let context = self.context(name, entered, None);
@@ -734,9 +687,7 @@ impl Run<'_> {
         };
         let assigned = eval_assign(state.assign.as_ref(), &selected, context, vars)?;
         let output = result_path.apply(raw.clone(), selected)?;
-        let output = state
-            .output_path
-            .apply(&Env::new(&output, context, vars), "OutputPath")?;
+        let output = state.output_path.apply(&Env::new(&output, context, vars), "OutputPath")?;
         Ok((output, assigned))
     }
 
@@ -761,11 +712,8 @@ impl Run<'_> {
             Some(TaskTimeout::Seconds(s)) => Some(Duration::from_secs(*s)),
             Some(TaskTimeout::Path(p)) => {
                 let v = p.read(&env.with_data(&effective));
-                let seconds = v
-                    .as_ref()
-                    .and_then(Value::as_u64)
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| {
+                let seconds =
+                    v.as_ref().and_then(Value::as_u64).filter(|s| *s > 0).ok_or_else(|| {
                         StateError::runtime(format!(
                             "The TimeoutSecondsPath '{}' must select a positive integer, found {}",
                             p.text(),
@@ -775,13 +723,7 @@ impl Run<'_> {
                 Some(Duration::from_secs(seconds))
             }
         };
-        let call = TaskCall {
-            state: name,
-            resource: &task.resource,
-            parameters,
-            context,
-            timeout,
-        };
+        let call = TaskCall { state: name, resource: &task.resource, parameters, context, timeout };
         let remaining = self.remaining(lane);
         let limit = match (timeout, remaining) {
             (Some(t), Some(r)) => Some(t.min(r)),
@@ -803,13 +745,7 @@ impl Run<'_> {
         };
         let result = result.map_err(|f| StateError::new(f.error, f.cause))?;
         check_size(&result, || format!("the result of task {name}"))?;
-        self.finish(
-            state,
-            (task.result_selector.as_ref(), &task.result_path),
-            result,
-            raw,
-            at,
-        )
+        self.finish(state, (task.result_selector.as_ref(), &task.result_path), result, raw, at)
     }
 
     /// Every branch runs on the same input, at once; the result lists their outputs in branch
@@ -829,18 +765,11 @@ impl Run<'_> {
             Some(p) => p.eval(&env.with_data(&effective))?,
             None => effective,
         };
-        let lanes: Vec<Lane> = parallel
-            .branches
-            .iter()
-            .map(|_| Lane::new(lane.skipped()))
-            .collect();
-        let branches = parallel
-            .branches
-            .iter()
-            .zip(&lanes)
-            .map(|(branch, branch_lane)| {
-                self.run_block(branch, input.clone(), vars.clone(), branch_lane)
-            });
+        let lanes: Vec<Lane> =
+            parallel.branches.iter().map(|_| Lane::new(lane.skipped())).collect();
+        let branches = parallel.branches.iter().zip(&lanes).map(|(branch, branch_lane)| {
+            self.run_block(branch, input.clone(), vars.clone(), branch_lane)
+        });
         let outputs = futures::future::try_join_all(branches).await;
         for branch_lane in &lanes {
             lane.skip_to(branch_lane.skipped());
@@ -926,10 +855,8 @@ impl Run<'_> {
         for (input, item_lane) in inputs.into_iter().zip(&lanes) {
             iterations.push(self.run_block(&map.processor, input, vars.clone(), item_lane));
         }
-        let outputs: Result<Vec<Value>, _> = futures::stream::iter(iterations)
-            .buffered(limit)
-            .try_collect()
-            .await;
+        let outputs: Result<Vec<Value>, _> =
+            futures::stream::iter(iterations).buffered(limit).try_collect().await;
         for item_lane in &lanes {
             lane.skip_to(item_lane.skipped());
         }
@@ -947,11 +874,7 @@ impl Run<'_> {
 /// Time from `now` to `t`, zero if `t` has passed.
 fn until(t: OffsetDateTime, now: OffsetDateTime) -> Duration {
     let d = t - now;
-    if d.is_positive() {
-        Duration::try_from(d).unwrap_or(Duration::ZERO)
-    } else {
-        Duration::ZERO
-    }
+    if d.is_positive() { Duration::try_from(d).unwrap_or(Duration::ZERO) } else { Duration::ZERO }
 }
 
 #[cfg(test)]

@@ -75,14 +75,7 @@ impl ExecutionObserver for Entered {
 
 async fn run_with(definition: Value, input: Value, fake: &Fake) -> ExecutionOutcome {
     let machine = StateMachine::from_json(&definition).unwrap_or_else(|e| panic!("{e}"));
-    run_execution(
-        &machine,
-        input,
-        fake,
-        &NullObserver,
-        ExecutionContext::new("test"),
-    )
-    .await
+    run_execution(&machine, input, fake, &NullObserver, ExecutionContext::new("test")).await
 }
 
 async fn run(definition: Value, input: Value) -> ExecutionOutcome {
@@ -98,11 +91,7 @@ fn output(outcome: ExecutionOutcome) -> Value {
 
 fn failure(outcome: ExecutionOutcome) -> (String, String, Option<String>) {
     match outcome {
-        ExecutionOutcome::Failed {
-            error,
-            cause,
-            state,
-        } => (error, cause, state),
+        ExecutionOutcome::Failed { error, cause, state } => (error, cause, state),
         other => panic!("expected failure, got {other:?}"),
     }
 }
@@ -125,10 +114,7 @@ async fn parallel_results_come_in_branch_order_whatever_finishes_first() {
     });
     let fake = Fake::default();
     let out = output(run_with(definition, json!({"n": 7}), &fake).await);
-    assert_eq!(
-        out,
-        json!([{"ms": 80, "b": 0}, {"ms": 1, "b": 7}, {"n": 7}])
-    );
+    assert_eq!(out, json!([{"ms": 80, "b": 0}, {"ms": 1, "b": 7}, {"n": 7}]));
     // The branches ran at once.
     assert_eq!(fake.most_in_flight.load(Ordering::SeqCst), 2);
 }
@@ -176,10 +162,7 @@ async fn parallel_retry_reruns_every_branch_and_catch_sees_a_fail_state_in_a_bra
     // F failed twice, so the whole state ran three times.
     let calls: Vec<_> = fake.calls().iter().map(|c| c["state"].clone()).collect();
     assert_eq!(calls.iter().filter(|s| *s == "F").count(), 3);
-    assert_eq!(
-        out["caught"],
-        json!({"Error": "Given.Up", "Cause": "by a Fail state"})
-    );
+    assert_eq!(out["caught"], json!({"Error": "Given.Up", "Cause": "by a Fail state"}));
 }
 
 #[tokio::test]
@@ -220,11 +203,7 @@ async fn map_concurrency_is_limited_by_max_concurrency_and_its_path() {
         "Iterator": {"StartAt": "Work", "States": {
             "Work": {"Type": "Task", "Resource": "arn:slow", "End": true}
         }}});
-        state[field] = if field == "MaxConcurrency" {
-            json!(limit)
-        } else {
-            json!("$.limit")
-        };
+        state[field] = if field == "MaxConcurrency" { json!(limit) } else { json!("$.limit") };
         let fake = Fake::default();
         let items: Vec<_> = (0..5).map(|i| json!({"ms": 10, "i": i})).collect();
         let out = output(
@@ -271,23 +250,14 @@ async fn map_failures_and_bad_items() {
         )
         .await,
     );
-    assert_eq!(
-        out["error"],
-        json!({"Error": "Item.Bad", "Cause": "a bad item"})
-    );
+    assert_eq!(out["error"], json!({"Error": "Item.Bad", "Cause": "a bad item"}));
     // An empty list gives an empty result.
     let out = output(run(map("$.none", json!([])), json!({"none": []})).await);
     assert_eq!(out, json!([]));
     // Items that are not a list fail the execution, and no Catch sees it.
     let (error, cause, _) = failure(
-        run(
-            map(
-                "$.notalist",
-                json!([{"ErrorEquals": ["States.ALL"], "Next": "After"}]),
-            ),
-            input,
-        )
-        .await,
+        run(map("$.notalist", json!([{"ErrorEquals": ["States.ALL"], "Next": "After"}])), input)
+            .await,
     );
     assert_eq!(error, "States.Runtime");
     assert!(cause.contains("must be a JSON array, found 3"), "{cause}");
@@ -332,10 +302,7 @@ async fn assign_sets_variables_that_later_states_read() {
     }});
     let fake = Fake::default();
     let out = output(run_with(definition, json!({"seed": "s"}), &fake).await);
-    assert_eq!(
-        fake.calls()[0]["parameters"],
-        json!({"a": "two", "b": 1, "from": "s", "sum": 2})
-    );
+    assert_eq!(fake.calls()[0]["parameters"], json!({"a": "two", "b": 1, "from": "s", "sum": 2}));
     assert_eq!(out, json!({"result": "two", "input": {"got": "two"}}));
 }
 
@@ -399,10 +366,7 @@ async fn retry_count_is_in_task_states_only() {
     let fake = Fake::default();
     let (error, cause, state) = failure(run_with(definition, json!({}), &fake).await);
     assert_eq!(fake.calls()[0]["parameters"], json!({"count": 0}));
-    assert_eq!(
-        (error.as_str(), state.as_deref()),
-        ("States.Runtime", Some("Missing"))
-    );
+    assert_eq!((error.as_str(), state.as_deref()), ("States.Runtime", Some("Missing")));
     assert!(cause.contains("'$$.State.RetryCount'"), "{cause}");
 }
 
@@ -421,10 +385,7 @@ async fn data_limit_exceeded_is_caught_by_name_only() {
     let out = output(run(machine("States.DataLimitExceeded"), json!({})).await);
     assert_eq!(out["Error"], "States.DataLimitExceeded");
     let (error, _, state) = failure(run(machine("States.ALL"), json!({})).await);
-    assert_eq!(
-        (error.as_str(), state.as_deref()),
-        ("States.DataLimitExceeded", Some("T"))
-    );
+    assert_eq!((error.as_str(), state.as_deref()), ("States.DataLimitExceeded", Some("T")));
 }
 
 /// Developer guide, "Handling errors in Step Functions workflows": States.Timeout, and AWS's
@@ -455,12 +416,8 @@ async fn wait_timestamp_path_needs_a_t() {
 async fn concurrent_waits_advance_the_clock_once() {
     // Two branches each wait 100 s with an executor that returns at once: the clock moves
     // 100 s, not 200 s, so a 150 s execution timeout is not reached.
-    let wait = |name: &str| {
-        branch(
-            name,
-            json!({ name: {"Type": "Wait", "Seconds": 100, "End": true} }),
-        )
-    };
+    let wait =
+        |name: &str| branch(name, json!({ name: {"Type": "Wait", "Seconds": 100, "End": true} }));
     let definition = json!({"TimeoutSeconds": 150, "StartAt": "P", "States": {
         "P": {"Type": "Parallel", "Branches": [wait("W1"), wait("W2")], "Next": "Later"},
         "Later": {"Type": "Wait", "Seconds": 10, "End": true}

@@ -97,11 +97,7 @@ impl Call {
     /// Parses a whole intrinsic expression, checking names, argument counts and what can be
     /// checked of literal arguments.
     pub fn parse(text: &str) -> Result<Call, String> {
-        let mut p = Parser {
-            chars: text.chars().collect(),
-            pos: 0,
-            text,
-        };
+        let mut p = Parser { chars: text.chars().collect(), pos: 0, text };
         p.skip_ws();
         let call = p.call(1)?;
         p.skip_ws();
@@ -113,11 +109,7 @@ impl Call {
 
     /// Evaluates the call over the state's data and the context object.
     pub fn eval(&self, env: &Env<'_>) -> Result<Value, StateError> {
-        let args = self
-            .args
-            .iter()
-            .map(|a| a.eval(env))
-            .collect::<Result<Vec<_>, _>>()?;
+        let args = self.args.iter().map(|a| a.eval(env)).collect::<Result<Vec<_>, _>>()?;
         let name = self.name;
         let fail = |m: String| StateError::intrinsic(format!("{name}: {m}"));
         Ok(match self.func {
@@ -180,10 +172,7 @@ impl Call {
                     return Err(fail(format!("the chunk size must be positive, got {size}")));
                 }
                 Value::Array(
-                    items
-                        .chunks(size as usize)
-                        .map(|c| Value::Array(c.to_vec()))
-                        .collect(),
+                    items.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect(),
                 )
             }
             Func::ArrayContains => {
@@ -213,16 +202,14 @@ impl Call {
             Func::ArrayGetItem => {
                 let items = array_arg(&args[0]).map_err(fail)?;
                 let index = int_arg(&args[1], "the index").map_err(fail)?;
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| items.get(i))
-                    .cloned()
-                    .ok_or_else(|| {
+                usize::try_from(index).ok().and_then(|i| items.get(i)).cloned().ok_or_else(
+                    || {
                         fail(format!(
                             "index {index} is out of range for an array of {} items",
                             items.len()
                         ))
-                    })?
+                    },
+                )?
             }
             Func::ArrayLength => Value::from(array_arg(&args[0]).map_err(fail)?.len()),
             Func::ArrayUnique => {
@@ -258,9 +245,7 @@ impl Call {
                     return Err(fail("the first two arguments must be objects".to_string()));
                 };
                 if args[2] != Value::Bool(false) {
-                    return Err(fail(
-                        "only a shallow merge (false) is supported".to_string(),
-                    ));
+                    return Err(fail("only a shallow merge (false) is supported".to_string()));
                 }
                 let mut out: Map<String, Value> = a.clone();
                 for (k, v) in b {
@@ -273,9 +258,7 @@ impl Call {
                 let start = rounded_int_arg(&args[0], "the start").map_err(fail)?;
                 let end = rounded_int_arg(&args[1], "the end").map_err(fail)?;
                 if start >= end {
-                    return Err(fail(format!(
-                        "the start {start} must be below the end {end}"
-                    )));
+                    return Err(fail(format!("the start {start} must be below the end {end}")));
                 }
                 let n = match args.get(2) {
                     Some(seed) => {
@@ -289,10 +272,7 @@ impl Call {
             Func::MathAdd => {
                 let a = rounded_int_arg(&args[0], "the first number").map_err(fail)?;
                 let b = rounded_int_arg(&args[1], "the second number").map_err(fail)?;
-                Value::from(
-                    a.checked_add(b)
-                        .ok_or_else(|| fail("the sum overflows".to_string()))?,
-                )
+                Value::from(a.checked_add(b).ok_or_else(|| fail("the sum overflows".to_string()))?)
             }
             Func::StringSplit => {
                 let s = string_arg(&args[0], "the string").map_err(fail)?;
@@ -332,8 +312,7 @@ impl Arg {
 }
 
 fn string_arg<'v>(v: &'v Value, what: &str) -> Result<&'v str, String> {
-    v.as_str()
-        .ok_or_else(|| format!("{what} must be a string, got {}", excerpt(v)))
+    v.as_str().ok_or_else(|| format!("{what} must be a string, got {}", excerpt(v)))
 }
 
 fn bounded_string(v: &Value) -> Result<&str, String> {
@@ -345,16 +324,13 @@ fn bounded_string(v: &Value) -> Result<&str, String> {
 }
 
 fn array_arg(v: &Value) -> Result<&Vec<Value>, String> {
-    v.as_array()
-        .ok_or_else(|| format!("expected an array, got {}", excerpt(v)))
+    v.as_array().ok_or_else(|| format!("expected an array, got {}", excerpt(v)))
 }
 
 fn int_arg(v: &Value, what: &str) -> Result<i64, String> {
-    let n = v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    });
+    let n = v
+        .as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64));
     n.ok_or_else(|| format!("{what} must be an integer, got {}", excerpt(v)))
 }
 
@@ -384,11 +360,9 @@ fn without_negative_zero(value: Value) -> Value {
             Value::from(0)
         }
         Value::Array(items) => Value::Array(items.into_iter().map(without_negative_zero).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, without_negative_zero(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, without_negative_zero(v))).collect())
+        }
         other => other,
     }
 }
@@ -441,10 +415,7 @@ impl Parser<'_> {
             return Err(self.error(&format!("calls are nested deeper than {MAX_DEPTH}")));
         }
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
-        {
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
             self.pos += 1;
         }
         let name: String = self.chars[start..self.pos].iter().collect();
@@ -487,11 +458,7 @@ impl Parser<'_> {
                 self.text
             ));
         }
-        let call = Call {
-            name: fname,
-            func,
-            args,
-        };
+        let call = Call { name: fname, func, args };
         check_literals(&call)
             .map_err(|m| format!("invalid intrinsic function '{}': {fname}: {m}", self.text))?;
         Ok(call)
@@ -527,10 +494,7 @@ impl Parser<'_> {
             }
             Some(c) if c.is_ascii_digit() || c == '-' => {
                 let start = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || "+-.eE".contains(c))
-                {
+                while self.peek().is_some_and(|c| c.is_ascii_digit() || "+-.eE".contains(c)) {
                     self.pos += 1;
                 }
                 let text: String = self.chars[start..self.pos].iter().collect();
@@ -643,10 +607,8 @@ fn check_literals(call: &Call) -> Result<(), String> {
         Func::JsonMerge => match &call.args[2] {
             Arg::Value(Value::Bool(false)) | Arg::Path(_) | Arg::Call(_) => {}
             _ => {
-                return Err(
-                    "the third argument must be false (only a shallow merge is supported)"
-                        .to_string(),
-                );
+                return Err("the third argument must be false (only a shallow merge is supported)"
+                    .to_string());
             }
         },
         _ => {}
@@ -662,9 +624,7 @@ mod tests {
     fn eval(text: &str, data: Value) -> Result<Value, StateError> {
         let context = json!({"Execution": {"Name": "exec-1"}});
         let vars = crate::asl::path::Vars::new();
-        Call::parse(text)
-            .unwrap()
-            .eval(&Env::new(&data, &context, &vars))
+        Call::parse(text).unwrap().eval(&Env::new(&data, &context, &vars))
     }
 
     #[test]
@@ -674,11 +634,7 @@ mod tests {
             json!("nton-abc-3")
         );
         assert_eq!(
-            eval(
-                r"States.Format('\{\} it\'s {} \\', $$.Execution.Name)",
-                json!({})
-            )
-            .unwrap(),
+            eval(r"States.Format('\{\} it\'s {} \\', $$.Execution.Name)", json!({})).unwrap(),
             json!(r"{} it's exec-1 \")
         );
         assert_eq!(
@@ -687,11 +643,7 @@ mod tests {
         );
         let err = eval("States.Format($.t, 1)", json!({"t": "{}{}"})).unwrap_err();
         assert_eq!(err.error, "States.IntrinsicFailure");
-        assert!(
-            err.cause.contains("2 placeholders but 1 arguments"),
-            "{}",
-            err.cause
-        );
+        assert!(err.cause.contains("2 placeholders but 1 arguments"), "{}", err.cause);
     }
 
     #[test]
@@ -705,38 +657,15 @@ mod tests {
             eval("States.ArrayPartition($.a, $.n)", d.clone()).unwrap(),
             json!([[1, 2], [2, 3], [4]])
         );
+        assert_eq!(eval("States.ArrayContains($.a, 3)", d.clone()).unwrap(), json!(true));
+        assert_eq!(eval("States.ArrayContains($.a, 9)", d.clone()).unwrap(), json!(false));
+        assert_eq!(eval("States.ArrayRange(1, 9, 2)", d.clone()).unwrap(), json!([1, 3, 5, 7, 9]));
+        assert_eq!(eval("States.ArrayRange(3, 1, -1)", d.clone()).unwrap(), json!([3, 2, 1]));
+        assert_eq!(eval("States.ArrayGetItem($.a, 4)", d.clone()).unwrap(), json!(4));
+        assert_eq!(eval("States.ArrayLength($.a)", d.clone()).unwrap(), json!(5));
+        assert_eq!(eval("States.ArrayUnique($.a)", d.clone()).unwrap(), json!([1, 2, 3, 4]));
         assert_eq!(
-            eval("States.ArrayContains($.a, 3)", d.clone()).unwrap(),
-            json!(true)
-        );
-        assert_eq!(
-            eval("States.ArrayContains($.a, 9)", d.clone()).unwrap(),
-            json!(false)
-        );
-        assert_eq!(
-            eval("States.ArrayRange(1, 9, 2)", d.clone()).unwrap(),
-            json!([1, 3, 5, 7, 9])
-        );
-        assert_eq!(
-            eval("States.ArrayRange(3, 1, -1)", d.clone()).unwrap(),
-            json!([3, 2, 1])
-        );
-        assert_eq!(
-            eval("States.ArrayGetItem($.a, 4)", d.clone()).unwrap(),
-            json!(4)
-        );
-        assert_eq!(
-            eval("States.ArrayLength($.a)", d.clone()).unwrap(),
-            json!(5)
-        );
-        assert_eq!(
-            eval("States.ArrayUnique($.a)", d.clone()).unwrap(),
-            json!([1, 2, 3, 4])
-        );
-        assert_eq!(
-            eval("States.ArrayGetItem($.a, 5)", d.clone())
-                .unwrap_err()
-                .error,
+            eval("States.ArrayGetItem($.a, 5)", d.clone()).unwrap_err().error,
             "States.IntrinsicFailure"
         );
         assert!(eval("States.ArrayRange(0, 2000, 1)", d).is_err());
@@ -745,14 +674,8 @@ mod tests {
     #[test]
     fn json_encoding_hash_math_and_strings() {
         let d = json!({"s": "{\"a\":1}", "o": {"a": 1, "b": 2}, "p": {"b": 3}});
-        assert_eq!(
-            eval("States.StringToJson($.s)", d.clone()).unwrap(),
-            json!({"a": 1})
-        );
-        assert_eq!(
-            eval("States.JsonToString($.p)", d.clone()).unwrap(),
-            json!("{\"b\":3}")
-        );
+        assert_eq!(eval("States.StringToJson($.s)", d.clone()).unwrap(), json!({"a": 1}));
+        assert_eq!(eval("States.JsonToString($.p)", d.clone()).unwrap(), json!("{\"b\":3}"));
         assert_eq!(
             eval("States.JsonMerge($.o, $.p, false)", d.clone()).unwrap(),
             json!({"a": 1, "b": 3})
@@ -773,25 +696,15 @@ mod tests {
             eval("States.Hash('', 'MD5')", d.clone()).unwrap(),
             json!("d41d8cd98f00b204e9800998ecf8427e")
         );
-        assert_eq!(
-            eval("States.MathAdd(111, -1)", d.clone()).unwrap(),
-            json!(110)
-        );
-        let r = eval("States.MathRandom(1, 5)", d.clone())
-            .unwrap()
-            .as_i64()
-            .unwrap();
+        assert_eq!(eval("States.MathAdd(111, -1)", d.clone()).unwrap(), json!(110));
+        let r = eval("States.MathRandom(1, 5)", d.clone()).unwrap().as_i64().unwrap();
         assert!((1..5).contains(&r));
         assert_eq!(
             eval("States.MathRandom(1, 1000, 7)", d.clone()).unwrap(),
             eval("States.MathRandom(1, 1000, 7)", d.clone()).unwrap()
         );
         assert_eq!(
-            eval(
-                "States.StringSplit('This.is+a,test=string', '.+,=')",
-                d.clone()
-            )
-            .unwrap(),
+            eval("States.StringSplit('This.is+a,test=string', '.+,=')", d.clone()).unwrap(),
             json!(["This", "is", "a", "test", "string"])
         );
         let uuid = eval("States.UUID()", d).unwrap();
@@ -834,27 +747,12 @@ mod tests {
     fn math_functions_round_non_integers() {
         let d = json!({"x": 1.6, "y": -0.4, "half": 2.5});
         assert_eq!(eval("States.MathAdd($.x, 1)", d.clone()).unwrap(), json!(3));
-        assert_eq!(
-            eval("States.MathAdd($.y, 10)", d.clone()).unwrap(),
-            json!(10)
-        );
-        assert_eq!(
-            eval("States.MathAdd($.half, 0)", d.clone()).unwrap(),
-            json!(3)
-        );
-        assert_eq!(
-            eval("States.MathAdd(1.2, 1.2)", d.clone()).unwrap(),
-            json!(2)
-        );
+        assert_eq!(eval("States.MathAdd($.y, 10)", d.clone()).unwrap(), json!(10));
+        assert_eq!(eval("States.MathAdd($.half, 0)", d.clone()).unwrap(), json!(3));
+        assert_eq!(eval("States.MathAdd(1.2, 1.2)", d.clone()).unwrap(), json!(2));
         // Start 0.6 rounds to 1 and end 1.6 to 2: the only value in [1, 2) is 1.
-        assert_eq!(
-            eval("States.MathRandom(0.6, 1.6)", d.clone()).unwrap(),
-            json!(1)
-        );
-        assert_eq!(
-            eval("States.MathAdd('a', 1)", d).unwrap_err().error,
-            "States.IntrinsicFailure"
-        );
+        assert_eq!(eval("States.MathRandom(0.6, 1.6)", d.clone()).unwrap(), json!(1));
+        assert_eq!(eval("States.MathAdd('a', 1)", d).unwrap_err().error, "States.IntrinsicFailure");
     }
 
     /// Found against AWS's recordings (issue 11 item 3): States.StringToJson of -0 is 0.

@@ -28,11 +28,7 @@ const MAX_VARIABLE_NAME: usize = 80;
 /// with what they are: refused at load by name, so that nothing fails later for want of them
 /// (issue 11 item 2).
 const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
-    (
-        "Credentials",
-        &["Task"],
-        "cross-account task credentials are not run by the local engine",
-    ),
+    ("Credentials", &["Task"], "cross-account task credentials are not run by the local engine"),
     (
         "Arguments",
         &["Task", "Parallel"],
@@ -40,9 +36,7 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "Output",
-        &[
-            "Task", "Parallel", "Map", "Pass", "Wait", "Choice", "Succeed",
-        ],
+        &["Task", "Parallel", "Map", "Pass", "Wait", "Choice", "Succeed"],
         "is a JSONata field, and the local engine runs JSONPath states only",
     ),
     (
@@ -85,11 +79,7 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
         &["Map"],
         "tolerated failures (a Distributed Map feature) are not run by the local engine",
     ),
-    (
-        "Label",
-        &["Map"],
-        "a Distributed Map's Label is not run by the local engine",
-    ),
+    ("Label", &["Map"], "a Distributed Map's Label is not run by the local engine"),
 ];
 
 /// `InputPath` / `OutputPath`.
@@ -108,9 +98,9 @@ impl DataPath {
             None => Ok(DataPath::Identity),
             Some(None) => Ok(DataPath::Empty),
             Some(Some(text)) if text == "$" => Ok(DataPath::Identity),
-            Some(Some(text)) => Path::parse(&text)
-                .map(DataPath::Path)
-                .map_err(|m| AslError::field(state, field, m)),
+            Some(Some(text)) => {
+                Path::parse(&text).map(DataPath::Path).map_err(|m| AslError::field(state, field, m))
+            }
         }
     }
 
@@ -149,11 +139,7 @@ impl ResultPath {
             Some(Some(text)) => {
                 let p =
                     ReferencePath::parse(&text).map_err(|m| AslError::field(state, field, m))?;
-                Ok(if text == "$" {
-                    ResultPath::Replace
-                } else {
-                    ResultPath::At(p)
-                })
+                Ok(if text == "$" { ResultPath::Replace } else { ResultPath::At(p) })
             }
         }
     }
@@ -163,9 +149,9 @@ impl ResultPath {
         match self {
             ResultPath::Replace => Ok(result),
             ResultPath::Discard => Ok(input),
-            ResultPath::At(p) => p
-                .assign(input, result)
-                .map_err(|m| StateError::new(names::RESULT_PATH, m)),
+            ResultPath::At(p) => {
+                p.assign(input, result).map_err(|m| StateError::new(names::RESULT_PATH, m))
+            }
         }
     }
 }
@@ -471,10 +457,7 @@ impl StateMachine {
     /// Validates a definition. Every error names the state and the field at fault.
     pub fn from_json(definition: &Value) -> Result<StateMachine, AslError> {
         let Value::Object(top) = definition else {
-            return Err(AslError::machine(
-                None,
-                "the definition is not a JSON object",
-            ));
+            return Err(AslError::machine(None, "the definition is not a JSON object"));
         };
         // JSONata is refused, top-level and per state, for want of time rather than of a
         // crate. jsonata-rs 0.3.4 (crates.io) was tried on the expressions Step Functions
@@ -496,11 +479,7 @@ impl StateMachine {
         }
         let raw: raw::RawMachine = raw::read(definition).map_err(|(field, message)| {
             let (field, message) = explain_serde(field, message, "the state machine");
-            AslError {
-                state: None,
-                field,
-                message,
-            }
+            AslError { state: None, field, message }
         })?;
         if let Some(t) = raw.timeout_seconds
             && !(1..=MAX_SECONDS).contains(&t)
@@ -511,17 +490,8 @@ impl StateMachine {
             ));
         }
         let mut loader = Loader::default();
-        let at = BlockAt {
-            owner: None,
-            field: String::new(),
-        };
-        let root = compile_block(
-            &raw.start_at,
-            &raw.states,
-            &at,
-            &mut loader,
-            &BTreeSet::new(),
-        )?;
+        let at = BlockAt { owner: None, field: String::new() };
+        let root = compile_block(&raw.start_at, &raw.states, &at, &mut loader, &BTreeSet::new())?;
         Ok(StateMachine {
             comment: raw.comment,
             root,
@@ -675,16 +645,9 @@ fn compile_block(
         order.push(name);
     }
     if let Some(unreachable) = states.keys().find(|n| !order.contains(n)) {
-        return Err(AslError::state(
-            unreachable,
-            "is not reachable from StartAt",
-        ));
+        return Err(AslError::state(unreachable, "is not reachable from StartAt"));
     }
-    Ok(Block {
-        start_at: start_at.to_string(),
-        states,
-        order,
-    })
+    Ok(Block { start_at: start_at.to_string(), states, order })
 }
 
 /// Compiles an `Assign` object (JSONPath: `"name.$"` values are paths or intrinsics, as in
@@ -708,10 +671,7 @@ fn assign(
         let name = key.strip_suffix(".$").unwrap_or(key);
         let at = format!("{field}.{key}");
         let valid = name.len() <= MAX_VARIABLE_NAME
-            && name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             return Err(AslError::field(
@@ -723,11 +683,7 @@ fn assign(
             ));
         }
         if name == "states" {
-            return Err(AslError::field(
-                state,
-                at,
-                "$states is reserved by Step Functions",
-            ));
+            return Err(AslError::field(state, at, "$states is reserved by Step Functions"));
         }
         if outer_vars.contains(name) {
             return Err(AslError::field(
@@ -739,9 +695,7 @@ fn assign(
             ));
         }
     }
-    Payload::compile(value, field)
-        .map(Some)
-        .map_err(|(f, m)| AslError::field(state, f, m))
+    Payload::compile(value, field).map(Some).map_err(|(f, m)| AslError::field(state, f, m))
 }
 
 /// Turns serde's messages into ones that name the field.
@@ -751,11 +705,8 @@ fn explain_serde(field: Option<String>, message: String, what: &str) -> (Option<
         // The path already ends with the unknown name.
         let field = field.or_else(|| quoted(&message));
         let nested = field.as_deref().is_some_and(|f| f.contains(['.', '[']));
-        let message = if nested {
-            "unknown field".to_string()
-        } else {
-            format!("not a field of {what}")
-        };
+        let message =
+            if nested { "unknown field".to_string() } else { format!("not a field of {what}") };
         return (field, message);
     }
     if message.starts_with("missing field") {
@@ -785,22 +736,14 @@ fn compile_state(
     let ty = match fields.get("Type") {
         Some(Value::String(t)) => t.as_str(),
         Some(other) => {
-            return Err(AslError::field(
-                name,
-                "Type",
-                format!("must be a string, got {other}"),
-            ));
+            return Err(AslError::field(name, "Type", format!("must be a string, got {other}")));
         }
         None => return Err(AslError::field(name, "Type", "missing")),
     };
     match ty {
         "Task" | "Pass" | "Wait" | "Choice" | "Succeed" | "Fail" | "Map" | "Parallel" => {}
         other => {
-            return Err(AslError::field(
-                name,
-                "Type",
-                format!("unknown state type '{other}'"),
-            ));
+            return Err(AslError::field(name, "Type", format!("unknown state type '{other}'")));
         }
     }
     if let Some(lang) = fields.get("QueryLanguage").and_then(Value::as_str)
@@ -821,11 +764,7 @@ fn compile_state(
     let what = format!("a {ty} state");
     let read_err = |(field, message): (Option<String>, String)| {
         let (field, message) = explain_serde(field, message, &what);
-        AslError {
-            state: Some(name.to_string()),
-            field,
-            message,
-        }
+        AslError { state: Some(name.to_string()), field, message }
     };
     let (input_path, output_path, assign_raw, kind) = match ty {
         "Task" => {
@@ -844,11 +783,9 @@ fn compile_state(
                     check_range(name, "TimeoutSeconds", t, 1, MAX_SECONDS)?;
                     Some(TaskTimeout::Seconds(t))
                 }
-                (None, Some(p)) => Some(TaskTimeout::Path(reference(
-                    name,
-                    "TimeoutSecondsPath",
-                    &p,
-                )?)),
+                (None, Some(p)) => {
+                    Some(TaskTimeout::Path(reference(name, "TimeoutSecondsPath", &p)?))
+                }
                 (None, None) => None,
             };
             // Heartbeats concern callback and activity tasks, which the local engine does not
@@ -889,12 +826,7 @@ fn compile_state(
                 timeout,
                 transition: transition(name, "Task", r.next, r.end)?,
             };
-            (
-                r.input_path,
-                r.output_path,
-                r.assign,
-                Kind::Task(Box::new(task)),
-            )
+            (r.input_path, r.output_path, r.assign, Kind::Task(Box::new(task)))
         }
         "Pass" => {
             let r: raw::RawPass = raw::read(value).map_err(read_err)?;
@@ -937,10 +869,7 @@ fn compile_state(
                 let p = r.timestamp_path.expect("counted above");
                 WaitFor::TimestampPath(reference(name, "TimestampPath", &p)?)
             };
-            let wait = Wait {
-                wait_for,
-                transition: transition(name, "Wait", r.next, r.end)?,
-            };
+            let wait = Wait { wait_for, transition: transition(name, "Wait", r.next, r.end)? };
             (r.input_path, r.output_path, r.assign, Kind::Wait(wait))
         }
         "Choice" => {
@@ -951,23 +880,14 @@ fn compile_state(
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    assign(
-                        name,
-                        &format!("Choices[{i}].Assign"),
-                        c.assign.as_ref(),
-                        outer_vars,
-                    )
+                    assign(name, &format!("Choices[{i}].Assign"), c.assign.as_ref(), outer_vars)
                 })
                 .collect::<Result<_, _>>()?;
             (
                 r.input_path,
                 r.output_path,
                 r.assign,
-                Kind::Choice(ChoiceState {
-                    choices,
-                    rule_assigns,
-                    default: r.default,
-                }),
+                Kind::Choice(ChoiceState { choices, rule_assigns, default: r.default }),
             )
         }
         "Succeed" => {
@@ -983,11 +903,7 @@ fn compile_state(
         "Parallel" => {
             let r: raw::RawParallel = raw::read(value).map_err(read_err)?;
             if r.branches.is_empty() {
-                return Err(AslError::field(
-                    name,
-                    "Branches",
-                    "must hold at least one branch",
-                ));
+                return Err(AslError::field(name, "Branches", "must hold at least one branch"));
             }
             let mut branches = Vec::with_capacity(r.branches.len());
             for (i, branch) in r.branches.iter().enumerate() {
@@ -999,10 +915,7 @@ fn compile_state(
                         "is a field of a Map's ItemProcessor, not of a branch",
                     ));
                 }
-                let at = BlockAt {
-                    owner: Some(name),
-                    field,
-                };
+                let at = BlockAt { owner: Some(name), field };
                 branches.push(compile_block(
                     &branch.start_at,
                     &branch.states,
@@ -1020,12 +933,7 @@ fn compile_state(
                 catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
                 transition: transition(name, "Parallel", r.next, r.end)?,
             };
-            (
-                r.input_path,
-                r.output_path,
-                r.assign,
-                Kind::Parallel(Box::new(parallel)),
-            )
+            (r.input_path, r.output_path, r.assign, Kind::Parallel(Box::new(parallel)))
         }
         "Map" => {
             let r: raw::RawMap = raw::read(value).map_err(read_err)?;
@@ -1080,17 +988,9 @@ fn compile_state(
                 Some(p) if p == "$" => None,
                 Some(p) => Some(reference(name, "ItemsPath", &p)?),
             };
-            let at = BlockAt {
-                owner: Some(name),
-                field: processor_field.to_string(),
-            };
-            let processor = compile_block(
-                &processor.start_at,
-                &processor.states,
-                &at,
-                loader,
-                visible_vars,
-            )?;
+            let at = BlockAt { owner: Some(name), field: processor_field.to_string() };
+            let processor =
+                compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
             let map = MapState {
                 processor,
                 items_path,
@@ -1102,12 +1002,7 @@ fn compile_state(
                 catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
                 transition: transition(name, "Map", r.next, r.end)?,
             };
-            (
-                r.input_path,
-                r.output_path,
-                r.assign,
-                Kind::Map(Box::new(map)),
-            )
+            (r.input_path, r.output_path, r.assign, Kind::Map(Box::new(map)))
         }
         _ => unreachable!("checked above"),
     };
@@ -1212,11 +1107,7 @@ fn check_range(state: &str, field: &str, value: u64, min: u64, max: u64) -> Resu
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(AslError::field(
-            state,
-            field,
-            format!("must be {min} to {max}, got {value}"),
-        ))
+        Err(AslError::field(state, field, format!("must be {min} to {max}, got {value}")))
     }
 }
 
@@ -1227,11 +1118,9 @@ fn transition(
     end: Option<bool>,
 ) -> Result<Transition, AslError> {
     match (next, end) {
-        (Some(_), Some(true)) => Err(AslError::field(
-            state,
-            "End",
-            "End: true and Next are both set",
-        )),
+        (Some(_), Some(true)) => {
+            Err(AslError::field(state, "End", "End: true and Next are both set"))
+        }
         (Some(n), _) => Ok(Transition::Next(n)),
         (None, Some(true)) => Ok(Transition::End),
         (None, _) => Err(AslError::field(
@@ -1248,11 +1137,9 @@ fn text(
     path: (&str, Option<String>),
 ) -> Result<Option<Text>, AslError> {
     match (literal.1, path.1) {
-        (Some(_), Some(_)) => Err(AslError::field(
-            state,
-            path.0,
-            format!("{} is set too; use one", literal.0),
-        )),
+        (Some(_), Some(_)) => {
+            Err(AslError::field(state, path.0, format!("{} is set too; use one", literal.0)))
+        }
         (Some(l), None) => Ok(Some(Text::Literal(l))),
         (None, Some(p)) if looks_like_call(&p) => Call::parse(&p)
             .map(|c| Some(Text::Call(c)))
@@ -1265,29 +1152,17 @@ fn text(
 fn error_equals(state: &str, at: &str, list: &[String], last: bool) -> Result<(), AslError> {
     let field = format!("{at}.ErrorEquals");
     if list.is_empty() {
-        return Err(AslError::field(
-            state,
-            field,
-            "must name at least one error",
-        ));
+        return Err(AslError::field(state, field, "must name at least one error"));
     }
     if list.iter().any(String::is_empty) {
         return Err(AslError::field(state, field, "an error name is empty"));
     }
     if list.iter().any(|e| e == names::ALL) {
         if list.len() > 1 {
-            return Err(AslError::field(
-                state,
-                field,
-                "States.ALL must appear alone",
-            ));
+            return Err(AslError::field(state, field, "States.ALL must appear alone"));
         }
         if !last {
-            return Err(AslError::field(
-                state,
-                field,
-                "States.ALL must be in the last entry",
-            ));
+            return Err(AslError::field(state, field, "States.ALL must be in the last entry"));
         }
     }
     Ok(())
@@ -1301,21 +1176,9 @@ fn retriers(state: &str, raw: Vec<RawRetrier>) -> Result<Vec<Retrier>, AslError>
             let at = format!("Retry[{i}]");
             error_equals(state, &at, &r.error_equals, i + 1 == n)?;
             let interval = r.interval_seconds.unwrap_or(1);
-            check_range(
-                state,
-                &format!("{at}.IntervalSeconds"),
-                interval,
-                1,
-                MAX_SECONDS,
-            )?;
+            check_range(state, &format!("{at}.IntervalSeconds"), interval, 1, MAX_SECONDS)?;
             let max_attempts = r.max_attempts.unwrap_or(3);
-            check_range(
-                state,
-                &format!("{at}.MaxAttempts"),
-                max_attempts,
-                0,
-                MAX_SECONDS,
-            )?;
+            check_range(state, &format!("{at}.MaxAttempts"), max_attempts, 0, MAX_SECONDS)?;
             let backoff = r.backoff_rate.unwrap_or(2.0);
             if !(backoff >= 1.0 && backoff.is_finite()) {
                 return Err(AslError::field(
@@ -1325,13 +1188,7 @@ fn retriers(state: &str, raw: Vec<RawRetrier>) -> Result<Vec<Retrier>, AslError>
                 ));
             }
             if let Some(d) = r.max_delay_seconds {
-                check_range(
-                    state,
-                    &format!("{at}.MaxDelaySeconds"),
-                    d,
-                    1,
-                    MAX_DELAY_SECONDS,
-                )?;
+                check_range(state, &format!("{at}.MaxDelaySeconds"), d, 1, MAX_DELAY_SECONDS)?;
             }
             let full_jitter = match r.jitter_strategy.as_deref() {
                 None | Some("NONE") => false,
@@ -1368,12 +1225,7 @@ fn catchers(
             let at = format!("Catch[{i}]");
             error_equals(state, &at, &c.error_equals, i + 1 == n)?;
             Ok(Catcher {
-                assign: assign(
-                    state,
-                    &format!("{at}.Assign"),
-                    c.assign.as_ref(),
-                    outer_vars,
-                )?,
+                assign: assign(state, &format!("{at}.Assign"), c.assign.as_ref(), outer_vars)?,
                 error_equals: c.error_equals,
                 next: c.next,
                 result_path: ResultPath::compile(

@@ -113,11 +113,7 @@ fn distributed_map_features_are_refused_by_name() {
             json!("$.n"),
             "tolerated failures (a Distributed Map feature) are not run by the local engine",
         ),
-        (
-            "Label",
-            json!("x"),
-            "a Distributed Map's Label is not run by the local engine",
-        ),
+        ("Label", json!("x"), "a Distributed Map's Label is not run by the local engine"),
         (
             "Items",
             json!([1]),
@@ -179,10 +175,7 @@ fn nested_blocks_are_checked_like_the_machine() {
         "state S: field Branches: must hold at least one branch"
     );
     assert_eq!(
-        refused(parallel(json!([branch(
-            json!({"A": {"Type": "Succeed"}}),
-            "Nope"
-        )]))),
+        refused(parallel(json!([branch(json!({"A": {"Type": "Succeed"}}), "Nope")]))),
         "state S: field Branches[0].StartAt: no state named 'Nope'"
     );
     assert_eq!(
@@ -220,9 +213,7 @@ fn nested_blocks_are_checked_like_the_machine() {
         "state S: field ItemsPath: '$.a[*]' must be a reference path (selecting a single value)"
     );
     assert_eq!(
-        refused(map_with(
-            json!({"MaxConcurrency": 1, "MaxConcurrencyPath": "$.n"})
-        )),
+        refused(map_with(json!({"MaxConcurrency": 1, "MaxConcurrencyPath": "$.n"}))),
         "state S: field MaxConcurrencyPath: MaxConcurrency is set too; use one"
     );
     assert_eq!(
@@ -243,10 +234,7 @@ fn assign_names_and_scopes_are_checked() {
         "state S: field Assign.states: $states is reserved by Step Functions"
     );
     assert_eq!(
-        pass(json!({"x.$": "$..["}))
-            .split(": invalid path")
-            .next()
-            .unwrap(),
+        pass(json!({"x.$": "$..["})).split(": invalid path").next().unwrap(),
         "state S: field Assign.x.$"
     );
     assert_eq!(
@@ -297,11 +285,7 @@ fn nested_states_are_listed_typed_and_bound() {
     assert_eq!(m.state_type("Work"), Some("Task"));
     assert_eq!(m.state_type("Fan"), Some("Map"));
     assert_eq!(m.state_type("Egress"), Some("Parallel"));
-    let tasks: Vec<_> = m
-        .task_resources()
-        .iter()
-        .map(|t| (t.state, t.resource))
-        .collect();
+    let tasks: Vec<_> = m.task_resources().iter().map(|t| (t.state, t.resource)).collect();
     assert_eq!(tasks, [("Work", "arn:work"), ("Up", "arn:up")]);
 }
 
@@ -314,10 +298,7 @@ fn data_limit_is_caught_only_by_name_and_runtime_never() {
     assert!(!error_matches(&task_failed, names::DATA_LIMIT));
     assert!(error_matches(&named, names::DATA_LIMIT));
     assert!(!error_matches(&all, names::RUNTIME));
-    assert!(!error_matches(
-        &[names::RUNTIME.to_string()],
-        names::RUNTIME
-    ));
+    assert!(!error_matches(&[names::RUNTIME.to_string()], names::RUNTIME));
     assert!(error_matches(&all, "Custom.Error"));
     assert!(!error_matches(&task_failed, names::TIMEOUT));
 }

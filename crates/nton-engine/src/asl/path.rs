@@ -32,11 +32,7 @@ pub(crate) struct Env<'a> {
 
 impl<'a> Env<'a> {
     pub fn new(data: &'a Value, context: &'a Value, vars: &'a Vars) -> Self {
-        Env {
-            data,
-            context,
-            vars,
-        }
+        Env { data, context, vars }
     }
 
     /// The same context and variables over other data.
@@ -44,11 +40,7 @@ impl<'a> Env<'a> {
     where
         'a: 'b,
     {
-        Env {
-            data,
-            context: self.context,
-            vars: self.vars,
-        }
+        Env { data, context: self.context, vars: self.vars }
     }
 }
 
@@ -65,9 +57,7 @@ enum Root {
 /// Splits a leading `$name` (a variable reference) from the rest of a path.
 pub(crate) fn variable_name(text: &str) -> Option<&str> {
     let rest = text.strip_prefix('$')?;
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
     let name = &rest[..end];
     let first = name.chars().next()?;
     (first.is_ascii_alphabetic() || first == '_').then_some(name)
@@ -90,10 +80,9 @@ impl Path {
         let (root, rest) = match text.strip_prefix("$$") {
             Some(rest) => (Root::Context, format!("${rest}")),
             None => match variable_name(text) {
-                Some(name) => (
-                    Root::Variable(name.to_string()),
-                    format!("${}", &text[1 + name.len()..]),
-                ),
+                Some(name) => {
+                    (Root::Variable(name.to_string()), format!("${}", &text[1 + name.len()..]))
+                }
                 None if text.starts_with('$') => (Root::Data, text.to_string()),
                 None => return Err(format!("invalid path '{text}': a path starts with '$'")),
             },
@@ -105,12 +94,7 @@ impl Path {
         };
         let query =
             JsonPath::parse(&query_text).map_err(|e| format!("invalid path '{text}': {e}"))?;
-        Ok(Path {
-            text: text.to_string(),
-            root,
-            query,
-            segments,
-        })
+        Ok(Path { text: text.to_string(), root, query, segments })
     }
 
     pub fn text(&self) -> &str {
@@ -289,10 +273,7 @@ impl ReferencePath {
                 )),
             })
             .collect::<Result<_, _>>()?;
-        Ok(ReferencePath {
-            text: text.to_string(),
-            fields,
-        })
+        Ok(ReferencePath { text: text.to_string(), fields })
     }
 
     /// Writes `value` into `target` at this path, creating missing objects on the way.
@@ -322,9 +303,7 @@ impl ReferencePath {
                 map.insert(field.clone(), value.take().expect("written once"));
                 break;
             }
-            current = map
-                .entry(field.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            current = map.entry(field.clone()).or_insert_with(|| Value::Object(Map::new()));
         }
         Ok(root)
     }
@@ -354,11 +333,7 @@ mod tests {
     fn indefinite_paths_select_lists() {
         let data = json!({"items": [{"id": 1}, {"id": 2}, {"id": 3}]});
         let vars = Vars::new();
-        let read = |p: &str| {
-            Path::parse(p)
-                .unwrap()
-                .read(&Env::new(&data, &Value::Null, &vars))
-        };
+        let read = |p: &str| Path::parse(p).unwrap().read(&Env::new(&data, &Value::Null, &vars));
         assert_eq!(read("$.items[*].id"), Some(json!([1, 2, 3])));
         assert_eq!(read("$..id"), Some(json!([1, 2, 3])));
         assert_eq!(read("$.items[?(@.id > 1)].id"), Some(json!([2, 3])));
@@ -393,13 +368,9 @@ mod tests {
     #[test]
     fn result_paths_create_objects_and_refuse_non_objects() {
         let p = ReferencePath::parse("$.a.b").unwrap();
+        assert_eq!(p.assign(json!({"x": 1}), json!(2)).unwrap(), json!({"x": 1, "a": {"b": 2}}));
         assert_eq!(
-            p.assign(json!({"x": 1}), json!(2)).unwrap(),
-            json!({"x": 1, "a": {"b": 2}})
-        );
-        assert_eq!(
-            p.assign(json!({"a": {"c": 3, "b": 0}}), json!([1]))
-                .unwrap(),
+            p.assign(json!({"a": {"c": 3, "b": 0}}), json!([1])).unwrap(),
             json!({"a": {"c": 3, "b": [1]}})
         );
         let err = p.assign(json!({"a": 5}), json!(2)).unwrap_err();
@@ -407,10 +378,7 @@ mod tests {
         let err = p.assign(json!([1]), json!(2)).unwrap_err();
         assert!(err.contains("the input is not an object"), "{err}");
         assert_eq!(
-            ReferencePath::parse("$")
-                .unwrap()
-                .assign(json!(1), json!(2))
-                .unwrap(),
+            ReferencePath::parse("$").unwrap().assign(json!(1), json!(2)).unwrap(),
             json!(2)
         );
         assert!(ReferencePath::parse("$.a[0]").is_err());

@@ -38,9 +38,7 @@ impl Payload {
         if !value.is_object() {
             return Err((prefix.to_string(), "must be an object".to_string()));
         }
-        Ok(Payload {
-            root: compile(value, prefix, "")?,
-        })
+        Ok(Payload { root: compile(value, prefix, "")? })
     }
 
     /// Fills the template from the state's data and the context object.
@@ -51,11 +49,7 @@ impl Payload {
 
 fn compile(value: &Value, prefix: &str, relative: &str) -> Result<Node, (String, String)> {
     let join = |base: &str, key: &str| {
-        if base.is_empty() {
-            key.to_string()
-        } else {
-            format!("{base}.{key}")
-        }
+        if base.is_empty() { key.to_string() } else { format!("{base}.{key}") }
     };
     match value {
         Value::Object(map) => {
@@ -100,11 +94,7 @@ fn compile(value: &Value, prefix: &str, relative: &str) -> Result<Node, (String,
                     entries.push((key.clone(), node));
                 }
             }
-            Ok(if dynamic {
-                Node::Object(entries)
-            } else {
-                Node::Literal(value.clone())
-            })
+            Ok(if dynamic { Node::Object(entries) } else { Node::Literal(value.clone()) })
         }
         Value::Array(items) => {
             let nodes = items
@@ -195,9 +185,7 @@ mod tests {
     fn missing_path_is_a_runtime_error_naming_field_and_path() {
         let p = Payload::compile(&json!({"a": {"b.$": "$.nope"}}), "Parameters").unwrap();
         let vars = crate::asl::path::Vars::new();
-        let err = p
-            .eval(&Env::new(&json!({"x": 1}), &json!({}), &vars))
-            .unwrap_err();
+        let err = p.eval(&Env::new(&json!({"x": 1}), &json!({}), &vars)).unwrap_err();
         assert_eq!(err.error, "States.Runtime");
         assert!(err.terminal);
         assert!(err.cause.contains("'$.nope'"), "{}", err.cause);

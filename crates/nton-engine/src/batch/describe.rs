@@ -142,9 +142,9 @@ fn child_dependencies(state: &State, record: &Job, c: u32) -> Vec<JobDependency>
         .filter_map(|dep| {
             use nton_core::batch::ArrayDependencyType as T;
             let job_id = match (dep.dependency_type, &dep.job_id) {
-                (Some(T::NToN), Some(id)) => state
-                    .job_index(id)
-                    .map(|j| state.jobs[j as usize].child_id(c))?,
+                (Some(T::NToN), Some(id)) => {
+                    state.job_index(id).map(|j| state.jobs[j as usize].child_id(c))?
+                }
                 (Some(T::Sequential), _) => {
                     if c == 0 {
                         return None;
@@ -154,10 +154,7 @@ fn child_dependencies(state: &State, record: &Job, c: u32) -> Vec<JobDependency>
                 (None, Some(id)) => id.clone(),
                 (_, None) => return None,
             };
-            Some(JobDependency {
-                job_id: Some(job_id),
-                dependency_type: None,
-            })
+            Some(JobDependency { job_id: Some(job_id), dependency_type: None })
         })
         .collect()
 }

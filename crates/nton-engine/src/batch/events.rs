@@ -15,11 +15,7 @@ pub type EventReceiver = mpsc::UnboundedReceiver<BatchEvent>;
 
 /// A transition in the local Batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(
-    tag = "event",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum BatchEvent {
     /// An array child, or a plain job (then `parent_job_id` and `index` are `None`), changed
     /// status.
@@ -47,13 +43,7 @@ pub enum BatchEvent {
         stderr_tail: Option<String>,
     },
     /// Every child of a job (or the plain job itself) ended.
-    JobEnded {
-        seq: u64,
-        job_id: String,
-        job_name: String,
-        status: JobStatus,
-        at_ms: i64,
-    },
+    JobEnded { seq: u64, job_id: String, job_name: String, status: JobStatus, at_ms: i64 },
 }
 
 impl BatchEvent {

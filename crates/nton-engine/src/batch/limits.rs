@@ -75,10 +75,7 @@ impl BlockedReason {
     /// The job's `statusReason` after the action cancelled it (user guide, "Jobs stuck in
     /// RUNNABLE due to capacity": `Canceled by JobStateTimeLimit action due to reason: ...`).
     pub fn canceled_reason(self) -> String {
-        format!(
-            "Canceled by JobStateTimeLimit action due to reason: {}",
-            self.code()
-        )
+        format!("Canceled by JobStateTimeLimit action due to reason: {}", self.code())
     }
 }
 
@@ -113,9 +110,7 @@ impl StateTimeLimit {
         };
         let state = text("State")?;
         if state != "RUNNABLE" {
-            return Err(format!(
-                "State: {state} is not RUNNABLE, the only state AWS Batch takes"
-            ));
+            return Err(format!("State: {state} is not RUNNABLE, the only state AWS Batch takes"));
         }
         let action = match text("Action")?.as_str() {
             "CANCEL" => TimeLimitAction::Cancel,
@@ -141,15 +136,9 @@ impl StateTimeLimit {
         }
         .ok_or_else(|| "MaxTimeSeconds: missing or not a number".to_string())?;
         if !(seconds > 0.0 && seconds <= 86_400.0) {
-            return Err(format!(
-                "MaxTimeSeconds: {seconds} is out of range (0, 86400]"
-            ));
+            return Err(format!("MaxTimeSeconds: {seconds} is out of range (0, 86400]"));
         }
-        Ok(StateTimeLimit {
-            reason,
-            max_time: Duration::from_secs_f64(seconds),
-            action,
-        })
+        Ok(StateTimeLimit { reason, max_time: Duration::from_secs_f64(seconds), action })
     }
 }
 
@@ -176,10 +165,7 @@ impl InstanceSize {
             .trim()
             .parse()
             .ok()?;
-        Some(InstanceSize {
-            vcpus,
-            memory_mib: kib / 1024,
-        })
+        Some(InstanceSize { vcpus, memory_mib: kib / 1024 })
     }
 }
 
@@ -229,10 +215,7 @@ mod tests {
             BlockedReason::JobResourceRequirement.canceled_reason(),
             "Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
         );
-        assert_eq!(
-            BlockedReason::parse("MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"),
-            None
-        );
+        assert_eq!(BlockedReason::parse("MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"), None);
     }
 
     #[test]
@@ -262,10 +245,7 @@ mod tests {
 
     #[test]
     fn a_job_too_big_for_the_queue_or_the_machine_never_fits() {
-        let machine = Some(InstanceSize {
-            vcpus: 2.0,
-            memory_mib: 4096,
-        });
+        let machine = Some(InstanceSize { vcpus: 2.0, memory_mib: 4096 });
         assert_eq!(never_fits(1000, 2048, 4000, machine), None);
         assert_eq!(
             never_fits(5000, 2048, 4000, machine),

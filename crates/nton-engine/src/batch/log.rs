@@ -18,11 +18,7 @@ pub(crate) struct JobLog {
 
 impl JobLog {
     pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            file: Mutex::new(None),
-            broken: AtomicBool::new(false),
-        }
+        Self { path, file: Mutex::new(None), broken: AtomicBool::new(false) }
     }
 
     pub fn path(&self) -> &Path {
@@ -31,10 +27,7 @@ impl JobLog {
 
     /// Whether anything was written (the file exists).
     pub fn written(&self) -> bool {
-        self.file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+        self.file.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 
     /// Appends one line; a whole line is written under the lock, so lines of children
@@ -71,10 +64,7 @@ impl JobLog {
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir)?;
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        OpenOptions::new().create(true).append(true).open(&self.path)
     }
 
     fn give_up(&self, err: &std::io::Error) {

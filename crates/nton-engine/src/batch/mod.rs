@@ -50,17 +50,12 @@ pub const RESUMED_REASON: &str = "Succeeded in an earlier run (resumed)";
 pub const SHUTDOWN_REASON: &str = "Terminated: the local engine is shutting down";
 
 pub(crate) fn client_error(message: impl Into<String>) -> BatchApiError {
-    BatchApiError {
-        code: "ClientException".to_string(),
-        message: message.into(),
-    }
+    BatchApiError { code: "ClientException".to_string(), message: message.into() }
 }
 
 /// Epoch milliseconds, as the Batch API reports times.
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The local Batch. Cheap to clone: clones share one Batch.
@@ -198,9 +193,7 @@ impl LocalBatch {
     pub async fn shutdown(&self) {
         self.inner.lock().shut_down(SHUTDOWN_REASON);
         self.inner.changed.notify_waiters();
-        self.inner
-            .wait_until(|state| state.running_total() == 0)
-            .await;
+        self.inner.wait_until(|state| state.running_total() == 0).await;
     }
 }
 
@@ -212,13 +205,10 @@ impl Inner {
     }
 
     fn runtime(&self) -> Result<Handle, BatchApiError> {
-        Handle::try_current()
-            .ok()
-            .or_else(|| self.handle.clone())
-            .ok_or_else(|| BatchApiError {
-                code: "ServerException".to_string(),
-                message: "the local Batch needs a Tokio runtime to run children".to_string(),
-            })
+        Handle::try_current().ok().or_else(|| self.handle.clone()).ok_or_else(|| BatchApiError {
+            code: "ServerException".to_string(),
+            message: "the local Batch needs a Tokio runtime to run children".to_string(),
+        })
     }
 
     /// Wakes `changed` waiters, starts what the change made startable, and arms the time
@@ -301,10 +291,7 @@ mod time_limit_tests {
     fn rig(limits: Vec<StateTimeLimit>) -> Rig {
         let logs = tempfile::tempdir().unwrap();
         let mut config = LocalBatchConfig::new(logs.path());
-        config.instance = Some(InstanceSize {
-            vcpus: 2.0,
-            memory_mib: 4096,
-        });
+        config.instance = Some(InstanceSize { vcpus: 2.0, memory_mib: 4096 });
         let batch = LocalBatch::new(config);
         batch.add_queue(
             QueueSpec {
@@ -344,18 +331,11 @@ mod time_limit_tests {
             for (k, v) in extra.as_object().unwrap() {
                 request[k] = v.clone();
             }
-            self.batch.submit_job(&request).unwrap()["JobId"]
-                .as_str()
-                .unwrap()
-                .to_string()
+            self.batch.submit_job(&request).unwrap()["JobId"].as_str().unwrap().to_string()
         }
 
         async fn child(&self, id: &str) -> JobDetail {
-            self.batch
-                .describe_jobs(&[id.to_string()])
-                .await
-                .unwrap()
-                .remove(0)
+            self.batch.describe_jobs(&[id.to_string()]).await.unwrap().remove(0)
         }
     }
 
@@ -387,11 +367,7 @@ mod time_limit_tests {
             .await
             .expect("the time limits end every job");
         // Each child waits its own limit at the head: two in a row.
-        assert!(
-            began.elapsed() >= Duration::from_millis(600),
-            "{:?}",
-            began.elapsed()
-        );
+        assert!(began.elapsed() >= Duration::from_millis(600), "{:?}", began.elapsed());
         for i in 0..2 {
             let child = rig.child(&format!("{huge}:{i}")).await;
             assert_eq!(child.status, JobStatus::Failed);
@@ -404,10 +380,7 @@ mod time_limit_tests {
             assert!(child.attempts.is_empty(), "a cancelled job never ran");
             let dependent = rig.child(&format!("{after}:{i}")).await;
             assert_eq!(dependent.status, JobStatus::Failed);
-            assert_eq!(
-                dependent.status_reason.as_deref(),
-                Some(DEPENDENCY_FAILED_REASON)
-            );
+            assert_eq!(dependent.status_reason.as_deref(), Some(DEPENDENCY_FAILED_REASON));
         }
         assert_eq!(rig.child(&huge).await.status, JobStatus::Failed);
         assert_eq!(rig.child(&behind).await.status, JobStatus::Succeeded);
@@ -415,10 +388,7 @@ mod time_limit_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn more_vcpus_than_the_queue_has_is_compute_environment_max_resource() {
-        let rig = rig(vec![limit(
-            BlockedReason::ComputeEnvironmentMaxResource,
-            100,
-        )]);
+        let rig = rig(vec![limit(BlockedReason::ComputeEnvironmentMaxResource, 100)]);
         let id = rig.submit(
             "V",
             "small",
@@ -429,9 +399,7 @@ mod time_limit_tests {
         assert!(blocked.status_reason.as_deref().is_some_and(|r| {
             r.starts_with("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")
         }));
-        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
-            .await
-            .unwrap();
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal()).await.unwrap();
         assert_eq!(
             rig.child(&id).await.status_reason.as_deref(),
             Some(
@@ -443,10 +411,7 @@ mod time_limit_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn without_an_action_for_its_reason_a_blocked_job_waits_until_terminated() {
         // An action for another reason does not apply.
-        let rig = rig(vec![limit(
-            BlockedReason::ComputeEnvironmentMaxResource,
-            50,
-        )]);
+        let rig = rig(vec![limit(BlockedReason::ComputeEnvironmentMaxResource, 50)]);
         let id = rig.submit("H", "huge", json!({}));
         tokio::time::sleep(Duration::from_millis(300)).await;
         let still = rig.child(&id).await;
@@ -458,22 +423,15 @@ mod time_limit_tests {
                 .is_some_and(|r| r.starts_with("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"))
         );
         rig.batch.terminate_job(&id, "stopped by the test").unwrap();
-        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
-            .await
-            .unwrap();
-        assert_eq!(
-            rig.child(&id).await.status_reason.as_deref(),
-            Some("stopped by the test")
-        );
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal()).await.unwrap();
+        assert_eq!(rig.child(&id).await.status_reason.as_deref(), Some("stopped by the test"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_that_fits_is_never_held_back() {
         let rig = rig(vec![limit(BlockedReason::JobResourceRequirement, 50)]);
         let id = rig.submit("S", "small", json!({"ArrayProperties": {"Size": 3}}));
-        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal())
-            .await
-            .unwrap();
+        tokio::time::timeout(HANG_GUARD, rig.batch.wait_all_terminal()).await.unwrap();
         assert_eq!(rig.child(&id).await.status, JobStatus::Succeeded);
     }
 

@@ -95,9 +95,8 @@ pub(crate) fn parse(request: &Value) -> Result<SubmitRequest, BatchApiError> {
     if let Some(array) = object.get("ArrayProperties") {
         let array = as_object(array, "ArrayProperties")?;
         if let Some(size) = array.get("Size") {
-            let size = size
-                .as_u64()
-                .ok_or_else(|| invalid("ArrayProperties.Size must be an integer"))?;
+            let size =
+                size.as_u64().ok_or_else(|| invalid("ArrayProperties.Size must be an integer"))?;
             if !(MIN_ARRAY_SIZE..=MAX_ARRAY_SIZE).contains(&size) {
                 return Err(invalid(format!(
                     "Array size must be between {MIN_ARRAY_SIZE} and {MAX_ARRAY_SIZE}, got {size}"
@@ -108,9 +107,7 @@ pub(crate) fn parse(request: &Value) -> Result<SubmitRequest, BatchApiError> {
     }
 
     if let Some(deps) = object.get("DependsOn") {
-        let deps = deps
-            .as_array()
-            .ok_or_else(|| invalid("DependsOn must be a list"))?;
+        let deps = deps.as_array().ok_or_else(|| invalid("DependsOn must be a list"))?;
         if deps.len() > MAX_DEPENDENCIES {
             return Err(invalid(format!(
                 "A job can depend on at most {MAX_DEPENDENCIES} jobs, got {}",
@@ -168,9 +165,7 @@ pub(crate) fn parse(request: &Value) -> Result<SubmitRequest, BatchApiError> {
     if let Some(priority) = object.get("SchedulingPriorityOverride")
         && priority.as_u64().is_none_or(|p| p > 9999)
     {
-        return Err(invalid(
-            "SchedulingPriorityOverride must be an integer from 0 to 9999",
-        ));
+        return Err(invalid("SchedulingPriorityOverride must be an integer from 0 to 9999"));
     }
     Ok(parsed)
 }
@@ -186,9 +181,7 @@ pub(crate) fn valid_job_name(name: &str) -> bool {
 fn parse_dependency(dep: &Value) -> Result<Dependency, BatchApiError> {
     let dep = as_object(dep, "DependsOn entry")?;
     if let Some(unknown) = dep.keys().find(|k| *k != "JobId" && *k != "Type") {
-        return Err(invalid(format!(
-            "The field '{unknown}' is not supported in DependsOn"
-        )));
+        return Err(invalid(format!("The field '{unknown}' is not supported in DependsOn")));
     }
     let job_id = match dep.get("JobId") {
         None => None,
@@ -207,9 +200,7 @@ fn parse_dependency(dep: &Value) -> Result<Dependency, BatchApiError> {
         }
     };
     if job_id.is_none() && kind != Some(ArrayDependencyType::Sequential) {
-        return Err(invalid(
-            "DependsOn JobId is required unless the type is SEQUENTIAL",
-        ));
+        return Err(invalid("DependsOn JobId is required unless the type is SEQUENTIAL"));
     }
     Ok(Dependency { job_id, kind })
 }
@@ -321,17 +312,12 @@ fn parse_retry(retry: &Map<String, Value>) -> Result<RetryStrategy, BatchApiErro
                 on_reason: optional_string(rule, "OnReason")?,
                 on_exit_code: optional_string(rule, "OnExitCode")?,
                 action: RetryAction::parse(&action).ok_or_else(|| {
-                    invalid(format!(
-                        "EvaluateOnExit Action must be RETRY or EXIT, got {action}"
-                    ))
+                    invalid(format!("EvaluateOnExit Action must be RETRY or EXIT, got {action}"))
                 })?,
             });
         }
     }
-    Ok(RetryStrategy {
-        attempts,
-        evaluate_on_exit,
-    })
+    Ok(RetryStrategy { attempts, evaluate_on_exit })
 }
 
 fn positive_number(text: &str, what: &str) -> Result<f64, BatchApiError> {
@@ -342,9 +328,7 @@ fn positive_number(text: &str, what: &str) -> Result<f64, BatchApiError> {
 }
 
 fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, BatchApiError> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid(format!("{what} must be an object")))
+    value.as_object().ok_or_else(|| invalid(format!("{what} must be an object")))
 }
 
 fn required_string(object: &Map<String, Value>, key: &str) -> Result<String, BatchApiError> {
@@ -409,15 +393,9 @@ mod tests {
         assert_eq!(parsed.array_size, Some(40));
         assert_eq!(
             parsed.depends_on,
-            vec![Dependency {
-                job_id: Some("abc".into()),
-                kind: Some(ArrayDependencyType::NToN)
-            }]
+            vec![Dependency { job_id: Some("abc".into()), kind: Some(ArrayDependencyType::NToN) }]
         );
-        assert_eq!(
-            parsed.environment,
-            vec![("NTON_WORKFLOW_ID".into(), "wf1".into())]
-        );
+        assert_eq!(parsed.environment, vec![("NTON_WORKFLOW_ID".into(), "wf1".into())]);
         assert_eq!(parsed.vcpus, Some(0.5));
         assert_eq!(parsed.memory_mib, Some(1024));
         let retry = parsed.retry.unwrap();
@@ -462,10 +440,7 @@ mod tests {
                 "ContainerOverrides",
                 json!({"Environment": [{"Name": "AWS_BATCH_JOB_ID", "Value": "x"}]}),
             ),
-            with(
-                "ContainerOverrides",
-                json!({"Environment": [{"Name": "N", "Value": 3}]}),
-            ),
+            with("ContainerOverrides", json!({"Environment": [{"Name": "N", "Value": 3}]})),
             with("Unknown", json!(1)),
             with("Parameters", json!({"p": "x".repeat(31 * 1024)})),
             json!({"JobName": "n", "JobQueue": "q"}),
@@ -475,8 +450,7 @@ mod tests {
             let err = parse(&case).unwrap_err();
             assert_eq!(err.code, "ClientException");
             assert!(
-                err.message
-                    .starts_with("Error executing request, Exception : "),
+                err.message.starts_with("Error executing request, Exception : "),
                 "{}",
                 err.message
             );
@@ -487,8 +461,7 @@ mod tests {
     fn payload_limit_names_the_size() {
         let err = parse(&with("Parameters", json!({"p": "x".repeat(47 * 1024)}))).unwrap_err();
         assert!(
-            err.message
-                .contains("Job size must be less than 30 KiB, got 48 KiB"),
+            err.message.contains("Job size must be less than 30 KiB, got 48 KiB"),
             "{}",
             err.message
         );

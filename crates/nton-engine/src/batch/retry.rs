@@ -31,10 +31,7 @@ pub(crate) fn decide(rules: &[EvaluateOnExit], attempt: FailedAttempt<'_>) -> Re
             // `onReason: "*"` also catches an ordinary exit, which has no container reason.
             matches(rule.on_status_reason.as_deref(), attempt.status_reason)
                 && matches(rule.on_reason.as_deref(), attempt.reason.unwrap_or(""))
-                && matches(
-                    rule.on_exit_code.as_deref(),
-                    exit_code.as_deref().unwrap_or(""),
-                )
+                && matches(rule.on_exit_code.as_deref(), exit_code.as_deref().unwrap_or(""))
         })
         .map_or(RetryAction::Retry, |rule| rule.action)
 }
@@ -158,12 +155,7 @@ mod tests {
 
     #[test]
     fn every_condition_of_a_rule_must_match() {
-        let rules = [rule(
-            Some("Essential*"),
-            None,
-            Some("137"),
-            RetryAction::Exit,
-        )];
+        let rules = [rule(Some("Essential*"), None, Some("137"), RetryAction::Exit)];
         assert_eq!(decide(&rules, exited(1)), RetryAction::Retry);
         assert_eq!(decide(&rules, exited(137)), RetryAction::Exit);
     }
@@ -173,18 +165,8 @@ mod tests {
         // cloudformation/pipeline.yaml: infrastructure reasons retry, anything else exits.
         let rules = [
             rule(Some("Host EC2*"), None, None, RetryAction::Retry),
-            rule(
-                Some("CannotPullContainerError*"),
-                None,
-                None,
-                RetryAction::Retry,
-            ),
-            rule(
-                Some("ResourceInitializationError*"),
-                None,
-                None,
-                RetryAction::Retry,
-            ),
+            rule(Some("CannotPullContainerError*"), None, None, RetryAction::Retry),
+            rule(Some("ResourceInitializationError*"), None, None, RetryAction::Retry),
             rule(None, Some("*"), None, RetryAction::Exit),
         ];
         assert_eq!(decide(&rules, exited(1)), RetryAction::Exit);
@@ -204,14 +186,8 @@ mod tests {
         };
         assert!(validate(&ok).is_ok());
         for bad in [
-            RetryStrategy {
-                attempts: 0,
-                evaluate_on_exit: vec![],
-            },
-            RetryStrategy {
-                attempts: 11,
-                evaluate_on_exit: vec![],
-            },
+            RetryStrategy { attempts: 0, evaluate_on_exit: vec![] },
+            RetryStrategy { attempts: 11, evaluate_on_exit: vec![] },
             RetryStrategy {
                 attempts: 2,
                 evaluate_on_exit: vec![rule(Some("a*b"), None, None, RetryAction::Exit)],

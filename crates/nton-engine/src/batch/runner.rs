@@ -104,15 +104,10 @@ pub(crate) async fn run_attempt(launch: &Launch, running: impl FnOnce(i64)) -> A
     let started_at = now_ms();
     running(started_at);
 
-    let group = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .and_then(Pid::from_raw);
+    let group = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
-    let index = launch
-        .index
-        .map_or_else(|| "-".to_string(), |i| i.to_string());
+    let index = launch.index.map_or_else(|| "-".to_string(), |i| i.to_string());
     let out_prefix = format!("[{index} a{} stdout]", launch.attempt);
     let err_prefix = format!("[{index} a{} stderr]", launch.attempt);
     let tail = Mutex::new(None::<String>);

@@ -96,10 +96,7 @@ pub struct RetryStrategy {
 
 impl Default for RetryStrategy {
     fn default() -> Self {
-        Self {
-            attempts: 1,
-            evaluate_on_exit: Vec::new(),
-        }
+        Self { attempts: 1, evaluate_on_exit: Vec::new() }
     }
 }
 

@@ -315,33 +315,23 @@ impl State {
             .get(&request.job_definition)
             .map(|&d| Arc::clone(&self.definitions[d]))
             .ok_or_else(|| {
-                client_error(format!(
-                    "JobDefinition {} not found.",
-                    request.job_definition
-                ))
+                client_error(format!("JobDefinition {} not found.", request.job_definition))
             })?;
         let (whole_deps, n_to_n_deps, sequential) = self.resolve_dependencies(&request)?;
 
         let id = uuid::Uuid::new_v4().to_string();
-        let arn = format!(
-            "arn:aws:batch:{}:{}:job/{id}",
-            self.config.region, self.config.account_id
-        );
+        let arn =
+            format!("arn:aws:batch:{}:{}:job/{id}", self.config.region, self.config.account_id);
         let queue_spec = &self.queues[queue].spec;
         let template = Arc::new(self.launch_template(&request, &definition, queue_spec));
         let vcpus = request.vcpus.unwrap_or(definition.vcpus);
         let log = Arc::new(JobLog::new(
-            self.config
-                .log_dir
-                .join(format!("{}.{id}.log", request.job_name)),
+            self.config.log_dir.join(format!("{}.{id}.log", request.job_name)),
         ));
         let depends_on = request
             .depends_on
             .iter()
-            .map(|d| JobDependency {
-                job_id: d.job_id.clone(),
-                dependency_type: d.kind,
-            })
+            .map(|d| JobDependency { job_id: d.job_id.clone(), dependency_type: d.kind })
             .collect();
         let size = request.array_size.unwrap_or(1);
         let job = self.jobs.len() as u32;
@@ -371,10 +361,7 @@ impl State {
             whole_dependents: Vec::new(),
             n_to_n_dependents: Vec::new(),
             template,
-            retry: request
-                .retry
-                .clone()
-                .unwrap_or_else(|| definition.retry.clone()),
+            retry: request.retry.clone().unwrap_or_else(|| definition.retry.clone()),
             millicpus: millicpus(if vcpus > 0.0 { vcpus } else { 1.0 }),
             memory_mib: request.memory_mib.unwrap_or(definition.memory_mib),
             log,
@@ -598,11 +585,7 @@ impl State {
             self.worklist.push_back(Ended::Child { job, child: c, ok });
             if record.ended() {
                 let ok = record.failed == 0;
-                record.status = if ok {
-                    JobStatus::Succeeded
-                } else {
-                    JobStatus::Failed
-                };
+                record.status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
                 record.stopped_at = Some(now);
                 self.open_jobs -= 1;
                 let seq = self.events.next_seq();
@@ -638,11 +621,7 @@ impl State {
             queue: self.queues[record.queue].spec.name.clone(),
             index: record.array_size.map(|_| c),
             status: child.status,
-            attempt: if child.status.is_terminal() {
-                made
-            } else {
-                made + 1
-            },
+            attempt: if child.status.is_terminal() { made } else { made + 1 },
             at_ms: now_ms(),
             status_reason: child.status_reason.clone(),
             exit_code: facts.exit_code,
@@ -718,11 +697,7 @@ impl State {
         }
         let count = self.queues.len();
         loop {
-            if self
-                .config
-                .max_parallel_total
-                .is_some_and(|max| self.running_total >= max.max(1))
-            {
+            if self.config.max_parallel_total.is_some_and(|max| self.running_total >= max.max(1)) {
                 break;
             }
             let first = self.next_queue;
@@ -749,12 +724,9 @@ impl State {
         let &(job, c) = queue.runnable.first()?;
         let millicpus = self.jobs[job as usize].millicpus;
         let memory_mib = self.jobs[job as usize].memory_mib;
-        if let Some(reason) = limits::never_fits(
-            millicpus,
-            memory_mib,
-            queue.max_millicpus,
-            self.config.instance,
-        ) {
+        if let Some(reason) =
+            limits::never_fits(millicpus, memory_mib, queue.max_millicpus, self.config.instance)
+        {
             self.block(q, job, c, reason);
             return None;
         }
@@ -771,13 +743,8 @@ impl State {
         self.running_total += 1;
         self.transition(job, c, JobStatus::Starting, None, AttemptFacts::default());
         let cancel = Arc::new(Notify::new());
-        self.running.insert(
-            (job, c),
-            Running {
-                cancel: Arc::clone(&cancel),
-                terminate_reason: None,
-            },
-        );
+        self.running
+            .insert((job, c), Running { cancel: Arc::clone(&cancel), terminate_reason: None });
         let record = &self.jobs[job as usize];
         Some(Launch {
             job,
@@ -803,25 +770,12 @@ impl State {
             return;
         }
         self.blocks += 1;
-        let blocked = Blocked {
-            job,
-            child: c,
-            reason,
-            generation: self.blocks,
-        };
+        let blocked = Blocked { job, child: c, reason, generation: self.blocks };
         self.queues[q].blocked = Some(blocked);
         // The status stays RUNNABLE; only the reason changes, so no transition event.
         self.jobs[job as usize].children[c as usize].status_reason = Some(reason.status_reason());
-        if let Some(limit) = self.queues[q]
-            .time_limits
-            .iter()
-            .find(|l| l.reason == reason)
-        {
-            self.timers.push(Timer {
-                after: limit.max_time,
-                queue: q,
-                blocked,
-            });
+        if let Some(limit) = self.queues[q].time_limits.iter().find(|l| l.reason == reason) {
+            self.timers.push(Timer { after: limit.max_time, queue: q, blocked });
         }
     }
 
@@ -833,9 +787,7 @@ impl State {
         if self.shutting_down || self.queues[q].blocked != Some(timer.blocked) {
             return Vec::new();
         }
-        let Blocked {
-            job, child, reason, ..
-        } = timer.blocked;
+        let Blocked { job, child, reason, .. } = timer.blocked;
         if self.jobs[job as usize].children[child as usize].status != JobStatus::Runnable {
             return Vec::new();
         }
@@ -867,10 +819,8 @@ impl State {
     /// An attempt ended: record it, then SUCCEEDED, FAILED, or RUNNABLE again for a retry.
     pub fn finish(&mut self, launch: &Launch, end: AttemptEnd) -> Vec<Launch> {
         let (job, c) = (launch.job, launch.child);
-        let terminate_reason = self
-            .running
-            .remove(&(job, c))
-            .and_then(|running| running.terminate_reason);
+        let terminate_reason =
+            self.running.remove(&(job, c)).and_then(|running| running.terminate_reason);
         let record = &self.jobs[job as usize];
         let queue = &mut self.queues[record.queue];
         queue.running -= 1;
@@ -901,10 +851,7 @@ impl State {
             stopped_at: Some(end.stopped_at),
             status_reason: Some(status_reason.clone()),
         });
-        let facts = AttemptFacts {
-            exit_code: end.exit_code,
-            stderr_tail: end.stderr_tail.clone(),
-        };
+        let facts = AttemptFacts { exit_code: end.exit_code, stderr_tail: end.stderr_tail.clone() };
         let succeeded =
             terminate_reason.is_none() && end.kind == EndKind::Exited && end.exit_code == Some(0);
         if succeeded {
@@ -943,10 +890,7 @@ impl State {
                 JobStatus::Submitted | JobStatus::Pending | JobStatus::Runnable => {
                     let queue = self.jobs[job as usize].queue;
                     self.queues[queue].runnable.remove(&(job, c));
-                    if self.queues[queue]
-                        .blocked
-                        .is_some_and(|b| b.job == job && b.child == c)
-                    {
+                    if self.queues[queue].blocked.is_some_and(|b| b.job == job && b.child == c) {
                         self.queues[queue].blocked = None;
                     }
                     self.transition(

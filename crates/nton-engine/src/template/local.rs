@@ -39,10 +39,7 @@ impl Default for LocalContext {
 impl LocalContext {
     /// A context with the default region and account and the given stack name.
     pub fn new(stack_name: impl Into<String>) -> Self {
-        Self {
-            stack_name: stack_name.into(),
-            ..Self::default()
-        }
+        Self { stack_name: stack_name.into(), ..Self::default() }
     }
 
     pub fn with_region(mut self, region: impl Into<String>) -> Self {
@@ -74,10 +71,7 @@ impl LocalContext {
     }
 
     fn arn(&self, service: &str, rest: &str) -> String {
-        format!(
-            "arn:aws:{service}:{}:{}:{rest}",
-            self.region, self.account_id
-        )
+        format!("arn:aws:{service}:{}:{}:{rest}", self.region, self.account_id)
     }
 }
 
@@ -87,13 +81,7 @@ pub(crate) fn bucket_name(ctx: &LocalContext, logical_id: &str) -> String {
     let raw = format!("{}-{}", ctx.stack_name, logical_id).to_ascii_lowercase();
     let cleaned: String = raw
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
         .collect();
     let trimmed: String = cleaned.chars().take(63).collect();
     trimmed.trim_matches(|c| c == '-' || c == '.').to_string()
@@ -148,11 +136,9 @@ pub(crate) fn get_att(
         ("AWS::S3::Bucket", "DomainName") => {
             format!("{}.s3.amazonaws.com", bucket_name(ctx, logical_id))
         }
-        ("AWS::S3::Bucket", "RegionalDomainName") => format!(
-            "{}.s3.{}.amazonaws.com",
-            bucket_name(ctx, logical_id),
-            ctx.region
-        ),
+        ("AWS::S3::Bucket", "RegionalDomainName") => {
+            format!("{}.s3.{}.amazonaws.com", bucket_name(ctx, logical_id), ctx.region)
+        }
         ("AWS::IAM::Role", "Arn") => format!("arn:aws:iam::{}:role/{logical_id}", ctx.account_id),
         ("AWS::Logs::LogGroup", "Arn") => ctx.arn("logs", &format!("log-group:{logical_id}:*")),
         ("AWS::SNS::Topic", "TopicArn") => ctx.arn("sns", logical_id),

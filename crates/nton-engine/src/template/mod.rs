@@ -59,23 +59,17 @@ impl Template {
     pub fn load(path: impl AsRef<Path>) -> Result<Template, TemplateError> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
-            origin: origin.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TemplateError::Read { origin: origin.clone(), source })?;
         Self::parse(&text, &origin)
     }
 
     /// Parses template text; `origin` names it in errors (a path, or a label for inline text).
     pub fn parse(text: &str, origin: &str) -> Result<Template, TemplateError> {
-        let body = yaml::parse(text).map_err(|message| TemplateError::Parse {
-            origin: origin.to_string(),
-            message,
-        })?;
-        let invalid = |message: String| TemplateError::Invalid {
-            origin: origin.to_string(),
-            message,
-        };
+        let body = yaml::parse(text)
+            .map_err(|message| TemplateError::Parse { origin: origin.to_string(), message })?;
+        let invalid =
+            |message: String| TemplateError::Invalid { origin: origin.to_string(), message };
         let Value::Object(top) = &body else {
             return Err(invalid("the template is not a mapping".to_string()));
         };
@@ -102,9 +96,7 @@ impl Template {
                 None | Some(Value::Null) => Value::Object(Map::new()),
                 Some(p @ Value::Object(_)) => p.clone(),
                 Some(_) => {
-                    return Err(invalid(format!(
-                        "resource {id}: Properties is not a mapping"
-                    )));
+                    return Err(invalid(format!("resource {id}: Properties is not a mapping")));
                 }
             };
             let condition = match fields.get("Condition") {
@@ -121,20 +113,9 @@ impl Template {
                     )));
                 }
             };
-            resources.push((
-                id.clone(),
-                Resource {
-                    resource_type,
-                    properties,
-                    condition,
-                },
-            ));
+            resources.push((id.clone(), Resource { resource_type, properties, condition }));
         }
-        Ok(Template {
-            origin: origin.to_string(),
-            body,
-            resources,
-        })
+        Ok(Template { origin: origin.to_string(), body, resources })
     }
 
     /// Where the template came from (its path or label).
@@ -160,10 +141,7 @@ impl Template {
 
     /// The resource with this logical id.
     pub fn resource(&self, logical_id: &str) -> Option<&Resource> {
-        self.resources
-            .iter()
-            .find(|(id, _)| id == logical_id)
-            .map(|(_, r)| r)
+        self.resources.iter().find(|(id, _)| id == logical_id).map(|(_, r)| r)
     }
 
     /// Whether the resource is created in this context (it has no condition, or its
@@ -191,9 +169,7 @@ impl Template {
     /// Resolves every intrinsic in `value`. A value that is `AWS::NoValue` as a whole
     /// resolves to `null`.
     pub fn resolve(&self, value: &Value, ctx: &LocalContext) -> Result<Value, TemplateError> {
-        Ok(Resolver::new(self, ctx)
-            .value(value, "")?
-            .unwrap_or(Value::Null))
+        Ok(Resolver::new(self, ctx).value(value, "")?.unwrap_or(Value::Null))
     }
 
     /// The resolved `Properties` of a resource.
@@ -204,10 +180,7 @@ impl Template {
     ) -> Result<Value, TemplateError> {
         let at = format!("Resources.{logical_id}.Properties");
         let resource = self.resource(logical_id).ok_or_else(|| {
-            error(
-                &format!("Resources.{logical_id}"),
-                format!("unknown logical id '{logical_id}'"),
-            )
+            error(&format!("Resources.{logical_id}"), format!("unknown logical id '{logical_id}'"))
         })?;
         Ok(Resolver::new(self, ctx)
             .value(&resource.properties, &at)?
@@ -219,14 +192,12 @@ impl Template {
     /// partial ARN or name) and state machines. `None` when no resource of that type has
     /// that id.
     pub fn logical_id_for_arn(&self, arn: &str) -> Option<&str> {
-        local::parse_local_name(arn)
-            .into_iter()
-            .find_map(|(resource_type, id)| {
-                self.resources
-                    .iter()
-                    .find(|(rid, r)| *rid == id && r.resource_type == resource_type)
-                    .map(|(rid, _)| rid.as_str())
-            })
+        local::parse_local_name(arn).into_iter().find_map(|(resource_type, id)| {
+            self.resources
+                .iter()
+                .find(|(rid, r)| *rid == id && r.resource_type == resource_type)
+                .map(|(rid, _)| rid.as_str())
+        })
     }
 
     /// The state machine's definition, resolved: the only `AWS::StepFunctions::StateMachine`
@@ -238,10 +209,8 @@ impl Template {
         ctx: &LocalContext,
         logical_id: Option<&str>,
     ) -> Result<(String, Value), TemplateError> {
-        let invalid = |message: String| TemplateError::Invalid {
-            origin: self.origin.clone(),
-            message,
-        };
+        let invalid =
+            |message: String| TemplateError::Invalid { origin: self.origin.clone(), message };
         const TYPE: &str = "AWS::StepFunctions::StateMachine";
         let id = match logical_id {
             Some(id) => match self.resource(id) {
@@ -338,10 +307,7 @@ impl Template {
     }
 
     fn parameter_declaration(&self, name: &str) -> Option<&Map<String, Value>> {
-        self.body
-            .get("Parameters")
-            .and_then(|p| p.get(name))
-            .and_then(Value::as_object)
+        self.body.get("Parameters").and_then(|p| p.get(name)).and_then(Value::as_object)
     }
 
     /// The value of a template parameter: the context's override, else its `Default`, else an
@@ -362,10 +328,7 @@ impl Template {
                     .collect::<Vec<_>>()
                     .join(","),
                 Some(v) => resolve::scalar_string(v).ok_or_else(|| {
-                    error(
-                        &at,
-                        format!("parameter {name}: Default {v} is not a scalar"),
-                    )
+                    error(&at, format!("parameter {name}: Default {v} is not a scalar"))
                 })?,
                 None if ty.starts_with("AWS::SSM::Parameter::Value<") => {
                     return Err(error(
@@ -410,18 +373,12 @@ fn check_parameter(
     value: &str,
     is_number: bool,
 ) -> Result<(), String> {
-    let num = |key: &str| {
-        decl.get(key)
-            .and_then(|v| resolve::scalar_string(v)?.parse::<f64>().ok())
-    };
+    let num =
+        |key: &str| decl.get(key).and_then(|v| resolve::scalar_string(v)?.parse::<f64>().ok());
     if let Some(Value::Array(allowed)) = decl.get("AllowedValues")
-        && !allowed
-            .iter()
-            .any(|a| resolve::scalar_string(a).as_deref() == Some(value))
+        && !allowed.iter().any(|a| resolve::scalar_string(a).as_deref() == Some(value))
     {
-        return Err(format!(
-            "parameter {name}: '{value}' is not one of its AllowedValues"
-        ));
+        return Err(format!("parameter {name}: '{value}' is not one of its AllowedValues"));
     }
     if let Some(Value::String(pattern)) = decl.get("AllowedPattern") {
         let re = allowed_pattern(pattern)
@@ -436,16 +393,12 @@ fn check_parameter(
     if let Some(min) = num("MinLength")
         && len < min
     {
-        return Err(format!(
-            "parameter {name}: '{value}' is shorter than MinLength {min}"
-        ));
+        return Err(format!("parameter {name}: '{value}' is shorter than MinLength {min}"));
     }
     if let Some(max) = num("MaxLength")
         && len > max
     {
-        return Err(format!(
-            "parameter {name}: '{value}' is longer than MaxLength {max}"
-        ));
+        return Err(format!("parameter {name}: '{value}' is longer than MaxLength {max}"));
     }
     if is_number {
         let n: f64 = value
@@ -521,16 +474,9 @@ fn substitute_str(s: &str, subs: &[(String, String)], at: &str) -> Result<String
             return Err(error(at, format!("unclosed placeholder in '{s}'")));
         };
         let name = &after[..end];
-        let value = subs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-            .ok_or_else(|| {
-                error(
-                    at,
-                    format!("placeholder ${{{name}}} has no entry in DefinitionSubstitutions"),
-                )
-            })?;
+        let value = subs.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+            error(at, format!("placeholder ${{{name}}} has no entry in DefinitionSubstitutions"))
+        })?;
         out.push_str(value);
         rest = &after[end + 1..];
     }

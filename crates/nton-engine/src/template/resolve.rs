@@ -20,21 +20,13 @@ type Resolved = Result<Option<Value>, TemplateError>;
 
 pub(crate) fn error(at: &str, message: impl Into<String>) -> TemplateError {
     TemplateError::Resolve {
-        at: if at.is_empty() {
-            "value".to_string()
-        } else {
-            at.to_string()
-        },
+        at: if at.is_empty() { "value".to_string() } else { at.to_string() },
         message: message.into(),
     }
 }
 
 fn child(at: &str, key: &str) -> String {
-    if at.is_empty() {
-        key.to_string()
-    } else {
-        format!("{at}.{key}")
-    }
+    if at.is_empty() { key.to_string() } else { format!("{at}.{key}") }
 }
 
 /// One resolution pass: conditions are evaluated once each and remembered.
@@ -91,8 +83,7 @@ impl<'a> Resolver<'a> {
 
     /// A value that must exist (`AWS::NoValue` is an error here).
     fn need(&self, value: &Value, at: &str) -> Result<Value, TemplateError> {
-        self.value(value, at)?
-            .ok_or_else(|| error(at, "AWS::NoValue is not allowed here"))
+        self.value(value, at)?.ok_or_else(|| error(at, "AWS::NoValue is not allowed here"))
     }
 
     fn need_string(&self, value: &Value, at: &str) -> Result<String, TemplateError> {
@@ -109,10 +100,7 @@ impl<'a> Resolver<'a> {
     ) -> Result<&'v [Value], TemplateError> {
         match arg {
             Value::Array(items) if items.len() == n => Ok(items),
-            _ => Err(error(
-                at,
-                format!("{name} takes a list of {n} arguments, got {arg}"),
-            )),
+            _ => Err(error(at, format!("{name} takes a list of {n} arguments, got {arg}"))),
         }
     }
 
@@ -148,10 +136,7 @@ impl<'a> Resolver<'a> {
                                 ),
                             ));
                         };
-                        (
-                            id.clone(),
-                            self.need_string(&items[1], &format!("{at}[1]"))?,
-                        )
+                        (id.clone(), self.need_string(&items[1], &format!("{at}[1]"))?)
                     }
                     _ => {
                         return Err(error(
@@ -169,10 +154,7 @@ impl<'a> Resolver<'a> {
                 let list_at = format!("{at}[1]");
                 let list = self.need(&items[1], &list_at)?;
                 let Value::Array(list) = list else {
-                    return Err(error(
-                        &list_at,
-                        format!("Fn::Join needs a list, got {list}"),
-                    ));
+                    return Err(error(&list_at, format!("Fn::Join needs a list, got {list}")));
                 };
                 let parts = list
                     .iter()
@@ -197,10 +179,7 @@ impl<'a> Resolver<'a> {
                 let list_at = format!("{at}[1]");
                 let list = self.need(&items[1], &list_at)?;
                 let Value::Array(list) = list else {
-                    return Err(error(
-                        &list_at,
-                        format!("Fn::Select needs a list, got {list}"),
-                    ));
+                    return Err(error(&list_at, format!("Fn::Select needs a list, got {list}")));
                 };
                 let len = list.len();
                 list.into_iter().nth(index).map(Some).ok_or_else(|| {
@@ -241,54 +220,35 @@ impl<'a> Resolver<'a> {
             "Fn::Equals" | "Fn::Not" | "Fn::And" | "Fn::Or" => {
                 let mut map = Map::new();
                 map.insert(name.to_string(), arg.clone());
-                self.condition_expr(&Value::Object(map), at)
-                    .map(|b| Some(Value::Bool(b)))
+                self.condition_expr(&Value::Object(map), at).map(|b| Some(Value::Bool(b)))
             }
             "Fn::FindInMap" => self.find_in_map(arg, at).map(Some),
             "Fn::GetAZs" => {
                 let region = self.need_string(arg, at)?;
-                let region = if region.is_empty() {
-                    self.ctx.region.clone()
-                } else {
-                    region
-                };
+                let region = if region.is_empty() { self.ctx.region.clone() } else { region };
                 Ok(Some(Value::Array(
-                    ["a", "b", "c"]
-                        .iter()
-                        .map(|z| Value::String(format!("{region}{z}")))
-                        .collect(),
+                    ["a", "b", "c"].iter().map(|z| Value::String(format!("{region}{z}"))).collect(),
                 )))
             }
             "Fn::Base64" => {
                 let text = self.need_string(arg, at)?;
-                Ok(Some(Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(text),
-                )))
+                Ok(Some(Value::String(base64::engine::general_purpose::STANDARD.encode(text))))
             }
             "Fn::ImportValue" => {
                 let export = self.need_string(arg, at)?;
-                self.ctx
-                    .exports
-                    .get(&export)
-                    .cloned()
-                    .map(Some)
-                    .ok_or_else(|| {
-                        error(
-                            at,
-                            format!(
-                                "Fn::ImportValue '{export}': the local context has no such export"
-                            ),
-                        )
-                    })
+                self.ctx.exports.get(&export).cloned().map(Some).ok_or_else(|| {
+                    error(
+                        at,
+                        format!("Fn::ImportValue '{export}': the local context has no such export"),
+                    )
+                })
             }
             "Fn::Cidr" => {
                 let items = self.args(arg, at, "Fn::Cidr", 3)?;
                 let block = self.need_string(&items[0], &format!("{at}[0]"))?;
                 let count = self.need_string(&items[1], &format!("{at}[1]"))?;
                 let bits = self.need_string(&items[2], &format!("{at}[2]"))?;
-                cidr(&block, &count, &bits)
-                    .map(Some)
-                    .map_err(|m| error(at, m))
+                cidr(&block, &count, &bits).map(Some).map_err(|m| error(at, m))
             }
             other => Err(error(
                 at,
@@ -321,9 +281,7 @@ impl<'a> Resolver<'a> {
                 return Ok(Some(v.clone()));
             }
             let v = self.template.parameter_value(name, ctx)?;
-            self.parameters
-                .borrow_mut()
-                .insert(name.to_string(), v.clone());
+            self.parameters.borrow_mut().insert(name.to_string(), v.clone());
             return Ok(Some(v));
         }
         let resource = self.existing_resource(name, at)?;
@@ -332,20 +290,12 @@ impl<'a> Resolver<'a> {
 
     fn get_att(&self, id: &str, attribute: &str, at: &str) -> Result<Value, TemplateError> {
         let resource = self.existing_resource(id, at)?;
-        Ok(local::get_att(
-            self.ctx,
-            id,
-            &resource.resource_type,
-            attribute,
-        ))
+        Ok(local::get_att(self.ctx, id, &resource.resource_type, attribute))
     }
 
     fn existing_resource(&self, id: &str, at: &str) -> Result<&'a super::Resource, TemplateError> {
         let resource = self.template.resource(id).ok_or_else(|| {
-            error(
-                at,
-                format!("unknown logical id '{id}' (neither a parameter nor a resource)"),
-            )
+            error(at, format!("unknown logical id '{id}' (neither a parameter nor a resource)"))
         })?;
         if let Some(condition) = &resource.condition
             && !self.condition(condition, at)?
@@ -462,10 +412,9 @@ impl<'a> Resolver<'a> {
         match (found, default) {
             (Some(v), _) => Ok(v.clone()),
             (None, Some(d)) => Ok(d),
-            (None, None) => Err(error(
-                at,
-                format!("Fn::FindInMap: mapping {map_name} has no {top}.{second}"),
-            )),
+            (None, None) => {
+                Err(error(at, format!("Fn::FindInMap: mapping {map_name} has no {top}.{second}")))
+            }
         }
     }
 
@@ -493,25 +442,16 @@ impl<'a> Resolver<'a> {
 
     fn condition_expr(&self, expr: &Value, at: &str) -> Result<bool, TemplateError> {
         let Value::Object(map) = expr else {
-            return Err(error(
-                at,
-                format!("expected a condition function, got {expr}"),
-            ));
+            return Err(error(at, format!("expected a condition function, got {expr}")));
         };
         let Some((name, arg)) = map.iter().next().filter(|_| map.len() == 1) else {
-            return Err(error(
-                at,
-                format!("expected a condition function, got {expr}"),
-            ));
+            return Err(error(at, format!("expected a condition function, got {expr}")));
         };
         let at = child(at, name);
         match name.as_str() {
             "Condition" => {
                 let Value::String(other) = arg else {
-                    return Err(error(
-                        &at,
-                        format!("Condition takes a condition name, got {arg}"),
-                    ));
+                    return Err(error(&at, format!("Condition takes a condition name, got {arg}")));
                 };
                 self.condition(other, &at)
             }
@@ -565,14 +505,10 @@ pub(crate) fn scalar_string(v: &Value) -> Option<String> {
 fn as_strings(v: &Value) -> Value {
     match v {
         Value::Array(items) => Value::Array(items.iter().map(as_strings).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), as_strings(v)))
-                .collect(),
-        ),
-        other => scalar_string(other)
-            .map(Value::String)
-            .unwrap_or(Value::Null),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), as_strings(v))).collect())
+        }
+        other => scalar_string(other).map(Value::String).unwrap_or(Value::Null),
     }
 }
 
@@ -601,9 +537,7 @@ fn cidr(block: &str, count: &str, bits: &str) -> Result<Value, String> {
         .ok_or_else(|| format!("Fn::Cidr: cidrBits '{bits}' must be 1 to 32 for IPv4"))?;
     let sub_prefix = 32 - bits;
     if sub_prefix < prefix {
-        return Err(format!(
-            "Fn::Cidr: /{sub_prefix} subnets do not fit in {block}"
-        ));
+        return Err(format!("Fn::Cidr: /{sub_prefix} subnets do not fit in {block}"));
     }
     let available = 1u64 << (sub_prefix - prefix);
     if u64::from(count) > available {
@@ -611,11 +545,7 @@ fn cidr(block: &str, count: &str, bits: &str) -> Result<Value, String> {
             "Fn::Cidr: {block} holds only {available} /{sub_prefix} subnets, {count} asked"
         ));
     }
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - prefix)
-    };
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
     let base = u32::from(addr) & mask;
     let size = 1u64 << bits;
     Ok(Value::Array(

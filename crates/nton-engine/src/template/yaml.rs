@@ -71,10 +71,7 @@ fn convert(yaml: Yaml, at: &str) -> Result<Value, String> {
                     Yaml::Number(n) => n.to_string(),
                     Yaml::Bool(b) => b.to_string(),
                     other => {
-                        return Err(format!(
-                            "{}: mapping key {other:?} is not a scalar",
-                            show(at)
-                        ));
+                        return Err(format!("{}: mapping key {other:?} is not a scalar", show(at)));
                     }
                 };
                 let child = join(at, &key);
@@ -124,11 +121,7 @@ fn single(key: &str, value: Value) -> Value {
 }
 
 fn join(at: &str, key: &str) -> String {
-    if at.is_empty() {
-        key.to_string()
-    } else {
-        format!("{at}.{key}")
-    }
+    if at.is_empty() { key.to_string() } else { format!("{at}.{key}") }
 }
 
 fn show(at: &str) -> &str {
@@ -158,10 +151,7 @@ h: !Cidr [10.0.0.0/16, 2, 8]
         assert_eq!(v["b"], json!({"Fn::GetAtt": ["Db", "Endpoint.Address"]}));
         assert_eq!(v["c"], json!({"Fn::Sub": "${A}-b"}));
         assert_eq!(v["d"], json!({"Fn::Join": ["-", ["a", {"Ref": "B"}]]}));
-        assert_eq!(
-            v["e"],
-            json!({"Fn::If": ["Cond", 1, {"Ref": "AWS::NoValue"}]})
-        );
+        assert_eq!(v["e"], json!({"Fn::If": ["Cond", 1, {"Ref": "AWS::NoValue"}]}));
         assert_eq!(v["f"], json!({"Condition": "IsProd"}));
         assert_eq!(v["g"], json!({"Fn::GetAZs": ""}));
         assert_eq!(v["h"], json!({"Fn::Cidr": ["10.0.0.0/16", 2, 8]}));

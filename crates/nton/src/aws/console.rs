@@ -14,20 +14,14 @@ pub struct Console {
 impl Console {
     /// Results on stdout, progress on stderr.
     pub fn stdio() -> Console {
-        Console {
-            out: Box::new(std::io::stdout()),
-            log: Box::new(std::io::stderr()),
-        }
+        Console { out: Box::new(std::io::stdout()), log: Box::new(std::io::stderr()) }
     }
 
     /// A console writing into memory: `(console, results, progress)`.
     pub fn capture() -> (Console, Captured, Captured) {
         let out = Captured::default();
         let log = Captured::default();
-        let console = Console {
-            out: Box::new(out.clone()),
-            log: Box::new(log.clone()),
-        };
+        let console = Console { out: Box::new(out.clone()), log: Box::new(log.clone()) };
         (console, out, log)
     }
 

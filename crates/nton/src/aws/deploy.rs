@@ -43,17 +43,11 @@ pub async fn deploy_with(
         let path = args.template_dir.join(kind.template_file());
         templates.insert(kind, Template::read(&path)?);
     }
-    let params_path = args
-        .params_file
-        .clone()
-        .unwrap_or_else(|| default_params_path(&args.template_dir, env));
+    let params_path =
+        args.params_file.clone().unwrap_or_else(|| default_params_path(&args.template_dir, env));
     let params_file = ParamsFile::read(&params_path)?;
-    let assigned = params_file.assign(
-        &templates
-            .iter()
-            .map(|(kind, template)| (*kind, template))
-            .collect::<Vec<_>>(),
-    )?;
+    let assigned = params_file
+        .assign(&templates.iter().map(|(kind, template)| (*kind, template)).collect::<Vec<_>>())?;
     let pipeline_template = &templates[&StackKind::Pipeline];
     if args.image_tag.is_some() && !pipeline_template.parameters.contains_key("ImageTag") {
         return Err(CommandError::bad_input(format!(
@@ -93,13 +87,8 @@ pub async fn deploy_with(
 
     // A template too large to send inline needs a bucket; known before anything changes.
     let bucket_coming = args.template_bucket().is_some()
-        || templates[&StackKind::Registry]
-            .outputs
-            .contains(TEMPLATE_BUCKET_OUTPUT);
-    if let Some(large) = kinds
-        .iter()
-        .map(|kind| &templates[kind])
-        .find(|t| t.needs_upload())
+        || templates[&StackKind::Registry].outputs.contains(TEMPLATE_BUCKET_OUTPUT);
+    if let Some(large) = kinds.iter().map(|kind| &templates[kind]).find(|t| t.needs_upload())
         && !bucket_coming
     {
         return Err(CommandError::bad_input(format!(
@@ -209,10 +198,8 @@ async fn upload_template(
     template: &Template,
     console: &mut Console,
 ) -> Result<String, CommandError> {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
+    let millis =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
     let key = format!("templates/{stack}/{millis}-{}", template.name());
     let s3 = super::s3_client(config);
     s3.put_object()
@@ -235,11 +222,7 @@ async fn upload_template(
 /// The S3 URL CloudFormation reads a template from: virtual-hosted, or path-style for a
 /// bucket name with dots (whose virtual host would not match S3's certificate).
 pub fn template_url(bucket: &str, region: &str, key: &str) -> String {
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
+    let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
     if bucket.contains('.') {
         format!("https://s3.{region}.{domain}/{bucket}/{key}")
     } else {
@@ -268,9 +251,7 @@ fn supply_pipeline_parameters(
     }
     if declares("ImageRegistry") && !parameters.values.contains_key("ImageRegistry") {
         if let Some(registry) = image_registry {
-            parameters
-                .values
-                .insert("ImageRegistry".into(), registry.into());
+            parameters.values.insert("ImageRegistry".into(), registry.into());
         } else if deployed_has("ImageRegistry") {
             parameters.keep_previous.push("ImageRegistry".into());
         }
@@ -319,21 +300,13 @@ pub fn registry_from(stack_arn: &str, repositories: &[String]) -> Option<String>
     let [_, partition, _, region, account, _] = fields.as_slice() else {
         return None;
     };
-    let domain = if partition.ends_with("-cn") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
+    let domain = if partition.ends_with("-cn") { "amazonaws.com.cn" } else { "amazonaws.com" };
     let host = format!("{account}.dkr.ecr.{region}.{domain}");
     let prefixes: Vec<&str> = repositories
         .iter()
         .filter_map(|repo| {
             IMAGE_NAMES.iter().find_map(|image| {
-                if repo == image {
-                    Some("")
-                } else {
-                    repo.strip_suffix(image)?.strip_suffix('/')
-                }
+                if repo == image { Some("") } else { repo.strip_suffix(image)?.strip_suffix('/') }
             })
         })
         .collect();
@@ -342,11 +315,7 @@ pub fn registry_from(stack_arn: &str, repositories: &[String]) -> Option<String>
     if prefixes.iter().any(|p| *p != prefix) {
         return None;
     }
-    Some(if prefix.is_empty() {
-        host
-    } else {
-        format!("{host}/{prefix}")
-    })
+    Some(if prefix.is_empty() { host } else { format!("{host}/{prefix}") })
 }
 
 /// One stack's change set inputs.
@@ -436,69 +405,40 @@ async fn deploy_stack(
                 return Err(CommandError::environment(format!(
                     "{name}: the stack is {status}{}; repair it in CloudFormation (continue the \
                      rollback, or delete it) before deploying",
-                    stack
-                        .reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
+                    stack.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
                 )));
             }
             _ => {}
         }
     }
     // A stack left in REVIEW_IN_PROGRESS (a create change set never executed) is created anew.
-    let creating = existing
-        .as_ref()
-        .is_none_or(|s| s.status == "REVIEW_IN_PROGRESS");
+    let creating = existing.as_ref().is_none_or(|s| s.status == "REVIEW_IN_PROGRESS");
     let change_set_name = format!(
         "nton-{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
     );
 
     let mut parameters: Vec<Parameter> = plan
         .parameters
         .values
         .iter()
-        .map(|(key, value)| {
-            Parameter::builder()
-                .parameter_key(key)
-                .parameter_value(value)
-                .build()
-        })
+        .map(|(key, value)| Parameter::builder().parameter_key(key).parameter_value(value).build())
         .collect();
     if !creating {
         for key in &plan.parameters.keep_previous {
-            parameters.push(
-                Parameter::builder()
-                    .parameter_key(key)
-                    .use_previous_value(true)
-                    .build(),
-            );
+            parameters
+                .push(Parameter::builder().parameter_key(key).use_previous_value(true).build());
         }
     }
-    let tags: Vec<Tag> = plan
-        .tags
-        .iter()
-        .map(|(key, value)| Tag::builder().key(key).value(value).build())
-        .collect();
+    let tags: Vec<Tag> =
+        plan.tags.iter().map(|(key, value)| Tag::builder().key(key).value(value).build()).collect();
 
     let created = cfn
         .create_change_set()
         .stack_name(name)
         .change_set_name(&change_set_name)
-        .change_set_type(if creating {
-            ChangeSetType::Create
-        } else {
-            ChangeSetType::Update
-        })
-        .set_template_body(
-            plan.template_url
-                .is_none()
-                .then(|| plan.template.body.clone()),
-        )
+        .change_set_type(if creating { ChangeSetType::Create } else { ChangeSetType::Update })
+        .set_template_body(plan.template_url.is_none().then(|| plan.template.body.clone()))
         .set_template_url(plan.template_url.map(str::to_string))
         .set_parameters(Some(parameters))
         .capabilities(Capability::CapabilityNamedIam)
@@ -538,9 +478,7 @@ async fn deploy_stack(
             console.note(format!("{name}: no changes"));
             return Ok(Outcome::NoChanges);
         }
-        return Err(CommandError::bad_input(format!(
-            "{name}: the change set failed: {reason}"
-        )));
+        return Err(CommandError::bad_input(format!("{name}: the change set failed: {reason}")));
     }
 
     let verb = if creating { "create" } else { "update" };
@@ -581,17 +519,12 @@ async fn deploy_stack(
         return Ok(Outcome::Started);
     }
     let status = follower.until_settled(cfn, console, poll).await?;
-    if matches!(
-        status.as_str(),
-        "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE"
-    ) {
+    if matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE") {
         return Ok(Outcome::Completed(status));
     }
     let mut reasons = std::mem::take(&mut follower.failures);
     if reasons.is_empty()
-        && let Some(reason) = stack::describe(cfn, &stack_id)
-            .await?
-            .and_then(|s| s.reason)
+        && let Some(reason) = stack::describe(cfn, &stack_id).await?.and_then(|s| s.reason)
     {
         reasons.push(reason);
     }
@@ -641,12 +574,7 @@ async fn wait_for_change_set(
 /// set leaves behind (REVIEW_IN_PROGRESS), so a dry run leaves nothing in the account.
 /// Best effort: a leftover change set costs nothing and is listed in the console.
 async fn delete_change_set(cfn: &Client, name: &str, id: &str, creating: bool, stack_id: &str) {
-    let _ = cfn
-        .delete_change_set()
-        .stack_name(name)
-        .change_set_name(id)
-        .send()
-        .await;
+    let _ = cfn.delete_change_set().stack_name(name).change_set_name(id).send().await;
     if creating
         && let Ok(Some(stack)) = stack::describe(cfn, stack_id).await
         && stack.status == "REVIEW_IN_PROGRESS"
@@ -755,10 +683,7 @@ mod tests {
             Some("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn")
         );
         assert_eq!(registry_from(STACK, &repos(&["other"])), None);
-        assert_eq!(
-            registry_from(STACK, &repos(&["a/nton-job", "b/nton-init"])),
-            None
-        );
+        assert_eq!(registry_from(STACK, &repos(&["a/nton-job", "b/nton-init"])), None);
         assert_eq!(registry_from("not-an-arn", &repos(&["nton-job"])), None);
     }
 
@@ -772,10 +697,7 @@ mod tests {
             status: "UPDATE_COMPLETE".into(),
             reason: None,
             outputs: BTreeMap::new(),
-            parameters: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         }
     }
 
@@ -809,10 +731,6 @@ mod tests {
 
         let mut p = StackParameters::default();
         let error = supply_pipeline_parameters(&mut p, &t, None, None, None).unwrap_err();
-        assert!(
-            error.message.starts_with("--image-tag: "),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("--image-tag: "), "{}", error.message);
     }
 }

@@ -53,14 +53,8 @@ pub async fn start_with(
         }));
     } else {
         console.result(&execution);
-        let env = args
-            .env
-            .as_deref()
-            .map(|e| format!("--env {e} "))
-            .unwrap_or_default();
-        console.note(format!(
-            "follow it with: nton watch {env}--execution {execution}"
-        ));
+        let env = args.env.as_deref().map(|e| format!("--env {e} ")).unwrap_or_default();
+        console.note(format!("follow it with: nton watch {env}--execution {execution}"));
     }
     Ok(exit::SUCCESS)
 }
@@ -100,9 +94,7 @@ pub fn start_input(ids: Option<u64>, ids_per_node: Option<u64>) -> Result<Value,
 pub(crate) fn check_execution_name(name: &str) -> Result<(), CommandError> {
     let valid = !name.is_empty()
         && name.len() <= 80
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid {
         Ok(())
     } else {
@@ -201,11 +193,7 @@ async fn state_machine_arn(
     if let Some(arn) = state.outputs.get(STATE_MACHINE_OUTPUT) {
         return Ok(arn.clone());
     }
-    if let Some(arn) = state
-        .outputs
-        .values()
-        .find(|v| v.contains(":stateMachine:"))
-    {
+    if let Some(arn) = state.outputs.values().find(|v| v.contains(":stateMachine:")) {
         return Ok(arn.clone());
     }
     // A template without the output still owns the state machine; its physical id is the ARN.
@@ -262,11 +250,8 @@ pub async fn watch_with_summary(
 ) -> anyhow::Result<u8> {
     // Bad options are refused before the file is created.
     args.check()?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(summary)
-        .map_err(|e| {
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(summary).map_err(|e| {
             CommandError::bad_input(format!(
                 "--summary-markdown: cannot write {}: {e}",
                 summary.display()
@@ -306,10 +291,7 @@ async fn watch_until_end(
         workflow = workflow.or_else(|| workflow_in_history(&items));
         let started = described.start_date().secs();
         let ended = described.stop_date().map(|d| d.secs());
-        let elapsed = ended
-            .unwrap_or_else(now_secs)
-            .saturating_sub(started)
-            .max(0);
+        let elapsed = ended.unwrap_or_else(now_secs).saturating_sub(started).max(0);
         if let Some(status) = &status {
             let lines = progress_lines(status);
             if last_progress.as_ref() != Some(&lines) {
@@ -334,14 +316,9 @@ async fn watch_until_end(
             continue;
         }
         let succeeded = *state == ExecutionStatus::Succeeded;
-        let output: Option<Value> = described
-            .output()
-            .and_then(|o| serde_json::from_str(o).ok());
-        let failed_nodes = status
-            .as_ref()
-            .and_then(|s| s.get("failedNodes"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let output: Option<Value> = described.output().and_then(|o| serde_json::from_str(o).ok());
+        let failed_nodes =
+            status.as_ref().and_then(|s| s.get("failedNodes")).cloned().unwrap_or(Value::Null);
         if args.json {
             console.result(json!({
                 "event": "finished",
@@ -360,22 +337,14 @@ async fn watch_until_end(
                 state.as_str(),
                 duration_text(elapsed)
             ));
-            if let Some(workflow) = output
-                .as_ref()
-                .and_then(|o| o.pointer("/plan/workflowId"))
-                .and_then(Value::as_str)
+            if let Some(workflow) =
+                output.as_ref().and_then(|o| o.pointer("/plan/workflowId")).and_then(Value::as_str)
             {
                 console.result(format!("  workflow: {workflow}"));
             }
             if !succeeded {
-                console.result(format!(
-                    "  error: {}",
-                    described.error().unwrap_or("(none)")
-                ));
-                console.result(format!(
-                    "  cause: {}",
-                    described.cause().unwrap_or("(none)")
-                ));
+                console.result(format!("  error: {}", described.error().unwrap_or("(none)")));
+                console.result(format!("  cause: {}", described.cause().unwrap_or("(none)")));
                 for line in failed_node_lines(status.as_ref()) {
                     console.result(format!("  {line}"));
                 }
@@ -467,16 +436,8 @@ impl From<&HistoryEvent> for HistoryItem {
         let exited = event.state_exited_event_details();
         let output = exited
             .and_then(|d| d.output())
-            .or_else(|| {
-                event
-                    .task_succeeded_event_details()
-                    .and_then(|d| d.output())
-            })
-            .or_else(|| {
-                event
-                    .lambda_function_succeeded_event_details()
-                    .and_then(|d| d.output())
-            });
+            .or_else(|| event.task_succeeded_event_details().and_then(|d| d.output()))
+            .or_else(|| event.lambda_function_succeeded_event_details().and_then(|d| d.output()));
         HistoryItem {
             id: event.id(),
             previous: event.previous_event_id(),
@@ -571,15 +532,8 @@ pub fn workflow_in_history(items: &[HistoryItem]) -> Option<String> {
 /// The order stages are shown in: the pipeline's, then any other stage by name.
 const STAGE_ORDER: [&str; 3] = ["procure", "process", "egress"];
 /// Batch job statuses in the order a child moves through them.
-const STATUS_ORDER: [&str; 7] = [
-    "SUCCEEDED",
-    "FAILED",
-    "RUNNING",
-    "STARTING",
-    "RUNNABLE",
-    "PENDING",
-    "SUBMITTED",
-];
+const STATUS_ORDER: [&str; 7] =
+    ["SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED"];
 
 /// One line per stage (`procure   12/40 ended  SUCCEEDED 12  RUNNING 3  RUNNABLE 25`), then
 /// one per stuck stage.
@@ -589,10 +543,7 @@ pub fn progress_lines(status: &Value) -> Vec<String> {
         let mut stages: Vec<&String> = progress.keys().collect();
         stages.sort_by_key(|name| {
             (
-                STAGE_ORDER
-                    .iter()
-                    .position(|s| s == name)
-                    .unwrap_or(STAGE_ORDER.len()),
+                STAGE_ORDER.iter().position(|s| s == name).unwrap_or(STAGE_ORDER.len()),
                 (*name).clone(),
             )
         });
@@ -615,10 +566,7 @@ pub fn progress_lines(status: &Value) -> Vec<String> {
             let mut names: Vec<&String> = counts.keys().collect();
             names.sort_by_key(|n| {
                 (
-                    STATUS_ORDER
-                        .iter()
-                        .position(|s| s == n)
-                        .unwrap_or(STATUS_ORDER.len()),
+                    STATUS_ORDER.iter().position(|s| s == n).unwrap_or(STATUS_ORDER.len()),
                     (*n).clone(),
                 )
             });
@@ -645,11 +593,7 @@ fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
     let Some(status) = status else {
         return Vec::new();
     };
-    let nodes = status
-        .get("failedNodes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let nodes = status.get("failedNodes").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut lines: Vec<String> = nodes
         .iter()
         .take(MAX_FAILED_LINES)
@@ -672,10 +616,7 @@ fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
             line
         })
         .collect();
-    let total = status
-        .get("failedNodeCount")
-        .and_then(Value::as_u64)
-        .unwrap_or(nodes.len() as u64);
+    let total = status.get("failedNodeCount").and_then(Value::as_u64).unwrap_or(nodes.len() as u64);
     if total > lines.len() as u64 {
         lines.push(format!("... {} failed nodes in all", total));
     }
@@ -729,10 +670,7 @@ impl WatchOutcome {
             }
         }
         out.push_str("\n#### Progress\n\n");
-        out.push_str(&code_block(
-            &self.progress,
-            "(the watcher reported no progress)",
-        ));
+        out.push_str(&code_block(&self.progress, "(the watcher reported no progress)"));
         if !self.failed_nodes.is_empty() {
             out.push_str("\n#### Failed nodes\n\n");
             out.push_str(&code_block(&self.failed_nodes, ""));
@@ -753,10 +691,7 @@ async fn results_location(
         return "none (the execution's output names no workflow)".to_string();
     };
     let Some(env) = args.env.as_deref() else {
-        return format!(
-            "workflow {} (pass --env to name the bucket)",
-            code_span(workflow)
-        );
+        return format!("workflow {} (pass --env to name the bucket)", code_span(workflow));
     };
     let name = StackKind::Pipeline.stack_name(&args.prefix, env);
     let cfn = aws_sdk_cloudformation::Client::new(config);
@@ -769,11 +704,7 @@ async fn results_location(
             ),
         },
         Ok(None) => format!("workflow {} (no stack {name})", code_span(workflow)),
-        Err(error) => format!(
-            "workflow {} ({name}: {})",
-            code_span(workflow),
-            error.message
-        ),
+        Err(error) => format!("workflow {} ({name}: {})", code_span(workflow), error.message),
     }
 }
 
@@ -850,40 +781,13 @@ mod tests {
     #[test]
     fn the_latest_watch_exit_wins() {
         let items = vec![
-            item(
-                3,
-                2,
-                "TaskStateExited",
-                Some("Watch"),
-                json!({"status": status(1)}),
-            ),
-            item(
-                5,
-                4,
-                "WaitStateExited",
-                Some("WaitForJobs"),
-                json!({"status": status(1)}),
-            ),
-            item(
-                8,
-                7,
-                "TaskStateExited",
-                Some("Watch"),
-                json!({"status": status(3)}),
-            ),
-            item(
-                9,
-                8,
-                "TaskStateExited",
-                Some("Other"),
-                json!({"status": status(4)}),
-            ),
+            item(3, 2, "TaskStateExited", Some("Watch"), json!({"status": status(1)})),
+            item(5, 4, "WaitStateExited", Some("WaitForJobs"), json!({"status": status(1)})),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            item(9, 8, "TaskStateExited", Some("Other"), json!({"status": status(4)})),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
-        assert_eq!(
-            latest.pointer("/progress/procure/counts/SUCCEEDED"),
-            Some(&json!(3))
-        );
+        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(3)));
         assert_eq!(latest_watch_status(&items, "Missing"), None);
     }
 
@@ -893,28 +797,10 @@ mod tests {
         full["failedNodes"] =
             json!([{"node": 2, "stage": "procure", "reason": "boom", "exitCode": 1}]);
         let items = vec![
-            item(
-                7,
-                6,
-                "TaskSucceeded",
-                None,
-                json!({"Payload": full, "StatusCode": 200}),
-            ),
-            item(
-                8,
-                7,
-                "TaskStateExited",
-                Some("Watch"),
-                json!({"status": status(3)}),
-            ),
+            item(7, 6, "TaskSucceeded", None, json!({"Payload": full, "StatusCode": 200})),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
             // Init's answer is a Lambda answer too, but not a status.
-            item(
-                2,
-                1,
-                "TaskSucceeded",
-                None,
-                json!({"Payload": {"workflowId": "w", "nodes": 4}}),
-            ),
+            item(2, 1, "TaskSucceeded", None, json!({"Payload": {"workflowId": "w", "nodes": 4}})),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
         assert_eq!(latest["failedNodes"][0]["reason"], "boom");
@@ -923,38 +809,17 @@ mod tests {
         // A stale Lambda answer (an earlier round) does not replace a newer exit.
         let items = vec![
             item(7, 6, "TaskSucceeded", None, json!({"Payload": full})),
-            item(
-                8,
-                7,
-                "TaskStateExited",
-                Some("Watch"),
-                json!({"status": status(3)}),
-            ),
-            item(
-                14,
-                13,
-                "TaskStateExited",
-                Some("Watch"),
-                json!({"status": status(4)}),
-            ),
+            item(8, 7, "TaskStateExited", Some("Watch"), json!({"status": status(3)})),
+            item(14, 13, "TaskStateExited", Some("Watch"), json!({"status": status(4)})),
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
-        assert_eq!(
-            latest.pointer("/progress/procure/counts/SUCCEEDED"),
-            Some(&json!(4))
-        );
+        assert_eq!(latest.pointer("/progress/procure/counts/SUCCEEDED"), Some(&json!(4)));
     }
 
     #[test]
     fn the_workflow_id_comes_from_any_state_output_with_the_plan() {
         let items = vec![
-            item(
-                2,
-                1,
-                "TaskSucceeded",
-                None,
-                json!({"Payload": {"workflowId": "x"}}),
-            ),
+            item(2, 1, "TaskSucceeded", None, json!({"Payload": {"workflowId": "x"}})),
             item(
                 3,
                 2,
@@ -999,14 +864,8 @@ mod tests {
         };
         assert_eq!(succeeded.exit_code(), exit::SUCCESS);
         let text = succeeded.markdown("none");
-        assert!(
-            !text.contains("error") && !text.contains("Failed nodes"),
-            "{text}"
-        );
-        assert!(
-            text.contains("(the watcher reported no progress)\n"),
-            "{text}"
-        );
+        assert!(!text.contains("error") && !text.contains("Failed nodes"), "{text}");
+        assert!(text.contains("(the watcher reported no progress)\n"), "{text}");
     }
 
     #[test]
@@ -1035,28 +894,13 @@ mod tests {
             json!({"ids": 4000, "idsPerNode": 40})
         );
         // A large run with the stack's own group size is not judged by a local default.
-        assert_eq!(
-            start_input(Some(1_000_000), None).unwrap(),
-            json!({"ids": 1_000_000})
-        );
+        assert_eq!(start_input(Some(1_000_000), None).unwrap(), json!({"ids": 1_000_000}));
         let error = start_input(Some(0), None).unwrap_err();
-        assert!(
-            error.message.starts_with("--ids: 0 is out of range"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("--ids: 0 is out of range"), "{}", error.message);
         let error = start_input(Some(100_000), Some(1)).unwrap_err();
-        assert!(
-            error.message.contains("at most 10000 nodes"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.contains("at most 10000 nodes"), "{}", error.message);
         let error = start_input(None, Some(0)).unwrap_err();
-        assert!(
-            error.message.starts_with("--ids-per-node: 0"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("--ids-per-node: 0"), "{}", error.message);
     }
 
     #[test]

@@ -71,10 +71,8 @@ pub async fn execution_timeline(
     let parents: Vec<String> = history.job_ids.values().cloned().collect();
     let mut attempts = Vec::new();
     for parent in describe_jobs(&batch, &parents).await? {
-        let is_array = parent
-            .array_properties()
-            .and_then(|p| p.size())
-            .is_some_and(|size| size > 0);
+        let is_array =
+            parent.array_properties().and_then(|p| p.size()).is_some_and(|size| size > 0);
         if !is_array {
             attempts.extend(job_attempts(&parent));
             continue;
@@ -85,11 +83,8 @@ pub async fn execution_timeline(
         }
     }
     let started = described.start_date().to_millis().unwrap_or_default();
-    let stopped = described
-        .stop_date()
-        .and_then(|d| d.to_millis().ok())
-        .unwrap_or_else(now_ms)
-        .max(started);
+    let stopped =
+        described.stop_date().and_then(|d| d.to_millis().ok()).unwrap_or_else(now_ms).max(started);
     // Jobs submitted before the execution started (or a clock apart) still fall inside.
     let (started, stopped) = attempts
         .iter()
@@ -130,9 +125,7 @@ async fn list_children(
             let page = page
                 .map_err(|e| aws_error(format!("ListJobs arrayJobId={array_job} {status}"), &e))?;
             ids.extend(
-                page.job_summary_list()
-                    .iter()
-                    .filter_map(|s| s.job_id().map(str::to_string)),
+                page.job_summary_list().iter().filter_map(|s| s.job_id().map(str::to_string)),
             );
         }
     }
@@ -168,10 +161,8 @@ pub async fn failed_indices(
     let batch = aws_sdk_batch::Client::new(config);
     let mut indices = std::collections::BTreeSet::new();
     for parent in describe_jobs(&batch, job_ids).await? {
-        let is_array = parent
-            .array_properties()
-            .and_then(|p| p.size())
-            .is_some_and(|size| size > 0);
+        let is_array =
+            parent.array_properties().and_then(|p| p.size()).is_some_and(|size| size > 0);
         if !is_array {
             if parent.status() == Some(&JobStatus::Failed) {
                 indices.insert(0);
@@ -194,12 +185,7 @@ pub async fn failed_indices(
                     .array_properties()
                     .and_then(|p| p.index())
                     .and_then(|i| u32::try_from(i).ok())
-                    .or_else(|| {
-                        child
-                            .job_id()?
-                            .rsplit_once(':')
-                            .and_then(|(_, i)| i.parse().ok())
-                    })
+                    .or_else(|| child.job_id()?.rsplit_once(':').and_then(|(_, i)| i.parse().ok()))
             }));
         }
     }
@@ -253,11 +239,8 @@ pub fn job_attempts(job: &JobDetail) -> Vec<Attempt> {
     let node = node_index(job);
     let status = job.status();
     let ended = matches!(status, Some(JobStatus::Succeeded | JobStatus::Failed));
-    let final_outcome = if status == Some(&JobStatus::Succeeded) {
-        Outcome::Succeeded
-    } else {
-        Outcome::Failed
-    };
+    let final_outcome =
+        if status == Some(&JobStatus::Succeeded) { Outcome::Succeeded } else { Outcome::Failed };
     let tried = job.attempts();
     let mut attempts: Vec<Attempt> = tried
         .iter()
@@ -265,17 +248,11 @@ pub fn job_attempts(job: &JobDetail) -> Vec<Attempt> {
         .filter_map(|(index, detail)| {
             let stopped = detail.stopped_at()?;
             let last = index + 1 == tried.len();
-            let outcome = if last && ended {
-                final_outcome
-            } else {
-                Outcome::Retried
-            };
-            let reason = detail.status_reason().map(str::to_string).or_else(|| {
-                detail
-                    .container()
-                    .and_then(|c| c.reason())
-                    .map(str::to_string)
-            });
+            let outcome = if last && ended { final_outcome } else { Outcome::Retried };
+            let reason = detail
+                .status_reason()
+                .map(str::to_string)
+                .or_else(|| detail.container().and_then(|c| c.reason()).map(str::to_string));
             let exit = detail.container().and_then(|c| c.exit_code());
             Some(Attempt {
                 stage: stage.clone(),
@@ -382,10 +359,7 @@ mod tests {
             attempts[0].reason.as_deref(),
             Some("Essential container in task exited (exit 1)")
         );
-        assert_eq!(
-            (attempts[0].started_at, attempts[0].stopped_at),
-            (Some(1_000), 1_500)
-        );
+        assert_eq!((attempts[0].started_at, attempts[0].stopped_at), (Some(1_000), 1_500));
         assert_eq!(attempts[1].attempt, 2);
         assert_eq!(attempts[1].outcome, Outcome::Succeeded);
         assert_eq!(attempts[1].reason, None);
@@ -393,10 +367,7 @@ mod tests {
         let failed = child(
             "p:3",
             JobStatus::Failed,
-            vec![
-                attempt(1_000, 1_200, 2, None),
-                attempt(1_300, 1_400, 2, None),
-            ],
+            vec![attempt(1_000, 1_200, 2, None), attempt(1_300, 1_400, 2, None)],
         );
         let outcomes: Vec<Outcome> = job_attempts(&failed).iter().map(|a| a.outcome).collect();
         assert_eq!(outcomes, [Outcome::Retried, Outcome::Failed]);
@@ -405,11 +376,7 @@ mod tests {
 
     #[test]
     fn a_running_retry_keeps_its_failed_attempts_and_drops_the_unfinished_one() {
-        let job = child(
-            "p:0",
-            JobStatus::Running,
-            vec![attempt(1_000, 1_200, 1, None)],
-        );
+        let job = child("p:0", JobStatus::Running, vec![attempt(1_000, 1_200, 1, None)]);
         let attempts = job_attempts(&job);
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].outcome, Outcome::Retried);
@@ -450,10 +417,7 @@ mod tests {
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].node, 0);
         assert_eq!(attempts[0].stage, "nton-egress");
-        assert_eq!(
-            (attempts[0].started_at, attempts[0].stopped_at),
-            (Some(10), 20)
-        );
+        assert_eq!((attempts[0].started_at, attempts[0].stopped_at), (Some(10), 20));
         assert_eq!(attempts[0].outcome, Outcome::Succeeded);
     }
 
@@ -462,27 +426,15 @@ mod tests {
         kind: HistoryEventType,
         at: i64,
     ) -> aws_sdk_sfn::types::builders::HistoryEventBuilder {
-        HistoryEvent::builder()
-            .id(id)
-            .r#type(kind)
-            .timestamp(DateTime::from_millis(at))
+        HistoryEvent::builder().id(id).r#type(kind).timestamp(DateTime::from_millis(at))
     }
 
     #[test]
     fn the_history_gives_the_stage_jobs_and_the_watch_entries() {
         let exited = |name: &str, output: &str| {
-            StateExitedEventDetails::builder()
-                .name(name)
-                .output(output)
-                .build()
-                .unwrap()
+            StateExitedEventDetails::builder().name(name).output(output).build().unwrap()
         };
-        let entered = |name: &str| {
-            StateEnteredEventDetails::builder()
-                .name(name)
-                .build()
-                .unwrap()
-        };
+        let entered = |name: &str| StateEnteredEventDetails::builder().name(name).build().unwrap();
         let events = vec![
             event(1, HistoryEventType::TaskStateExited, 1_000)
                 .state_exited_event_details(exited(
@@ -518,10 +470,7 @@ mod tests {
         let history = ExecutionHistory::from_events(&events, "Watch");
         assert_eq!(
             history.job_ids,
-            BTreeMap::from([
-                ("procure".into(), "a".into()),
-                ("process".into(), "b".into())
-            ])
+            BTreeMap::from([("procure".into(), "a".into()), ("process".into(), "b".into())])
         );
         assert_eq!(history.polls, [2_000, 3_000]);
     }

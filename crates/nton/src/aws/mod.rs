@@ -148,11 +148,7 @@ impl DeployArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StartArgs {
     /// Environment whose pipeline stack holds the state machine.
-    #[arg(
-        long = "env",
-        value_name = "ENV",
-        required_unless_present = "state_machine_arn"
-    )]
+    #[arg(long = "env", value_name = "ENV", required_unless_present = "state_machine_arn")]
     pub env: Option<String>,
 
     /// First part of every stack name.
@@ -386,12 +382,8 @@ fn poll_seconds_arg(text: &str) -> Result<f64, String> {
     let seconds: f64 = text.trim().parse().map_err(|_| {
         format!("{text:?} is not a number of seconds (must be more than 0 and at most 3600)")
     })?;
-    poll_interval(seconds).map_err(|error| {
-        error
-            .message
-            .trim_start_matches("--poll-seconds: ")
-            .to_string()
-    })?;
+    poll_interval(seconds)
+        .map_err(|error| error.message.trim_start_matches("--poll-seconds: ").to_string())?;
     Ok(seconds)
 }
 
@@ -454,9 +446,7 @@ mod tests {
             "--dry-run",
         ])
         .unwrap();
-        let Sub::Deploy(deploy) = parsed.command else {
-            panic!("{parsed:?}")
-        };
+        let Sub::Deploy(deploy) = parsed.command else { panic!("{parsed:?}") };
         assert_eq!(deploy.only, Some(StackKind::Registry));
         assert_eq!(deploy.image_tag.as_deref(), Some(":git-1"));
         assert_eq!(deploy.template_dir, PathBuf::from("cloudformation"));
@@ -468,9 +458,8 @@ mod tests {
         );
         // start needs an environment or a machine; watch needs neither up front.
         assert!(Cli::try_parse_from(["nton", "start", "--ids", "10"]).is_err());
-        let Sub::Watch(watch) = Cli::try_parse_from(["nton", "watch", "--execution", "arn:x"])
-            .unwrap()
-            .command
+        let Sub::Watch(watch) =
+            Cli::try_parse_from(["nton", "watch", "--execution", "arn:x"]).unwrap().command
         else {
             panic!()
         };
@@ -502,11 +491,7 @@ mod tests {
         assert_eq!(stack(Some(role)).role_arn(), Some(role));
         stack(Some(role)).check().unwrap();
         let error = stack(Some("nton-cfn")).check().unwrap_err();
-        assert!(
-            error.message.starts_with("--cfn-role-arn: \"nton-cfn\""),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("--cfn-role-arn: \"nton-cfn\""), "{}", error.message);
         let mut bad_env = stack(None);
         bad_env.env = "dev/../prod".into();
         assert!(bad_env.check().unwrap_err().message.starts_with("--env: "));
@@ -517,11 +502,7 @@ mod tests {
         assert_eq!(poll_interval(0.25).unwrap(), Duration::from_millis(250));
         for bad in [0.0, -1.0, f64::NAN, 3601.0] {
             let error = poll_interval(bad).unwrap_err();
-            assert!(
-                error.message.starts_with("--poll-seconds: "),
-                "{}",
-                error.message
-            );
+            assert!(error.message.starts_with("--poll-seconds: "), "{}", error.message);
         }
     }
 }

@@ -81,14 +81,9 @@ pub fn check_image_tag(flag: &str, value: &str) -> Result<(), CommandError> {
         !tag.is_empty()
             && tag.len() <= 128
             && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     } else if let Some(digest) = value.strip_prefix("@sha256:") {
-        digest.len() == 64
-            && digest
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        digest.len() == 64 && digest.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     } else {
         false
     };
@@ -143,18 +138,9 @@ impl Template {
         let outputs = document
             .get("Outputs")
             .and_then(|o| o.as_mapping())
-            .map(|o| {
-                o.keys()
-                    .filter_map(|k| k.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|o| o.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        Ok(Template {
-            path: path.to_path_buf(),
-            body,
-            parameters,
-            outputs,
-        })
+        Ok(Template { path: path.to_path_buf(), body, parameters, outputs })
     }
 
     /// Whether the body is too large to send inline and must go through S3.
@@ -187,9 +173,8 @@ fn declared_parameters(document: &serde_yaml_ng::Value) -> Result<BTreeMap<Strin
         .as_mapping()
         .ok_or_else(|| "Parameters: must be a mapping of parameter names".to_string())?;
     for (name, spec) in parameters {
-        let name = name
-            .as_str()
-            .ok_or_else(|| format!("Parameters: key {name:?} is not a string"))?;
+        let name =
+            name.as_str().ok_or_else(|| format!("Parameters: key {name:?} is not a string"))?;
         declared.insert(name.to_string(), spec.get("Default").is_some());
     }
     Ok(declared)
@@ -228,10 +213,7 @@ impl ParamsFile {
                 kind(&document)
             )));
         };
-        let mut file = ParamsFile {
-            path: path.to_path_buf(),
-            ..ParamsFile::default()
-        };
+        let mut file = ParamsFile { path: path.to_path_buf(), ..ParamsFile::default() };
         for (key, value) in &top {
             match key.as_str() {
                 "Parameters" => file.parameters = string_map(key, value).map_err(&fail)?,
@@ -272,19 +254,14 @@ impl ParamsFile {
         &self,
         templates: &[(StackKind, &Template)],
     ) -> Result<BTreeMap<StackKind, BTreeMap<String, String>>, CommandError> {
-        let mut assigned: BTreeMap<StackKind, BTreeMap<String, String>> = templates
-            .iter()
-            .map(|(kind, _)| (*kind, BTreeMap::new()))
-            .collect();
+        let mut assigned: BTreeMap<StackKind, BTreeMap<String, String>> =
+            templates.iter().map(|(kind, _)| (*kind, BTreeMap::new())).collect();
         for (key, value) in &self.parameters {
             let mut declared_by_any = false;
             for (kind, template) in templates {
                 if template.parameters.contains_key(key) {
                     declared_by_any = true;
-                    assigned
-                        .entry(*kind)
-                        .or_default()
-                        .insert(key.clone(), value.clone());
+                    assigned.entry(*kind).or_default().insert(key.clone(), value.clone());
                 }
             }
             if !declared_by_any {
@@ -299,19 +276,12 @@ impl ParamsFile {
                     "{}: Parameters.{key}: no template declares it ({} declare: {})",
                     self.path.display(),
                     files.join(" and "),
-                    if names.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        names.join(", ")
-                    }
+                    if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
                 )));
             }
         }
         if let Some(tag) = self.parameters.get("ImageTag") {
-            check_image_tag(
-                &format!("{}: Parameters.ImageTag", self.path.display()),
-                tag,
-            )?;
+            check_image_tag(&format!("{}: Parameters.ImageTag", self.path.display()), tag)?;
         }
         Ok(assigned)
     }
@@ -406,11 +376,7 @@ impl StackParameters {
             template.name(),
             missing.join(", ")
         );
-        let _ = write!(
-            message,
-            "{} a value there",
-            if missing.len() == 1 { "it" } else { "them" }
-        );
+        let _ = write!(message, "{} a value there", if missing.len() == 1 { "it" } else { "them" });
         Err(CommandError::bad_input(message))
     }
 }
@@ -428,16 +394,7 @@ mod tests {
         for good in ["dev", "prod", "e2e-1", "A"] {
             check_name("--env", good).unwrap();
         }
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            "1dev",
-            "dev-",
-            "dev_1",
-            "d.v",
-            &"x".repeat(41),
-        ] {
+        for bad in ["", "../x", "a/b", "1dev", "dev-", "dev_1", "d.v", &"x".repeat(41)] {
             let error = check_name("--env", bad).unwrap_err().to_string();
             assert!(error.starts_with("--env: "), "{error}");
             assert!(error.contains(&format!("{bad:?}")), "{error}");
@@ -451,27 +408,11 @@ mod tests {
             check_image_tag("--image-tag", good).unwrap();
         }
         let upper = format!("@sha256:{}", "A".repeat(64));
-        for bad in [
-            "latest",
-            ":",
-            ":-x",
-            ":a b",
-            "@sha256:abc",
-            upper.as_str(),
-            "@sha512:00",
-        ] {
+        for bad in ["latest", ":", ":-x", ":a b", "@sha256:abc", upper.as_str(), "@sha512:00"] {
             let error = check_image_tag("--image-tag", bad).unwrap_err();
             assert_eq!(error.code, crate::exit::BAD_INPUT);
-            assert!(
-                error.message.starts_with("--image-tag: "),
-                "{}",
-                error.message
-            );
-            assert!(
-                error.message.contains(&format!("{bad:?}")),
-                "{}",
-                error.message
-            );
+            assert!(error.message.starts_with("--image-tag: "), "{}", error.message);
+            assert!(error.message.contains(&format!("{bad:?}")), "{}", error.message);
         }
     }
 
@@ -492,23 +433,11 @@ mod tests {
         assert_eq!(t.parameters, BTreeMap::from([("C".to_string(), true)]));
         assert_eq!(t.outputs, BTreeSet::from(["O".to_string()]));
         let error = Template::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
-        assert!(
-            error.message.starts_with("t/x.yaml: Parameters: "),
-            "{}",
-            error.message
-        );
+        assert!(error.message.starts_with("t/x.yaml: Parameters: "), "{}", error.message);
         let error = Template::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
-        assert!(
-            error.message.contains("not valid YAML"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.contains("not valid YAML"), "{}", error.message);
         let large = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
-        assert!(
-            Template::parse(Path::new("t/large.yaml"), large)
-                .unwrap()
-                .needs_upload()
-        );
+        assert!(Template::parse(Path::new("t/large.yaml"), large).unwrap().needs_upload());
         assert!(!template("Resources: {}").needs_upload());
         let huge = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_URL_BODY));
         let error = Template::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
@@ -537,31 +466,15 @@ mod tests {
             ("{", "p/dev.json: not valid JSON"),
             ("[]", "p/dev.json: must be a JSON object"),
             (r#"{"Params": {}}"#, "p/dev.json: unknown key \"Params\""),
-            (
-                r#"{"Parameters": []}"#,
-                "p/dev.json: Parameters: must be an object",
-            ),
-            (
-                r#"{"Parameters": {"A": null}}"#,
-                "p/dev.json: Parameters.A: null is null",
-            ),
-            (
-                r#"{"Parameters": {"A": {"x": 1}}}"#,
-                "p/dev.json: Parameters.A: ",
-            ),
-            (
-                r#"{"Tags": {"k": 1.5, "aws:x": "y"}}"#,
-                "p/dev.json: Tags.aws:x: ",
-            ),
+            (r#"{"Parameters": []}"#, "p/dev.json: Parameters: must be an object"),
+            (r#"{"Parameters": {"A": null}}"#, "p/dev.json: Parameters.A: null is null"),
+            (r#"{"Parameters": {"A": {"x": 1}}}"#, "p/dev.json: Parameters.A: "),
+            (r#"{"Tags": {"k": 1.5, "aws:x": "y"}}"#, "p/dev.json: Tags.aws:x: "),
         ];
         for (text, expected) in cases {
             let error = ParamsFile::parse(Path::new("p/dev.json"), text).unwrap_err();
             assert_eq!(error.code, crate::exit::BAD_INPUT);
-            assert!(
-                error.message.starts_with(expected),
-                "{text}: {}",
-                error.message
-            );
+            assert!(error.message.starts_with(expected), "{text}: {}", error.message);
         }
     }
 
@@ -569,10 +482,7 @@ mod tests {
     fn parameters_go_to_the_templates_that_declare_them() {
         let registry = template("Parameters:\n  Shared: {Type: String}\n  R: {Type: String}\n");
         let pipeline = template("Parameters:\n  Shared: {Type: String}\n  P: {Type: String}\n");
-        let templates = [
-            (StackKind::Registry, &registry),
-            (StackKind::Pipeline, &pipeline),
-        ];
+        let templates = [(StackKind::Registry, &registry), (StackKind::Pipeline, &pipeline)];
         let file = ParamsFile::parse(
             Path::new("p/dev.json"),
             r#"{"Parameters": {"Shared": "s", "R": "r", "P": "p"}}"#,
@@ -587,25 +497,19 @@ mod tests {
             ParamsFile::parse(Path::new("p/dev.json"), r#"{"Parameters": {"Pp": "x"}}"#).unwrap();
         let error = file.assign(&templates).unwrap_err();
         assert!(
-            error
-                .message
-                .starts_with("p/dev.json: Parameters.Pp: no template declares it"),
+            error.message.starts_with("p/dev.json: Parameters.Pp: no template declares it"),
             "{}",
             error.message
         );
         assert!(error.message.contains("P, R, Shared"), "{}", error.message);
 
         let tagged = template("Parameters:\n  ImageTag: {Type: String}\n");
-        let file = ParamsFile::parse(
-            Path::new("p/dev.json"),
-            r#"{"Parameters": {"ImageTag": "v1"}}"#,
-        )
-        .unwrap();
+        let file =
+            ParamsFile::parse(Path::new("p/dev.json"), r#"{"Parameters": {"ImageTag": "v1"}}"#)
+                .unwrap();
         let error = file.assign(&[(StackKind::Pipeline, &tagged)]).unwrap_err();
         assert!(
-            error
-                .message
-                .starts_with("p/dev.json: Parameters.ImageTag: \"v1\""),
+            error.message.starts_with("p/dev.json: Parameters.ImageTag: \"v1\""),
             "{}",
             error.message
         );
@@ -617,14 +521,8 @@ mod tests {
             "Parameters:\n  A: {Type: String}\n  B: {Type: String, Default: b}\n  C: {Type: String}\n",
         );
         let mut params = StackParameters::default();
-        let error = params
-            .check_complete(&t, Path::new("p/dev.json"))
-            .unwrap_err();
-        assert!(
-            error.message.contains("declares A, C without a Default"),
-            "{}",
-            error.message
-        );
+        let error = params.check_complete(&t, Path::new("p/dev.json")).unwrap_err();
+        assert!(error.message.contains("declares A, C without a Default"), "{}", error.message);
         params.values.insert("A".into(), "a".into());
         params.keep_previous.push("C".into());
         params.check_complete(&t, Path::new("p/dev.json")).unwrap();

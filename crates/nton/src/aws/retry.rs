@@ -173,9 +173,7 @@ pub async fn retry_with(
             failed.len(),
             crate::retry::node_list(&failed)
         ));
-        console.note(format!(
-            "follow it with: nton watch --execution {new_execution}"
-        ));
+        console.note(format!("follow it with: nton watch --execution {new_execution}"));
     }
     Ok(exit::SUCCESS)
 }
@@ -217,11 +215,7 @@ pub fn complete_failed_nodes(status: &Value) -> Option<Vec<u32>> {
         .get("failedNodes")?
         .as_array()?
         .iter()
-        .map(|node| {
-            node.get("node")?
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-        })
+        .map(|node| node.get("node")?.as_u64().and_then(|n| u32::try_from(n).ok()))
         .collect::<Option<Vec<u32>>>()?;
     let count = status.get("failedNodeCount")?.as_u64()?;
     let mut nodes = listed;
@@ -233,10 +227,7 @@ pub fn complete_failed_nodes(status: &Value) -> Option<Vec<u32>> {
 /// Array indices to original nodes through the plan's `nodeMap` (none: the index is the node).
 fn to_original(indices: &std::collections::BTreeSet<u32>, plan: &Value) -> Vec<u32> {
     let map: Option<Vec<u32>> = plan.get("nodeMap").and_then(Value::as_array).map(|nodes| {
-        nodes
-            .iter()
-            .filter_map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok()))
-            .collect()
+        nodes.iter().filter_map(|n| n.as_u64().and_then(|n| u32::try_from(n).ok())).collect()
     });
     let mut nodes: Vec<u32> = indices
         .iter()
@@ -271,9 +262,7 @@ mod tests {
         ] {
             let error = check_execution_arn(bad).unwrap_err();
             assert!(
-                error
-                    .message
-                    .starts_with(&format!("EXECUTION_ARN: {bad:?} is not")),
+                error.message.starts_with(&format!("EXECUTION_ARN: {bad:?} is not")),
                 "{}",
                 error.message
             );
@@ -294,10 +283,7 @@ mod tests {
     #[test]
     fn a_retrys_indices_map_through_its_node_map() {
         let indices = [0, 2].into_iter().collect();
-        assert_eq!(
-            to_original(&indices, &json!({"nodeMap": [9, 4, 6]})),
-            [6, 9]
-        );
+        assert_eq!(to_original(&indices, &json!({"nodeMap": [9, 4, 6]})), [6, 9]);
         assert_eq!(to_original(&indices, &json!({"nodeMap": null})), [0, 2]);
     }
 }

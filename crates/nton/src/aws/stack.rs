@@ -61,9 +61,7 @@ pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<StackSta
         Ok(answer) => answer,
         Err(error) => {
             if error.code() == Some("ValidationError")
-                && error
-                    .message()
-                    .is_some_and(|m| m.contains("does not exist"))
+                && error.message().is_some_and(|m| m.contains("does not exist"))
             {
                 return Ok(None);
             }
@@ -75,10 +73,7 @@ pub(crate) async fn describe(cfn: &Client, name: &str) -> Result<Option<StackSta
     };
     Ok(Some(StackState {
         id: stack.stack_id().unwrap_or(name).to_string(),
-        status: stack
-            .stack_status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
+        status: stack.stack_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
         reason: stack.stack_status_reason().map(str::to_string),
         outputs: stack
             .outputs()
@@ -236,10 +231,7 @@ pub(crate) fn failure_of(event: &StackEvent) -> Option<String> {
         "{} ({}): {}",
         event.logical_resource_id().unwrap_or("?"),
         event.resource_type().unwrap_or("?"),
-        event
-            .resource_status_reason()
-            .filter(|r| !r.is_empty())
-            .unwrap_or("no reason given")
+        event.resource_status_reason().filter(|r| !r.is_empty()).unwrap_or("no reason given")
     ))
 }
 
@@ -273,23 +265,13 @@ pub(crate) async fn resources(
     stack: &str,
 ) -> Result<Vec<(String, String, String)>, CommandError> {
     let mut all = Vec::new();
-    let mut pages = cfn
-        .list_stack_resources()
-        .stack_name(stack)
-        .into_paginator()
-        .send();
+    let mut pages = cfn.list_stack_resources().stack_name(stack).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| aws_error(format!("ListStackResources {stack}"), &e))?;
         for summary in page.stack_resource_summaries() {
             all.push((
-                summary
-                    .logical_resource_id()
-                    .unwrap_or_default()
-                    .to_string(),
-                summary
-                    .physical_resource_id()
-                    .unwrap_or_default()
-                    .to_string(),
+                summary.logical_resource_id().unwrap_or_default().to_string(),
+                summary.physical_resource_id().unwrap_or_default().to_string(),
                 summary.resource_type().unwrap_or_default().to_string(),
             ));
         }
@@ -304,19 +286,14 @@ mod tests {
 
     #[test]
     fn settled_statuses() {
-        for done in [
-            "CREATE_COMPLETE",
-            "UPDATE_ROLLBACK_COMPLETE",
-            "ROLLBACK_FAILED",
-            "DELETE_COMPLETE",
-        ] {
+        for done in
+            ["CREATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_COMPLETE"]
+        {
             assert!(is_settled(done), "{done}");
         }
-        for busy in [
-            "CREATE_IN_PROGRESS",
-            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
-            "REVIEW_IN_PROGRESS",
-        ] {
+        for busy in
+            ["CREATE_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", "REVIEW_IN_PROGRESS"]
+        {
             assert!(!is_settled(busy), "{busy}");
         }
     }
@@ -330,9 +307,7 @@ mod tests {
             .resource_type("AWS::Batch::ComputeEnvironment")
             .resource_status(status)
             .resource_status_reason(reason)
-            .timestamp(aws_sdk_cloudformation::primitives::DateTime::from_secs(
-                3_723,
-            ))
+            .timestamp(aws_sdk_cloudformation::primitives::DateTime::from_secs(3_723))
             .build()
     }
 
@@ -362,8 +337,6 @@ mod tests {
             "The submitted information didn't contain changes. Submit different information to create a change set."
         ));
         assert!(is_no_changes("No updates are to be performed."));
-        assert!(!is_no_changes(
-            "Template format error: Unresolved resource dependencies [X]"
-        ));
+        assert!(!is_no_changes("Template format error: Unresolved resource dependencies [X]"));
     }
 }

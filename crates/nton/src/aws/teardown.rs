@@ -53,10 +53,8 @@ impl StackInventory {
         resources: &[(String, String, String)],
     ) -> StackInventory {
         let document = params::parse_template_value(template_body).ok();
-        let declared = document
-            .as_ref()
-            .and_then(|d| d.get("Resources"))
-            .and_then(|r| r.as_mapping());
+        let declared =
+            document.as_ref().and_then(|d| d.get("Resources")).and_then(|r| r.as_mapping());
         let mut inventory = StackInventory::default();
         for (logical, physical, kind) in resources {
             if physical.is_empty() {
@@ -71,15 +69,11 @@ impl StackInventory {
                 Some(value)
             };
             let retained = matches!(
-                resource
-                    .and_then(|r| r.get("DeletionPolicy"))
-                    .and_then(|p| p.as_str()),
+                resource.and_then(|r| r.get("DeletionPolicy")).and_then(|p| p.as_str()),
                 Some("Retain" | "RetainExceptOnCreate")
             );
             if retained {
-                inventory
-                    .retained
-                    .push(format!("{kind} {logical} ({physical})"));
+                inventory.retained.push(format!("{kind} {logical} ({physical})"));
                 continue;
             }
             match kind.as_str() {
@@ -120,9 +114,7 @@ fn is_true(value: &serde_yaml_ng::Value, parameters: &BTreeMap<String, String>) 
         _ => None,
     };
     match (value, referenced) {
-        (_, Some(name)) => parameters
-            .get(name)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        (_, Some(name)) => parameters.get(name).is_some_and(|v| v.eq_ignore_ascii_case("true")),
         (Value::Bool(flag), _) => *flag,
         (Value::String(text), _) => text.eq_ignore_ascii_case("true"),
         _ => false,
@@ -147,10 +139,7 @@ pub fn terminal_confirm(env: &str) -> impl FnMut(&str) -> anyhow::Result<bool> +
             .into());
         }
         let mut stderr = std::io::stderr();
-        write!(
-            stderr,
-            "{question}\nType the environment name ({env}) to go on: "
-        )?;
+        write!(stderr, "{question}\nType the environment name ({env}) to go on: ")?;
         stderr.flush()?;
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
@@ -174,10 +163,7 @@ pub async fn teardown_with(
     let ecr = aws_sdk_ecr::Client::new(config);
     let logs = aws_sdk_cloudwatchlogs::Client::new(config);
     let batch = aws_sdk_batch::Client::new(config);
-    let region = config
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "<region>".to_string());
+    let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "<region>".to_string());
 
     // The pipeline's jobs and functions pull from the registry, so it goes first.
     let kinds: Vec<StackKind> = match args.only {
@@ -257,7 +243,7 @@ pub async fn teardown_with(
     if !args.yes {
         if !confirm(&question)? {
             return Err(
-                CommandError::bad_input("teardown not confirmed; nothing was deleted").into(),
+                CommandError::bad_input("teardown not confirmed; nothing was deleted").into()
             );
         }
     } else {
@@ -269,9 +255,8 @@ pub async fn teardown_with(
         let name = &inventory.name;
         for repository in &inventory.repositories {
             let removed = empty_repository(&ecr, repository).await?;
-            console.note(format!(
-                "{name}: emptied image repository {repository} ({removed} images)"
-            ));
+            console
+                .note(format!("{name}: emptied image repository {repository} ({removed} images)"));
         }
         let mut attempt = 1;
         let (status, failures) = loop {
@@ -368,18 +353,10 @@ pub async fn teardown_with(
             }
         } else {
             left.extend(
-                inventory
-                    .log_groups
-                    .iter()
-                    .map(|g| format!("log group {g} (--keep-logs)")),
+                inventory.log_groups.iter().map(|g| format!("log group {g} (--keep-logs)")),
             );
         }
-        left.extend(
-            inventory
-                .retained
-                .iter()
-                .map(|r| format!("{r} (DeletionPolicy Retain)")),
-        );
+        left.extend(inventory.retained.iter().map(|r| format!("{r} (DeletionPolicy Retain)")));
     }
     if left.is_empty() {
         console.result("nothing left behind");
@@ -429,10 +406,7 @@ pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<usize
             Ok(page) => page,
             Err(error) if error.code() == Some("NoSuchBucket") => return Ok(removed),
             Err(error) => {
-                return Err(aws_error(
-                    format!("ListObjectVersions s3://{bucket}"),
-                    &error,
-                ));
+                return Err(aws_error(format!("ListObjectVersions s3://{bucket}"), &error));
             }
         };
         let mut identifiers = Vec::new();
@@ -490,13 +464,8 @@ pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<usize
     if let Ok(uploads) = s3.list_multipart_uploads().bucket(bucket).send().await {
         for upload in uploads.uploads() {
             if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                let _ = s3
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(id)
-                    .send()
-                    .await;
+                let _ =
+                    s3.abort_multipart_upload().bucket(bucket).key(key).upload_id(id).send().await;
             }
         }
     }
@@ -515,11 +484,7 @@ async fn list_image_digests(
     repository: &str,
 ) -> Result<Vec<String>, CommandError> {
     let mut digests = BTreeSet::new();
-    let mut pages = ecr
-        .list_images()
-        .repository_name(repository)
-        .into_paginator()
-        .send();
+    let mut pages = ecr.list_images().repository_name(repository).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = match page {
             Ok(page) => page,
@@ -527,11 +492,8 @@ async fn list_image_digests(
             Err(error) => return Err(aws_error(format!("ListImages {repository}"), &error)),
         };
         // One image may carry several tags; each digest is deleted once.
-        digests.extend(
-            page.image_ids()
-                .iter()
-                .filter_map(|id| id.image_digest().map(str::to_string)),
-        );
+        digests
+            .extend(page.image_ids().iter().filter_map(|id| id.image_digest().map(str::to_string)));
     }
     Ok(digests.into_iter().collect())
 }
@@ -547,9 +509,7 @@ pub async fn empty_repository(
         let ids = chunk
             .iter()
             .map(|digest| {
-                aws_sdk_ecr::types::ImageIdentifier::builder()
-                    .image_digest(digest)
-                    .build()
+                aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(digest).build()
             })
             .collect();
         let answer = ecr
@@ -562,10 +522,7 @@ pub async fn empty_repository(
         if let Some(failure) = answer.failures().first() {
             return Err(CommandError::environment(format!(
                 "BatchDeleteImage {repository}: {}: {}",
-                failure
-                    .image_id()
-                    .and_then(|i| i.image_digest())
-                    .unwrap_or("?"),
+                failure.image_id().and_then(|i| i.image_digest()).unwrap_or("?"),
                 failure.failure_reason().unwrap_or("no reason")
             )));
         }
@@ -647,10 +604,7 @@ Resources:
         assert_eq!(inventory.log_groups, vec!["/aws/lambda/stack-watch"]);
         assert_eq!(
             inventory.retained,
-            vec![
-                "AWS::S3::Bucket Data (data-bucket)",
-                "AWS::ECR::Repository Kept (p/kept)"
-            ]
+            vec!["AWS::S3::Bucket Data (data-bucket)", "AWS::ECR::Repository Kept (p/kept)"]
         );
         // The deployed value of the parameter counts, not the template's default.
         let off = BTreeMap::from([("EmptyOnDelete".to_string(), "false".to_string())]);

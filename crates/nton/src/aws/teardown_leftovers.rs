@@ -38,10 +38,7 @@ pub const INACTIVE_REVISIONS_DOC: &str =
 /// (`arn:aws:batch:<region>:<account>:job-definition/<name>:<revision>`) or `<name>:<revision>`.
 pub fn job_definition_name(physical_id: &str) -> Option<String> {
     let resource = match physical_id.strip_prefix("arn:") {
-        Some(_) => physical_id
-            .splitn(6, ':')
-            .nth(5)?
-            .strip_prefix("job-definition/")?,
+        Some(_) => physical_id.splitn(6, ':').nth(5)?.strip_prefix("job-definition/")?,
         None => physical_id,
     };
     let name = resource.split(':').next()?;
@@ -55,10 +52,7 @@ pub fn log_group_arn(stack_id: &str, group: &str) -> Option<String> {
     if parts.len() < 6 || parts[0] != "arn" {
         return None;
     }
-    Some(format!(
-        "arn:{}:logs:{}:{}:log-group:{group}",
-        parts[1], parts[3], parts[4]
-    ))
+    Some(format!("arn:{}:logs:{}:{}:log-group:{group}", parts[1], parts[3], parts[4]))
 }
 
 /// Every ACTIVE revision of one job definition, as `(revision, ARN)`, oldest first.
@@ -106,20 +100,12 @@ pub async fn deregister_revisions(
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for (revision, arn) in revisions {
-        match batch
-            .deregister_job_definition()
-            .job_definition(arn)
-            .send()
-            .await
-        {
+        match batch.deregister_job_definition().job_definition(arn).send().await {
             Ok(_) => done.push(*revision),
             Err(error) => failed.push(format!(
                 "job definition {arn} is still ACTIVE ({}); deregister it with: \
                  aws batch deregister-job-definition --job-definition {arn}",
-                error
-                    .message()
-                    .or(error.code())
-                    .unwrap_or("DeregisterJobDefinition failed")
+                error.message().or(error.code()).unwrap_or("DeregisterJobDefinition failed")
             )),
         }
     }
@@ -147,16 +133,12 @@ pub fn without_log_groups(document: &Value, group_arns: &[String]) -> PolicyEdit
     let names_group = |entry: &str| {
         group_arns.iter().any(|arn| {
             entry == arn
-                || entry
-                    .strip_prefix(arn.as_str())
-                    .is_some_and(|rest| rest.starts_with(':'))
+                || entry.strip_prefix(arn.as_str()).is_some_and(|rest| rest.starts_with(':'))
         })
     };
     // A stream of each group, to see which wildcards cover the groups.
     let covers_group = |entry: &str| {
-        group_arns
-            .iter()
-            .any(|arn| wildcard_match(entry, &format!("{arn}:log-stream:x")))
+        group_arns.iter().any(|arn| wildcard_match(entry, &format!("{arn}:log-stream:x")))
     };
     let mut document = document.clone();
     let statements: Vec<Value> = match document.get("Statement") {
@@ -345,14 +327,8 @@ mod tests {
             .as_deref(),
             Some("nton-dev-pipeline-procure")
         );
-        assert_eq!(
-            job_definition_name("x-egress:2").as_deref(),
-            Some("x-egress")
-        );
-        assert_eq!(
-            job_definition_name("arn:aws:batch:us-east-1:1:job-queue/q"),
-            None
-        );
+        assert_eq!(job_definition_name("x-egress:2").as_deref(), Some("x-egress"));
+        assert_eq!(job_definition_name("arn:aws:batch:us-east-1:1:job-queue/q"), None);
         assert_eq!(job_definition_name(""), None);
     }
 
@@ -385,17 +361,10 @@ mod tests {
         let other = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/vendedlogs/states/other:log-stream:*";
         // A group whose name only starts like ours is another group.
         let longer = format!("{GROUP}-copy:log-stream:*");
-        let document = delivery_policy(json!([
-            format!("{GROUP}:log-stream:*"),
-            other,
-            longer,
-            GROUP
-        ]));
+        let document =
+            delivery_policy(json!([format!("{GROUP}:log-stream:*"), other, longer, GROUP]));
         let edit = without_log_groups(&document, &[GROUP.to_string()]);
-        assert_eq!(
-            edit.removed,
-            vec![format!("{GROUP}:log-stream:*"), GROUP.to_string()]
-        );
+        assert_eq!(edit.removed, vec![format!("{GROUP}:log-stream:*"), GROUP.to_string()]);
         assert!(edit.shared.is_empty(), "{:?}", edit.shared);
         let rest = edit.document.unwrap();
         assert_eq!(rest["Statement"][0]["Resource"], json!([other, longer]));
