@@ -57,6 +57,11 @@ impl JobStatus {
         }
     }
 
+    /// This status's position in [`JobStatus::ALL`]: the one index for per-status counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Parses the API spelling.
     pub fn parse(text: &str) -> Option<JobStatus> {
         JobStatus::ALL.into_iter().find(|s| s.as_str() == text)
@@ -225,6 +230,14 @@ pub trait BatchApi: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (position, status) in JobStatus::ALL.into_iter().enumerate() {
+            assert_eq!(status.index(), position, "{status}");
+            assert_eq!(JobStatus::parse(status.as_str()), Some(status));
+        }
+    }
 
     #[test]
     fn job_detail_reads_the_api_shape_of_an_array_parent() {

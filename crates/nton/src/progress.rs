@@ -30,13 +30,13 @@ impl JobCounts {
     /// Applies one child transition.
     pub fn apply(&mut self, index: u32, status: JobStatus) {
         if let Some(previous) = self.children.insert(index, status) {
-            self.counts[slot(previous)] -= 1;
+            self.counts[previous.index()] -= 1;
         }
-        self.counts[slot(status)] += 1;
+        self.counts[status.index()] += 1;
     }
 
     pub fn count(&self, status: JobStatus) -> u64 {
-        self.counts[slot(status)]
+        self.counts[status.index()]
     }
 
     /// Children seen so far (the array size once all are submitted).
@@ -69,10 +69,6 @@ impl JobCounts {
         }
         parts.join(" · ")
     }
-}
-
-fn slot(status: JobStatus) -> usize {
-    JobStatus::ALL.iter().position(|s| *s == status).expect("ALL lists every status")
 }
 
 /// A job's display name: its name without a trailing workflow id, e.g. `nton-procure`.

@@ -10,7 +10,7 @@ use nton_core::batch::{
 };
 
 use super::client_error;
-use super::state::{Job, State, status_slot};
+use super::state::{Job, State};
 
 /// AWS's limit on ids per `DescribeJobs` call.
 pub(crate) const MAX_DESCRIBE_IDS: usize = 100;
@@ -46,7 +46,7 @@ impl State {
             .job_index(array_job_id)
             .ok_or_else(|| client_error(format!("Job {array_job_id} not found")))?;
         let record = &self.jobs[job as usize];
-        if record.array_size.is_none() || record.counts[status_slot(status)] == 0 {
+        if record.array_size.is_none() || record.counts[status.index()] == 0 {
             return Ok(Vec::new());
         }
         Ok(record
@@ -82,7 +82,7 @@ fn parent_detail(state: &State, record: &Job) -> JobDetail {
     // AWS leaves statuses without children out of the summary.
     let summary: BTreeMap<JobStatus, u32> = JobStatus::ALL
         .into_iter()
-        .map(|status| (status, record.counts[status_slot(status)]))
+        .map(|status| (status, record.counts[status.index()]))
         .filter(|(_, count)| *count > 0)
         .collect();
     JobDetail {

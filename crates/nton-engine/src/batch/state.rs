@@ -39,18 +39,6 @@ pub(crate) const CANNOT_START_PREFIX: &str = "CannotStartContainerError";
 /// Decides which jobs an earlier run already finished: `(job name, array index)`.
 pub(crate) type ResumePredicate = dyn Fn(&str, Option<u32>) -> bool + Send + Sync;
 
-pub(crate) fn status_slot(status: JobStatus) -> usize {
-    match status {
-        JobStatus::Submitted => 0,
-        JobStatus::Pending => 1,
-        JobStatus::Runnable => 2,
-        JobStatus::Starting => 3,
-        JobStatus::Running => 4,
-        JobStatus::Succeeded => 5,
-        JobStatus::Failed => 6,
-    }
-}
-
 pub(crate) struct Queue {
     pub spec: QueueSpec,
     /// The engine's cap on children at once.
@@ -101,7 +89,7 @@ pub(crate) struct Job {
     /// The parent's status (for a plain job, its only child's).
     pub status: JobStatus,
     pub children: Vec<Child>,
-    /// Children by status, indexed by [`status_slot`].
+    /// Children by status, indexed by [`JobStatus::index`].
     pub counts: [u32; 7],
     ended: u32,
     failed: u32,
@@ -486,7 +474,7 @@ impl State {
     fn create_child(&mut self, job: u32, c: u32, resumed: bool) {
         let j = job as usize;
         self.jobs[j].children.push(Child::default());
-        self.jobs[j].counts[status_slot(JobStatus::Submitted)] += 1;
+        self.jobs[j].counts[JobStatus::Submitted.index()] += 1;
         self.emit_child(job, c, &AttemptFacts::default());
         if resumed {
             self.transition(
@@ -556,8 +544,8 @@ impl State {
         let record = &mut self.jobs[job as usize];
         let child = &mut record.children[c as usize];
         let from = child.status;
-        record.counts[status_slot(from)] -= 1;
-        record.counts[status_slot(to)] += 1;
+        record.counts[from.index()] -= 1;
+        record.counts[to.index()] += 1;
         child.status = to;
         if reason.is_some() {
             child.status_reason = reason;
