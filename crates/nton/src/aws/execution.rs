@@ -35,14 +35,7 @@ pub async fn start_with(
     )
     .await?;
     let sfn = aws_sdk_sfn::Client::new(config);
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(&state_machine)
-        .input(input.to_string())
-        .set_name(args.name.clone())
-        .send()
-        .await
-        .map_err(|e| aws_error(format!("StartExecution on {state_machine}"), &e))?;
+    let started = start_execution(&sfn, &state_machine, &input, args.name.clone()).await?;
     let execution = started.execution_arn().to_string();
     if args.json {
         console.result(json!({
@@ -57,6 +50,24 @@ pub async fn start_with(
         console.note(format!("follow it with: nton watch {env}--execution {execution}"));
     }
     Ok(exit::SUCCESS)
+}
+
+/// StartExecution of `state_machine` with `input` (and an execution name, if given): the one
+/// call `nton start` and `nton retry` make, with the error naming the state machine.
+pub(crate) async fn start_execution(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine: &str,
+    input: &Value,
+    name: Option<String>,
+) -> anyhow::Result<aws_sdk_sfn::operation::start_execution::StartExecutionOutput> {
+    Ok(sfn
+        .start_execution()
+        .state_machine_arn(state_machine)
+        .input(input.to_string())
+        .set_name(name)
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("StartExecution on {state_machine}"), &e))?)
 }
 
 /// The execution input: only what was asked for, so the deployed stack's defaults

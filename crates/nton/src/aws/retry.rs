@@ -149,14 +149,8 @@ pub async fn retry_with(
     let input = crate::retry::retry_input(&plan, &failed)?;
 
     let machine = machine_of(&execution);
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(&machine)
-        .input(input.to_string())
-        .set_name(args.name.clone())
-        .send()
-        .await
-        .map_err(|e| aws_error(format!("StartExecution on {machine}"), &e))?;
+    let started =
+        super::execution::start_execution(&sfn, &machine, &input, args.name.clone()).await?;
     let new_execution = started.execution_arn().to_string();
     if args.json {
         console.result(json!({
