@@ -762,248 +762,16 @@ fn compile_state(
         return Err(AslError::field(name, *field, *why));
     }
     let what = format!("a {ty} state");
-    let read_err = |(field, message): (Option<String>, String)| {
-        let (field, message) = explain_serde(field, message, &what);
-        AslError { state: Some(name.to_string()), field, message }
-    };
+    let at = StateAt { name, what: &what, outer_vars, visible_vars };
     let (input_path, output_path, assign_raw, kind) = match ty {
-        "Task" => {
-            let r: raw::RawTask = raw::read(value).map_err(read_err)?;
-            let parameters = payload(name, "Parameters", r.parameters.as_ref())?;
-            let result_selector = payload(name, "ResultSelector", r.result_selector.as_ref())?;
-            let timeout = match (r.timeout_seconds, r.timeout_seconds_path) {
-                (Some(_), Some(_)) => {
-                    return Err(AslError::field(
-                        name,
-                        "TimeoutSecondsPath",
-                        "TimeoutSeconds is set too; use one",
-                    ));
-                }
-                (Some(t), None) => {
-                    check_range(name, "TimeoutSeconds", t, 1, MAX_SECONDS)?;
-                    Some(TaskTimeout::Seconds(t))
-                }
-                (None, Some(p)) => {
-                    Some(TaskTimeout::Path(reference(name, "TimeoutSecondsPath", &p)?))
-                }
-                (None, None) => None,
-            };
-            // Heartbeats concern callback and activity tasks, which the local engine does not
-            // run; the fields are checked for shape only.
-            if r.heartbeat_seconds.is_some() && r.heartbeat_seconds_path.is_some() {
-                return Err(AslError::field(
-                    name,
-                    "HeartbeatSecondsPath",
-                    "HeartbeatSeconds is set too; use one",
-                ));
-            }
-            if let Some(h) = r.heartbeat_seconds {
-                check_range(name, "HeartbeatSeconds", h, 1, MAX_SECONDS)?;
-                if let Some(TaskTimeout::Seconds(t)) = timeout
-                    && h >= t
-                {
-                    return Err(AslError::field(
-                        name,
-                        "HeartbeatSeconds",
-                        format!("must be below TimeoutSeconds ({t})"),
-                    ));
-                }
-            }
-            if let Some(p) = &r.heartbeat_seconds_path {
-                reference(name, "HeartbeatSecondsPath", p)?;
-            }
-            // Heartbeats are sent by callback and activity workers, and those tasks are
-            // refused below: for the tasks that run here the fields change nothing.
-            check_resource_pattern(name, &r.resource)?;
-            let task = Task {
-                resource: r.resource,
-                raw_parameters: r.parameters,
-                parameters,
-                result_selector,
-                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
-                retriers: retriers(name, r.retry.unwrap_or_default())?,
-                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
-                timeout,
-                transition: transition(name, "Task", r.next, r.end)?,
-            };
-            (r.input_path, r.output_path, r.assign, Kind::Task(Box::new(task)))
-        }
-        "Pass" => {
-            let r: raw::RawPass = raw::read(value).map_err(read_err)?;
-            let pass = Pass {
-                parameters: payload(name, "Parameters", r.parameters.as_ref())?,
-                result: r.result.map(|v| v.unwrap_or(Value::Null)),
-                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
-                transition: transition(name, "Pass", r.next, r.end)?,
-            };
-            (r.input_path, r.output_path, r.assign, Kind::Pass(pass))
-        }
-        "Wait" => {
-            let r: raw::RawWait = raw::read(value).map_err(read_err)?;
-            let set = [
-                r.seconds.is_some(),
-                r.seconds_path.is_some(),
-                r.timestamp.is_some(),
-                r.timestamp_path.is_some(),
-            ];
-            if set.iter().filter(|b| **b).count() != 1 {
-                return Err(AslError::state(
-                    name,
-                    "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath",
-                ));
-            }
-            let wait_for = if let Some(s) = r.seconds {
-                check_range(name, "Seconds", s, 0, MAX_SECONDS)?;
-                WaitFor::Seconds(s)
-            } else if let Some(p) = r.seconds_path {
-                WaitFor::SecondsPath(reference(name, "SecondsPath", &p)?)
-            } else if let Some(t) = r.timestamp {
-                WaitFor::Timestamp(choice::parse_timestamp(&t).ok_or_else(|| {
-                    AslError::field(
-                        name,
-                        "Timestamp",
-                        format!("'{t}' is not an RFC 3339 timestamp such as 2016-03-14T01:59:00Z"),
-                    )
-                })?)
-            } else {
-                let p = r.timestamp_path.expect("counted above");
-                WaitFor::TimestampPath(reference(name, "TimestampPath", &p)?)
-            };
-            let wait = Wait { wait_for, transition: transition(name, "Wait", r.next, r.end)? };
-            (r.input_path, r.output_path, r.assign, Kind::Wait(wait))
-        }
-        "Choice" => {
-            let r: raw::RawChoice = raw::read(value).map_err(read_err)?;
-            let choices =
-                choice::compile_choices(r.choices).map_err(|(f, m)| AslError::field(name, f, m))?;
-            let rule_assigns = choices
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    assign(name, &format!("Choices[{i}].Assign"), c.assign.as_ref(), outer_vars)
-                })
-                .collect::<Result<_, _>>()?;
-            (
-                r.input_path,
-                r.output_path,
-                r.assign,
-                Kind::Choice(ChoiceState { choices, rule_assigns, default: r.default }),
-            )
-        }
-        "Succeed" => {
-            let r: raw::RawSucceed = raw::read(value).map_err(read_err)?;
-            (r.input_path, r.output_path, None, Kind::Succeed)
-        }
-        "Fail" => {
-            let r: raw::RawFail = raw::read(value).map_err(read_err)?;
-            let error = text(name, ("Error", r.error), ("ErrorPath", r.error_path))?;
-            let cause = text(name, ("Cause", r.cause), ("CausePath", r.cause_path))?;
-            (None, None, None, Kind::Fail(Fail { error, cause }))
-        }
-        "Parallel" => {
-            let r: raw::RawParallel = raw::read(value).map_err(read_err)?;
-            if r.branches.is_empty() {
-                return Err(AslError::field(name, "Branches", "must hold at least one branch"));
-            }
-            let mut branches = Vec::with_capacity(r.branches.len());
-            for (i, branch) in r.branches.iter().enumerate() {
-                let field = format!("Branches[{i}]");
-                if branch.processor_config.is_some() {
-                    return Err(AslError::field(
-                        name,
-                        format!("{field}.ProcessorConfig"),
-                        "is a field of a Map's ItemProcessor, not of a branch",
-                    ));
-                }
-                let at = BlockAt { owner: Some(name), field };
-                branches.push(compile_block(
-                    &branch.start_at,
-                    &branch.states,
-                    &at,
-                    loader,
-                    visible_vars,
-                )?);
-            }
-            let parallel = Parallel {
-                branches,
-                parameters: payload(name, "Parameters", r.parameters.as_ref())?,
-                result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
-                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
-                retriers: retriers(name, r.retry.unwrap_or_default())?,
-                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
-                transition: transition(name, "Parallel", r.next, r.end)?,
-            };
-            (r.input_path, r.output_path, r.assign, Kind::Parallel(Box::new(parallel)))
-        }
-        "Map" => {
-            let r: raw::RawMap = raw::read(value).map_err(read_err)?;
-            let (processor_field, processor) = match (r.item_processor, r.iterator) {
-                (Some(_), Some(_)) => {
-                    return Err(AslError::field(
-                        name,
-                        "Iterator",
-                        "ItemProcessor is set too; use one (Iterator is its old name)",
-                    ));
-                }
-                (Some(p), None) => ("ItemProcessor", p),
-                (None, Some(p)) => ("Iterator", p),
-                (None, None) => {
-                    return Err(AslError::field(
-                        name,
-                        "ItemProcessor",
-                        "missing: a Map state needs ItemProcessor (or its old name Iterator)",
-                    ));
-                }
-            };
-            check_processor_config(name, processor_field, &processor)?;
-            let item_selector = match (r.item_selector, r.parameters) {
-                (Some(_), Some(_)) => {
-                    return Err(AslError::field(
-                        name,
-                        "Parameters",
-                        "ItemSelector is set too; use one (Parameters is its old name)",
-                    ));
-                }
-                (Some(v), None) => payload(name, "ItemSelector", Some(&v))?,
-                (None, Some(v)) => payload(name, "Parameters", Some(&v))?,
-                (None, None) => None,
-            };
-            let concurrency = match (r.max_concurrency, r.max_concurrency_path) {
-                (Some(_), Some(_)) => {
-                    return Err(AslError::field(
-                        name,
-                        "MaxConcurrencyPath",
-                        "MaxConcurrency is set too; use one",
-                    ));
-                }
-                (Some(n), None) => {
-                    check_range(name, "MaxConcurrency", n, 0, MAX_SECONDS)?;
-                    Concurrency::Fixed(n)
-                }
-                (None, Some(p)) => Concurrency::Path(reference(name, "MaxConcurrencyPath", &p)?),
-                (None, None) => Concurrency::Fixed(0),
-            };
-            let items_path = match r.items_path {
-                None => None,
-                Some(p) if p == "$" => None,
-                Some(p) => Some(reference(name, "ItemsPath", &p)?),
-            };
-            let at = BlockAt { owner: Some(name), field: processor_field.to_string() };
-            let processor =
-                compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
-            let map = MapState {
-                processor,
-                items_path,
-                item_selector,
-                concurrency,
-                result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
-                result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
-                retriers: retriers(name, r.retry.unwrap_or_default())?,
-                catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
-                transition: transition(name, "Map", r.next, r.end)?,
-            };
-            (r.input_path, r.output_path, r.assign, Kind::Map(Box::new(map)))
-        }
+        "Task" => compile_task(&at, value)?,
+        "Pass" => compile_pass(&at, value)?,
+        "Wait" => compile_wait(&at, value)?,
+        "Choice" => compile_choice(&at, value)?,
+        "Succeed" => compile_succeed(&at, value)?,
+        "Fail" => compile_fail(&at, value)?,
+        "Parallel" => compile_parallel(&at, value, loader)?,
+        "Map" => compile_map(&at, value, loader)?,
         _ => unreachable!("checked above"),
     };
     Ok(State {
@@ -1012,6 +780,286 @@ fn compile_state(
         assign: assign(name, "Assign", assign_raw.as_ref(), outer_vars)?,
         kind,
     })
+}
+
+/// The fields every state shares, as read (`InputPath`, `OutputPath`, `Assign`), with the
+/// state's compiled kind: what each state type's compiler returns to [`compile_state`].
+type Parts = (Option<Option<String>>, Option<Option<String>>, Option<Value>, Kind);
+
+/// The state being compiled, for the per-type compilers.
+#[derive(Clone, Copy)]
+struct StateAt<'a> {
+    name: &'a str,
+    /// "a Task state", for serde's messages.
+    what: &'a str,
+    /// Variables of the enclosing scopes (a nested state cannot assign them).
+    outer_vars: &'a BTreeSet<String>,
+    /// Variables nested blocks may read.
+    visible_vars: &'a BTreeSet<String>,
+}
+
+impl StateAt<'_> {
+    /// Reads the state's raw serde type, errors naming the state and field.
+    fn read<T: for<'de> serde::Deserialize<'de>>(&self, value: &Value) -> Result<T, AslError> {
+        raw::read(value).map_err(|(field, message)| {
+            let (field, message) = explain_serde(field, message, self.what);
+            AslError { state: Some(self.name.to_string()), field, message }
+        })
+    }
+}
+
+/// A Task state.
+fn compile_task(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let StateAt { name, outer_vars, .. } = *at;
+    let r: raw::RawTask = at.read(value)?;
+    let parameters = payload(name, "Parameters", r.parameters.as_ref())?;
+    let result_selector = payload(name, "ResultSelector", r.result_selector.as_ref())?;
+    let timeout = match (r.timeout_seconds, r.timeout_seconds_path) {
+        (Some(_), Some(_)) => {
+            return Err(AslError::field(
+                name,
+                "TimeoutSecondsPath",
+                "TimeoutSeconds is set too; use one",
+            ));
+        }
+        (Some(t), None) => {
+            check_range(name, "TimeoutSeconds", t, 1, MAX_SECONDS)?;
+            Some(TaskTimeout::Seconds(t))
+        }
+        (None, Some(p)) => Some(TaskTimeout::Path(reference(name, "TimeoutSecondsPath", &p)?)),
+        (None, None) => None,
+    };
+    // Heartbeats concern callback and activity tasks, which the local engine does not
+    // run; the fields are checked for shape only.
+    if r.heartbeat_seconds.is_some() && r.heartbeat_seconds_path.is_some() {
+        return Err(AslError::field(
+            name,
+            "HeartbeatSecondsPath",
+            "HeartbeatSeconds is set too; use one",
+        ));
+    }
+    if let Some(h) = r.heartbeat_seconds {
+        check_range(name, "HeartbeatSeconds", h, 1, MAX_SECONDS)?;
+        if let Some(TaskTimeout::Seconds(t)) = timeout
+            && h >= t
+        {
+            return Err(AslError::field(
+                name,
+                "HeartbeatSeconds",
+                format!("must be below TimeoutSeconds ({t})"),
+            ));
+        }
+    }
+    if let Some(p) = &r.heartbeat_seconds_path {
+        reference(name, "HeartbeatSecondsPath", p)?;
+    }
+    // Heartbeats are sent by callback and activity workers, and those tasks are
+    // refused below: for the tasks that run here the fields change nothing.
+    check_resource_pattern(name, &r.resource)?;
+    let task = Task {
+        resource: r.resource,
+        raw_parameters: r.parameters,
+        parameters,
+        result_selector,
+        result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+        retriers: retriers(name, r.retry.unwrap_or_default())?,
+        catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
+        timeout,
+        transition: transition(name, "Task", r.next, r.end)?,
+    };
+    Ok((r.input_path, r.output_path, r.assign, Kind::Task(Box::new(task))))
+}
+
+/// A Pass state.
+fn compile_pass(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let name = at.name;
+    let r: raw::RawPass = at.read(value)?;
+    let pass = Pass {
+        parameters: payload(name, "Parameters", r.parameters.as_ref())?,
+        result: r.result.map(|v| v.unwrap_or(Value::Null)),
+        result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+        transition: transition(name, "Pass", r.next, r.end)?,
+    };
+    Ok((r.input_path, r.output_path, r.assign, Kind::Pass(pass)))
+}
+
+/// A Wait state.
+fn compile_wait(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let name = at.name;
+    let r: raw::RawWait = at.read(value)?;
+    let set = [
+        r.seconds.is_some(),
+        r.seconds_path.is_some(),
+        r.timestamp.is_some(),
+        r.timestamp_path.is_some(),
+    ];
+    if set.iter().filter(|b| **b).count() != 1 {
+        return Err(AslError::state(
+            name,
+            "a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath",
+        ));
+    }
+    let wait_for = if let Some(s) = r.seconds {
+        check_range(name, "Seconds", s, 0, MAX_SECONDS)?;
+        WaitFor::Seconds(s)
+    } else if let Some(p) = r.seconds_path {
+        WaitFor::SecondsPath(reference(name, "SecondsPath", &p)?)
+    } else if let Some(t) = r.timestamp {
+        WaitFor::Timestamp(choice::parse_timestamp(&t).ok_or_else(|| {
+            AslError::field(
+                name,
+                "Timestamp",
+                format!("'{t}' is not an RFC 3339 timestamp such as 2016-03-14T01:59:00Z"),
+            )
+        })?)
+    } else {
+        let p = r.timestamp_path.expect("counted above");
+        WaitFor::TimestampPath(reference(name, "TimestampPath", &p)?)
+    };
+    let wait = Wait { wait_for, transition: transition(name, "Wait", r.next, r.end)? };
+    Ok((r.input_path, r.output_path, r.assign, Kind::Wait(wait)))
+}
+
+/// A Choice state.
+fn compile_choice(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let StateAt { name, outer_vars, .. } = *at;
+    let r: raw::RawChoice = at.read(value)?;
+    let choices =
+        choice::compile_choices(r.choices).map_err(|(f, m)| AslError::field(name, f, m))?;
+    let rule_assigns = choices
+        .iter()
+        .enumerate()
+        .map(|(i, c)| assign(name, &format!("Choices[{i}].Assign"), c.assign.as_ref(), outer_vars))
+        .collect::<Result<_, _>>()?;
+    Ok((
+        r.input_path,
+        r.output_path,
+        r.assign,
+        Kind::Choice(ChoiceState { choices, rule_assigns, default: r.default }),
+    ))
+}
+
+/// A Succeed state.
+fn compile_succeed(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let r: raw::RawSucceed = at.read(value)?;
+    Ok((r.input_path, r.output_path, None, Kind::Succeed))
+}
+
+/// A Fail state.
+fn compile_fail(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let name = at.name;
+    let r: raw::RawFail = at.read(value)?;
+    let error = text(name, ("Error", r.error), ("ErrorPath", r.error_path))?;
+    let cause = text(name, ("Cause", r.cause), ("CausePath", r.cause_path))?;
+    Ok((None, None, None, Kind::Fail(Fail { error, cause })))
+}
+
+/// A Parallel state.
+fn compile_parallel(
+    at: &StateAt<'_>,
+    value: &Value,
+    loader: &mut Loader,
+) -> Result<Parts, AslError> {
+    let StateAt { name, outer_vars, visible_vars, .. } = *at;
+    let r: raw::RawParallel = at.read(value)?;
+    if r.branches.is_empty() {
+        return Err(AslError::field(name, "Branches", "must hold at least one branch"));
+    }
+    let mut branches = Vec::with_capacity(r.branches.len());
+    for (i, branch) in r.branches.iter().enumerate() {
+        let field = format!("Branches[{i}]");
+        if branch.processor_config.is_some() {
+            return Err(AslError::field(
+                name,
+                format!("{field}.ProcessorConfig"),
+                "is a field of a Map's ItemProcessor, not of a branch",
+            ));
+        }
+        let at = BlockAt { owner: Some(name), field };
+        branches.push(compile_block(&branch.start_at, &branch.states, &at, loader, visible_vars)?);
+    }
+    let parallel = Parallel {
+        branches,
+        parameters: payload(name, "Parameters", r.parameters.as_ref())?,
+        result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
+        result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+        retriers: retriers(name, r.retry.unwrap_or_default())?,
+        catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
+        transition: transition(name, "Parallel", r.next, r.end)?,
+    };
+    Ok((r.input_path, r.output_path, r.assign, Kind::Parallel(Box::new(parallel))))
+}
+
+/// A Map state.
+fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<Parts, AslError> {
+    let StateAt { name, outer_vars, visible_vars, .. } = *at;
+    let r: raw::RawMap = at.read(value)?;
+    let (processor_field, processor) = match (r.item_processor, r.iterator) {
+        (Some(_), Some(_)) => {
+            return Err(AslError::field(
+                name,
+                "Iterator",
+                "ItemProcessor is set too; use one (Iterator is its old name)",
+            ));
+        }
+        (Some(p), None) => ("ItemProcessor", p),
+        (None, Some(p)) => ("Iterator", p),
+        (None, None) => {
+            return Err(AslError::field(
+                name,
+                "ItemProcessor",
+                "missing: a Map state needs ItemProcessor (or its old name Iterator)",
+            ));
+        }
+    };
+    check_processor_config(name, processor_field, &processor)?;
+    let item_selector = match (r.item_selector, r.parameters) {
+        (Some(_), Some(_)) => {
+            return Err(AslError::field(
+                name,
+                "Parameters",
+                "ItemSelector is set too; use one (Parameters is its old name)",
+            ));
+        }
+        (Some(v), None) => payload(name, "ItemSelector", Some(&v))?,
+        (None, Some(v)) => payload(name, "Parameters", Some(&v))?,
+        (None, None) => None,
+    };
+    let concurrency = match (r.max_concurrency, r.max_concurrency_path) {
+        (Some(_), Some(_)) => {
+            return Err(AslError::field(
+                name,
+                "MaxConcurrencyPath",
+                "MaxConcurrency is set too; use one",
+            ));
+        }
+        (Some(n), None) => {
+            check_range(name, "MaxConcurrency", n, 0, MAX_SECONDS)?;
+            Concurrency::Fixed(n)
+        }
+        (None, Some(p)) => Concurrency::Path(reference(name, "MaxConcurrencyPath", &p)?),
+        (None, None) => Concurrency::Fixed(0),
+    };
+    let items_path = match r.items_path {
+        None => None,
+        Some(p) if p == "$" => None,
+        Some(p) => Some(reference(name, "ItemsPath", &p)?),
+    };
+    let at = BlockAt { owner: Some(name), field: processor_field.to_string() };
+    let processor =
+        compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
+    let map = MapState {
+        processor,
+        items_path,
+        item_selector,
+        concurrency,
+        result_selector: payload(name, "ResultSelector", r.result_selector.as_ref())?,
+        result_path: ResultPath::compile(r.result_path, name, "ResultPath")?,
+        retriers: retriers(name, r.retry.unwrap_or_default())?,
+        catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
+        transition: transition(name, "Map", r.next, r.end)?,
+    };
+    Ok((r.input_path, r.output_path, r.assign, Kind::Map(Box::new(map))))
 }
 
 /// Only an inline item processor runs here: a Distributed Map runs each item as a child
