@@ -75,6 +75,12 @@ pub trait TaskExecutor: Send + Sync {
         let _ = state;
         tokio::time::sleep(duration).await
     }
+
+    /// Where a Distributed Map reads and writes S3 objects; `None` (the default): nowhere, and
+    /// such a Map fails with `States.ItemReaderFailed` or `States.ResultWriterFailed`.
+    fn object_store(&self) -> Option<&dyn super::ObjectStore> {
+        None
+    }
 }
 
 /// Hears what an execution does, as it happens. A state that fails the execution is entered
@@ -214,18 +220,18 @@ struct Clock {
 /// Map iteration. Its states run one after another, so the waits it skipped add up; lanes run
 /// side by side, so a branch starts from its parent's time and the parent goes on from the
 /// latest of its branches. Overlapping waits thus count once, as on AWS.
-struct Lane(Mutex<Duration>);
+pub(super) struct Lane(Mutex<Duration>);
 
 impl Lane {
-    fn new(skipped: Duration) -> Self {
+    pub(super) fn new(skipped: Duration) -> Self {
         Lane(Mutex::new(skipped))
     }
 
-    fn skipped(&self) -> Duration {
+    pub(super) fn skipped(&self) -> Duration {
         *lock(&self.0)
     }
 
-    fn skip_to(&self, skipped: Duration) {
+    pub(super) fn skip_to(&self, skipped: Duration) {
         let mut current = lock(&self.0);
         *current = (*current).max(skipped);
     }
@@ -276,14 +282,14 @@ type BlockFailure = (StateError, String);
 
 /// A boxed future: blocks run blocks (a Map inside a Parallel branch...), so the recursion
 /// needs a known size.
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-struct Run<'a> {
+pub(super) struct Run<'a> {
     machine: &'a StateMachine,
-    tasks: &'a dyn TaskExecutor,
+    pub(super) tasks: &'a dyn TaskExecutor,
     observer: &'a dyn ExecutionObserver,
     clock: Clock,
-    base_context: Value,
+    pub(super) base_context: Value,
 }
 
 fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
@@ -327,10 +333,10 @@ fn eval_assign(
 
 /// Where an attempt of a Task, Parallel or Map state runs: its context object, the variables
 /// in scope and its lane of time.
-struct Attempt<'a> {
-    context: &'a Value,
-    vars: &'a Vars,
-    lane: &'a Lane,
+pub(super) struct Attempt<'a> {
+    pub(super) context: &'a Value,
+    pub(super) vars: &'a Vars,
+    pub(super) lane: &'a Lane,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -355,7 +361,7 @@ impl Run<'_> {
     /// Runs a block of states (the machine, a Parallel branch, a Map iteration) from its
     /// `StartAt` to its end, with its own variables: a copy of those of the enclosing scopes,
     /// which it can read and never changes.
-    fn run_block<'s>(
+    pub(super) fn run_block<'s>(
         &'s self,
         block: &'s Block,
         input: Value,
@@ -407,7 +413,7 @@ impl Run<'_> {
         self.clock.started.elapsed() + lane.skipped()
     }
 
-    fn now(&self, lane: &Lane) -> OffsetDateTime {
+    pub(super) fn now(&self, lane: &Lane) -> OffsetDateTime {
         self.clock.start_time + self.elapsed(lane)
     }
 
@@ -672,7 +678,7 @@ impl Run<'_> {
 
     /// After a Task, Parallel or Map state's result: ResultSelector, Assign (over the selected
     /// result), ResultPath over the raw input, OutputPath.
-    fn finish(
+    pub(super) fn finish(
         &self,
         state: &model::State,
         (result_selector, result_path): (Option<&Payload>, &model::ResultPath),
@@ -796,6 +802,9 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
+        if let Some(distributed) = &map.distributed {
+            return self.attempt_distributed_map(state, map, distributed, raw, at).await;
+        }
         let (context, vars, lane) = (at.context, at.vars, at.lane);
         use futures::{StreamExt, TryStreamExt};
 

@@ -6,12 +6,14 @@
 //! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed, Fail, Parallel
 //! and inline Map states; InputPath, Parameters, ResultSelector, ResultPath, OutputPath,
 //! Result, Retry, Catch, TimeoutSeconds(Path), ItemsPath, ItemSelector, MaxConcurrency(Path),
-//! workflow variables (`Assign`, `$name`), intrinsic functions and the context object.
-//! Refused at load, by state and field: JSONata, Distributed Map features (ItemReader,
-//! ResultWriter, ItemBatcher, tolerated failures, Mode DISTRIBUTED), callback tasks
-//! (`.waitForTaskToken`), activities, heartbeats and task credentials.
+//! workflow variables (`Assign`, `$name`), intrinsic functions and the context object;
+//! Distributed Maps ([`distributed`]: ItemReader, ItemBatcher, ResultWriter, tolerated
+//! failures, Label) over an [`ObjectStore`] the executor supplies.
+//! Refused at load, by state and field: JSONata, callback tasks (`.waitForTaskToken`),
+//! activities, heartbeats and task credentials.
 
 mod choice;
+mod distributed;
 mod error;
 mod interp;
 mod intrinsic;
@@ -20,6 +22,7 @@ mod path;
 mod payload;
 mod raw;
 
+pub use distributed::{BucketUse, ObjectStore, ObjectSummary};
 pub use error::AslError;
 pub use interp::{
     ExecutionContext, ExecutionObserver, ExecutionOutcome, MAX_PAYLOAD_BYTES, NullObserver,

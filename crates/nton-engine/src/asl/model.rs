@@ -44,42 +44,6 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
         &["Map"],
         "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
     ),
-    (
-        "ItemReader",
-        &["Map"],
-        "a Distributed Map reading its items from S3 is not run by the local engine",
-    ),
-    (
-        "ResultWriter",
-        &["Map"],
-        "a Distributed Map writing its results to S3 is not run by the local engine",
-    ),
-    (
-        "ItemBatcher",
-        &["Map"],
-        "batching items (a Distributed Map feature) is not run by the local engine",
-    ),
-    (
-        "ToleratedFailurePercentage",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailurePercentagePath",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailureCount",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailureCountPath",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    ("Label", &["Map"], "a Distributed Map's Label is not run by the local engine"),
 ];
 
 /// `InputPath` / `OutputPath`.
@@ -220,6 +184,8 @@ pub(crate) struct MapState {
     pub retriers: Vec<Retrier>,
     pub catchers: Vec<Catcher>,
     pub transition: Transition,
+    /// Mode DISTRIBUTED: what else the Map runs.
+    pub distributed: Option<super::distributed::Distributed>,
 }
 
 /// Whether a Retry/Catch `ErrorEquals` list covers an error. `States.ALL` covers every
@@ -536,6 +502,14 @@ impl StateMachine {
         }
         let mut out = Vec::new();
         walk(&self.root, &mut out);
+        out
+    }
+
+    /// Every S3 bucket a Distributed Map names literally, with its state and field, so that
+    /// an engine can check it can reach each before anything runs.
+    pub fn s3_buckets(&self) -> Vec<super::distributed::BucketUse> {
+        let mut out = Vec::new();
+        super::distributed::static_buckets(&self.root, &mut out);
         out
     }
 
@@ -1012,7 +986,24 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
             ));
         }
     };
-    check_processor_config(name, processor_field, &processor)?;
+    let distributed = match check_processor_config(name, processor_field, &processor)? {
+        Some(config) => Some(super::distributed::compile(name, processor_field, config, value)?),
+        None => {
+            let fields = value.as_object().expect("a state is an object");
+            if let Some(field) =
+                super::distributed::DISTRIBUTED_FIELDS.iter().find(|f| fields.contains_key(**f))
+            {
+                return Err(AslError::field(
+                    name,
+                    *field,
+                    format!(
+                        "is a Distributed Map field ({processor_field}.ProcessorConfig.Mode DISTRIBUTED)"
+                    ),
+                ));
+            }
+            None
+        }
+    };
     let item_selector = match (r.item_selector, r.parameters) {
         (Some(_), Some(_)) => {
             return Err(AslError::field(
@@ -1046,6 +1037,9 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
         Some(p) => Some(reference(name, "ItemsPath", &p)?),
     };
     let at = BlockAt { owner: Some(name), field: processor_field.to_string() };
+    // A Distributed Map's children are executions of their own, outside every outer scope.
+    let no_vars = BTreeSet::new();
+    let visible_vars = if distributed.is_some() { &no_vars } else { visible_vars };
     let processor =
         compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
     let map = MapState {
@@ -1058,15 +1052,20 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
         retriers: retriers(name, r.retry.unwrap_or_default())?,
         catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
         transition: transition(name, "Map", r.next, r.end)?,
+        distributed,
     };
     Ok((r.input_path, r.output_path, r.assign, Kind::Map(Box::new(map))))
 }
 
-/// Only an inline item processor runs here: a Distributed Map runs each item as a child
-/// execution, with its own scope and history, which the local engine does not model.
-fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<(), AslError> {
+/// `ProcessorConfig`: Mode INLINE (the default, `None`) or DISTRIBUTED (the config, whose
+/// ExecutionType [`super::distributed::compile`] reads).
+fn check_processor_config<'b>(
+    state: &str,
+    field: &str,
+    block: &'b RawBlock,
+) -> Result<Option<&'b Map<String, Value>>, AslError> {
     let Some(config) = &block.processor_config else {
-        return Ok(());
+        return Ok(None);
     };
     let Value::Object(config) = config else {
         return Err(AslError::field(
@@ -1080,17 +1079,13 @@ fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<
     // `preserve_order`, and sorts keys otherwise), and Mode is the root of the others.
     let mut entries: Vec<(&String, &Value)> = config.iter().collect();
     entries.sort_by_key(|(key, _)| (key.as_str() != "Mode", key.as_str()));
+    let mut distributed = false;
     for (key, value) in entries {
         let at = format!("{field}.ProcessorConfig.{key}");
         match (key.as_str(), value.as_str()) {
             ("Mode", Some("INLINE")) => {}
-            ("Mode", Some("DISTRIBUTED")) => {
-                return Err(AslError::field(
-                    state,
-                    at,
-                    "a Distributed Map is not run by the local engine (only Mode INLINE)",
-                ));
-            }
+            ("Mode", Some("DISTRIBUTED")) => distributed = true,
+            ("ExecutionType", _) if distributed => {}
             ("Mode", _) => {
                 return Err(AslError::field(
                     state,
@@ -1102,13 +1097,13 @@ fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<
                 return Err(AslError::field(
                     state,
                     at,
-                    "is a Distributed Map field; the local engine runs inline Maps only",
+                    "is a Distributed Map field (Mode DISTRIBUTED)",
                 ));
             }
             _ => return Err(AslError::field(state, at, "unknown field")),
         }
     }
-    Ok(())
+    Ok(distributed.then_some(config))
 }
 
 /// Task resources the local engine can never run, refused at load by name: callback tasks

@@ -76,69 +76,29 @@ fn fields_the_engine_does_not_run_are_refused_by_name() {
 }
 
 #[test]
-fn distributed_map_features_are_refused_by_name() {
-    let cases = [
-        (
-            "ItemReader",
-            json!({"Resource": "arn:aws:states:::s3:getObject"}),
-            "a Distributed Map reading its items from S3 is not run by the local engine",
-        ),
-        (
-            "ResultWriter",
-            json!({"Resource": "arn:aws:states:::s3:putObject"}),
-            "a Distributed Map writing its results to S3 is not run by the local engine",
-        ),
-        (
-            "ItemBatcher",
-            json!({"MaxItemsPerBatch": 2}),
-            "batching items (a Distributed Map feature) is not run by the local engine",
-        ),
-        (
-            "ToleratedFailurePercentage",
-            json!(10),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailureCount",
-            json!(1),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailureCountPath",
-            json!("$.n"),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailurePercentagePath",
-            json!("$.n"),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        ("Label", json!("x"), "a Distributed Map's Label is not run by the local engine"),
-        (
-            "Items",
-            json!([1]),
-            "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
-        ),
-    ];
-    for (field, value, why) in cases {
-        assert_eq!(
-            refused(map_with(json!({ field: value }))),
-            format!("state S: field {field}: {why}")
-        );
-    }
+fn distributed_map_fields_need_mode_distributed() {
+    // The fields themselves are checked in `distributed_tests.rs`; an inline Map refuses them.
+    assert_eq!(
+        refused(map_with(json!({"Label": "x"}))),
+        "state S: field Label: is a Distributed Map field (ItemProcessor.ProcessorConfig.Mode DISTRIBUTED)"
+    );
+    assert_eq!(
+        refused(map_with(json!({"Items": [1]}))),
+        "state S: field Items: is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)"
+    );
     assert_eq!(
         refused(map_with(json!({"ItemProcessor": {
             "ProcessorConfig": {"ExecutionType": "STANDARD", "Mode": "INLINE"},
             "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
         }}))),
-        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field; the local engine runs inline Maps only"
+        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field (Mode DISTRIBUTED)"
     );
     assert_eq!(
         refused(map_with(json!({"ItemProcessor": {
             "ProcessorConfig": {"Mode": "DISTRIBUTED"},
             "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
         }}))),
-        "state S: field ItemProcessor.ProcessorConfig.Mode: a Distributed Map is not run by the local engine (only Mode INLINE)"
+        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: missing: a Distributed Map needs ExecutionType STANDARD or EXPRESS"
     );
     // Mode INLINE is what runs.
     StateMachine::from_json(&map_with(json!({"ItemProcessor": {
