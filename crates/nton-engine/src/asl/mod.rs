@@ -15,6 +15,7 @@ mod choice;
 mod error;
 mod interp;
 mod intrinsic;
+mod jsonata;
 mod model;
 mod path;
 mod payload;
