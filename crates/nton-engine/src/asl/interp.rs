@@ -475,6 +475,11 @@ impl Run<'_> {
         vars: &Vars,
         lane: &Lane,
     ) -> Result<(Step, Option<Vars>), StateError> {
+        if let Some(j) = &state.jsonata
+            && !matches!(state.kind, Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_))
+        {
+            return self.step_jsonata(name, state, j, raw, entered, vars, lane).await;
+        }
         match &state.kind {
             Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => {
                 self.retrying(name, state, raw, entered, vars, lane).await
@@ -663,11 +668,18 @@ impl Run<'_> {
                     continue;
                 }
             }
-            if let Some(catcher) =
-                catchers.iter().find(|c| model::error_matches(&c.error_equals, &error.error))
+            if let Some((i, catcher)) = catchers
+                .iter()
+                .enumerate()
+                .find(|(_, c)| model::error_matches(&c.error_equals, &error.error))
             {
                 let error_output = json!({"Error": error.error, "Cause": error.cause});
                 let context = self.context(name, entered, None);
+                if let Some(j) = &state.jsonata {
+                    let (output, assigned) =
+                        jsonata_states::caught(j, i, &raw, error_output, &context, vars)?;
+                    return Ok((Step::Next(catcher.next.clone(), output), assigned));
+                }
                 let assigned = eval_assign(catcher.assign.as_ref(), &error_output, &context, vars)?;
                 let output = catcher.result_path.apply(raw, error_output)?;
                 return Ok((Step::Next(catcher.next.clone(), output), assigned));
@@ -705,6 +717,9 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
+        if let Some(j) = &state.jsonata {
+            return self.attempt_task_jsonata(name, task, j, raw, at).await;
+        }
         let (context, vars, lane) = (at.context, at.vars, at.lane);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
@@ -729,7 +744,22 @@ impl Run<'_> {
                 Some(Duration::from_secs(seconds))
             }
         };
-        let call = TaskCall { state: name, resource: &task.resource, parameters, context, timeout };
+        let result =
+            self.invoke_task(name, &task.resource, parameters, timeout, context, lane).await?;
+        self.finish(state, (task.result_selector.as_ref(), &task.result_path), result, raw, at)
+    }
+
+    /// Runs a task through the executor under its timeout and the execution's.
+    async fn invoke_task(
+        &self,
+        name: &str,
+        resource: &str,
+        parameters: Value,
+        timeout: Option<Duration>,
+        context: &Value,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
+        let call = TaskCall { state: name, resource, parameters, context, timeout };
         let remaining = self.remaining(lane);
         let limit = match (timeout, remaining) {
             (Some(t), Some(r)) => Some(t.min(r)),
@@ -751,7 +781,7 @@ impl Run<'_> {
         };
         let result = result.map_err(|f| StateError::new(f.error, f.cause))?;
         check_size(&result, || format!("the result of task {name}"))?;
-        self.finish(state, (task.result_selector.as_ref(), &task.result_path), result, raw, at)
+        Ok(result)
     }
 
     /// Every branch runs on the same input, at once; the result lists their outputs in branch
@@ -764,13 +794,34 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
-        let (context, vars, lane) = (at.context, at.vars, at.lane);
+        if let Some(j) = &state.jsonata {
+            return self.attempt_parallel_jsonata(parallel, j, raw, at).await;
+        }
+        let (context, vars) = (at.context, at.vars);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
         let input = match &parallel.parameters {
             Some(p) => p.eval(&env.with_data(&effective))?,
             None => effective,
         };
+        let outputs = self.run_branches(parallel, input, vars, at.lane).await?;
+        self.finish(
+            state,
+            (parallel.result_selector.as_ref(), &parallel.result_path),
+            outputs,
+            raw,
+            at,
+        )
+    }
+
+    /// Runs every branch on `input`; their outputs in branch order.
+    async fn run_branches(
+        &self,
+        parallel: &model::Parallel,
+        input: Value,
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
         let lanes: Vec<Lane> =
             parallel.branches.iter().map(|_| Lane::new(lane.skipped())).collect();
         let branches = parallel.branches.iter().zip(&lanes).map(|(branch, branch_lane)| {
@@ -781,13 +832,7 @@ impl Run<'_> {
             lane.skip_to(branch_lane.skipped());
         }
         let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
-        self.finish(
-            state,
-            (parallel.result_selector.as_ref(), &parallel.result_path),
-            Value::Array(outputs),
-            raw,
-            at,
-        )
+        Ok(Value::Array(outputs))
     }
 
     /// One iteration per item of the list `ItemsPath` selects, at most `MaxConcurrency` at
@@ -805,9 +850,10 @@ impl Run<'_> {
         if let Some(distributed) = &map.distributed {
             return self.attempt_distributed_map(state, map, distributed, raw, at).await;
         }
-        let (context, vars, lane) = (at.context, at.vars, at.lane);
-        use futures::{StreamExt, TryStreamExt};
-
+        if let Some(j) = &state.jsonata {
+            return self.attempt_map_jsonata(map, j, raw, at).await;
+        }
+        let (context, vars) = (at.context, at.vars);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
         let in_effective = env.with_data(&effective);
@@ -857,6 +903,22 @@ impl Run<'_> {
             };
             inputs.push(input);
         }
+        let outputs = self.run_iterations(map, inputs, limit, vars, at.lane).await?;
+        self.finish(state, (map.result_selector.as_ref(), &map.result_path), outputs, raw, at)
+    }
+
+    /// Runs the item processor once per input, at most `limit` at once; the outputs in item
+    /// order.
+    async fn run_iterations(
+        &self,
+        map: &model::MapState,
+        inputs: Vec<Value>,
+        limit: usize,
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
+        use futures::{StreamExt, TryStreamExt};
+
         let lanes: Vec<Lane> = inputs.iter().map(|_| Lane::new(lane.skipped())).collect();
         // Built first (a future does nothing until polled): a closure inside the stream would
         // borrow the lanes through a higher-ranked lifetime the compiler cannot prove Send.
@@ -870,13 +932,7 @@ impl Run<'_> {
             lane.skip_to(item_lane.skipped());
         }
         let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
-        self.finish(
-            state,
-            (map.result_selector.as_ref(), &map.result_path),
-            Value::Array(outputs),
-            raw,
-            at,
-        )
+        Ok(Value::Array(outputs))
     }
 }
 
@@ -885,6 +941,9 @@ fn until(t: OffsetDateTime, now: OffsetDateTime) -> Duration {
     let d = t - now;
     if d.is_positive() { Duration::try_from(d).unwrap_or(Duration::ZERO) } else { Duration::ZERO }
 }
+
+#[path = "interp_jsonata.rs"]
+mod jsonata_states;
 
 #[cfg(test)]
 #[path = "interp_tests.rs"]

@@ -17,6 +17,7 @@ mod distributed;
 mod error;
 mod interp;
 mod intrinsic;
+mod jsonata;
 mod model;
 mod path;
 mod payload;

@@ -15,6 +15,30 @@ use super::path::{Env, Path, ReferencePath};
 use super::payload::Payload;
 use super::raw::{self, RawBlock, RawCatcher, RawRetrier};
 
+#[path = "model_jsonata.rs"]
+mod jsonata_fields;
+pub(crate) use jsonata_fields::JsonataState;
+
+/// A state's query language: the machine's `QueryLanguage` (default JSONPath), or the
+/// state's own (developer guide, "Transforming data with JSONata in Step Functions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum QueryLanguage {
+    #[default]
+    JsonPath,
+    Jsonata,
+}
+
+impl QueryLanguage {
+    fn read(value: Option<&Value>) -> Result<Option<QueryLanguage>, String> {
+        match value {
+            None => Ok(None),
+            Some(Value::String(s)) if s == "JSONPath" => Ok(Some(QueryLanguage::JsonPath)),
+            Some(Value::String(s)) if s == "JSONata" => Ok(Some(QueryLanguage::Jsonata)),
+            Some(other) => Err(format!("must be JSONPath or JSONata, got {other}")),
+        }
+    }
+}
+
 /// Largest number Step Functions accepts for seconds and attempt counts.
 const MAX_SECONDS: u64 = 99_999_999;
 /// `MaxDelaySeconds` must stay below a year (in seconds).
@@ -29,21 +53,6 @@ const MAX_VARIABLE_NAME: usize = 80;
 /// (issue 11 item 2).
 const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
     ("Credentials", &["Task"], "cross-account task credentials are not run by the local engine"),
-    (
-        "Arguments",
-        &["Task", "Parallel"],
-        "is a JSONata field, and the local engine runs JSONPath states only",
-    ),
-    (
-        "Output",
-        &["Task", "Parallel", "Map", "Pass", "Wait", "Choice", "Succeed"],
-        "is a JSONata field, and the local engine runs JSONPath states only",
-    ),
-    (
-        "Items",
-        &["Map"],
-        "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
-    ),
 ];
 
 /// `InputPath` / `OutputPath`.
@@ -305,6 +314,9 @@ pub(crate) struct State {
     /// The state's `Assign` (for a Choice state: when no rule matches).
     pub assign: Option<Payload>,
     pub kind: Kind,
+    /// A JSONata state's fields (its paths above are then the identity and its JSONPath
+    /// `Assign` is `None`).
+    pub jsonata: Option<Box<JsonataState>>,
 }
 
 impl State {
@@ -368,6 +380,11 @@ impl State {
             }
             Kind::Succeed | Kind::Fail(_) => {}
         }
+        if let Some(j) = &self.jsonata {
+            for (i, rule) in j.rules.iter().enumerate() {
+                out.push((format!("Choices[{i}].Next"), rule.next.as_str()));
+            }
+        }
         out
     }
 }
@@ -400,6 +417,8 @@ struct Loader {
     /// Every state name seen so far: Step Functions requires them unique in the whole machine.
     names: BTreeSet<String>,
     types: BTreeMap<String, &'static str>,
+    /// The machine's `QueryLanguage`, which states inherit.
+    language: QueryLanguage,
 }
 
 /// Where a block sits, for its error messages.
@@ -425,24 +444,9 @@ impl StateMachine {
         let Value::Object(top) = definition else {
             return Err(AslError::machine(None, "the definition is not a JSON object"));
         };
-        // JSONata is refused, top-level and per state, for want of time rather than of a
-        // crate. jsonata-rs 0.3.4 (crates.io) was tried on the expressions Step Functions
-        // definitions use, with `$states` passed as a binding: paths, filters, object and array
-        // constructors, `&`, `$map`/`$filter`/`$reduce`, `$sum`, `$count`, `$merge`, `$keys`,
-        // `$lookup`, `$split`/`$join`, `$sort`, `$distinct`, `$string`, `$number`, `$round`,
-        // `$now`, `$millis` and `:=` blocks all answered as JSONata does. It lacks `$type` and
-        // `$formatNumber`, answers `1/0` with nothing instead of an error, and has none of the
-        // functions Step Functions adds (`$partition`, `$range`, `$hash`, `$random`, `$uuid`,
-        // `$parse`); those would be registered with `JsonAta::register_function`. Its
-        // evaluator is not Send, so each evaluation would build and drop it synchronously.
-        if let Some(lang) = top.get("QueryLanguage").and_then(Value::as_str)
-            && lang != "JSONPath"
-        {
-            return Err(AslError::machine(
-                Some("QueryLanguage"),
-                format!("{lang} is not supported by the local engine (only JSONPath)"),
-            ));
-        }
+        let language = QueryLanguage::read(top.get("QueryLanguage"))
+            .map_err(|m| AslError::machine(Some("QueryLanguage"), m))?
+            .unwrap_or_default();
         let raw: raw::RawMachine = raw::read(definition).map_err(|(field, message)| {
             let (field, message) = explain_serde(field, message, "the state machine");
             AslError { state: None, field, message }
@@ -455,7 +459,7 @@ impl StateMachine {
                 format!("must be 1 to {MAX_SECONDS}, got {t}"),
             ));
         }
-        let mut loader = Loader::default();
+        let mut loader = Loader { language, ..Loader::default() };
         let at = BlockAt { owner: None, field: String::new() };
         let root = compile_block(&raw.start_at, &raw.states, &at, &mut loader, &BTreeSet::new())?;
         Ok(StateMachine {
@@ -720,24 +724,49 @@ fn compile_state(
             return Err(AslError::field(name, "Type", format!("unknown state type '{other}'")));
         }
     }
-    if let Some(lang) = fields.get("QueryLanguage").and_then(Value::as_str)
-        && lang != "JSONPath"
-    {
+    let own_language = QueryLanguage::read(fields.get("QueryLanguage"))
+        .map_err(|m| AslError::field(name, "QueryLanguage", m))?;
+    // "If JSONata is specified at the top level, JSONPath cannot be used in the state machine
+    // definition" (CDK's account of the rule Step Functions enforces).
+    if own_language == Some(QueryLanguage::JsonPath) && loader.language == QueryLanguage::Jsonata {
         return Err(AslError::field(
             name,
             "QueryLanguage",
-            format!("{lang} is not supported by the local engine (only JSONPath)"),
+            "JSONPath is not allowed in a state machine whose QueryLanguage is JSONata",
         ));
     }
+    let language = own_language.unwrap_or(loader.language);
     if let Some((field, _, why)) = UNSUPPORTED_FIELDS
         .iter()
         .find(|(f, types, _)| types.contains(&ty) && fields.contains_key(*f))
     {
         return Err(AslError::field(name, *field, *why));
     }
+    let lifted;
+    let (value, jsonata) = match language {
+        QueryLanguage::JsonPath => {
+            if let Some((field, _)) = jsonata_fields::JSONATA_ONLY
+                .iter()
+                .find(|(f, types)| types.contains(&ty) && fields.contains_key(*f))
+            {
+                return Err(AslError::field(
+                    name,
+                    *field,
+                    "is a JSONata field, not allowed in a JSONPath state (set QueryLanguage to JSONata on the state or the state machine)",
+                ));
+            }
+            (value, None)
+        }
+        QueryLanguage::Jsonata => {
+            let (rest, fields) = jsonata_fields::lift(name, ty, fields, outer_vars)?;
+            lifted = rest;
+            (&lifted, Some(Box::new(fields)))
+        }
+    };
     let what = format!("a {ty} state");
     let at = StateAt { name, what: &what, outer_vars, visible_vars };
-    let (input_path, output_path, assign_raw, kind) = match ty {
+    let (input_path, output_path, assign_raw, mut kind) = match ty {
+        "Choice" if jsonata.is_some() => compile_jsonata_choice(&at, value)?,
         "Task" => compile_task(&at, value)?,
         "Pass" => compile_pass(&at, value)?,
         "Wait" => compile_wait(&at, value)?,
@@ -748,12 +777,44 @@ fn compile_state(
         "Map" => compile_map(&at, value, loader)?,
         _ => unreachable!("checked above"),
     };
+    if let (Kind::Task(task), Some(j)) = (&mut kind, &jsonata) {
+        task.raw_parameters = j.raw_arguments.clone();
+    }
     Ok(State {
         input_path: DataPath::compile(input_path, name, "InputPath")?,
         output_path: DataPath::compile(output_path, name, "OutputPath")?,
         assign: assign(name, "Assign", assign_raw.as_ref(), outer_vars)?,
         kind,
+        jsonata,
     })
+}
+
+/// A JSONata Choice state once its rules, `Output` and `Assign` are lifted: only `Default`
+/// is left to read.
+fn compile_jsonata_choice(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let mut default = None;
+    for (key, v) in value.as_object().into_iter().flatten() {
+        match (key.as_str(), v) {
+            ("Type" | "Comment" | "QueryLanguage", _) => {}
+            ("Default", Value::String(d)) => default = Some(d.clone()),
+            ("Default", other) => {
+                return Err(AslError::field(
+                    at.name,
+                    "Default",
+                    format!("must be a state name, got {other}"),
+                ));
+            }
+            _ => {
+                return Err(AslError::field(
+                    at.name,
+                    key.clone(),
+                    format!("not a field of {}", at.what),
+                ));
+            }
+        }
+    }
+    let choice = ChoiceState { choices: Vec::new(), rule_assigns: Vec::new(), default };
+    Ok((None, None, None, Kind::Choice(choice)))
 }
 
 /// The fields every state shares, as read (`InputPath`, `OutputPath`, `Assign`), with the
