@@ -7,7 +7,6 @@
 mod config;
 mod error;
 mod handler;
-mod lambda_env;
 
 pub use config::{
     ConfigError, DEFAULT_RUN_TIMEOUT_HOURS, EVENTS_PER_POLL, HISTORY_EVENT_LIMIT, HISTORY_RESERVE,
@@ -15,4 +14,3 @@ pub use config::{
 };
 pub use error::InitError;
 pub use handler::{Prepared, handle, prepare};
-pub use lambda_env::check_lambda_env;

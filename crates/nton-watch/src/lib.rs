@@ -10,7 +10,7 @@
 //! [`BatchApi`] trait: [`SdkBatch`] on AWS, the engine's local Batch or a fake in tests.
 
 pub mod cleanup;
-pub mod lambda_env;
+pub mod config;
 pub mod sdk;
 
 use lambda_runtime::Diagnostic;

@@ -1,19 +1,24 @@
 //! `nton run`: the whole pipeline on this machine, from the template that deploys it.
 //!
 //! This module knows the nton contract the template sets up (the workers' `NTON_DATA_ROOT`
-//! and `NTON_RESULTS_URL`, the init event's fields); the engine knows only CloudFormation,
-//! ASL and Batch. A run lives in `<data-dir>/<workflowId>/`: `efs/` (the local stand-in for
+//! and `NTON_RESULTS_URL`, the init event's fields, the Lambdas' images, bound to the
+//! `nton-init` and `nton-watch` handlers in [`local_functions`]); the engine knows only
+//! CloudFormation, ASL and Batch. A run lives in `<data-dir>/<workflowId>/`: `efs/` (the local stand-in for
 //! EFS, removed after a success unless `--keep-data`), `logs/` and `run-record.jsonl`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
 use nton_core::results::{RESULTS_URL_RULE, ResultsTarget};
-use nton_engine::local::{LocalRun, LocalRunSpec, PrepareError, RunSummary};
+use nton_engine::local::{
+    FunctionError, FunctionSpec, LambdaRegistry, LocalFunction, LocalRun, LocalRunSpec,
+    LocalServices, RunError, RunSummary,
+};
 use nton_engine::record::{RECORD_FILE, RecordLine, succeeded_children};
 use serde_json::{Value, json};
 
@@ -149,12 +154,15 @@ pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result
     if build_workers {
         build_missing_workers(&request.spec.bin_dir, std::env::var_os("CARGO").as_deref())?;
     }
-    let local = LocalRun::prepare(request.spec.clone()).map_err(|error| match error {
-        PrepareError::Io(_) | PrepareError::MissingBinary { .. } => {
-            CommandError::environment(error.to_string())
-        }
-        _ => CommandError::bad_input(error.to_string()),
-    })?;
+    let local =
+        LocalRun::prepare(request.spec.clone(), &local_functions()).map_err(
+            |error| match error {
+                RunError::Io(_) | RunError::MissingBinary { .. } => {
+                    CommandError::environment(error.to_string())
+                }
+                _ => CommandError::bad_input(error.to_string()),
+            },
+        )?;
     // The local stand-in for the EFS file system the template mounts: like EFS, it exists
     // before the functions and jobs that use it.
     std::fs::create_dir_all(&request.efs_dir)
@@ -213,6 +221,70 @@ pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result
         eprint!("{}", summary_text(&request, &summary, record_copy.as_deref()));
     }
     Ok(if summary.succeeded() { exit::SUCCESS } else { exit::RUN_FAILED })
+}
+
+/// The image repository of the init Lambda, and of the watcher (whose Task's state is the
+/// status `nton watch` and `nton report` read).
+pub const INIT_IMAGE: &str = "nton-init";
+pub const WATCH_IMAGE: &str = "nton-watch";
+
+/// The in-process handlers of the template's functions, by image repository: the same
+/// libraries the Lambda binaries run, configured from the function's environment.
+pub fn local_functions() -> LambdaRegistry {
+    let mut functions = LambdaRegistry::new();
+    functions
+        .register(INIT_IMAGE, |function: &FunctionSpec<'_>| {
+            let config =
+                nton_init::InitConfig::from_lookup(|name| function.environment.get(name).cloned())
+                    .map_err(|error| error.to_string())?;
+            Ok(Arc::new(InitFunction(Arc::new(config))) as Arc<dyn LocalFunction>)
+        })
+        .register(WATCH_IMAGE, |function: &FunctionSpec<'_>| {
+            let options =
+                nton_watch::config::status_options(|name| function.environment.get(name).cloned())
+                    .map_err(|error| error.to_string())?;
+            Ok(Arc::new(WatchFunction(options)) as Arc<dyn LocalFunction>)
+        });
+    functions
+}
+
+/// `nton_init::handle`, off the async threads (it blocks on file I/O), as the Lambda does.
+struct InitFunction(Arc<nton_init::InitConfig>);
+
+#[async_trait::async_trait]
+impl LocalFunction for InitFunction {
+    async fn invoke(&self, payload: Value, _: &LocalServices<'_>) -> Result<Value, FunctionError> {
+        let config = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            nton_init::handle(payload, &config)
+                .map_err(|error| FunctionError::new(error.error_type(), error))
+        })
+        .await
+        .map_err(|error| FunctionError::new("Runtime.ExitError", error))?
+    }
+}
+
+/// `nton_watch::handle_with` over the run's local Batch.
+struct WatchFunction(nton_core::status::StatusOptions);
+
+#[async_trait::async_trait]
+impl LocalFunction for WatchFunction {
+    async fn invoke(
+        &self,
+        payload: Value,
+        services: &LocalServices<'_>,
+    ) -> Result<Value, FunctionError> {
+        nton_watch::handle_with(payload, services.batch, now_ms(), &self.0)
+            .await
+            .map_err(|error| FunctionError::new(error.error_type(), error))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the watcher's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
 }
 
 /// The workspace binaries the template's job definitions run (their images' repositories).
