@@ -84,6 +84,9 @@ pub struct LocalRunSpec {
     pub resumed_children: BTreeSet<(String, Option<u32>)>,
     /// The caller's notes, kept in the record's run line (found again on resume).
     pub meta: Value,
+    /// S3 buckets a Distributed Map reads or writes, each mapped to a directory
+    /// ([`crate::bucket_dirs`]).
+    pub s3_buckets: BTreeMap<String, PathBuf>,
 }
 
 /// How a run ended.
@@ -154,6 +157,7 @@ pub struct LocalRun {
     /// inside `execute`, because Ctrl-C drops `execute`'s future while the task goes on, and
     /// `interrupt` must let it write the stopped children's lines before the end line.
     forwarding: Mutex<Option<Forwarding>>,
+    buckets: crate::bucket_dirs::BucketDirs,
 }
 
 type Forwarding = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
@@ -215,6 +219,15 @@ impl LocalRun {
         for task in machine.task_resources() {
             check_resource(&task, &lambdas, functions).map_err(binding_error)?;
         }
+        // And every bucket a Distributed Map names must be mapped to a directory.
+        let buckets =
+            crate::bucket_dirs::BucketDirs::new(spec.s3_buckets.clone()).map_err(binding_error)?;
+        if let Some(u) = machine.s3_buckets().into_iter().find(|u| !buckets.contains(&u.bucket)) {
+            return Err(binding_error(format!(
+                "state {}: field {}: bucket {} is not mapped to a directory (give nton run --s3-bucket {}=DIR)",
+                u.state, u.field, u.bucket, u.bucket
+            )));
+        }
 
         // Only now, with everything checked, does the run leave a trace on disk.
         let record = RecordWriter::open(&spec.run_dir)
@@ -234,6 +247,7 @@ impl LocalRun {
             region,
             account_id,
             forwarding: Mutex::new(None),
+            buckets,
         })
     }
 
@@ -467,6 +481,10 @@ impl TaskExecutor for LocalRun {
                 }),
             },
         }
+    }
+
+    fn object_store(&self) -> Option<&dyn crate::asl::ObjectStore> {
+        Some(&self.buckets)
     }
 
     async fn wait(&self, state: &str, duration: Duration) {

@@ -117,6 +117,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub output: Option<String>,
 
+    /// An S3 bucket a Distributed Map (ItemReader, ResultWriter) reads or writes, as a local
+    /// directory: BUCKET=DIR (repeatable); object s3://BUCKET/KEY is the file DIR/KEY. A bucket
+    /// the state machine names without one is refused before the run starts.
+    #[arg(long = "s3-bucket", value_name = "BUCKET=DIR")]
+    pub s3_buckets: Vec<String>,
+
     /// Most children running at once per job queue (default: the machine's cores).
     #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
     pub parallelism: Option<usize>,

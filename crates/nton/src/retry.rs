@@ -284,6 +284,8 @@ pub fn plan_local_retry(
         execution_name: format!("local-retry-{}", uuid::Uuid::new_v4()),
         resumed_children: BTreeSet::new(),
         meta: json!({ "output": output, "retryOf": first.execution_name }),
+        // A retry re-runs Batch nodes; a Distributed Map's buckets are not carried over.
+        s3_buckets: BTreeMap::new(),
     };
     Ok(RunRequest {
         spec,

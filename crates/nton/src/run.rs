@@ -114,6 +114,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         let (key, value) = split_pair("--param", pair)?;
         parameters.insert(key, value);
     }
+    let s3_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
 
     let spec = LocalRunSpec {
         template: absolute(cwd, &args.template),
@@ -128,6 +129,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         execution_name: format!("local-{}", uuid::Uuid::new_v4()),
         resumed_children,
         meta: json!({ "output": output }),
+        s3_buckets,
     };
     Ok(RunRequest {
         spec,
@@ -521,6 +523,28 @@ pub(crate) fn checked_output(cwd: &Path, output: &str) -> Result<String, Command
     Ok(absolute(cwd, Path::new(dir)).display().to_string())
 }
 
+/// `--s3-bucket BUCKET=DIR`s: bucket names by S3's rules, each given once, directories made
+/// absolute.
+fn s3_bucket_dirs(pairs: &[String], cwd: &Path) -> Result<BTreeMap<String, PathBuf>, CommandError> {
+    let mut dirs = BTreeMap::new();
+    for pair in pairs {
+        let (bucket, dir) = split_pair("--s3-bucket", pair)?;
+        if dir.is_empty() {
+            return Err(CommandError::bad_input(format!(
+                "--s3-bucket: {pair:?}: the directory is empty"
+            )));
+        }
+        if dirs.insert(bucket.clone(), absolute(cwd, Path::new(&dir))).is_some() {
+            return Err(CommandError::bad_input(format!(
+                "--s3-bucket: bucket {bucket} is given twice"
+            )));
+        }
+    }
+    nton_engine::bucket_dirs::BucketDirs::new(dirs.clone())
+        .map_err(|problem| CommandError::bad_input(format!("--s3-bucket: {problem}")))?;
+    Ok(dirs)
+}
+
 pub(crate) fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
     match pair.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -603,6 +627,38 @@ mod tests {
         let mut zero_parallelism = args(&[]);
         zero_parallelism.parallelism = Some(0);
         assert!(plan_run(&zero_parallelism, Path::new("/w")).is_err());
+    }
+
+    #[test]
+    fn s3_buckets_map_to_absolute_directories_and_bad_ones_are_refused() {
+        let request = plan_run(
+            &args(&["--s3-bucket", "data-in=in", "--s3-bucket", "data-out=/srv/out"]),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(
+            request.spec.s3_buckets,
+            BTreeMap::from([
+                ("data-in".to_string(), PathBuf::from("/w/in")),
+                ("data-out".to_string(), PathBuf::from("/srv/out")),
+            ])
+        );
+        for (argv, want) in [
+            (
+                vec!["--s3-bucket", "Bad_Bucket=/x"],
+                "--s3-bucket: the bucket name \"Bad_Bucket\" must be lowercase",
+            ),
+            (vec!["--s3-bucket", "data-in"], "--s3-bucket: \"data-in\" is not KEY=VALUE"),
+            (vec!["--s3-bucket", "data-in="], "the directory is empty"),
+            (
+                vec!["--s3-bucket", "data-in=/a", "--s3-bucket", "data-in=/b"],
+                "bucket data-in is given twice",
+            ),
+        ] {
+            let error = plan_run(&args(&argv), Path::new("/w")).unwrap_err();
+            assert!(error.to_string().contains(want), "{argv:?}: {error}");
+            assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
+        }
     }
 
     #[test]

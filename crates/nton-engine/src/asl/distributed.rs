@@ -694,6 +694,40 @@ fn result_writer(state: &str, value: &Value) -> Result<ResultWriter, AslError> {
     Ok(ResultWriter { target, transformation, output_type })
 }
 
+/// EXPRESS children run only request-response integrations: neither `.sync` nor
+/// `.waitForTaskToken` (developer guide, "Choosing workflow type in Step Functions", service
+/// integration patterns). Refused at load, naming the nested state.
+pub(crate) fn check_children(
+    state: &str,
+    dist: &Distributed,
+    processor: &Block,
+) -> Result<(), AslError> {
+    if dist.execution_type != ExecutionType::Express {
+        return Ok(());
+    }
+    fn walk(state: &str, block: &Block) -> Result<(), AslError> {
+        for (name, inner) in &block.states {
+            if let Kind::Task(t) = &inner.kind
+                && (t.resource.ends_with(".sync") || t.resource.contains(".sync:"))
+            {
+                return Err(AslError::field(
+                    name,
+                    "Resource",
+                    format!(
+                        "{}: a child of the EXPRESS Distributed Map {state} cannot wait for a job (.sync); use ExecutionType STANDARD",
+                        t.resource
+                    ),
+                ));
+            }
+            for b in inner.blocks() {
+                walk(state, b)?;
+            }
+        }
+        Ok(())
+    }
+    walk(state, processor)
+}
+
 /// A bucket named in the definition, with the state and field that name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketUse {

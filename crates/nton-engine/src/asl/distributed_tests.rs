@@ -215,6 +215,22 @@ fn distributed_fields_are_checked_at_load_by_name() {
 }
 
 #[test]
+fn express_children_cannot_wait_for_jobs() {
+    // "Choosing workflow type in Step Functions": Express workflows support request-response
+    // integrations only, not .sync.
+    let mut machine = dmap(json!({}));
+    machine["States"]["S"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("EXPRESS");
+    machine["States"]["S"]["ItemProcessor"]["States"]["Check"]["Resource"] =
+        json!("arn:aws:states:::batch:submitJob.sync");
+    assert_eq!(
+        refused(machine.clone()),
+        "state Check: field Resource: arn:aws:states:::batch:submitJob.sync: a child of the EXPRESS Distributed Map S cannot wait for a job (.sync); use ExecutionType STANDARD"
+    );
+    machine["States"]["S"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("STANDARD");
+    StateMachine::from_json(&machine).unwrap();
+}
+
+#[test]
 fn an_inline_map_refuses_distributed_fields_by_name() {
     // "Using Map state in Distributed mode": these fields are the Distributed Map's.
     for (field, value) in [

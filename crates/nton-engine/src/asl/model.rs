@@ -1103,6 +1103,9 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
     let visible_vars = if distributed.is_some() { &no_vars } else { visible_vars };
     let processor =
         compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
+    if let Some(d) = &distributed {
+        super::distributed::check_children(name, d, &processor)?;
+    }
     let map = MapState {
         processor,
         items_path,
