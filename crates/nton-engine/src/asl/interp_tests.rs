@@ -615,4 +615,31 @@ async fn jsonata_fail_and_task_timeout_expressions() {
     let outcome = run(definition, json!({"t": 1})).await;
     let (error, cause, _) = failure(outcome);
     assert_eq!((error.as_str(), cause.as_str()), ("States.Timeout", ""));
+
+/// Developer guide, Handling errors, error names: "States.NoChoiceMatched: A Choice state
+/// failed to find a match for the condition field extracted from its input" (a Choice with no
+/// matching rule and no Default); LocalStack says States.Runtime instead (listed as a
+/// departure in tests/tests/localstack_sfn_gen.rs).
+#[tokio::test]
+async fn a_choice_that_matches_nothing_without_a_default_fails_with_no_choice_matched() {
+    let definition = json!({"StartAt": "C", "States": {
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericEquals": 1, "Next": "P"}]},
+        "P": {"Type": "Pass", "End": true}
+    }});
+    let (error, _, state) = failure(run(definition.clone(), json!({"n": 2})).await);
+    assert_eq!((error.as_str(), state.as_deref()), ("States.NoChoiceMatched", Some("C")));
+    assert_eq!(output(run(definition, json!({"n": 1})).await), json!({"n": 1}));
+}
+
+/// Issue 11 item 3, AWS's wording (its JSONPath library's, as the AWS recordings and
+/// LocalStack give it) of an OutputPath or InputPath that selects nothing: States.Runtime with
+/// "Invalid path '<path>' : No results for path: <the path in bracket notation>".
+#[tokio::test]
+async fn a_missing_output_path_is_worded_as_aws_words_it() {
+    let definition = |path: &str| json!({"StartAt": "S", "States": {"S": {"Type": "Succeed", "OutputPath": path}}});
+    let (error, cause, state) = failure(run(definition("$.r1"), json!({})).await);
+    assert_eq!((error.as_str(), state.as_deref()), ("States.Runtime", Some("S")));
+    assert_eq!(cause, "Invalid path '$.r1' : No results for path: $['r1']");
+    let (_, cause, _) = failure(run(definition("$.a.b[2]"), json!({"a": {"b": [1]}})).await);
+    assert_eq!(cause, "Invalid path '$.a.b[2]' : No results for path: $['a']['b'][2]");
 }

@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::choice::{self, Choice};
-use super::error::{AslError, StateError, excerpt, names};
+use super::error::{AslError, StateError, names};
 use super::intrinsic::{Call, looks_like_call};
-use super::path::{Env, Path, ReferencePath};
+use super::path::{Env, Path, ReferencePath, Segment};
 use super::payload::Payload;
 use super::raw::{self, RawBlock, RawCatcher, RawRetrier};
 
@@ -78,16 +78,25 @@ impl DataPath {
     }
 
     /// Selects from `env.data`.
-    pub fn apply(&self, env: &Env<'_>, field: &str) -> Result<Value, StateError> {
+    pub fn apply(&self, env: &Env<'_>, _field: &str) -> Result<Value, StateError> {
         match self {
             DataPath::Identity => Ok(env.data.clone()),
             DataPath::Empty => Ok(Value::Object(Map::new())),
+            // AWS's wording (its JSONPath library's), the path in bracket notation:
+            // "Invalid path '$.r1' : No results for path: $['r1']".
             DataPath::Path(p) => p.read(env).ok_or_else(|| {
+                let brackets: String = p
+                    .segments()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Field(f) => format!("['{f}']"),
+                        Segment::Index(i) => format!("[{i}]"),
+                    })
+                    .collect();
                 StateError::runtime(format!(
-                    "Invalid path '{}': The {field} '{}' could not be found in the input '{}'",
-                    p.text(),
-                    p.text(),
-                    excerpt(&p.source(env))
+                    "Invalid path '{}' : No results for path: ${brackets}",
+                    p.text()
                 ))
             }),
         }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::error::{StateError, excerpt};
+use super::error::{StateError, excerpt, names};
 use super::intrinsic::{Call, looks_like_call};
 use super::path::{Env, Path};
 
@@ -138,7 +138,10 @@ fn eval(node: &Node, env: &Env<'_>) -> Result<Value, StateError> {
             ))
         })?,
         Node::Call { field, call } => call.eval(env).map_err(|mut e| {
-            e.cause = format!("field '{field}.$': {}", e.cause);
+            // AWS names the field of a failed intrinsic, not of a path it could not read.
+            if e.error != names::RUNTIME {
+                e.cause = format!("field '{field}.$': {}", e.cause);
+            }
             e
         })?,
     })
@@ -190,6 +193,29 @@ mod tests {
         assert!(err.terminal);
         assert!(err.cause.contains("'$.nope'"), "{}", err.cause);
         assert!(err.cause.contains("field 'a.b.$'"), "{}", err.cause);
+    }
+
+    /// Issue 11 item 3, AWS's wording (as LocalStack, which copies it, and the AWS
+    /// recordings give it): a path an intrinsic function reads that is not in the input fails
+    /// with States.Runtime (developer guide, Handling errors: "an execution failed due to some
+    /// exception that it couldn't process") and the cause "The JSONPath '<path>' could not be
+    /// found in the input '<input>'", naming no field; a failed intrinsic names its field.
+    #[test]
+    fn a_path_an_intrinsic_cannot_read_is_worded_as_aws_words_it() {
+        let p = Payload::compile(
+            &json!({"f2.$": "States.ArrayLength($.arr[2])", "g.$": "States.MathAdd($.s, 1)"}),
+            "Parameters",
+        )
+        .unwrap();
+        let vars = crate::asl::path::Vars::new();
+        let err = p.eval(&Env::new(&json!({}), &json!({}), &vars)).unwrap_err();
+        assert_eq!(err.error, "States.Runtime");
+        assert_eq!(err.cause, "The JSONPath '$.arr[2]' could not be found in the input '{}'");
+        let input = json!({"arr": [[1], [2], [3]], "s": "a"});
+        let err = p.eval(&Env::new(&input, &json!({}), &vars));
+        let err = err.unwrap_err();
+        assert_eq!(err.error, "States.IntrinsicFailure");
+        assert!(err.cause.starts_with("field 'g.$': "), "{}", err.cause);
     }
 
     #[test]

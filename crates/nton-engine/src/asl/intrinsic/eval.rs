@@ -202,7 +202,8 @@ impl Arg {
             Arg::Str { value, .. } => Ok(Value::String(value.clone())),
             Arg::Path(path) => path.read(env).ok_or_else(|| {
                 StateError::runtime(format!(
-                    "The JSONPath '{}' given to an intrinsic function could not be found in the input '{}'",
+                    // AWS's wording, as for a payload field but without the field.
+                    "The JSONPath '{}' could not be found in the input '{}'",
                     path.text(),
                     excerpt(&path.source(env))
                 ))
