@@ -2,6 +2,7 @@
 //! per test process and mock file, and the paths of the workspace's built binaries.
 
 pub mod browser;
+pub mod cli;
 pub mod iam;
 pub mod localstack;
 pub mod moto;

@@ -10,12 +10,11 @@
 //! takes seconds. The memory comes through the template's own `ProcessMemory` parameter.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use nton_tests::cli::{expect_exit, json_summary, nton_run};
+use nton_tests::workspace_root;
 
 /// The queues' time limit in the derived template.
 const MAX_TIME_SECONDS: u64 = 2;
@@ -44,28 +43,16 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
     let dir = tempfile::tempdir().unwrap();
     let template = template_with_short_limits(dir.path());
     let began = Instant::now();
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--ids", "10", "--ids-per-node", "5"])
-        .arg("--template")
-        .arg(&template)
-        .args(["--param", &format!("ProcessMemory={HUGE_MEMORY_MIB}")])
-        .arg("--data-dir")
-        .arg(dir.path().join("runs"))
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .output()
-        .unwrap();
+    let output = expect_exit(
+        nton_run(&dir.path().join("runs"))
+            .args(["--ids", "10", "--ids-per-node", "5"])
+            .arg("--template")
+            .arg(&template)
+            .args(["--param", &format!("ProcessMemory={HUGE_MEMORY_MIB}")]),
+        nton::exit::RUN_FAILED,
+    );
     let took = began.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|v| v["event"] == "summary")
-        })
-        .expect("a summary line");
+    let summary = json_summary(&output.stdout);
     assert_eq!(summary["status"], "FAILED", "{summary}");
     assert_eq!(summary["error"], "nton.NodesFailed", "{summary}");
     let cause = summary["cause"].as_str().unwrap_or_default();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_tests::{binary_dir, cli, workspace_binary, workspace_root};
 use serde_json::Value;
 
 struct Run {
@@ -44,23 +44,8 @@ impl Run {
 
 /// Runs `nton run --json` with a fresh data dir and the given flags.
 fn nton_run(data_dir: &Path, flags: &[&str]) -> Run {
-    let mut command = Command::new(workspace_binary("nton"));
-    command
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--data-dir"])
-        .arg(data_dir)
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .args(flags);
-    let output = command.output().expect("nton runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary = stdout
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|value| value["event"] == "summary")
-        })
-        .unwrap_or(Value::Null);
+    let output = cli::nton_run(data_dir).args(flags).output().expect("nton runs");
+    let summary = cli::json_summary(&output.stdout);
     Run { output, data_dir: data_dir.to_path_buf(), summary }
 }
 

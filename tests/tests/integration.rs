@@ -11,8 +11,9 @@
 mod cfn_guard_broken;
 mod cfn_moto_deploy;
 mod cfn_templates;
-// The CLI's AWS commands and what the workflows read from them.
+// The CLI's AWS commands, what the workflows read from them, and snapshots of what it prints.
 mod cli_aws;
+mod cli_snapshots;
 mod cli_summary;
 // docs/deploying.md: its commands checked, then executed on LocalStack and moto.
 mod deploy_guide;
