@@ -22,7 +22,7 @@ pub use lambda::{
 };
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use nton_core::batch::{BatchApi, JobDetail, JobStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
+use serde_with::skip_serializing_none;
 use tokio::sync::{Notify, mpsc};
 
 use self::forward::{Observer, Subscribers, forward_batch_events};
@@ -38,10 +39,11 @@ use crate::asl::{
     ExecutionContext, ExecutionOutcome, StateMachine, TaskCall, TaskExecutor, TaskFailure,
     TaskResource,
 };
-use crate::batch::{
-    EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec, RetryAction,
-    RetryStrategy, StateTimeLimit, now_ms,
+use crate::batch::definition::{
+    DefinitionError, number_of, read_job_definitions, read_queues, scalar_text,
 };
+use crate::batch::shapes::pascal_case_keys;
+use crate::batch::{LocalBatch, LocalBatchConfig, now_ms};
 use crate::record::{RecordLine, RecordWriter, RunEnd, RunStart};
 use crate::template::{LocalContext, Template};
 
@@ -90,18 +92,18 @@ pub struct LocalRunSpec {
 }
 
 /// How a run ended.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// SUCCEEDED or FAILED.
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     /// The state that failed, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_state: Option<String>,
+    /// `null` when the run failed (the field is always there).
+    #[serialize_always]
     pub output: Option<Value>,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,
@@ -527,15 +529,7 @@ fn created_resources(
     ctx: &LocalContext,
     resource_type: &str,
 ) -> Result<Vec<(String, Value)>, String> {
-    let mut created = Vec::new();
-    for (logical_id, _) in template.resources_of_type(resource_type) {
-        if template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
-            let properties =
-                template.resolved_properties(logical_id, ctx).map_err(|e| e.to_string())?;
-            created.push((logical_id.to_string(), properties));
-        }
-    }
-    Ok(created)
+    template.created_resources(resource_type, ctx).map_err(|e| e.to_string())
 }
 
 fn check_resource(
@@ -566,224 +560,9 @@ fn check_resource(
     }
 }
 
-/// The job queues, with the vCPU ceiling of their compute environments and their
-/// `JobStateTimeLimitActions`.
-fn read_queues(
-    template: &Template,
-    ctx: &LocalContext,
-) -> Result<Vec<(QueueSpec, Vec<StateTimeLimit>)>, String> {
-    let mut queues = Vec::new();
-    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
-        let logical_id = logical_id.as_str();
-        let arn = scalar_text(
-            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
-        );
-        let name = properties["JobQueueName"].as_str().unwrap_or(logical_id).to_string();
-        let mut max_vcpus = 0.0;
-        let mut compute_environment = String::new();
-        for entry in properties["ComputeEnvironmentOrder"].as_array().into_iter().flatten() {
-            let ce_arn = scalar_text(&entry["ComputeEnvironment"]);
-            let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
-                format!(
-                    "job queue {logical_id}: compute environment {ce_arn} is not in the template"
-                )
-            })?;
-            let ce = template.resolved_properties(ce_id, ctx).map_err(|e| e.to_string())?;
-            if compute_environment.is_empty() {
-                compute_environment =
-                    ce["ComputeEnvironmentName"].as_str().unwrap_or(ce_id).to_string();
-            }
-            // An unmanaged environment has no ceiling of its own: the machine's is the limit.
-            max_vcpus += number_of(&ce["ComputeResources"]["MaxvCpus"]).unwrap_or(f64::MAX / 4.0);
-        }
-        let time_limits = properties["JobStateTimeLimitActions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, entry)| {
-                StateTimeLimit::from_template(entry).map_err(|e| {
-                    format!("job queue {logical_id}: JobStateTimeLimitActions[{i}].{e}")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        queues.push((QueueSpec { arn, name, max_vcpus, compute_environment }, time_limits));
-    }
-    Ok(queues)
-}
-
-/// The container job definitions, each bound to the workspace binary its image names.
-/// Why a job definition cannot run locally.
-enum DefinitionError {
-    /// The template says something the local Batch cannot take.
-    Invalid(String),
-    /// The binary its image names is not built (an environment problem, not the template's).
-    MissingBinary(String),
-}
-
-impl From<String> for DefinitionError {
-    fn from(message: String) -> Self {
-        DefinitionError::Invalid(message)
-    }
-}
-
-fn read_job_definitions(
-    template: &Template,
-    ctx: &LocalContext,
-    bin_dir: &Path,
-    env_overrides: &BTreeMap<String, String>,
-) -> Result<Vec<JobDefinitionSpec>, DefinitionError> {
-    let mut definitions = Vec::new();
-    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobDefinition")? {
-        let logical_id = logical_id.as_str();
-        let at = |field: &str| format!("job definition {logical_id}: {field}");
-        let container =
-            properties.get("ContainerProperties").filter(|c| c.is_object()).ok_or_else(|| {
-                format!(
-                    "{}: only container job definitions run locally (no ContainerProperties)",
-                    at("Type")
-                )
-            })?;
-        let image = container["Image"]
-            .as_str()
-            .ok_or_else(|| format!("{} is missing", at("ContainerProperties.Image")))?;
-        let binary = image_binary(image);
-        let program = bin_dir.join(binary);
-        if !program.is_file() {
-            return Err(DefinitionError::MissingBinary(format!(
-                "{}: image {image} runs the workspace binary {binary}, not found at {} \
-                 (build it: cargo build --bins, or point --bin-dir at it)",
-                at("ContainerProperties.Image"),
-                program.display()
-            )));
-        }
-        let command = container["Command"]
-            .as_array()
-            .map(|args| args.iter().map(scalar_text).collect())
-            .unwrap_or_default();
-        let mut environment: BTreeMap<String, String> = container["Environment"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|pair| {
-                Some((pair["Name"].as_str()?.to_string(), scalar_text(&pair["Value"])))
-            })
-            .collect();
-        environment.extend(env_overrides.clone());
-        let mut vcpus = number_of(&container["Vcpus"]).unwrap_or(1.0);
-        let mut memory_mib = number_of(&container["Memory"]).unwrap_or(2048.0) as u64;
-        for requirement in container["ResourceRequirements"].as_array().into_iter().flatten() {
-            match requirement["Type"].as_str() {
-                Some("VCPU") => vcpus = number_of(&requirement["Value"]).unwrap_or(vcpus),
-                Some("MEMORY") => {
-                    memory_mib =
-                        number_of(&requirement["Value"]).unwrap_or(memory_mib as f64) as u64
-                }
-                _ => {}
-            }
-        }
-        let retry = read_retry(&properties["RetryStrategy"])
-            .map_err(|e| format!("{}: {e}", at("RetryStrategy")))?;
-        let attempt_timeout = number_of(&properties["Timeout"]["AttemptDurationSeconds"])
-            .map(|seconds| Duration::from_secs_f64(seconds.max(1.0)));
-        let parameters = properties["Parameters"]
-            .as_object()
-            .map(|map| map.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
-            .unwrap_or_default();
-        let arn = scalar_text(
-            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
-        );
-        definitions.push(JobDefinitionSpec {
-            arn,
-            name: properties["JobDefinitionName"].as_str().unwrap_or(logical_id).to_string(),
-            program,
-            command,
-            environment,
-            parameters,
-            vcpus,
-            memory_mib,
-            retry,
-            attempt_timeout,
-        });
-    }
-    Ok(definitions)
-}
-
-fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
-    if value.is_null() {
-        return Ok(RetryStrategy::default());
-    }
-    let attempts = number_of(&value["Attempts"]).unwrap_or(1.0) as u32;
-    let mut evaluate_on_exit = Vec::new();
-    for (i, rule) in value["EvaluateOnExit"].as_array().into_iter().flatten().enumerate() {
-        let action_text = rule["Action"].as_str().unwrap_or_default();
-        let action = RetryAction::parse(action_text).ok_or_else(|| {
-            format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT")
-        })?;
-        let text = |key: &str| rule[key].as_str().map(str::to_string);
-        evaluate_on_exit.push(EvaluateOnExit {
-            on_status_reason: text("OnStatusReason"),
-            on_reason: text("OnReason"),
-            on_exit_code: text("OnExitCode"),
-            action,
-        });
-    }
-    let strategy = RetryStrategy { attempts, evaluate_on_exit };
-    strategy.validate().map_err(|error| error.message)?;
-    Ok(strategy)
-}
-
-/// Every object key with its first letter upper-cased, at every depth.
-fn pascal_case_keys(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, value)| {
-                    let mut chars = key.chars();
-                    let key = chars
-                        .next()
-                        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                        .unwrap_or_default();
-                    (key, pascal_case_keys(value))
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(pascal_case_keys).collect()),
-        other => other,
-    }
-}
-
-/// A scalar as the text CloudFormation would pass (numbers and booleans as written).
-fn scalar_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// A number CloudFormation may hand over as a number or as a string ("1", "0.5").
-fn number_of(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64(),
-        Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sync_answers_use_pascal_case_keys_at_every_depth() {
-        assert_eq!(
-            pascal_case_keys(json!({"jobId": "a", "arrayProperties": {"statusSummary": {"x": 1}},
-                "attempts": [{"exitCode": 0}]})),
-            json!({"JobId": "a", "ArrayProperties": {"StatusSummary": {"X": 1}},
-                "Attempts": [{"ExitCode": 0}]})
-        );
-    }
 
     #[test]
     fn only_integrations_step_functions_has_are_accepted() {
@@ -805,31 +584,5 @@ mod tests {
             ),
             "{error}"
         );
-    }
-
-    #[test]
-    fn numbers_come_as_numbers_or_strings() {
-        assert_eq!(number_of(&json!(2)), Some(2.0));
-        assert_eq!(number_of(&json!("0.5")), Some(0.5));
-        assert_eq!(number_of(&json!("x")), None);
-        assert_eq!(number_of(&Value::Null), None);
-    }
-
-    #[test]
-    fn retry_rules_are_read_and_checked() {
-        let strategy = read_retry(&json!({
-            "Attempts": 3,
-            "EvaluateOnExit": [
-                {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
-                {"OnReason": "*", "Action": "EXIT"}
-            ]
-        }))
-        .unwrap();
-        assert_eq!(strategy.attempts, 3);
-        assert_eq!(strategy.evaluate_on_exit[1].action, RetryAction::Exit);
-        let error = read_retry(&json!({"Attempts": 2, "EvaluateOnExit": [{"Action": "MAYBE"}]}))
-            .unwrap_err();
-        assert!(error.contains("EvaluateOnExit[0].Action"), "{error}");
-        assert!(read_retry(&json!({"Attempts": 11})).is_err());
     }
 }

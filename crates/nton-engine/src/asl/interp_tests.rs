@@ -615,6 +615,7 @@ async fn jsonata_fail_and_task_timeout_expressions() {
     let outcome = run(definition, json!({"t": 1})).await;
     let (error, cause, _) = failure(outcome);
     assert_eq!((error.as_str(), cause.as_str()), ("States.Timeout", ""));
+}
 
 /// Developer guide, Handling errors, error names: "States.NoChoiceMatched: A Choice state
 /// failed to find a match for the condition field extracted from its input" (a Choice with no

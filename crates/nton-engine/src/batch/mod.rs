@@ -12,8 +12,11 @@
 //! Layout: `request` reads a submission, `state` is the scheduler (no I/O, one lock),
 //! `runner` runs one attempt as a process, `describe` answers the read calls, `events` is the
 //! transition stream, `retry` applies `evaluateOnExit`, `limits` holds the queues'
-//! `JobStateTimeLimitActions` and why a job can never start on its queue.
+//! `JobStateTimeLimitActions` and why a job can never start on its queue. `shapes` reads the
+//! Batch shapes a job definition and a submission share (two stages, each side's scalar
+//! forms), `definition` the queues and job definitions of the template.
 
+pub mod definition;
 mod describe;
 mod events;
 mod limits;
@@ -21,6 +24,7 @@ mod log;
 mod request;
 mod retry;
 mod runner;
+pub mod shapes;
 mod spec;
 mod state;
 

@@ -137,8 +137,8 @@ impl Template {
             .map_err(|message| CommandError::bad_input(format!("{shown}: {message}")))?;
         let outputs = document
             .get("Outputs")
-            .and_then(|o| o.as_mapping())
-            .map(|o| o.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+            .and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
         Ok(Template { path: path.to_path_buf(), body, parameters, outputs })
     }
@@ -157,27 +157,25 @@ impl Template {
     }
 }
 
-/// Parses a template body into YAML (a JSON template is YAML too). CloudFormation's short
-/// forms (`!Ref`, `!Sub`) are YAML tags, which the parser keeps as tagged values.
-pub fn parse_template_value(body: &str) -> Result<serde_yaml_ng::Value, String> {
-    serde_yaml_ng::from_str(body).map_err(|error| format!("not valid YAML or JSON: {error}"))
+/// Parses a template body (YAML or JSON) with the engine's one template reader, which turns
+/// CloudFormation's short forms (`!Ref`, `!Sub`) into their long forms (`{"Ref": ...}`).
+pub fn parse_template_value(body: &str) -> Result<Value, String> {
+    nton_engine::template::parse_document(body)
+        .map_err(|error| format!("not valid YAML or JSON: {error}"))
 }
 
 /// The names in a template's `Parameters` section, each with whether it has a `Default`.
-fn declared_parameters(document: &serde_yaml_ng::Value) -> Result<BTreeMap<String, bool>, String> {
-    let mut declared = BTreeMap::new();
+fn declared_parameters(document: &Value) -> Result<BTreeMap<String, bool>, String> {
     let Some(parameters) = document.get("Parameters") else {
-        return Ok(declared);
+        return Ok(BTreeMap::new());
     };
     let parameters = parameters
-        .as_mapping()
+        .as_object()
         .ok_or_else(|| "Parameters: must be a mapping of parameter names".to_string())?;
-    for (name, spec) in parameters {
-        let name =
-            name.as_str().ok_or_else(|| format!("Parameters: key {name:?} is not a string"))?;
-        declared.insert(name.to_string(), spec.get("Default").is_some());
-    }
-    Ok(declared)
+    Ok(parameters
+        .iter()
+        .map(|(name, spec)| (name.clone(), spec.get("Default").is_some()))
+        .collect())
 }
 
 /// A per-environment parameters file: `{"Parameters": {"Key": "Value"}, "Tags": {"Key": "Value"}}`.
