@@ -208,6 +208,11 @@ fn distributed_fields_are_checked_at_load_by_name() {
             "state S: field ToleratedFailureCount: must be a non-negative integer, got -1",
         ),
         (
+            json!({"ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                "Arguments": {"Bucket": "b-out"}}}),
+            "state S: field ResultWriter.Arguments: is the JSONata form of Parameters; the local engine's Distributed Map reads Parameters (JSONPath)",
+        ),
+        (
             json!({"Label": "has space"}),
             "state S: field Label: ' ' is not allowed (no whitespace, brackets, wildcards, control characters or any of <>{}[]?*\"#%\\^|~`$&,;:/)",
         ),
