@@ -139,6 +139,20 @@ fn a_distributed_map_reads_batches_tolerates_and_exports_through_mapped_buckets(
         out["extras"],
         json!([{"key": "extra/a.json", "size": 5}, {"key": "extra/b.json", "size": 2}])
     );
+
+    // The report reads the run like any other: the children's states are counted with the
+    // others (3 batches checked, 2 accepted).
+    let run_dir = data.join(&workflow_id);
+    let report = nton(&["report", run_dir.to_str().unwrap()], &data);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&report.stdout),
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert_eq!(report.status.code(), Some(0), "{text}");
+    for count in ["Check x3", "Accept x2", "Shards x1", "Keep x2"] {
+        assert!(text.contains(count), "the report lacks {count}: {text}");
+    }
 }
 
 #[test]

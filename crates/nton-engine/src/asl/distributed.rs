@@ -245,6 +245,13 @@ fn read_field<T: for<'de> Deserialize<'de>>(
     field: &str,
     value: &Value,
 ) -> Result<T, AslError> {
+    if value.get("Arguments").is_some() {
+        return Err(AslError::field(
+            state,
+            format!("{field}.Arguments"),
+            "is the JSONata form of Parameters; the local engine's Distributed Map reads Parameters (JSONPath)",
+        ));
+    }
     raw::read(value).map_err(|(at, message)| {
         let at = match at {
             Some(at) => format!("{field}.{}", at.trim_start_matches('.')),

@@ -13,7 +13,7 @@ use super::super::{
     TaskCall, TaskExecutor, TaskFailure, run_execution,
 };
 
-/// Objects by (bucket, key).
+/// Objects by (bucket, key); writes to a bucket named `read-only` fail.
 #[derive(Default)]
 struct Memory(Mutex<BTreeMap<(String, String), Vec<u8>>>);
 
@@ -54,6 +54,9 @@ impl ObjectStore for Memory {
             .collect())
     }
     fn put_object(&self, bucket: &str, key: &str, body: &[u8]) -> Result<(), String> {
+        if bucket == "read-only" {
+            return Err(format!("s3://{bucket}/{key}: access denied"));
+        }
         self.0.lock().unwrap().insert((bucket.into(), key.into()), body.to_vec());
         Ok(())
     }
@@ -203,6 +206,11 @@ fn distributed_fields_are_checked_at_load_by_name() {
         (
             json!({"ToleratedFailureCount": -1}),
             "state S: field ToleratedFailureCount: must be a non-negative integer, got -1",
+        ),
+        (
+            json!({"ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+                "Arguments": {"Bucket": "b-out"}}}),
+            "state S: field ResultWriter.Arguments: is the JSONata form of Parameters; the local engine's Distributed Map reads Parameters (JSONPath)",
         ),
         (
             json!({"Label": "has space"}),
@@ -469,6 +477,25 @@ async fn results_are_exported_as_aws_writes_them() {
     assert_eq!(failed[0]["Status"], "FAILED");
     assert_eq!(failed[0]["Error"], "Bad");
     assert_eq!(fake.store.keys().len(), 3, "{:?}", fake.store.keys());
+}
+
+#[tokio::test]
+async fn a_failed_write_fails_the_state_with_result_writer_failed() {
+    // "Handling errors in Step Functions workflows": States.ResultWriterFailed when the Map
+    // cannot write its results; a Bucket.$ is read from the effective input.
+    let fake = Fake::default();
+    let machine = dmap(json!({
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket.$": "$.out", "Prefix": "p"}},
+        "ItemsPath": "$.items"
+    }));
+    let (error, cause) =
+        failure(run(machine, json!({"out": "read-only", "items": [1]}), &fake).await);
+    assert_eq!(error, "States.ResultWriterFailed");
+    assert!(
+        cause.starts_with("s3://read-only/p/") && cause.ends_with(": access denied"),
+        "{cause}"
+    );
 }
 
 #[tokio::test]
