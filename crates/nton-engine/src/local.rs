@@ -32,7 +32,9 @@ use crate::batch::{
     BatchEvent, EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec,
     RetryAction, RetryStrategy, StateTimeLimit, now_ms,
 };
-use crate::record::{ChildLine, RecordLine, RecordWriter, RunEnd, RunStart, StateLine};
+use crate::record::{
+    ChildLine, RecordLine, RecordWriter, RunEnd, RunOutcome, RunStart, StateEvent, StateLine,
+};
 use crate::template::{LocalContext, Template};
 
 /// The optimized Lambda integration.
@@ -266,7 +268,7 @@ impl LocalRun {
         self.stop_forwarding().await;
         self.record
             .append(&RecordLine::End(RunEnd {
-                status: "INTERRUPTED".to_string(),
+                status: RunOutcome::Interrupted,
                 at: now_ms(),
                 error: None,
                 cause: Some("interrupted (Ctrl-C)".to_string()),
@@ -352,12 +354,14 @@ impl LocalRun {
             .map_err(|error| PrepareError::Io(format!("describing the run's jobs: {error}")))?;
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
-            ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
+            ExecutionOutcome::Succeeded { output } => {
+                (RunOutcome::Succeeded, None, None, None, Some(output))
+            }
             ExecutionOutcome::Failed { error, cause, state } => {
-                ("FAILED", Some(error), Some(cause), state, None)
+                (RunOutcome::Failed, Some(error), Some(cause), state, None)
             }
             ExecutionOutcome::TimedOut { state } => (
-                "TIMED_OUT",
+                RunOutcome::TimedOut,
                 Some("States.Timeout".to_string()),
                 Some(String::new()),
                 Some(state),
@@ -365,7 +369,7 @@ impl LocalRun {
             ),
         };
         let end = RunEnd {
-            status: status.to_string(),
+            status,
             at: ended_at_ms,
             error: error.clone(),
             cause: cause.clone(),
@@ -554,7 +558,7 @@ impl ExecutionObserver for Observer {
         let at = now_ms();
         let _ = self.record.append(&RecordLine::State(StateLine {
             name: name.to_string(),
-            event: "entered".to_string(),
+            event: StateEvent::Entered,
             at,
             output: None,
         }));
@@ -565,7 +569,7 @@ impl ExecutionObserver for Observer {
         let at = now_ms();
         let _ = self.record.append(&RecordLine::State(StateLine {
             name: name.to_string(),
-            event: "exited".to_string(),
+            event: StateEvent::Exited,
             at,
             output: Some(output.clone()),
         }));
@@ -649,9 +653,9 @@ impl Forwarder {
                         started_at: started.remove(job_id),
                         stopped_at: *at_ms,
                         status: if *status == JobStatus::Runnable {
-                            "FAILED".to_string()
+                            JobStatus::Failed
                         } else {
-                            status.to_string()
+                            *status
                         },
                         reason: status_reason.clone(),
                         exit_code: *exit_code,
