@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
+use nton_core::batch::JobStatus;
+use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, RunOutcome, read_record};
 use nton_tests::cli::{expect_exit, json_summary, nton_run};
 use nton_tests::workspace_root;
 
@@ -79,9 +80,9 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
     assert_eq!(finals.len(), 6, "{finals:#?}");
     for node in 0..2 {
         let procure = finals[&("procure".to_string(), node)];
-        assert_eq!(procure.status, "SUCCEEDED", "procure node {node}");
+        assert_eq!(procure.status, JobStatus::Succeeded, "procure node {node}");
         let process = finals[&("process".to_string(), node)];
-        assert_eq!(process.status, "FAILED", "process node {node}");
+        assert_eq!(process.status, JobStatus::Failed, "process node {node}");
         assert_eq!(
             process.reason.as_deref(),
             Some(
@@ -91,11 +92,11 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
         );
         assert_eq!(process.started_at, None, "process node {node} must never start");
         let egress = finals[&("egress".to_string(), node)];
-        assert_eq!(egress.status, "FAILED", "egress node {node}");
+        assert_eq!(egress.status, JobStatus::Failed, "egress node {node}");
         assert_eq!(egress.started_at, None, "egress node {node} must not run");
     }
     assert!(
-        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == "FAILED"),
+        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == RunOutcome::Failed),
         "the record ends FAILED"
     );
 }

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
+use nton_core::batch::JobStatus;
+use nton_engine::record::{
+    ChildLine, RECORD_FILE, RecordLine, RunOutcome, StateEvent, read_record,
+};
 use nton_tests::cli::{expect_exit, json_summary, nton_run};
 
 fn stage_of(child: &ChildLine) -> String {
@@ -35,7 +38,7 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
     let entered: Vec<&str> = lines
         .iter()
         .filter_map(|line| match line {
-            RecordLine::State(s) if s.event == "entered" => Some(s.name.as_str()),
+            RecordLine::State(s) if s.event == StateEvent::Entered => Some(s.name.as_str()),
             _ => None,
         })
         .collect();
@@ -52,25 +55,25 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
     let reason = format!("nton run {workflow_id} failed with nton.RunDeadlineExceeded");
     // The slow child was stopped by the cleanup, not left to run.
     let slow = finals[&("procure".to_string(), 2)];
-    assert_eq!(slow.status, "FAILED");
+    assert_eq!(slow.status, JobStatus::Failed);
     assert_eq!(slow.reason.as_deref(), Some(reason.as_str()));
     // Its dependants never ran.
     for stage in ["process", "egress"] {
         let child = finals[&(stage.to_string(), 2)];
-        assert_eq!(child.status, "FAILED", "{stage} node 2");
+        assert_eq!(child.status, JobStatus::Failed, "{stage} node 2");
         assert_eq!(child.started_at, None, "{stage} node 2 must not run");
     }
     // Every child of every stage ended; none that had not succeeded was left waiting.
     assert_eq!(finals.len(), 12, "{finals:#?}");
     for ((stage, node), child) in &finals {
         assert!(
-            child.status == "SUCCEEDED" || child.status == "FAILED",
+            child.status == JobStatus::Succeeded || child.status == JobStatus::Failed,
             "{stage} {node}: {}",
             child.status
         );
     }
     assert!(
-        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == "FAILED"),
+        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == RunOutcome::Failed),
         "the record ends FAILED"
     );
 }

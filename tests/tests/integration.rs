@@ -21,6 +21,8 @@ mod deploy_guide_run;
 // The worker's S3 egress against moto.
 mod egress_s3;
 // `nton run` end to end: the local engine on real and test templates.
+mod engine_distributed_map;
+mod engine_four_stage;
 mod engine_map_parallel;
 mod engine_queue_limits;
 mod engine_run;

@@ -167,6 +167,7 @@ fn progress_in_run_order<'de, D: serde::Deserializer<'de>>(
 
 /// A node that failed: the stage where it first failed on its own, and the later stages that
 /// failed only because of it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FailedNode {
@@ -175,7 +176,7 @@ pub struct FailedNode {
     pub stage: StageName,
     /// Why it failed (status reason, container reason, exit code), cut to [`MAX_REASON_CHARS`].
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
     /// Later stages that failed on this node without running, because of the root failure.
     #[serde(default)]

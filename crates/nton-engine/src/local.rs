@@ -44,7 +44,7 @@ use crate::batch::definition::{
 };
 use crate::batch::shapes::pascal_case_keys;
 use crate::batch::{LocalBatch, LocalBatchConfig, now_ms};
-use crate::record::{RecordLine, RecordWriter, RunEnd, RunStart};
+use crate::record::{RecordLine, RecordWriter, RunEnd, RunOutcome, RunStart};
 use crate::template::{LocalContext, Template};
 
 /// The optimized Lambda integration.
@@ -265,7 +265,7 @@ impl LocalRun {
         self.stop_forwarding().await;
         self.record
             .append(&RecordLine::End(RunEnd {
-                status: "INTERRUPTED".to_string(),
+                status: RunOutcome::Interrupted,
                 at: now_ms(),
                 error: None,
                 cause: Some("interrupted (Ctrl-C)".to_string()),
@@ -349,12 +349,14 @@ impl LocalRun {
             .map_err(|error| RunError::Io(format!("describing the run's jobs: {error}")))?;
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
-            ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
+            ExecutionOutcome::Succeeded { output } => {
+                (RunOutcome::Succeeded, None, None, None, Some(output))
+            }
             ExecutionOutcome::Failed { error, cause, state } => {
-                ("FAILED", Some(error), Some(cause), state, None)
+                (RunOutcome::Failed, Some(error), Some(cause), state, None)
             }
             ExecutionOutcome::TimedOut { state } => (
-                "TIMED_OUT",
+                RunOutcome::TimedOut,
                 Some("States.Timeout".to_string()),
                 Some(String::new()),
                 Some(state),
@@ -362,7 +364,7 @@ impl LocalRun {
             ),
         };
         let end = RunEnd {
-            status: status.to_string(),
+            status,
             at: ended_at_ms,
             error: error.clone(),
             cause: cause.clone(),

@@ -19,7 +19,7 @@ use nton_engine::local::{
     FunctionError, FunctionSpec, LambdaRegistry, LocalFunction, LocalRun, LocalRunSpec,
     LocalServices, RunError, RunSummary,
 };
-use nton_engine::record::{RECORD_FILE, RecordLine, succeeded_children};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, succeeded_children};
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
@@ -358,7 +358,10 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
             record_path.display()
         ))
     })?;
-    if lines.iter().any(|line| matches!(line, RecordLine::End(end) if end.status == "SUCCEEDED")) {
+    if lines
+        .iter()
+        .any(|line| matches!(line, RecordLine::End(end) if end.status == RunOutcome::Succeeded))
+    {
         return Err(CommandError::bad_input(format!(
             "--resume: the run in {} already succeeded; nothing to resume",
             run_dir.display()

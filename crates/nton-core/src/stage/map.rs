@@ -33,7 +33,8 @@ impl StageName {
 
 impl fmt::Display for StageName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, not `write_str`: column layouts (`{stage:<8}`) must apply.
+        f.pad(&self.0)
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use super::lock;
 use crate::asl::ExecutionObserver;
 use crate::batch::{BatchEvent, now_ms};
-use crate::record::{ChildLine, RecordLine, RecordWriter, StateLine};
+use crate::record::{ChildLine, RecordLine, RecordWriter, StateEvent, StateLine};
 
 /// The subscribers of a run's events.
 pub(super) type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>;
@@ -45,7 +45,7 @@ impl ExecutionObserver for Observer {
         let at = now_ms();
         let _ = self.record.append(&RecordLine::State(StateLine {
             name: name.to_string(),
-            event: "entered".to_string(),
+            event: StateEvent::Entered,
             at,
             output: None,
         }));
@@ -56,7 +56,7 @@ impl ExecutionObserver for Observer {
         let at = now_ms();
         let _ = self.record.append(&RecordLine::State(StateLine {
             name: name.to_string(),
-            event: "exited".to_string(),
+            event: StateEvent::Exited,
             at,
             output: Some(output.clone()),
         }));
@@ -140,9 +140,9 @@ impl Forwarder {
                         started_at: started.remove(job_id),
                         stopped_at: *at_ms,
                         status: if *status == JobStatus::Runnable {
-                            "FAILED".to_string()
+                            JobStatus::Failed
                         } else {
-                            status.to_string()
+                            *status
                         },
                         reason: status_reason.clone(),
                         exit_code: *exit_code,
