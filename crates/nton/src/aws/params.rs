@@ -99,7 +99,7 @@ pub fn check_image_tag(flag: &str, value: &str) -> Result<(), CommandError> {
 
 /// One template read from disk: its body (sent as is) and the parameters it declares.
 #[derive(Clone, Debug)]
-pub struct Template {
+pub struct TemplateBody {
     pub path: PathBuf,
     pub body: String,
     /// Declared parameter name -> whether it has a `Default`.
@@ -108,21 +108,21 @@ pub struct Template {
     pub outputs: BTreeSet<String>,
 }
 
-impl Template {
+impl TemplateBody {
     /// Reads and parses a template (YAML or JSON). Only `Parameters` is interpreted here;
     /// CloudFormation validates the rest when the change set is made.
-    pub fn read(path: &Path) -> Result<Template, CommandError> {
+    pub fn read(path: &Path) -> Result<TemplateBody, CommandError> {
         let body = std::fs::read_to_string(path).map_err(|error| {
             CommandError::bad_input(format!(
                 "{}: cannot read the template: {error}",
                 path.display()
             ))
         })?;
-        Template::parse(path, body)
+        TemplateBody::parse(path, body)
     }
 
     /// Parses a template body; `path` only names it in errors.
-    pub fn parse(path: &Path, body: String) -> Result<Template, CommandError> {
+    pub fn parse(path: &Path, body: String) -> Result<TemplateBody, CommandError> {
         let shown = path.display();
         if body.len() > MAX_TEMPLATE_URL_BODY {
             return Err(CommandError::bad_input(format!(
@@ -140,7 +140,7 @@ impl Template {
             .and_then(Value::as_object)
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        Ok(Template { path: path.to_path_buf(), body, parameters, outputs })
+        Ok(TemplateBody { path: path.to_path_buf(), body, parameters, outputs })
     }
 
     /// Whether the body is too large to send inline and must go through S3.
@@ -250,7 +250,7 @@ impl ParamsFile {
     /// the first stack was already deployed, or a typo would silently leave a default in place.
     pub fn assign(
         &self,
-        templates: &[(StackKind, &Template)],
+        templates: &[(StackKind, &TemplateBody)],
     ) -> Result<BTreeMap<StackKind, BTreeMap<String, String>>, CommandError> {
         let mut assigned: BTreeMap<StackKind, BTreeMap<String, String>> =
             templates.iter().map(|(kind, _)| (*kind, BTreeMap::new())).collect();
@@ -352,7 +352,7 @@ impl StackParameters {
     /// names the params file rather than coming back from CloudFormation half-way through.
     pub fn check_complete(
         &self,
-        template: &Template,
+        template: &TemplateBody,
         params_file: &Path,
     ) -> Result<(), CommandError> {
         let missing: Vec<&str> = template
@@ -383,8 +383,8 @@ impl StackParameters {
 mod tests {
     use super::*;
 
-    fn template(body: &str) -> Template {
-        Template::parse(Path::new("t/pipeline.yaml"), body.to_string()).unwrap()
+    fn template(body: &str) -> TemplateBody {
+        TemplateBody::parse(Path::new("t/pipeline.yaml"), body.to_string()).unwrap()
     }
 
     #[test]
@@ -430,15 +430,16 @@ mod tests {
         );
         assert_eq!(t.parameters, BTreeMap::from([("C".to_string(), true)]));
         assert_eq!(t.outputs, BTreeSet::from(["O".to_string()]));
-        let error = Template::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
+        let error =
+            TemplateBody::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
         assert!(error.message.starts_with("t/x.yaml: Parameters: "), "{}", error.message);
-        let error = Template::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
+        let error = TemplateBody::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
         assert!(error.message.contains("not valid YAML"), "{}", error.message);
         let large = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
-        assert!(Template::parse(Path::new("t/large.yaml"), large).unwrap().needs_upload());
+        assert!(TemplateBody::parse(Path::new("t/large.yaml"), large).unwrap().needs_upload());
         assert!(!template("Resources: {}").needs_upload());
         let huge = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_URL_BODY));
-        let error = Template::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
+        let error = TemplateBody::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
         assert!(error.message.contains("1048576"), "{}", error.message);
     }
 
