@@ -317,6 +317,9 @@ fn build_missing_workers(bin_dir: &Path, cargo: Option<&std::ffi::OsStr>) -> any
     if release {
         command.arg("--release");
     }
+    // `-p nton` too: built alone, the workers would resolve their shared dependencies' features
+    // differently from the `nton` build that is running, and cargo would rebuild ~50 crates.
+    command.args(["-p", "nton"]);
     for name in &missing {
         command.args(["-p", name]);
     }
