@@ -51,9 +51,8 @@ const MAX_VARIABLE_NAME: usize = 80;
 /// Fields of the States Language this engine does not run, by the state types that have them,
 /// with what they are: refused at load by name, so that nothing fails later for want of them
 /// (issue 11 item 2).
-const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
-    ("Credentials", &["Task"], "cross-account task credentials are not run by the local engine"),
-];
+const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] =
+    &[("Credentials", &["Task"], "cross-account task credentials are not run by the local engine")];
 
 /// `InputPath` / `OutputPath`.
 #[derive(Debug, Clone)]
