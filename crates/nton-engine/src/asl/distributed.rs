@@ -44,6 +44,8 @@ const PUT_OBJECT: &str = "arn:aws:states:::s3:putObject";
 
 /// "ItemReader (Map)": MaxItems may be at most 100,000,000.
 const MAX_ITEMS_LIMIT: u64 = 100_000_000;
+/// "ItemReader (Map)": a CSV header is at most 10 KiB.
+const MAX_CSV_HEADER_BYTES: usize = 10 * 1024;
 /// "ItemBatcher (Map)": a batch is at most 256 KiB.
 const MAX_BATCH_BYTES: u64 = 256 * 1024;
 /// "Using Map state in Distributed mode": a Label has at most 40 characters.
@@ -888,6 +890,13 @@ pub(crate) fn parse_object(format: &Format, body: &[u8]) -> Result<Vec<Value>, S
                     None => return Ok(Vec::new()),
                 },
             };
+            // "ItemReader (Map)": Step Functions supports CSV headers of up to 10 KiB.
+            let header_bytes = headers.iter().map(|h| h.len() + 1).sum::<usize>();
+            if header_bytes > MAX_CSV_HEADER_BYTES {
+                return Err(format!(
+                    "the CSV header has {header_bytes} bytes, more than the {MAX_CSV_HEADER_BYTES} Step Functions reads"
+                ));
+            }
             records
                 .map(|record| {
                     let record = record.map_err(|e| format!("CSV: {e}"))?;
@@ -946,6 +955,8 @@ fn batch(
             current.push(item);
         }
         if size(&current) > max_bytes {
+            // The guide does not say what an item too big for any batch does; it is over the
+            // limit the batcher promises, so it fails as data over a limit does.
             return Err(StateError::new(
                 names::DATA_LIMIT,
                 format!(

@@ -310,6 +310,18 @@ async fn items_come_from_a_json_array_json_lines_or_csv_object() {
             {"name": "washer", "qty": "3"}
         ])
     );
+    // "ItemReader (Map)": a CSV header of up to 10 KiB.
+    fake.store.put("data-in", "wide.csv", &format!("{}\n1\n", "h".repeat(10 * 1024)));
+    let (error, cause) = failure(
+        run(
+            reader("CSV", json!({"CSVHeaderLocation": "FIRST_ROW"})),
+            json!({"key": "wide.csv"}),
+            &fake,
+        )
+        .await,
+    );
+    assert_eq!(error, "States.ItemReaderFailed");
+    assert!(cause.contains("the CSV header has 10241 bytes, more than the 10240"), "{cause}");
     let given = json!({"CSVHeaderLocation": "GIVEN", "CSVHeaders": ["a", "b"], "CSVDelimiter": "SEMICOLON"});
     let out = output(run(reader("CSV", given), json!({"key": "b.csv"}), &fake).await);
     assert_eq!(out, json!([{"a": "x", "b": "y"}]));
