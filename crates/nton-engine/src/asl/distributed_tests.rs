@@ -554,6 +554,33 @@ async fn a_writer_config_alone_shapes_the_state_result() {
 }
 
 #[tokio::test]
+async fn each_child_is_an_execution_with_its_own_context() {
+    // "Accessing execution data from the Context object": $$.Execution names the execution
+    // and holds its input; a child's is the child's, whose record ("ResultWriter (Map)")
+    // carries the same name.
+    let fake = Fake::default();
+    let machine = dmap(json!({
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "data-out"}},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Who",
+            "States": {"Who": {"Type": "Pass", "End": true, "Parameters": {
+                "name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id",
+                "input.$": "$$.Execution.Input", "machine.$": "$$.StateMachine.Name"}}}
+        }
+    }));
+    output(run(machine, json!([{"n": 7}]), &fake).await);
+    let key = fake.store.keys().into_iter().find(|k| k.ends_with("SUCCEEDED_0.json")).unwrap();
+    let records = fake.store.get("data-out", key.trim_start_matches("data-out/")).unwrap();
+    let seen: Value = serde_json::from_str(records[0]["Output"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["name"], records[0]["Name"]);
+    assert_eq!(seen["id"], records[0]["ExecutionArn"]);
+    assert_eq!(seen["input"], json!({"n": 7}));
+    assert_eq!(seen["machine"], "sm/S");
+}
+
+#[tokio::test]
 async fn children_do_not_see_the_parents_variables() {
     // "Passing data between states with variables": child workflows of a Distributed Map
     // cannot reference variables of outer scopes.
