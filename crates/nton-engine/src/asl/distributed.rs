@@ -44,6 +44,8 @@ const PUT_OBJECT: &str = "arn:aws:states:::s3:putObject";
 
 /// "ItemReader (Map)": MaxItems may be at most 100,000,000.
 const MAX_ITEMS_LIMIT: u64 = 100_000_000;
+/// "ItemReader (Map)": a CSV header is at most 10 KiB.
+const MAX_CSV_HEADER_BYTES: usize = 10 * 1024;
 /// "ItemBatcher (Map)": a batch is at most 256 KiB.
 const MAX_BATCH_BYTES: u64 = 256 * 1024;
 /// "Using Map state in Distributed mode": a Label has at most 40 characters.
@@ -888,6 +890,13 @@ pub(crate) fn parse_object(format: &Format, body: &[u8]) -> Result<Vec<Value>, S
                     None => return Ok(Vec::new()),
                 },
             };
+            // "ItemReader (Map)": Step Functions supports CSV headers of up to 10 KiB.
+            let header_bytes = headers.iter().map(|h| h.len() + 1).sum::<usize>();
+            if header_bytes > MAX_CSV_HEADER_BYTES {
+                return Err(format!(
+                    "the CSV header has {header_bytes} bytes, more than the {MAX_CSV_HEADER_BYTES} Step Functions reads"
+                ));
+            }
             records
                 .map(|record| {
                     let record = record.map_err(|e| format!("CSV: {e}"))?;
@@ -946,6 +955,8 @@ fn batch(
             current.push(item);
         }
         if size(&current) > max_bytes {
+            // The guide does not say what an item too big for any batch does; it is over the
+            // limit the batcher promises, so it fails as data over a limit does.
             return Err(StateError::new(
                 names::DATA_LIMIT,
                 format!(
@@ -1055,12 +1066,14 @@ impl Threshold {
 /// How one child workflow execution ended.
 enum Child {
     Succeeded {
+        name: String,
         input: Value,
         output: Value,
         started: OffsetDateTime,
         stopped: OffsetDateTime,
     },
     Failed {
+        name: String,
         input: Value,
         error: String,
         cause: String,
@@ -1068,9 +1081,7 @@ enum Child {
         stopped: OffsetDateTime,
     },
     /// Not started: the threshold was exceeded first.
-    Pending {
-        input: Value,
-    },
+    Pending { input: Value },
 }
 
 fn iso(t: OffsetDateTime) -> String {
@@ -1106,11 +1117,29 @@ impl MapRun {
     }
 }
 
+/// A child's context object: the parent's, with the child's own execution and state machine.
+fn child_context(
+    parent: &Value,
+    run: &MapRun,
+    name: &str,
+    input: &Value,
+    start: OffsetDateTime,
+) -> Value {
+    let mut context = parent.clone();
+    context["Execution"]["Id"] = json!(format!("{}:{name}", run.child_prefix));
+    context["Execution"]["Name"] = json!(name);
+    context["Execution"]["Input"] = input.clone();
+    context["Execution"]["StartTime"] = json!(iso(start));
+    context["StateMachine"]["Id"] = json!(run.child_machine);
+    let machine_name = run.child_machine.rsplit(":stateMachine:").next().unwrap_or_default();
+    context["StateMachine"]["Name"] = json!(machine_name);
+    context
+}
+
 /// A child's record with its metadata (Transformation NONE), as "ResultWriter (Map)" shows it:
 /// `Input` and `Output` are JSON text.
 fn record(run: &MapRun, child: &Child) -> Value {
-    let name = uuid::Uuid::new_v4().to_string();
-    let base = |input: &Value, status: &str| {
+    let base = |name: &str, input: &Value, status: &str| {
         json!({
             "ExecutionArn": format!("{}:{name}", run.child_prefix),
             "Input": input.to_string(),
@@ -1122,8 +1151,8 @@ fn record(run: &MapRun, child: &Child) -> Value {
         })
     };
     match child {
-        Child::Succeeded { input, output, started, stopped } => {
-            let mut r = base(input, "SUCCEEDED");
+        Child::Succeeded { name, input, output, started, stopped } => {
+            let mut r = base(name, input, "SUCCEEDED");
             r["Output"] = json!(output.to_string());
             r["OutputDetails"] = json!({"Included": true});
             r["RedriveStatus"] = json!("NOT_REDRIVABLE");
@@ -1132,8 +1161,8 @@ fn record(run: &MapRun, child: &Child) -> Value {
             r["StopDate"] = json!(iso(*stopped));
             r
         }
-        Child::Failed { input, error, cause, started, stopped } => {
-            let mut r = base(input, "FAILED");
+        Child::Failed { name, input, error, cause, started, stopped } => {
+            let mut r = base(name, input, "FAILED");
             r["Error"] = json!(error);
             r["Cause"] = json!(cause);
             // A failed child of a Map Run is redriven with its Map Run (API reference,
@@ -1287,28 +1316,51 @@ impl Run<'_> {
             None => inputs.into_iter().map(|i| (i, 1)).collect(),
         };
         let threshold = Threshold::resolve(&dist.tolerance, &in_effective)?;
+        let run = MapRun::new(
+            self.base_context["StateMachine"]["Id"].as_str().unwrap_or_default(),
+            &dist.label,
+            dist.execution_type,
+        );
         let failed = AtomicU64::new(0);
         let no_vars = Vars::new();
         let lanes: Vec<Lane> = children.iter().map(|_| Lane::new(lane.skipped())).collect();
+        // Each child is an execution of its own: its context object names it and holds its
+        // input ("Accessing execution data from the Context object").
+        let names: Vec<String> =
+            children.iter().map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        let child_runs: Vec<Run<'_>> = children
+            .iter()
+            .zip(&names)
+            .map(|((input, _), name)| Run {
+                machine: self.machine,
+                tasks: self.tasks,
+                observer: self.observer,
+                clock: self.clock,
+                base_context: child_context(&self.base_context, &run, name, input, self.now(lane)),
+            })
+            .collect();
         let mut runs: Vec<BoxFuture<'_, Result<Child, StateError>>> = Vec::new();
-        for ((input, count), child_lane) in children.into_iter().zip(&lanes) {
+        for (((input, count), child_lane), (child, name)) in
+            children.into_iter().zip(&lanes).zip(child_runs.iter().zip(names))
+        {
             let (failed, threshold, no_vars) = (&failed, &threshold, &no_vars);
             runs.push(Box::pin(async move {
                 if threshold.exceeded(failed.load(Ordering::SeqCst), total) {
                     return Ok(Child::Pending { input });
                 }
-                let started = self.now(child_lane);
-                let result = self
+                let started = child.now(child_lane);
+                let result = child
                     .run_block(&map.processor, input.clone(), no_vars.clone(), child_lane)
                     .await;
-                let stopped = self.now(child_lane);
+                let stopped = child.now(child_lane);
                 match result {
-                    Ok(output) => Ok(Child::Succeeded { input, output, started, stopped }),
+                    Ok(output) => Ok(Child::Succeeded { name, input, output, started, stopped }),
                     // The execution's own timeout ends the parent too.
                     Err((e, _)) if e.execution_timeout => Err(e),
                     Err((e, _)) => {
                         failed.fetch_add(count, Ordering::SeqCst);
                         Ok(Child::Failed {
+                            name,
                             input,
                             error: e.error,
                             cause: e.cause,
@@ -1325,11 +1377,6 @@ impl Run<'_> {
             lane.skip_to(child_lane.skipped());
         }
         let children = outcomes.into_iter().collect::<Result<Vec<Child>, StateError>>()?;
-        let run = MapRun::new(
-            self.base_context["StateMachine"]["Id"].as_str().unwrap_or_default(),
-            &dist.label,
-            dist.execution_type,
-        );
         let exported = match dist.writer.as_ref().map(|w| (w, w.target.as_ref())) {
             Some((writer, Some(target))) => {
                 Some(export(writer, target, &run, &children, &in_effective, store)?)

@@ -310,6 +310,18 @@ async fn items_come_from_a_json_array_json_lines_or_csv_object() {
             {"name": "washer", "qty": "3"}
         ])
     );
+    // "ItemReader (Map)": a CSV header of up to 10 KiB.
+    fake.store.put("data-in", "wide.csv", &format!("{}\n1\n", "h".repeat(10 * 1024)));
+    let (error, cause) = failure(
+        run(
+            reader("CSV", json!({"CSVHeaderLocation": "FIRST_ROW"})),
+            json!({"key": "wide.csv"}),
+            &fake,
+        )
+        .await,
+    );
+    assert_eq!(error, "States.ItemReaderFailed");
+    assert!(cause.contains("the CSV header has 10241 bytes, more than the 10240"), "{cause}");
     let given = json!({"CSVHeaderLocation": "GIVEN", "CSVHeaders": ["a", "b"], "CSVDelimiter": "SEMICOLON"});
     let out = output(run(reader("CSV", given), json!({"key": "b.csv"}), &fake).await);
     assert_eq!(out, json!([{"a": "x", "b": "y"}]));
@@ -539,6 +551,33 @@ async fn a_writer_config_alone_shapes_the_state_result() {
     }));
     let out = output(run(machine, json!([1, 2, 3]), &fake).await);
     assert_eq!(out, json!({"flat": [1, 2, 3]}));
+}
+
+#[tokio::test]
+async fn each_child_is_an_execution_with_its_own_context() {
+    // "Accessing execution data from the Context object": $$.Execution names the execution
+    // and holds its input; a child's is the child's, whose record ("ResultWriter (Map)")
+    // carries the same name.
+    let fake = Fake::default();
+    let machine = dmap(json!({
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": "data-out"}},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": "Who",
+            "States": {"Who": {"Type": "Pass", "End": true, "Parameters": {
+                "name.$": "$$.Execution.Name", "id.$": "$$.Execution.Id",
+                "input.$": "$$.Execution.Input", "machine.$": "$$.StateMachine.Name"}}}
+        }
+    }));
+    output(run(machine, json!([{"n": 7}]), &fake).await);
+    let key = fake.store.keys().into_iter().find(|k| k.ends_with("SUCCEEDED_0.json")).unwrap();
+    let records = fake.store.get("data-out", key.trim_start_matches("data-out/")).unwrap();
+    let seen: Value = serde_json::from_str(records[0]["Output"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["name"], records[0]["Name"]);
+    assert_eq!(seen["id"], records[0]["ExecutionArn"]);
+    assert_eq!(seen["input"], json!({"n": 7}));
+    assert_eq!(seen["machine"], "sm/S");
 }
 
 #[tokio::test]

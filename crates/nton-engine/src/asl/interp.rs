@@ -211,7 +211,8 @@ fn timestamp(t: OffsetDateTime) -> String {
 
 /// When the execution started: its clock is real time since then plus, per [`Lane`], the
 /// part of each wait the executor skipped.
-struct Clock {
+#[derive(Clone, Copy)]
+pub(super) struct Clock {
     started: Instant,
     start_time: OffsetDateTime,
 }
@@ -285,10 +286,10 @@ type BlockFailure = (StateError, String);
 pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub(super) struct Run<'a> {
-    machine: &'a StateMachine,
+    pub(super) machine: &'a StateMachine,
     pub(super) tasks: &'a dyn TaskExecutor,
-    observer: &'a dyn ExecutionObserver,
-    clock: Clock,
+    pub(super) observer: &'a dyn ExecutionObserver,
+    pub(super) clock: Clock,
     pub(super) base_context: Value,
 }
 
