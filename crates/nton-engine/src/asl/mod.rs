@@ -3,13 +3,15 @@
 //! uses. Everything that can be checked is checked at load, and every load error names the
 //! state and the field.
 //!
-//! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed, Fail, Parallel
-//! and inline Map states; InputPath, Parameters, ResultSelector, ResultPath, OutputPath,
-//! Result, Retry, Catch, TimeoutSeconds(Path), ItemsPath, ItemSelector, MaxConcurrency(Path),
-//! workflow variables (`Assign`, `$name`), intrinsic functions and the context object.
-//! Refused at load, by state and field: JSONata, Distributed Map features (ItemReader,
-//! ResultWriter, ItemBatcher, tolerated failures, Mode DISTRIBUTED), callback tasks
-//! (`.waitForTaskToken`), activities, heartbeats and task credentials.
+//! Supported: the JSONPath and JSONata query languages (at the top or per state; [`jsonata`]
+//! says what the JSONata crate lacks and what is added); Task, Pass, Wait, Choice, Succeed,
+//! Fail, Parallel and inline Map states; InputPath, Parameters, ResultSelector, ResultPath,
+//! OutputPath, Result, or Arguments and Output with `{% %}` expressions; Retry, Catch,
+//! TimeoutSeconds(Path), ItemsPath/Items, ItemSelector, MaxConcurrency(Path), workflow
+//! variables (`Assign`, `$name`), intrinsic functions and the context object.
+//! Refused at load, by state and field: Distributed Map features (ItemReader, ResultWriter,
+//! ItemBatcher, tolerated failures, Mode DISTRIBUTED), callback tasks (`.waitForTaskToken`),
+//! activities, heartbeats and task credentials.
 
 mod choice;
 mod error;
