@@ -139,6 +139,13 @@ impl Template {
             Value::Object(map) => Template::Object(
                 map.iter()
                     .map(|(k, v)| {
+                        // "you will not use .$ on JSON object key names" in a JSONata state.
+                        if k.ends_with(".$") {
+                            return Err((
+                                format!("/{k}"),
+                                "a key ending in .$ is JSONPath; in a JSONata state the value is a {% %} expression and the key has no .$".to_string(),
+                            ));
+                        }
                         Template::compile(v)
                             .map(|t| (k.clone(), t))
                             .map_err(|(at, m)| (join(&format!("/{k}"), &at), m))

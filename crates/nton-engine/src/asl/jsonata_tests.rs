@@ -82,6 +82,10 @@ fn parse_errors_and_eval_are_refused_at_load() {
     let (at, message) = Template::compile(&json!({"a": "{% $states.input. %}"})).unwrap_err();
     assert_eq!(at, "/a");
     assert!(message.contains("does not parse"), "{message}");
+    // "you will not use .$ on JSON object key names".
+    let (at, message) = Template::compile(&json!({"a": {"b.$": "$.x"}})).unwrap_err();
+    assert_eq!(at, "/a/b.$");
+    assert!(message.contains("JSONPath"), "{message}");
     // "$eval is not available ... use $parse".
     let (_, message) = Template::compile(&json!("{% $eval('1') %}")).unwrap_err();
     assert!(message.contains("$parse"), "{message}");
