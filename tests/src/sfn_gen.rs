@@ -646,7 +646,11 @@ impl Gen {
                         let t = *[Ty::Int, Ty::Str, Ty::Bool, Ty::Null, Ty::Num]
                             .choose(&mut self.rng)
                             .unwrap();
-                        args.push(if t == Ty::Str { arg(self, t) } else { self.path(s, Some(t)) });
+                        let hole = if t == Ty::Str { arg(self, t) } else { self.path(s, Some(t)) };
+                        // `$` (an object: no field of that type in scope) is not a value the
+                        // developer guide lets States.Format take, and LocalStack formats it
+                        // anyway ("{x=1.5}", gen-2-38): a literal instead.
+                        args.push(if hole == "$" { self.literal_str() } else { hole });
                     }
                     let mut call = format!("States.Format('{template}'");
                     for a in args {
