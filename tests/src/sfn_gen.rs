@@ -152,12 +152,9 @@ pub struct PendingFix {
 pub const PENDING_ENGINE_FIXES: &[PendingFix] = &[];
 
 /// Constructs kept out because LocalStack answers them unlike AWS in a way the test cannot
-/// yet tell apart from a divergence. MissingPath: with `Retry` on `States.ALL`, LocalStack
-/// 2026.3.0 retries the States.Runtime of a path missing from a ResultSelector, and its retry
-/// evaluates the Parameters against the failed attempt's result (seen on
-/// gen-20261202-5 and -127 with every construct on); the developer guide (Handling errors,
-/// States.ALL): "A retry or catch on States.ALL won't catch States.Runtime errors".
-const AVOIDED_FOR_LOCALSTACK: &[Avoid] = &[Avoid::MissingPath];
+/// yet tell apart from a divergence (none today; a missing JSONPath once was, before the
+/// departure `states-all-retries-states-runtime` named why).
+const AVOIDED_FOR_LOCALSTACK: &[Avoid] = &[];
 
 fn avoided(avoid: Avoid) -> bool {
     PENDING_ENGINE_FIXES.iter().any(|p| p.avoid == avoid) || AVOIDED_FOR_LOCALSTACK.contains(&avoid)
