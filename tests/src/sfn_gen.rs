@@ -152,12 +152,9 @@ pub struct PendingFix {
 pub const PENDING_ENGINE_FIXES: &[PendingFix] = &[];
 
 /// Constructs kept out because LocalStack answers them unlike AWS in a way the test cannot
-/// yet tell apart from a divergence. MissingPath: with `Retry` on `States.ALL`, LocalStack
-/// 2026.3.0 retries the States.Runtime of a path missing from a ResultSelector, and its retry
-/// evaluates the Parameters against the failed attempt's result (seen on
-/// gen-20261202-5 and -127 with every construct on); the developer guide (Handling errors,
-/// States.ALL): "A retry or catch on States.ALL won't catch States.Runtime errors".
-const AVOIDED_FOR_LOCALSTACK: &[Avoid] = &[Avoid::MissingPath];
+/// yet tell apart from a divergence (none today; a missing JSONPath once was, before the
+/// departure `states-all-retries-states-runtime` named why).
+const AVOIDED_FOR_LOCALSTACK: &[Avoid] = &[];
 
 fn avoided(avoid: Avoid) -> bool {
     PENDING_ENGINE_FIXES.iter().any(|p| p.avoid == avoid) || AVOIDED_FOR_LOCALSTACK.contains(&avoid)
@@ -646,7 +643,11 @@ impl Gen {
                         let t = *[Ty::Int, Ty::Str, Ty::Bool, Ty::Null, Ty::Num]
                             .choose(&mut self.rng)
                             .unwrap();
-                        args.push(if t == Ty::Str { arg(self, t) } else { self.path(s, Some(t)) });
+                        let hole = if t == Ty::Str { arg(self, t) } else { self.path(s, Some(t)) };
+                        // `$` (an object: no field of that type in scope) is not a value the
+                        // developer guide lets States.Format take, and LocalStack formats it
+                        // anyway ("{x=1.5}", gen-2-38): a literal instead.
+                        args.push(if hole == "$" { self.literal_str() } else { hole });
                     }
                     let mut call = format!("States.Format('{template}'");
                     for a in args {

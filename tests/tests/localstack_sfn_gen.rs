@@ -166,6 +166,30 @@ const LOCALSTACK_DEPARTURES: &[Departure] = &[
         aws_answer: |_, _, nton| error(nton) == Some("States.Runtime"),
     },
     Departure {
+        name: "states-all-retries-states-runtime",
+        reason: "LocalStack retries a States.Runtime error (a ResultSelector path missing from the \
+                 task's result) under Retry on States.ALL, and evaluates the retry's Parameters \
+                 against the failed attempt's result, not the state's input (its history: \
+                 TaskSucceeded, then TaskFailed 'The JSONPath '$.b' could not be found in the \
+                 input '{\"StatusCode\":200,...}''); the developer guide (Handling errors, \
+                 States.ALL): \"A retry or catch on States.ALL won't catch States.Runtime \
+                 errors\"",
+        // nton failed on a ResultSelector path in a state retried on States.ALL, and both
+        // engines agree until that state was entered.
+        explains: |m, ls, nton| {
+            let Some(failed) = last_entered(nton) else {
+                return false;
+            };
+            let state = &m.definition["States"][failed];
+            let entered = nton.events.iter().position(|e| *e == Event::Entered(failed.into()));
+            error(nton) == Some("States.Runtime")
+                && state.get("ResultSelector").is_some()
+                && state["Retry"].to_string().contains("States.ALL")
+                && entered.is_some_and(|k| ls.events.get(..=k) == nton.events.get(..=k))
+        },
+        aws_answer: |_, _, nton| error(nton) == Some("States.Runtime"),
+    },
+    Departure {
         name: "array-range-with-a-negative-step",
         reason: "LocalStack fails States.ArrayRange whenever the step is negative, even \
                  States.ArrayRange(5, 4, -1); the developer guide (Intrinsic functions, \
