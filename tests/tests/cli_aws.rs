@@ -328,10 +328,11 @@ fn watch_args(execution: &str) -> WatchArgs {
 async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() {
     let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
+    // `position` as the watcher gives it: the object's keys come back sorted.
     "progress": {
-        "procure": {"size": 4, "counts": {"SUCCEEDED": 4}},
-        "process": {"size": 4, "counts": {"SUCCEEDED": 4}},
-        "egress": {"size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
+        "procure": {"position": 0, "size": 4, "counts": {"SUCCEEDED": 4}},
+        "process": {"position": 1, "size": 4, "counts": {"SUCCEEDED": 4}},
+        "egress": {"position": 2, "size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
     }});
     // moto does not execute machines made by CloudFormation, so the stack's output names one
     // made through the API, as the real template's StateMachineArn output names its own.

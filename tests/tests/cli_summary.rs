@@ -114,8 +114,8 @@ async fn a_failed_execution_writes_its_error_failed_nodes_and_results_to_the_sum
     let status = json!({"done": true, "failed": true, "error": "NodesFailed",
         "cause": "procure: 1 of 4 nodes failed (node 2)",
         "progress": {
-            "procure": {"size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}},
-            "process": {"size": 4, "counts": {"SUCCEEDED": 3}}
+            "procure": {"position": 0, "size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}},
+            "process": {"position": 1, "size": 4, "counts": {"SUCCEEDED": 3}}
         },
         "failedNodes": [{"node": 2, "stage": "procure", "reason": "Essential container `exited`", "exitCode": 1}],
         "failedNodeCount": 1});

@@ -29,7 +29,7 @@ const MAX_NODES: u64 = 10_000;
 const MAX_JOB_ID_CHARS: usize = 128;
 
 /// Time the run keeps before its `TimeoutSeconds` for what comes after the last poll: one
-/// more Watch (a 300 s Lambda timeout), the cleanup's three TerminateJob calls with their
+/// more Watch (a 300 s Lambda timeout), the cleanup's TerminateJob calls (one per stage) with their
 /// retries, and slack. Once the next poll would start later than this before the timeout, the
 /// watcher fails the run, so that the state machine's Catch still runs and terminates the jobs
 /// (after TimeoutSeconds no state runs at all).
