@@ -19,6 +19,7 @@ pub mod lambda;
 pub use forward::RunEvent;
 pub use lambda::{
     FunctionError, FunctionSpec, LambdaRegistry, LocalFunction, LocalServices, image_binary,
+    states_invoking,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,11 +179,8 @@ impl LocalRun {
         let region = ctx.region.clone();
         let account_id = ctx.account_id.clone();
 
-        let (machine_id, definition) =
-            template.state_machine(&ctx, spec.state_machine.as_deref())?;
-        let machine = StateMachine::from_json(&definition).map_err(|source| {
-            RunError::StateMachine { origin: format!("{origin}: {machine_id}"), source }
-        })?;
+        let (machine_id, machine) =
+            load_machine(&template, &ctx, &origin, spec.state_machine.as_deref())?;
 
         let binding_error = |message: String| RunError::Binding { origin: origin.clone(), message };
 
@@ -532,6 +530,20 @@ fn created_resources(
     resource_type: &str,
 ) -> Result<Vec<(String, Value)>, String> {
     template.created_resources(resource_type, ctx).map_err(|e| e.to_string())
+}
+
+/// The template's state machine (`state_machine` names it when there are several), validated.
+fn load_machine(
+    template: &Template,
+    ctx: &LocalContext,
+    origin: &str,
+    state_machine: Option<&str>,
+) -> Result<(String, StateMachine), RunError> {
+    let (machine_id, definition) = template.state_machine(ctx, state_machine)?;
+    let machine = StateMachine::from_json(&definition).map_err(|source| {
+        RunError::StateMachine { origin: format!("{origin}: {machine_id}"), source }
+    })?;
+    Ok((machine_id, machine))
 }
 
 fn check_resource(

@@ -1,7 +1,8 @@
 //! The init Lambda: plans a run and writes every node's prep files to EFS.
 //!
 //! [`handle`] is a plain synchronous function of the event and an [`InitConfig`]: the Lambda
-//! binary calls it through `lambda_runtime`, the local engine calls it in-process. It does file
+//! binary calls it through `lambda_runtime`; `nton run` registers it with the local engine for
+//! the `nton-init` image and calls it in-process. It does file
 //! I/O only, under the configured data root; no AWS SDK.
 
 mod config;

@@ -188,8 +188,9 @@ pub struct RetryArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Name of the state whose output is the watcher's status (the template's Watch task).
-    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    /// Name of the state whose output is the watcher's status (default: the state of
+    /// cloudformation/pipeline.yaml whose Task invokes the nton-watch function).
+    #[arg(long, default_value_t = crate::run::default_watch_state(), value_name = "STATE")]
     pub watch_state: String,
 
     #[command(flatten)]
@@ -257,8 +258,9 @@ pub struct ReportArgs {
     #[arg(long, value_name = "ARN")]
     pub state_machine_arn: Option<String>,
 
-    /// Name of the state the poll loop enters each round (its entries are the ticks).
-    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    /// Name of the state the poll loop enters each round (its entries are the ticks; default:
+    /// the state of cloudformation/pipeline.yaml whose Task invokes the nton-watch function).
+    #[arg(long, default_value_t = crate::run::default_watch_state(), value_name = "STATE")]
     pub watch_state: String,
 
     #[command(flatten)]

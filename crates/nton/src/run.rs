@@ -20,6 +20,7 @@ use nton_engine::local::{
     LocalServices, RunError, RunSummary,
 };
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, succeeded_children};
+use nton_engine::template::Template;
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
@@ -248,6 +249,44 @@ pub fn local_functions() -> LambdaRegistry {
             Ok(Arc::new(WatchFunction(options)) as Arc<dyn LocalFunction>)
         });
     functions
+}
+
+/// The template the CLI reads when none is given (`--template`'s default).
+pub const DEFAULT_TEMPLATE: &str = "cloudformation/pipeline.yaml";
+
+/// The watch state of a template: the one state whose Task invokes the function whose image is
+/// the watcher ([`WATCH_IMAGE`]). Its output is the status `nton watch` reads and its entries
+/// are the polls `nton report` counts, whatever the template calls it. `origin` names the
+/// template in errors.
+pub fn watch_state_in(template: &Template, origin: &str) -> Result<String, String> {
+    let states = nton_engine::local::states_invoking(template, origin, None, WATCH_IMAGE)
+        .map_err(|error| error.to_string())?;
+    match states.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no state of {origin} invokes a function whose image is {WATCH_IMAGE}")),
+        many => Err(format!(
+            "several states of {origin} invoke the {WATCH_IMAGE} function ({}); name one",
+            many.join(", ")
+        )),
+    }
+}
+
+/// The pipeline template this nton was built with: the default watch state's source when no
+/// [`DEFAULT_TEMPLATE`] is under the current directory.
+const BUILT_WITH_TEMPLATE: &str = include_str!("../../../cloudformation/pipeline.yaml");
+
+/// `--watch-state`'s default: the watch state of [`DEFAULT_TEMPLATE`] under the current
+/// directory (a fork's own), else of the template this nton was built with; empty when neither
+/// has one (the commands that need it then refuse, asking for `--watch-state`).
+pub fn default_watch_state() -> String {
+    let template = match Template::load(DEFAULT_TEMPLATE) {
+        Ok(template) => Ok(template),
+        Err(_) => Template::parse(BUILT_WITH_TEMPLATE, "the built-in pipeline template"),
+    };
+    template
+        .ok()
+        .and_then(|template| watch_state_in(&template, DEFAULT_TEMPLATE).ok())
+        .unwrap_or_default()
 }
 
 /// `nton_init::handle`, off the async threads (it blocks on file I/O), as the Lambda does.
@@ -698,6 +737,40 @@ mod tests {
         let error = build_missing_workers(&empty, Some(std::ffi::OsStr::new("/no/such/cargo")))
             .unwrap_err();
         assert!(error.to_string().contains("/no/such/cargo"), "{error}");
+    }
+
+    #[test]
+    fn the_watch_state_is_the_state_invoking_the_watcher_image() {
+        let pipeline = Template::parse(BUILT_WITH_TEMPLATE, "pipeline.yaml").unwrap();
+        assert_eq!(watch_state_in(&pipeline, "pipeline.yaml").unwrap(), "Watch");
+
+        // Renamed in a fork's template: the default follows it.
+        let watch_state =
+            |text: &str| watch_state_in(&Template::parse(text, "t.yaml").unwrap(), "t.yaml");
+        let with_states = |states: &str| {
+            format!(
+                "Resources:\n  Watcher:\n    Type: AWS::Lambda::Function\n    Properties:\n      \
+                 FunctionName: w\n      Code: {{ImageUri: registry.example/nton-watch:1}}\n  \
+                 Machine:\n    Type: AWS::StepFunctions::StateMachine\n    Properties:\n      \
+                 Definition:\n        StartAt: Check\n        States:\n{states}"
+            )
+        };
+        let task = |name: &str, next: &str| {
+            format!(
+                "          {name}:\n            Type: Task\n            Resource: \
+                 arn:aws:states:::lambda:invoke\n            Parameters: {{FunctionName: w}}\n            \
+                 {next}\n"
+            )
+        };
+        assert_eq!(watch_state(&with_states(&task("Check", "End: true"))).unwrap(), "Check");
+
+        let two = task("Check", "Next: Again") + &task("Again", "End: true");
+        let error = watch_state(&with_states(&two)).unwrap_err();
+        assert!(error.contains("several states") && error.contains("Check, Again"), "{error}");
+
+        let none = "          Check:\n            Type: Succeed\n";
+        let error = watch_state(&with_states(none)).unwrap_err();
+        assert_eq!(error, "no state of t.yaml invokes a function whose image is nton-watch");
     }
 
     #[test]

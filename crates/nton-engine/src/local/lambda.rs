@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use nton_core::batch::BatchApi;
 use serde_json::{Value, json};
 
-use super::{created_resources, number_of, scalar_text};
+use super::{LAMBDA_INVOKE, RunError, created_resources, load_machine, number_of, scalar_text};
 use crate::asl::TaskFailure;
 use crate::template::{LocalContext, Template};
 
@@ -149,6 +149,47 @@ pub(super) fn bind_lambdas(
     Ok(lambdas)
 }
 
+/// The states whose Task invokes a function of the template whose image repository is
+/// `repository` (by `lambda:invoke`'s `FunctionName` or as the Task's resource), in the state
+/// machine's order. `state_machine` names the machine when the template has several.
+/// `origin` names the template in errors.
+pub fn states_invoking(
+    template: &Template,
+    origin: &str,
+    state_machine: Option<&str>,
+    repository: &str,
+) -> Result<Vec<String>, RunError> {
+    /// Binds the functions of that image only; never invoked.
+    struct Unused;
+    #[async_trait]
+    impl LocalFunction for Unused {
+        async fn invoke(&self, _: Value, _: &LocalServices<'_>) -> Result<Value, FunctionError> {
+            Err(FunctionError::new("Runtime.Unused", "looked up, not run"))
+        }
+    }
+    let ctx = LocalContext::new("nton-local");
+    let (_, machine) = load_machine(template, &ctx, origin, state_machine)?;
+    let mut only = LambdaRegistry::new();
+    only.register(
+        repository,
+        |_: &FunctionSpec<'_>| Ok(Arc::new(Unused) as Arc<dyn LocalFunction>),
+    );
+    let lambdas = bind_lambdas(template, &ctx, &BTreeMap::new(), &only)
+        .map_err(|message| RunError::Binding { origin: origin.to_string(), message })?;
+    Ok(machine
+        .task_resources()
+        .into_iter()
+        .filter(|task| {
+            let function = match task.resource {
+                LAMBDA_INVOKE => task.parameters.and_then(|p| p["FunctionName"].as_str()),
+                resource => Some(resource),
+            };
+            function.is_some_and(|function| find_lambda(&lambdas, function).is_some())
+        })
+        .map(|task| task.state.to_string())
+        .collect())
+}
+
 /// The function a Task names: by name or ARN, either with a `:qualifier` (version or alias).
 pub(super) fn find_lambda<'a>(lambdas: &'a Lambdas, function: &str) -> Option<&'a Arc<Lambda>> {
     if let Some(lambda) = lambdas.get(function) {
@@ -239,6 +280,172 @@ mod tests {
             timeout: Duration::from_secs(1),
         });
         (name.to_string(), lambda)
+    }
+
+    /// Two image functions, one state invoking each (by name through `lambda:invoke`, and by
+    /// ARN as the legacy resource), and an unregistered image nobody may call.
+    const TEMPLATE: &str = r#"
+Resources:
+  Greeter:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: greeter
+      PackageType: Image
+      Code: {ImageUri: "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/greet:git-1"}
+      Environment: {Variables: {GREETING: hello}}
+  Counter:
+    Type: AWS::Lambda::Function
+    Properties:
+      PackageType: Image
+      Code: {ImageUri: "registry.example/count@sha256:abcd"}
+  Machine:
+    Type: AWS::StepFunctions::StateMachine
+    Properties:
+      Definition:
+        StartAt: Greet
+        States:
+          Greet:
+            Type: Task
+            Resource: arn:aws:states:::lambda:invoke
+            Parameters: {FunctionName: greeter, "Payload.$": "$"}
+            ResultSelector: {"greeting.$": "$.Payload"}
+            Next: Count
+          Count:
+            Type: Task
+            Resource: !GetAtt Counter.Arn
+            End: true
+"#;
+
+    /// Answers with its function's `GREETING` and the payload's `name`.
+    struct Greet(String);
+
+    #[async_trait]
+    impl LocalFunction for Greet {
+        async fn invoke(
+            &self,
+            payload: Value,
+            _: &LocalServices<'_>,
+        ) -> Result<Value, FunctionError> {
+            Ok(json!(format!("{} {}", self.0, payload["name"].as_str().unwrap_or("?"))))
+        }
+    }
+
+    /// Counts the jobs the local Batch knows of the ids it is given, through `BatchApi`.
+    struct Count;
+
+    #[async_trait]
+    impl LocalFunction for Count {
+        async fn invoke(
+            &self,
+            payload: Value,
+            services: &LocalServices<'_>,
+        ) -> Result<Value, FunctionError> {
+            let known = services
+                .batch
+                .describe_jobs(&["no-such-job".to_string()])
+                .await
+                .map_err(|error| FunctionError::new("Batch", error))?;
+            Ok(json!({"greeting": payload["greeting"], "known": known.len()}))
+        }
+    }
+
+    fn registry() -> LambdaRegistry {
+        let mut registry = LambdaRegistry::new();
+        registry
+            .register("greet", |function: &FunctionSpec<'_>| {
+                let greeting = function.environment.get("GREETING").ok_or("GREETING is not set")?;
+                Ok(Arc::new(Greet(greeting.clone())) as Arc<dyn LocalFunction>)
+            })
+            .register(
+                "count",
+                |_: &FunctionSpec<'_>| Ok(Arc::new(Count) as Arc<dyn LocalFunction>),
+            );
+        registry
+    }
+
+    fn spec(dir: &std::path::Path, env_overrides: &[(&str, &str)]) -> super::super::LocalRunSpec {
+        let template = dir.join("template.yaml");
+        std::fs::write(&template, TEMPLATE).unwrap();
+        super::super::LocalRunSpec {
+            template,
+            state_machine: None,
+            parameters: BTreeMap::new(),
+            run_dir: dir.join("run"),
+            bin_dir: dir.to_path_buf(),
+            parallelism: 1,
+            base_env: BTreeMap::new(),
+            env_overrides: env_overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            input: json!({"name": "nton"}),
+            execution_name: "test".to_string(),
+            resumed_children: Default::default(),
+            meta: Value::Null,
+            s3_buckets: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn registered_handlers_run_with_their_function_environment_and_the_local_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = super::super::LocalRun::prepare(spec(dir.path(), &[]), &registry()).unwrap();
+        let summary = run.execute().await.unwrap();
+        assert!(summary.succeeded(), "{summary:?}");
+        assert_eq!(summary.output, Some(json!({"greeting": "hello nton", "known": 0})));
+
+        // The run's overrides go over the template's environment.
+        let dir = tempfile::tempdir().unwrap();
+        let run =
+            super::super::LocalRun::prepare(spec(dir.path(), &[("GREETING", "hi")]), &registry())
+                .unwrap();
+        assert_eq!(
+            run.execute().await.unwrap().output,
+            Some(json!({"greeting": "hi nton", "known": 0}))
+        );
+    }
+
+    #[test]
+    fn a_function_without_a_handler_or_with_a_bad_configuration_is_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut greet_only = LambdaRegistry::new();
+        greet_only.register("greet", |_: &FunctionSpec<'_>| {
+            Ok(Arc::new(Greet(String::new())) as Arc<dyn LocalFunction>)
+        });
+        let error = super::super::LocalRun::prepare(spec(dir.path(), &[]), &greet_only)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("state Count: Resource arn:aws:lambda:"), "{error}");
+        assert!(!dir.path().join("run").exists(), "nothing written");
+
+        let mut failing = registry();
+        failing
+            .register("greet", |_: &FunctionSpec<'_>| Err("GREETING=\"\" is invalid".to_string()));
+        let error = super::super::LocalRun::prepare(spec(dir.path(), &[]), &failing)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.ends_with(
+                "function Greeter (123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/greet:git-1): \
+                 GREETING=\"\" is invalid"
+            ),
+            "{error}"
+        );
+        assert!(!dir.path().join("run").exists(), "nothing written");
+    }
+
+    #[test]
+    fn the_states_invoking_an_image_are_found_by_function_name_or_arn() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = Template::load(spec(dir.path(), &[]).template).unwrap();
+        let states = |repository| states_invoking(&template, "t.yaml", None, repository);
+        assert_eq!(states("greet").unwrap(), ["Greet"]);
+        assert_eq!(states("count").unwrap(), ["Count"]);
+        assert!(states("nton-watch").unwrap().is_empty());
+        let error = states_invoking(&template, "t.yaml", Some("Greeter"), "greet").unwrap_err();
+        assert!(error.to_string().contains("not a AWS::StepFunctions::StateMachine"), "{error}");
     }
 
     #[test]
