@@ -59,6 +59,41 @@ pub fn json_summary(stdout: &[u8]) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Every JSON line of a `--json` output (the events), in order.
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// A `nton run --json` that exited 0 with a SUCCEEDED summary.
+pub struct SucceededRun {
+    /// Every event it printed.
+    pub events: Vec<Value>,
+    /// Its `summary` event.
+    pub summary: Value,
+    /// The summary's workflow id: the run's directory under the data dir.
+    pub workflow_id: String,
+}
+
+/// `nton run --json` ([`nton_run`]) with `args`, checked to succeed: the exit code and the
+/// summary's status; a panic shows stderr or the summary.
+#[track_caller]
+pub fn run_succeeded(data_dir: &Path, args: &[&str]) -> SucceededRun {
+    let output = expect_success(nton_run(data_dir).args(args));
+    let events = json_lines(&output.stdout);
+    let summary = json_summary(&output.stdout);
+    assert_eq!(summary["status"], "SUCCEEDED", "{summary}\nevents: {events:?}");
+    let workflow_id = summary["workflowId"].as_str().expect("a workflow id").to_string();
+    SucceededRun { events, summary, workflow_id }
+}
+
+/// `nton ARGS --data-dir DATA_DIR` to its end, whatever its exit code (the caller checks).
+pub fn nton_with_data(args: &[&str], data_dir: &Path) -> Output {
+    nton().args(args).arg("--data-dir").arg(data_dir).output().expect("nton runs")
+}
+
 /// The stacks of [`ENV`] with the default prefix, deployed without a service role.
 pub fn stack_args() -> StackArgs {
     StackArgs { env: ENV.into(), prefix: "nton".into(), cfn_role_arn: None }

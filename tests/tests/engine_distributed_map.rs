@@ -6,30 +6,12 @@
 //! (Map)", "ResultWriter (Map)" and "Tolerated failure threshold".
 
 use std::path::Path;
-use std::process::Command;
 
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_tests::cli::{expect_exit, nton_run, nton_with_data as nton, run_succeeded};
 use serde_json::{Value, json};
 
 const TEMPLATE: &str = "tests/templates/distributed-map.yaml";
-
-fn nton(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("nton runs")
-}
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 fn read_json(path: &Path) -> Value {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -51,28 +33,11 @@ fn a_distributed_map_reads_batches_tolerates_and_exports_through_mapped_buckets(
     std::fs::write(inputs.join("other.txt"), "not listed").unwrap();
     let inputs_arg = format!("nton-inputs={}", inputs.display());
     let results_arg = format!("nton-results={}", results.display());
-    let bin_dir = binary_dir();
-    let output = nton(
-        &[
-            "run",
-            "--json",
-            "--template",
-            TEMPLATE,
-            "--s3-bucket",
-            &inputs_arg,
-            "--s3-bucket",
-            &results_arg,
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-        ],
+    let workflow_id = run_succeeded(
         &data,
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&output.stdout);
-    let summary = events.iter().rev().find(|e| e["event"] == "summary").expect("a summary");
-    assert_eq!(summary["status"], "SUCCEEDED", "{summary}");
-    let workflow_id = summary["workflowId"].as_str().unwrap().to_string();
+        &["--template", TEMPLATE, "--s3-bucket", &inputs_arg, "--s3-bucket", &results_arg],
+    )
+    .workflow_id;
 
     let record = read_record(&data.join(&workflow_id).join(RECORD_FILE)).expect("a record");
     let out = record
@@ -160,21 +125,9 @@ fn an_unmapped_bucket_is_refused_before_anything_runs_naming_the_state_and_bucke
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let inputs_arg = format!("nton-inputs={}", dir.path().display());
-    let bin_dir = binary_dir();
-    let output = nton(
-        &[
-            "run",
-            "--template",
-            TEMPLATE,
-            "--s3-bucket",
-            &inputs_arg,
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-        ],
-        &data,
-    );
+    let output =
+        expect_exit(nton_run(&data).args(["--template", TEMPLATE, "--s3-bucket", &inputs_arg]), 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(
             "state Shards: field ResultWriter.Parameters.Bucket: bucket nton-results is not mapped to a directory (give nton run --s3-bucket nton-results=DIR)"

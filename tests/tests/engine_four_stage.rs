@@ -4,34 +4,13 @@
 //! stage: the progress events, the watcher's status, the report and the run record must all show
 //! it, in run order, because the template submits it.
 
-use std::path::Path;
-use std::process::Command;
-
 use nton_core::batch::JobStatus;
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, StateEvent, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use nton_tests::cli::{SucceededRun, nton_with_data as nton, run_succeeded};
 
 const TEMPLATE: &str = "tests/templates/four-stage.yaml";
 
 const STAGES: [&str; 4] = ["procure", "process", "check", "egress"];
-
-fn nton(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("nton runs")
-}
-
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 /// The position of each stage's job name (`nton-<stage>-<workflow>`) in `names`, first seen.
 fn first_seen(names: &[String], workflow_id: &str) -> Vec<usize> {
@@ -47,34 +26,10 @@ fn first_seen(names: &[String], workflow_id: &str) -> Vec<usize> {
 #[test]
 fn a_fourth_stage_in_the_template_runs_and_shows_everywhere_in_run_order() {
     let dir = tempfile::tempdir().unwrap();
-    let bin_dir = binary_dir();
-    let output = nton(
-        &[
-            "run",
-            "--json",
-            "--template",
-            TEMPLATE,
-            "--ids",
-            "30",
-            "--ids-per-node",
-            "10",
-            "--parallelism",
-            "2",
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-        ],
+    let SucceededRun { events, workflow_id, .. } = run_succeeded(
         dir.path(),
+        &["--template", TEMPLATE, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&output.stdout);
-    let summary = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary: {events:?}"));
-    assert_eq!(summary["status"], "SUCCEEDED", "{summary}");
-    let workflow_id = summary["workflowId"].as_str().unwrap().to_string();
 
     // Progress events: the check stage's children ran, between process and egress.
     let entered: Vec<&str> = events

@@ -8,10 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
+use nton_tests::cli::{SucceededRun, run_succeeded};
 use serde_json::Value;
 
 const JSONATA_TEMPLATE: &str = "tests/templates/jsonata-pipeline.yaml";
@@ -27,28 +26,10 @@ struct Run {
 }
 
 fn run(template: &str, data_dir: &Path) -> Run {
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--template", template, "--ids", "30", "--ids-per-node", "10"])
-        .args(["--parallelism", "2", "--bin-dir"])
-        .arg(binary_dir())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("nton runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{template}: {stderr}");
-    let events: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    let summary = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "summary")
-        .unwrap_or_else(|| panic!("{template}: no summary: {events:?}"));
-    assert_eq!(summary["status"], "SUCCEEDED", "{template}: {summary}");
-    let workflow_id = summary["workflowId"].as_str().unwrap().to_string();
+    let SucceededRun { events, workflow_id, .. } = run_succeeded(
+        data_dir,
+        &["--template", template, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
+    );
     let entered = events
         .iter()
         .filter(|e| e["event"] == "stateEntered")
@@ -62,7 +43,7 @@ fn run(template: &str, data_dir: &Path) -> Run {
             _ => None,
         })
         .expect("an end line");
-    assert_eq!(end.status, "SUCCEEDED", "{template}");
+    assert_eq!(end.status, RunOutcome::Succeeded, "{template}");
     let results_dir = data_dir.join("results").join(&workflow_id);
     let mut results = BTreeSet::new();
     collect_files(&results_dir, &results_dir, &mut results);

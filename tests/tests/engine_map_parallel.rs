@@ -7,65 +7,21 @@
 //! the result files.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 
 use nton_core::batch::JobStatus;
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::{Value, json};
+use nton_tests::cli::{SucceededRun, nton_with_data as nton, run_succeeded};
+use serde_json::json;
 
 const TEMPLATE: &str = "tests/templates/map-parallel.yaml";
-
-fn nton(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("nton runs")
-}
-
-/// Every JSON line nton printed.
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
 
 #[test]
 fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let bin_dir = binary_dir();
-    let output = nton(
-        &[
-            "run",
-            "--json",
-            "--template",
-            TEMPLATE,
-            "--ids",
-            "30",
-            "--ids-per-node",
-            "10",
-            "--parallelism",
-            "2",
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-        ],
+    let SucceededRun { events, workflow_id, .. } = run_succeeded(
         dir.path(),
+        &["--template", TEMPLATE, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let events = json_lines(&output.stdout);
-    let summary = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary: {events:?}"));
-    assert_eq!(summary["status"], "SUCCEEDED", "{summary}");
-    let workflow_id = summary["workflowId"].as_str().unwrap().to_string();
 
     // The progress stream named the nested states as they ran.
     let entered: Vec<&str> = events

@@ -23,6 +23,7 @@ mod egress_s3;
 // `nton run` end to end: the local engine on real and test templates.
 mod engine_distributed_map;
 mod engine_four_stage;
+mod engine_jsonata;
 mod engine_map_parallel;
 mod engine_queue_limits;
 mod engine_run;

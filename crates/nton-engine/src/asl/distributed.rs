@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::error::{AslError, StateError, excerpt, names};
 use super::interp::{Attempt, BoxFuture, Lane, Run};
-use super::model::{self, Block, Kind};
+use super::model::{self, Block, Kind, reference};
 use super::path::{Env, Path, Vars};
 use super::payload::Payload;
 use super::raw;
@@ -266,18 +266,6 @@ fn read_field<T: for<'de> Deserialize<'de>>(
         };
         AslError::field(state, at, message)
     })
-}
-
-fn reference(state: &str, field: &str, text: &str) -> Result<Path, AslError> {
-    let p = Path::parse(text).map_err(|m| AslError::field(state, field, m))?;
-    if !p.is_definite() {
-        return Err(AslError::field(
-            state,
-            field,
-            format!("'{text}' must be a reference path (selecting a single value)"),
-        ));
-    }
-    Ok(p)
 }
 
 fn amount(
@@ -1004,21 +992,6 @@ fn items_at(
     }
 }
 
-/// Children running at once: `MaxConcurrency` (or its path); 0 or none is no limit here (AWS
-/// runs up to 10,000 at once).
-fn concurrency(map: &model::MapState, env: &Env<'_>, children: usize) -> Result<usize, StateError> {
-    let n = match &map.concurrency {
-        model::Concurrency::Fixed(n) => *n,
-        model::Concurrency::Path(p) => {
-            resolve_u64(&Amount::Path(p.clone()), env, "MaxConcurrencyPath")?
-        }
-    };
-    Ok(match usize::try_from(n) {
-        Ok(0) | Err(_) => children.max(1),
-        Ok(n) => n,
-    })
-}
-
 /// The failure threshold, resolved over the effective input.
 struct Threshold {
     percentage: f64,
@@ -1298,7 +1271,7 @@ impl Run<'_> {
             Some(reader) => read_items(reader, &in_effective, store)?,
             None => items_at(map, &effective, &in_effective)?,
         };
-        let limit = concurrency(map, &in_effective, items.len())?;
+        let limit = super::interp::map_concurrency(map, &in_effective, items.len())?;
         let mut inputs = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             inputs.push(match &map.item_selector {

@@ -875,23 +875,7 @@ impl Run<'_> {
                 excerpt(&items)
             )));
         };
-        let limit = match &map.concurrency {
-            Concurrency::Fixed(n) => *n,
-            Concurrency::Path(p) => {
-                let v = p.read(&in_effective);
-                v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
-                    StateError::runtime(format!(
-                        "The MaxConcurrencyPath '{}' must select a non-negative integer, found {}",
-                        p.text(),
-                        v.as_ref().map_or("nothing".to_string(), excerpt)
-                    ))
-                })?
-            }
-        };
-        let limit = match usize::try_from(limit) {
-            Ok(0) | Err(_) => items.len().max(1),
-            Ok(n) => n,
-        };
+        let limit = map_concurrency(map, &in_effective, items.len())?;
         let mut inputs = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
             let input = match &map.item_selector {
@@ -945,6 +929,33 @@ fn until(t: OffsetDateTime, now: OffsetDateTime) -> Duration {
 
 #[path = "interp_jsonata.rs"]
 mod jsonata_states;
+
+/// Iterations (or Distributed Map children) running at once: `MaxConcurrency`, or the integer
+/// its path selects from the effective input; 0, or none, is no limit here (AWS: as many as it
+/// can for an inline Map, up to 10,000 for a Distributed one).
+pub(super) fn map_concurrency(
+    map: &model::MapState,
+    env: &Env<'_>,
+    children: usize,
+) -> Result<usize, StateError> {
+    let limit = match &map.concurrency {
+        Concurrency::Fixed(n) => *n,
+        Concurrency::Path(p) => {
+            let v = p.read(env);
+            v.as_ref().and_then(Value::as_u64).ok_or_else(|| {
+                StateError::runtime(format!(
+                    "The MaxConcurrencyPath '{}' must select a non-negative integer, found {}",
+                    p.text(),
+                    v.as_ref().map_or("nothing".to_string(), excerpt)
+                ))
+            })?
+        }
+    };
+    Ok(match usize::try_from(limit) {
+        Ok(0) | Err(_) => children.max(1),
+        Ok(n) => n,
+    })
+}
 
 #[cfg(test)]
 #[path = "interp_tests.rs"]

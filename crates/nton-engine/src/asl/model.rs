@@ -1206,7 +1206,7 @@ fn payload(state: &str, field: &str, value: Option<&Value>) -> Result<Option<Pay
         .transpose()
 }
 
-fn reference(state: &str, field: &str, text: &str) -> Result<Path, AslError> {
+pub(super) fn reference(state: &str, field: &str, text: &str) -> Result<Path, AslError> {
     let p = Path::parse(text).map_err(|m| AslError::field(state, field, m))?;
     if !p.is_definite() {
         return Err(AslError::field(
