@@ -86,7 +86,7 @@ pub fn config_failed(binary: &str, error: &dyn Display) -> ExitCode {
 
 /// What `lambda_runtime::run` ending in an error exits with, having said which API failed.
 pub fn runtime_failed(binary: &str, api: &str, error: &dyn Display) -> ExitCode {
-    eprintln!("{binary}: the Lambda runtime API at {api} failed: {error}");
+    eprintln!("{binary}: Lambda runtime API at {api}: {error}");
     ExitCode::FAILURE
 }
 
