@@ -1,7 +1,8 @@
 //! Shared helpers for the workspace-level tests: a moto server per test, a LocalStack endpoint
-//! per test binary, and the paths of the workspace's built binaries.
+//! per test process and mock file, and the paths of the workspace's built binaries.
 
 pub mod browser;
+pub mod cli;
 pub mod iam;
 pub mod localstack;
 pub mod moto;

@@ -9,19 +9,21 @@
 //!
 //! Tests see only an endpoint. A LocalStack that cannot be started is an error, never a skip.
 //!
-//! Start costs seconds, so a test binary shares one server ([`shared`]). Under nextest every
-//! test is its own process: cases that should share a server belong in one test function.
+//! Start costs seconds, so a test process shares one server per mock file ([`shared`]). Under
+//! nextest every test is its own process: cases that should share a server belong in one test
+//! function.
 //! The host process is stopped by PID when the [`LocalStack`] is dropped, and also when the
 //! test process ends without dropping it (the shared instance lives in a static): a small
 //! shell parent holds LocalStack as its child and kills it when its stdin, a pipe from the
 //! test process, closes. That needs no `unsafe` (no `prctl(PR_SET_PDEATHSIG)`) and leaves no
 //! orphan even when the test process is killed.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -77,24 +79,22 @@ impl Drop for HostProcess {
     }
 }
 
-/// The one server of this test binary, started on first use with `sfn_mock_config` as its
-/// `SFN_MOCK_CONFIG`. Every caller must ask for the same mock file (LocalStack re-reads the
+/// The one server of this test process for `sfn_mock_config` (its `SFN_MOCK_CONFIG`), started
+/// on first use. Under cargo-nextest every test is a process of its own; under `cargo test` the
+/// whole suite is one process, and each mock file gets its own server (LocalStack re-reads the
 /// file, so its content may change between executions).
 pub fn shared(sfn_mock_config: &Path) -> anyhow::Result<&'static LocalStack> {
     // A failed start is remembered: trying again would cost the same wait for the same error.
-    static SHARED: OnceLock<Result<LocalStack, String>> = OnceLock::new();
-    let server = SHARED
-        .get_or_init(|| LocalStack::start(sfn_mock_config).map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if server.sfn_mock_config != sfn_mock_config {
-        bail!(
-            "the shared LocalStack runs with SFN_MOCK_CONFIG={}, not {}: one mock file per test binary",
-            server.sfn_mock_config.display(),
-            sfn_mock_config.display()
-        );
-    }
-    Ok(server)
+    // Leaked: a server lives as long as the process (the host mode's parent stops it at exit).
+    type Started = &'static Result<LocalStack, String>;
+    static SHARED: OnceLock<Mutex<BTreeMap<PathBuf, Started>>> = OnceLock::new();
+    let key = sfn_mock_config.canonicalize().unwrap_or_else(|_| sfn_mock_config.to_path_buf());
+    let mut servers =
+        SHARED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let server = *servers.entry(key).or_insert_with(|| {
+        Box::leak(Box::new(LocalStack::start(sfn_mock_config).map_err(|e| format!("{e:#}"))))
+    });
+    server.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 impl LocalStack {

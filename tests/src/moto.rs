@@ -1,7 +1,8 @@
 //! Starts a moto server (the AWS emulator that runs without Docker) on a free loopback port,
 //! configured before any resource is created, and stops it when dropped.
 //!
-//! Each test gets its own server, so tests run in parallel without sharing state.
+//! Each test gets its own server, so tests run in parallel without sharing state. A port taken
+//! between choosing it and moto binding it is retried on another.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,10 +16,15 @@ pub const ACCOUNT_ID: &str = "123456789012";
 /// The region every test uses.
 pub const REGION: &str = "us-east-1";
 
+/// How many ports [`MotoServer::start`] tries before it gives up.
+const START_ATTEMPTS: usize = 5;
+
 /// A running moto server; killed on drop.
 pub struct MotoServer {
     child: Child,
     port: u16,
+    /// moto's standard error, read to tell a taken port from a ready server.
+    log: tempfile::NamedTempFile,
 }
 
 impl MotoServer {
@@ -27,6 +33,14 @@ impl MotoServer {
     /// Step Functions executing Pass/Wait/Choice states.
     pub fn start() -> anyhow::Result<MotoServer> {
         MotoServer::start_with_env(&[])
+    }
+
+    /// [`MotoServer::start`] and an SDK config pointed at it: the first two lines of most moto
+    /// tests.
+    pub async fn start_with_config() -> anyhow::Result<(MotoServer, aws_config::SdkConfig)> {
+        let server = MotoServer::start()?;
+        let config = server.sdk_config().await;
+        Ok((server, config))
     }
 
     /// A server whose Batch fails every job (`MOTO_SIMPLE_BATCH_FAIL_AFTER=0`, which moto reads
@@ -38,26 +52,59 @@ impl MotoServer {
     /// [`MotoServer::start`] with more of moto's environment variables: settings moto reads only
     /// from its environment (Batch failures, the request recorder's file).
     pub fn start_with_env(env: &[(&str, &str)]) -> anyhow::Result<MotoServer> {
+        MotoServer::start_on_ports(env, free_port)
+    }
+
+    /// Starts moto on the port `next_port` gives, and on the next one when that port was taken
+    /// in the meantime (a free port is found by binding port 0 and letting it go, so another
+    /// process may bind it before moto does): up to [`START_ATTEMPTS`] times.
+    fn start_on_ports(
+        env: &[(&str, &str)],
+        mut next_port: impl FnMut() -> anyhow::Result<u16>,
+    ) -> anyhow::Result<MotoServer> {
         let program =
             std::env::var("NTON_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_string());
-        let port = free_port()?;
-        let child = Command::new(&program)
+        let mut taken = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = next_port()?;
+            match MotoServer::start_on(&program, port, env)? {
+                Some(server) => {
+                    server.post(
+                        "/moto-api/config",
+                        r#"{"batch":{"use_docker":false},"lambda":{"use_docker":false},"stepfunctions":{"execute_state_machine":true}}"#,
+                    )?;
+                    return Ok(server);
+                }
+                None => taken.push(port),
+            }
+        }
+        bail!("{program}: every port tried was taken by another program: {taken:?}")
+    }
+
+    /// One start on `port`: the server once it is ready, `None` when the port was taken.
+    fn start_on(
+        program: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Option<MotoServer>> {
+        // moto's log (werkzeug's): where it says it listens, or that the port is in use.
+        let log = tempfile::NamedTempFile::new()?;
+        let child = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen()?)
             .spawn()
             .with_context(|| {
                 format!("starting {program} (pip install \"moto[server]\"; .ci/run installs it)")
             })?;
-        let server = MotoServer { child, port };
-        server.wait_until_ready(Duration::from_secs(30))?;
-        server.post(
-            "/moto-api/config",
-            r#"{"batch":{"use_docker":false},"lambda":{"use_docker":false},"stepfunctions":{"execute_state_machine":true}}"#,
-        )?;
-        Ok(server)
+        let mut server = MotoServer { child, port, log };
+        match server.wait_until_ready(Duration::from_secs(30)) {
+            Ok(()) => Ok(Some(server)),
+            Err(_) if server.port_was_taken() => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// `http://127.0.0.1:<port>`: the value for `AWS_ENDPOINT_URL`.
@@ -86,15 +133,30 @@ impl MotoServer {
         ]
     }
 
-    fn wait_until_ready(&self, limit: Duration) -> anyhow::Result<()> {
+    /// Ready when moto's log says it listens on our port and it answers there: an answer alone
+    /// could come from another server that took the port first.
+    fn wait_until_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let listening = format!("Running on http://127.0.0.1:{}", self.port);
         let start = Instant::now();
         while start.elapsed() < limit {
-            if self.get("/moto-api/").is_ok() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("moto on port {} exited with {status}: {}", self.port, self.log_text());
+            }
+            if self.log_text().contains(&listening) && self.get("/moto-api/").is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("moto server on port {} not ready after {limit:?}", self.port)
+        bail!("moto server on port {} not ready after {limit:?}: {}", self.port, self.log_text())
+    }
+
+    /// werkzeug's words when the port is bound already ("Address already in use").
+    fn port_was_taken(&self) -> bool {
+        self.log_text().contains("Address already in use")
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// A bare HTTP/1.0 request: the harness needs two calls, not an HTTP client dependency.
@@ -207,5 +269,32 @@ pub async fn batch_queue(config: &aws_config::SdkConfig, name: &str) -> BatchQue
     BatchQueue {
         queue: queue.job_queue_arn().unwrap_or_default().to_string(),
         definition: definition.job_definition_arn().unwrap_or_default().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port another program holds is recognised from moto's own message and the next port is
+    /// used; the server answers there. Needs moto (`NTON_MOTO_SERVER`, as every moto test).
+    #[test]
+    fn a_taken_port_is_retried_on_the_next() {
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap().port();
+        let mut ports = vec![free_port().unwrap(), taken];
+        let server = MotoServer::start_on_ports(&[], || Ok(ports.pop().unwrap())).unwrap();
+        assert_ne!(server.port, taken);
+        assert!(ports.is_empty(), "both ports were tried");
+        assert!(server.get("/moto-api/").is_ok());
+    }
+
+    /// Every port taken: an error naming them, not a server on someone else's port.
+    #[test]
+    fn all_ports_taken_is_an_error_naming_them() {
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap().port();
+        let error = MotoServer::start_on_ports(&[], || Ok(taken)).err().unwrap();
+        assert!(error.to_string().contains(&format!("{taken}")), "{error}");
     }
 }

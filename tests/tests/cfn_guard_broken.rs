@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_yaml_ng::{Mapping, Value};
+use serde_json::{Map, Value};
+
+type Mapping = Map<String, Value>;
 
 fn cfn_dir() -> PathBuf {
     nton_tests::workspace_root().join("cloudformation")
@@ -20,11 +22,16 @@ fn cfn_guard() -> String {
 fn load(template: &str) -> Value {
     let path = cfn_dir().join(template);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    nton_engine::template::parse_document(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn key(k: &str) -> Value {
     Value::String(k.to_string())
+}
+
+fn field(k: &str) -> String {
+    k.to_string()
 }
 
 /// The mapping at `path` (resource logical id first, then property names) inside `Resources`.
@@ -33,11 +40,11 @@ fn at<'a>(template: &'a mut Value, path: &[&str]) -> &'a mut Mapping {
     for segment in path {
         node = node.get_mut(*segment).unwrap_or_else(|| panic!("no {segment} in {path:?}"));
     }
-    node.as_mapping_mut().unwrap_or_else(|| panic!("{path:?} is not a mapping"))
+    node.as_object_mut().unwrap_or_else(|| panic!("{path:?} is not a mapping"))
 }
 
 fn set(template: &mut Value, path: &[&str], field: &str, value: Value) {
-    at(template, path).insert(key(field), value);
+    at(template, path).insert(field.to_string(), value);
 }
 
 fn remove(template: &mut Value, path: &[&str], field: &str) {
@@ -45,7 +52,7 @@ fn remove(template: &mut Value, path: &[&str], field: &str) {
 }
 
 fn yaml(text: &str) -> Value {
-    serde_yaml_ng::from_str(text).expect("test YAML parses")
+    nton_engine::template::parse_document(text).expect("test YAML parses")
 }
 
 /// One broken variant: which template, what is wrong, which rule file and rule must catch it.
@@ -87,7 +94,7 @@ fn cases() -> Vec<Case> {
             what: "results bucket without the TLS-only policy",
             breaks: |t| {
                 t["Resources"]
-                    .as_mapping_mut()
+                    .as_object_mut()
                     .unwrap()
                     .remove("ResultsBucketPolicy")
                     .expect("ResultsBucketPolicy exists");
@@ -107,7 +114,7 @@ fn cases() -> Vec<Case> {
             what: "VPC without flow logs",
             breaks: |t| {
                 t["Resources"]
-                    .as_mapping_mut()
+                    .as_object_mut()
                     .unwrap()
                     .remove("VpcFlowLog")
                     .expect("VpcFlowLog exists");
@@ -119,8 +126,8 @@ fn cases() -> Vec<Case> {
             rule: "VPC3",
             what: "a network ACL (warning)",
             breaks: |t| {
-                t["Resources"].as_mapping_mut().unwrap().insert(
-                    key("PrivateAcl"),
+                t["Resources"].as_object_mut().unwrap().insert(
+                    field("PrivateAcl"),
                     yaml("{Type: AWS::EC2::NetworkAcl, Properties: {VpcId: {Ref: Vpc}}}"),
                 );
             },
@@ -154,7 +161,7 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 let mappings = at(t, &["BatchLaunchTemplate", "Properties", "LaunchTemplateData"]);
                 mappings.insert(
-                    key("BlockDeviceMappings"),
+                    field("BlockDeviceMappings"),
                     yaml("[{DeviceName: /dev/xvda, Ebs: {Encrypted: false, VolumeSize: 30}}]"),
                 );
             },
@@ -221,7 +228,7 @@ fn cases() -> Vec<Case> {
                 let statements = &mut t["Resources"]["EgressJobRole"]["Properties"]["Policies"][0]
                     ["PolicyDocument"]["Statement"];
                 let write = statements
-                    .as_sequence_mut()
+                    .as_array_mut()
                     .unwrap()
                     .iter_mut()
                     .find(|s| s["Sid"] == key("WriteResults"))
@@ -237,7 +244,7 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 let entry = &mut t["Resources"]["WatchFunctionRole"]["Metadata"]["guard"]["SuppressedRules"]
                     [0];
-                entry.as_mapping_mut().unwrap().remove("reason").expect("a reason to remove");
+                entry.as_object_mut().unwrap().remove("reason").expect("a reason to remove");
             },
         },
         Case {
@@ -258,8 +265,8 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 let props = at(t, &["InitFunction", "Properties"]);
                 props.remove("PackageType");
-                props.insert(key("Runtime"), key("python3.9"));
-                props.insert(key("Handler"), key("index.handler"));
+                props.insert(field("Runtime"), key("python3.9"));
+                props.insert(field("Handler"), key("index.handler"));
             },
         },
         Case {
@@ -289,8 +296,8 @@ fn cases() -> Vec<Case> {
             rule: "EVB1",
             what: "event bus open to everyone",
             breaks: |t| {
-                t["Resources"].as_mapping_mut().unwrap().insert(
-                    key("OpenBus"),
+                t["Resources"].as_object_mut().unwrap().insert(
+                    field("OpenBus"),
                     yaml("{Type: AWS::Events::EventBusPolicy, Properties: {StatementId: all, Action: 'events:PutEvents', Principal: '*'}}"),
                 );
             },
@@ -301,7 +308,7 @@ fn cases() -> Vec<Case> {
             rule: "NO_RETAIN",
             what: "bucket retained after the stack is deleted",
             breaks: |t| {
-                at(t, &["ResultsBucket"]).insert(key("DeletionPolicy"), key("Retain"));
+                at(t, &["ResultsBucket"]).insert(field("DeletionPolicy"), key("Retain"));
             },
         },
         Case {
@@ -399,7 +406,7 @@ fn cases() -> Vec<Case> {
             breaks: |t| {
                 let rules = t["Resources"]["EgressJobDefinition"]["Properties"]["RetryStrategy"]
                     ["EvaluateOnExit"]
-                    .as_sequence_mut()
+                    .as_array_mut()
                     .unwrap();
                 for rule in rules.iter_mut() {
                     rule["Action"] = key("RETRY");
@@ -445,8 +452,7 @@ fn cases() -> Vec<Case> {
                 let document = at(t, &["RunNotificationTopicPolicy", "Properties"])
                     .get_mut("PolicyDocument")
                     .expect("topic policy has a PolicyDocument");
-                let statements =
-                    document["Statement"].as_sequence_mut().expect("Statement is a list");
+                let statements = document["Statement"].as_array_mut().expect("Statement is a list");
                 let before = statements.len();
                 statements.retain(|s| s["Effect"] != "Deny");
                 assert_eq!(statements.len(), before - 1, "exactly one Deny to remove");
@@ -516,7 +522,8 @@ fn every_broken_variant_fails_its_rule_with_its_message() {
         let mut template = load(case.template);
         (case.breaks)(&mut template);
         let path = dir.path().join(format!("{i:02}-{}", case.template));
-        std::fs::write(&path, serde_yaml_ng::to_string(&template).unwrap()).unwrap();
+        // Written as JSON (long-form intrinsics), which cfn-guard reads as it reads YAML.
+        std::fs::write(&path, serde_json::to_string_pretty(&template).unwrap()).unwrap();
         let (code, out) = validate(&path, &rules);
         let named = out.contains(&format!("\"name\": \"{}\"", case.rule));
         let message = out.contains(&format!("{} - ", case.rule));

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_yaml_ng::Value;
+use serde_json::Value;
 
 const TEMPLATES: [&str; 3] = ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"];
 /// Rule files reported as warnings (cdk-nag's VPC3 is a warning): validated separately.
@@ -51,8 +51,10 @@ fn params_files() -> Vec<PathBuf> {
 }
 
 fn pipeline() -> Value {
-    serde_yaml_ng::from_str(&std::fs::read_to_string(cfn_dir().join("pipeline.yaml")).unwrap())
-        .unwrap()
+    nton_engine::template::parse_document(
+        &std::fs::read_to_string(cfn_dir().join("pipeline.yaml")).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -107,7 +109,7 @@ fn cfn_lint_is_clean_with_every_environment_and_compute_type() {
 #[test]
 fn params_files_name_only_real_parameters_in_the_template_configuration_format() {
     let template = pipeline();
-    let declared = template["Parameters"].as_mapping().unwrap();
+    let declared = template["Parameters"].as_object().unwrap();
     let names: Vec<String> = params_files()
         .iter()
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
@@ -210,7 +212,7 @@ fn templates_fit_where_they_are_deployed_from() {
 #[test]
 fn the_engine_contract_holds() {
     let template = pipeline();
-    let resources = template["Resources"].as_mapping().unwrap();
+    let resources = template["Resources"].as_object().unwrap();
     for id in [
         "InitFunction",
         "WatchFunction",
@@ -230,9 +232,9 @@ fn the_engine_contract_holds() {
     }
     let substitutions =
         template["Resources"]["StateMachine"]["Properties"]["DefinitionSubstitutions"]
-            .as_mapping()
+            .as_object()
             .unwrap();
-    let mut keys: Vec<&str> = substitutions.keys().map(|k| k.as_str().unwrap()).collect();
+    let mut keys: Vec<&str> = substitutions.keys().map(String::as_str).collect();
     keys.sort();
     assert_eq!(
         keys,
@@ -260,7 +262,7 @@ fn the_engine_contract_holds() {
         assert_eq!(container["Environment"][0]["Name"], "NTON_DATA_ROOT");
         assert_eq!(container["Environment"][0]["Value"], "/mnt/efs");
         // Image strings end in /<binary><ImageTag>: the last path segment names the binary.
-        let image = serde_yaml_ng::to_string(&container["Image"]).unwrap();
+        let image = container["Image"].to_string();
         assert!(image.contains("/nton-job"), "{stage} image: {image}");
     }
 }
@@ -355,10 +357,10 @@ fn reserved_concurrency_is_left_out_unless_asked_for() {
 fn the_run_timeout_is_a_number_init_knows_and_the_poll_interval_fits_the_history() {
     let template = pipeline();
     let allowed: Vec<String> = template["Parameters"]["RunTimeoutHours"]["AllowedValues"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
-        .map(|v| serde_yaml_ng::to_string(v).unwrap().trim().to_string())
+        .map(Value::to_string)
         .collect();
     assert!(!allowed.is_empty());
     for hours in &allowed {
@@ -377,12 +379,7 @@ fn the_run_timeout_is_a_number_init_knows_and_the_poll_interval_fits_the_history
             Some(hours.as_str())
         );
     }
-    let default_of = |name: &str| {
-        serde_yaml_ng::to_string(&template["Parameters"][name]["Default"])
-            .unwrap()
-            .trim()
-            .to_string()
-    };
+    let default_of = |name: &str| template["Parameters"][name]["Default"].to_string();
     let mut sets = vec![("defaults".to_string(), vec![])];
     for file in params_files() {
         sets.push((file.display().to_string(), params_of(&file)));
@@ -451,24 +448,22 @@ fn no_template_holds_a_null_value() {
     fn nulls(value: &Value, path: String, found: &mut Vec<String>) {
         match value {
             Value::Null => found.push(path),
-            Value::Sequence(items) => {
+            Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
                     nulls(item, format!("{path}/{index}"), found);
                 }
             }
-            Value::Mapping(map) => {
+            Value::Object(map) => {
                 for (key, item) in map {
-                    let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_string);
                     nulls(item, format!("{path}/{key}"), found);
                 }
             }
-            Value::Tagged(tagged) => nulls(&tagged.value, path, found),
             _ => {}
         }
     }
     for name in ["pipeline.yaml", "registry.yaml", "github-oidc.yaml"] {
         let text = std::fs::read_to_string(cfn_dir().join(name)).unwrap();
-        let template: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let template = nton_engine::template::parse_document(&text).unwrap();
         let mut found = Vec::new();
         nulls(&template, String::new(), &mut found);
         assert!(found.is_empty(), "{name}: null values at {found:?}");

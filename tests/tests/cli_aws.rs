@@ -10,8 +10,9 @@
 use std::path::Path;
 
 use aws_sdk_cloudformation::types::{ExecutionStatus, StackStatus};
-use nton::aws::{self, Console, DeployArgs, StackArgs, StartArgs, TeardownArgs, WatchArgs};
+use nton::aws::{self, Console, DeployArgs, StartArgs, WatchArgs};
 use nton::exit;
+use nton_tests::cli::{deploy_args, teardown_args};
 use nton_tests::moto::MotoServer;
 use serde_json::{Value, json};
 
@@ -87,33 +88,6 @@ fn default_params() -> Value {
     json!({"Parameters": {"RepositoryPrefix": "team-dev"}, "Tags": {"project": "nton", "environment": "dev"}})
 }
 
-fn deploy_args(dir: &Path) -> DeployArgs {
-    DeployArgs {
-        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
-        template_dir: dir.to_path_buf(),
-        template_bucket: None,
-        params_file: None,
-        image_tag: Some(":git-1a2b3c4".into()),
-        only: None,
-        no_wait: false,
-        dry_run: false,
-        json: false,
-        poll_seconds: 0.1,
-        aws: Default::default(),
-    }
-}
-
-fn teardown_args() -> TeardownArgs {
-    TeardownArgs {
-        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
-        yes: true,
-        only: None,
-        keep_logs: false,
-        poll_seconds: 0.1,
-        aws: Default::default(),
-    }
-}
-
 async fn stack_status(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Option<StackStatus> {
     match cfn.describe_stacks().stack_name(name).send().await {
         Ok(answer) => answer.stacks()[0].stack_status().cloned(),
@@ -155,8 +129,7 @@ async fn deploy(config: &aws_config::SdkConfig, args: &DeployArgs) -> (u8, Strin
 
 #[tokio::test]
 async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let dir = tempfile::tempdir().unwrap();
     write_templates(dir.path(), &default_params());
@@ -231,8 +204,7 @@ async fn deploy_creates_both_stacks_then_an_unchanged_deploy_succeeds() {
 
 #[tokio::test]
 async fn a_dry_run_of_a_new_environment_leaves_no_stack_behind() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let dir = tempfile::tempdir().unwrap();
     write_templates(dir.path(), &default_params());
@@ -250,8 +222,7 @@ async fn a_dry_run_of_a_new_environment_leaves_no_stack_behind() {
 
 #[tokio::test]
 async fn bad_input_is_refused_before_any_stack_is_touched() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let dir = tempfile::tempdir().unwrap();
     let params_path = dir.path().join("params/dev.json");
@@ -355,13 +326,13 @@ fn watch_args(execution: &str) -> WatchArgs {
 
 #[tokio::test]
 async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
+    // `position` as the watcher gives it: the object's keys come back sorted.
     "progress": {
-        "procure": {"size": 4, "counts": {"SUCCEEDED": 4}},
-        "process": {"size": 4, "counts": {"SUCCEEDED": 4}},
-        "egress": {"size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
+        "procure": {"position": 0, "size": 4, "counts": {"SUCCEEDED": 4}},
+        "process": {"position": 1, "size": 4, "counts": {"SUCCEEDED": 4}},
+        "egress": {"position": 2, "size": 4, "counts": {"SUCCEEDED": 3, "RUNNING": 1}}
     }});
     // moto does not execute machines made by CloudFormation, so the stack's output names one
     // made through the API, as the real template's StateMachineArn output names its own.
@@ -425,8 +396,7 @@ async fn start_finds_the_machine_in_the_stack_and_watch_follows_it_to_success() 
 #[tokio::test]
 async fn start_on_a_machine_given_by_arn_prints_the_bare_execution_arn() {
     // A server of its own: moto fails every execution after the first in one server.
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": false, "progress": {}});
     let machine = create_machine(&config, "by-arn", &status).await;
     let args = StartArgs {
@@ -457,8 +427,7 @@ async fn start_on_a_machine_given_by_arn_prints_the_bare_execution_arn() {
 
 #[tokio::test]
 async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_execution() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": true, "error": "NodesFailed",
         "cause": "procure: 1 of 4 nodes failed (node 2)",
         "progress": {"procure": {"size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}}},
@@ -514,8 +483,7 @@ async fn watch_exits_1_with_the_error_cause_and_failed_nodes_of_a_failed_executi
 
 #[tokio::test]
 async fn teardown_empties_the_versioned_bucket_and_the_repositories_then_deletes_both_stacks() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let dir = tempfile::tempdir().unwrap();
     write_templates(dir.path(), &default_params());
@@ -621,8 +589,7 @@ async fn the_real_templates_and_every_params_file_make_change_sets() {
     // Each params file must fit the templates it is deployed with (a key no template declares
     // fails here, not in the deploy workflow), and CloudFormation (moto's) must accept the
     // change sets. A dry run deletes them again.
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     let template_dir = nton_tests::workspace_root().join("cloudformation");
     let mut envs: Vec<String> = std::fs::read_dir(template_dir.join("params"))

@@ -110,13 +110,12 @@ fn watch_args(execution: &str) -> WatchArgs {
 
 #[tokio::test]
 async fn a_failed_execution_writes_its_error_failed_nodes_and_results_to_the_summary() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": true, "error": "NodesFailed",
         "cause": "procure: 1 of 4 nodes failed (node 2)",
         "progress": {
-            "procure": {"size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}},
-            "process": {"size": 4, "counts": {"SUCCEEDED": 3}}
+            "procure": {"position": 0, "size": 4, "counts": {"SUCCEEDED": 3, "FAILED": 1}},
+            "process": {"position": 1, "size": 4, "counts": {"SUCCEEDED": 3}}
         },
         "failedNodes": [{"node": 2, "stage": "procure", "reason": "Essential container `exited`", "exitCode": 1}],
         "failedNodeCount": 1});
@@ -158,8 +157,7 @@ async fn a_failed_execution_writes_its_error_failed_nodes_and_results_to_the_sum
 
 #[tokio::test]
 async fn a_successful_execution_through_the_binary_writes_the_summary() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
         "progress": {"egress": {"size": 4, "counts": {"SUCCEEDED": 4}}}});
     let (execution, bucket) = deployed_run(&config, &status).await;
@@ -218,8 +216,7 @@ async fn a_summary_that_cannot_be_written_is_refused_before_any_aws_call() {
 
 #[tokio::test]
 async fn teardown_refuses_a_confirmation_that_is_not_the_environment_before_any_aws_call() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     cfn.create_stack()
         .stack_name("nton-dev-pipeline")

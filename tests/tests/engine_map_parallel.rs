@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use nton_core::batch::JobStatus;
+use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
 use nton_tests::{binary_dir, workspace_binary, workspace_root};
 use serde_json::{Value, json};
 
@@ -89,7 +90,7 @@ fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
             _ => None,
         })
         .expect("an end line");
-    assert_eq!(end.status, "SUCCEEDED");
+    assert_eq!(end.status, RunOutcome::Succeeded);
     let out = end.output.expect("an output");
     assert_eq!(out["workflowId"], workflow_id.as_str());
     assert_eq!(
@@ -104,7 +105,7 @@ fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
     let children: BTreeSet<(String, u32)> = record
         .iter()
         .filter_map(|line| match line {
-            RecordLine::Child(c) if c.is_final && c.status == "SUCCEEDED" => {
+            RecordLine::Child(c) if c.is_final && c.status == JobStatus::Succeeded => {
                 Some((c.job_name.clone(), c.node.unwrap_or(u32::MAX)))
             }
             _ => None,

@@ -10,12 +10,12 @@
 //! takes seconds. The memory comes through the template's own `ProcessMemory` parameter.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use nton_core::batch::JobStatus;
+use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, RunOutcome, read_record};
+use nton_tests::cli::{expect_exit, json_summary, nton_run};
+use nton_tests::workspace_root;
 
 /// The queues' time limit in the derived template.
 const MAX_TIME_SECONDS: u64 = 2;
@@ -44,28 +44,16 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
     let dir = tempfile::tempdir().unwrap();
     let template = template_with_short_limits(dir.path());
     let began = Instant::now();
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--ids", "10", "--ids-per-node", "5"])
-        .arg("--template")
-        .arg(&template)
-        .args(["--param", &format!("ProcessMemory={HUGE_MEMORY_MIB}")])
-        .arg("--data-dir")
-        .arg(dir.path().join("runs"))
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .output()
-        .unwrap();
+    let output = expect_exit(
+        nton_run(&dir.path().join("runs"))
+            .args(["--ids", "10", "--ids-per-node", "5"])
+            .arg("--template")
+            .arg(&template)
+            .args(["--param", &format!("ProcessMemory={HUGE_MEMORY_MIB}")]),
+        nton::exit::RUN_FAILED,
+    );
     let took = began.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|v| v["event"] == "summary")
-        })
-        .expect("a summary line");
+    let summary = json_summary(&output.stdout);
     assert_eq!(summary["status"], "FAILED", "{summary}");
     assert_eq!(summary["error"], "nton.NodesFailed", "{summary}");
     let cause = summary["cause"].as_str().unwrap_or_default();
@@ -92,9 +80,9 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
     assert_eq!(finals.len(), 6, "{finals:#?}");
     for node in 0..2 {
         let procure = finals[&("procure".to_string(), node)];
-        assert_eq!(procure.status, "SUCCEEDED", "procure node {node}");
+        assert_eq!(procure.status, JobStatus::Succeeded, "procure node {node}");
         let process = finals[&("process".to_string(), node)];
-        assert_eq!(process.status, "FAILED", "process node {node}");
+        assert_eq!(process.status, JobStatus::Failed, "process node {node}");
         assert_eq!(
             process.reason.as_deref(),
             Some(
@@ -104,11 +92,11 @@ fn a_job_too_big_for_the_machine_is_cancelled_by_the_queue_time_limit_and_the_ru
         );
         assert_eq!(process.started_at, None, "process node {node} must never start");
         let egress = finals[&("egress".to_string(), node)];
-        assert_eq!(egress.status, "FAILED", "egress node {node}");
+        assert_eq!(egress.status, JobStatus::Failed, "egress node {node}");
         assert_eq!(egress.started_at, None, "egress node {node} must not run");
     }
     assert!(
-        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == "FAILED"),
+        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == RunOutcome::Failed),
         "the record ends FAILED"
     );
 }

@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_core::batch::JobStatus;
+use nton_engine::record::{
+    ChildLine, RECORD_FILE, RecordLine, RunOutcome, StateEvent, read_record,
+};
+use nton_tests::{binary_dir, cli, workspace_binary, workspace_root};
 use serde_json::Value;
 
 struct Run {
@@ -44,23 +47,8 @@ impl Run {
 
 /// Runs `nton run --json` with a fresh data dir and the given flags.
 fn nton_run(data_dir: &Path, flags: &[&str]) -> Run {
-    let mut command = Command::new(workspace_binary("nton"));
-    command
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--data-dir"])
-        .arg(data_dir)
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .args(flags);
-    let output = command.output().expect("nton runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary = stdout
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|value| value["event"] == "summary")
-        })
-        .unwrap_or(Value::Null);
+    let output = cli::nton_run(data_dir).args(flags).output().expect("nton runs");
+    let summary = cli::json_summary(&output.stdout);
     Run { output, data_dir: data_dir.to_path_buf(), summary }
 }
 
@@ -148,15 +136,15 @@ fn a_node_failing_in_procure_skips_its_later_stages_and_fails_the_run_naming_it(
     let finals = final_children(&lines);
     for stage in ["process", "egress"] {
         let child = &finals[&(stage.to_string(), 3)];
-        assert_eq!(child.status, "FAILED");
+        assert_eq!(child.status, JobStatus::Failed);
         assert_eq!(child.started_at, None, "{stage} node 3 must not run");
         assert_eq!(child.reason.as_deref(), Some(nton_core::batch::DEPENDENCY_FAILED_REASON));
     }
-    assert_eq!(finals[&("procure".to_string(), 3)].status, "FAILED");
+    assert_eq!(finals[&("procure".to_string(), 3)].status, JobStatus::Failed);
     // Every other node is complete: 4 nodes x 8 ids.
     for node in [0u32, 1, 2, 4] {
         for stage in ["procure", "process", "egress"] {
-            assert_eq!(finals[&(stage.to_string(), node)].status, "SUCCEEDED");
+            assert_eq!(finals[&(stage.to_string(), node)].status, JobStatus::Succeeded);
         }
     }
     let results = result_files(&run.results_dir());
@@ -359,7 +347,9 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     loop {
         let finished = record_path()
             .and_then(|path| read_record(&path).ok())
-            .map(|lines| children(&lines).iter().filter(|c| c.status == "SUCCEEDED").count())
+            .map(|lines| {
+                children(&lines).iter().filter(|c| c.status == JobStatus::Succeeded).count()
+            })
             .unwrap_or(0);
         if finished >= 10 {
             break;
@@ -378,13 +368,13 @@ fn ctrl_c_stops_a_run_that_then_resumes_without_redoing_finished_children() {
     let run_dir = path.parent().unwrap().to_path_buf();
     let before = read_record(&path).unwrap();
     assert!(
-        matches!(before.last(), Some(RecordLine::End(end)) if end.status == "INTERRUPTED"),
+        matches!(before.last(), Some(RecordLine::End(end)) if end.status == RunOutcome::Interrupted),
         "the record ends with the interruption: {:#?}",
         &before[before.len().saturating_sub(3)..]
     );
     let done_before: BTreeSet<(String, u32)> = children(&before)
         .iter()
-        .filter(|c| c.status == "SUCCEEDED")
+        .filter(|c| c.status == JobStatus::Succeeded)
         .map(|c| (stage_of(c).to_string(), c.node.unwrap_or(0)))
         .collect();
     let resumed = nton_run(dir.path(), &["--resume", run_dir.to_str().unwrap()]);
@@ -490,7 +480,9 @@ fn a_sync_submission_waits_for_the_job_and_fails_the_task_when_it_fails() {
         .record()
         .into_iter()
         .find_map(|line| match line {
-            RecordLine::State(state) if state.name == "Submit" && state.event == "exited" => {
+            RecordLine::State(state)
+                if state.name == "Submit" && state.event == StateEvent::Exited =>
+            {
                 state.output
             }
             _ => None,

@@ -1,10 +1,8 @@
 //! `nton run --output s3://...`: a local run whose egress children upload to S3 (a moto server
 //! over real HTTP), with the same keys a deployed run writes.
 
-use std::process::Command;
-
+use nton_tests::cli::{expect_success, json_summary, nton_run};
 use nton_tests::moto::MotoServer;
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
 use serde_json::Value;
 
 #[tokio::test]
@@ -17,23 +15,13 @@ async fn a_local_run_egresses_to_s3_under_the_workflow_prefix() {
     s3.create_bucket().bucket("results").send().await.unwrap();
 
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .envs(moto.env())
-        .args(["run", "--json", "--ids", "60", "--ids-per-node", "20"])
-        .args(["--output", "s3://results/runs"])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|value| value["event"] == "summary")
-        .expect("a summary line");
+    let output = expect_success(
+        nton_run(data_dir.path())
+            .envs(moto.env())
+            .args(["--ids", "60", "--ids-per-node", "20"])
+            .args(["--output", "s3://results/runs"]),
+    );
+    let summary = json_summary(&output.stdout);
     let workflow = summary["workflowId"].as_str().unwrap();
     assert_eq!(summary["results"], format!("s3://results/runs/{workflow}/"));
 

@@ -4,11 +4,12 @@
 //! cleanup's reason, their dependants fail without running, nothing is left behind.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use nton_core::batch::JobStatus;
+use nton_engine::record::{
+    ChildLine, RECORD_FILE, RecordLine, RunOutcome, StateEvent, read_record,
+};
+use nton_tests::cli::{expect_exit, json_summary, nton_run};
 
 fn stage_of(child: &ChildLine) -> String {
     child.job_name.trim_start_matches("nton-").split('-').next().unwrap_or_default().to_string()
@@ -20,26 +21,14 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
     // A one-hour timeout with one poll an hour: the first poll already cannot be followed by
     // another before the timeout less the cleanup's margin, so the watcher ends the run while
     // procure node 2 still sleeps (10 minutes, far longer than this test may take).
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--ids", "20", "--ids-per-node", "5"])
-        .args(["--poll-seconds", "3600", "--param", "RunTimeoutHours=1"])
-        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:600000"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|v| v["event"] == "summary")
-        })
-        .expect("a summary line");
+    let output = expect_exit(
+        nton_run(dir.path())
+            .args(["--ids", "20", "--ids-per-node", "5"])
+            .args(["--poll-seconds", "3600", "--param", "RunTimeoutHours=1"])
+            .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:600000"]),
+        nton::exit::RUN_FAILED,
+    );
+    let summary = json_summary(&output.stdout);
     assert_eq!(summary["status"], "FAILED", "{summary}");
     assert_eq!(summary["error"], "nton.RunDeadlineExceeded", "{summary}");
     assert_eq!(summary["failedState"], "RunFailed", "{summary}");
@@ -49,7 +38,7 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
     let entered: Vec<&str> = lines
         .iter()
         .filter_map(|line| match line {
-            RecordLine::State(s) if s.event == "entered" => Some(s.name.as_str()),
+            RecordLine::State(s) if s.event == StateEvent::Entered => Some(s.name.as_str()),
             _ => None,
         })
         .collect();
@@ -66,25 +55,25 @@ fn a_run_past_its_deadline_terminates_its_jobs_and_fails_through_the_cleanup() {
     let reason = format!("nton run {workflow_id} failed with nton.RunDeadlineExceeded");
     // The slow child was stopped by the cleanup, not left to run.
     let slow = finals[&("procure".to_string(), 2)];
-    assert_eq!(slow.status, "FAILED");
+    assert_eq!(slow.status, JobStatus::Failed);
     assert_eq!(slow.reason.as_deref(), Some(reason.as_str()));
     // Its dependants never ran.
     for stage in ["process", "egress"] {
         let child = finals[&(stage.to_string(), 2)];
-        assert_eq!(child.status, "FAILED", "{stage} node 2");
+        assert_eq!(child.status, JobStatus::Failed, "{stage} node 2");
         assert_eq!(child.started_at, None, "{stage} node 2 must not run");
     }
     // Every child of every stage ended; none that had not succeeded was left waiting.
     assert_eq!(finals.len(), 12, "{finals:#?}");
     for ((stage, node), child) in &finals {
         assert!(
-            child.status == "SUCCEEDED" || child.status == "FAILED",
+            child.status == JobStatus::Succeeded || child.status == JobStatus::Failed,
             "{stage} {node}: {}",
             child.status
         );
     }
     assert!(
-        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == "FAILED"),
+        matches!(lines.last(), Some(RecordLine::End(end)) if end.status == RunOutcome::Failed),
         "the record ends FAILED"
     );
 }

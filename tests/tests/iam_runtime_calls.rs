@@ -783,19 +783,7 @@ fn stack_args() -> StackArgs {
 }
 
 fn deploy_args(dir: &std::path::Path) -> DeployArgs {
-    DeployArgs {
-        stack: stack_args(),
-        template_dir: dir.to_path_buf(),
-        template_bucket: None,
-        params_file: None,
-        image_tag: Some(":git-1a2b3c4".into()),
-        only: None,
-        no_wait: false,
-        dry_run: false,
-        json: false,
-        poll_seconds: 0.1,
-        aws: Default::default(),
-    }
+    DeployArgs { stack: stack_args(), ..nton_tests::cli::deploy_args(dir) }
 }
 
 #[tokio::test]

@@ -103,7 +103,7 @@ fn every_workflow_session_outlives_its_job_and_fits_the_roles_maximum() {
     let mut checked = 0;
     for name in ["deploy.yml", "run.yml", "teardown.yml"] {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
-        let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let workflow = nton_engine::template::parse_document(&text).unwrap();
         for (job_name, job) in workflow["jobs"].as_object().unwrap() {
             let Some(steps) = job["steps"].as_array() else {
                 continue;

@@ -621,18 +621,17 @@ fn the_description_is_coherent_and_shared() {
 /// images as a user of its own; the access point sets the identity on EFS for it too.)
 #[test]
 fn the_image_user_is_the_templates_user() {
-    use serde_yaml_ng::Value;
     let path = workspace_root().join("cloudformation/pipeline.yaml");
     let text = fs::read_to_string(&path).unwrap();
-    let template: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let template = nton_engine::template::parse_document(&text).unwrap_or_else(|e| panic!("{e}"));
     let user = &image("nton-job").user;
     let expected = format!("{}:{}", user.uid, user.gid);
-    let resources = template["Resources"].as_mapping().expect("Resources");
+    let resources = template["Resources"].as_object().expect("Resources");
     let of_type = |kind: &str| {
         resources
             .iter()
             .filter(|(_, r)| r["Type"].as_str() == Some(kind))
-            .map(|(name, r)| (name.as_str().unwrap_or_default().to_string(), r.clone()))
+            .map(|(name, r)| (name.clone(), r.clone()))
             .collect::<Vec<_>>()
     };
 

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use nton_tests::cli::{expect_success, json_summary, nton_run};
 use nton_tests::localstack;
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
-use serde_json::Value;
+use nton_tests::{binary_dir, workspace_root};
 
 async fn objects(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> BTreeMap<String, Vec<u8>> {
     let mut found = BTreeMap::new();
@@ -36,24 +36,14 @@ async fn a_local_run_egresses_to_localstack_s3_in_parts_and_a_second_egress_chan
     s3.create_bucket().bucket("nton-results").send().await.unwrap();
 
     let data_dir = tempfile::tempdir().unwrap();
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .envs(server.env())
-        .args(["run", "--json", "--ids", "40", "--ids-per-node", "10", "--keep-data"])
-        .args(["--output", "s3://nton-results/runs/daily"])
-        .args(["--job-env", "NTON_S3_MULTIPART_THRESHOLD_BYTES=1"])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let summary: Value = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|value| value["event"] == "summary")
-        .expect("a summary line");
+    let output = expect_success(
+        nton_run(data_dir.path())
+            .envs(server.env())
+            .args(["--ids", "40", "--ids-per-node", "10", "--keep-data"])
+            .args(["--output", "s3://nton-results/runs/daily"])
+            .args(["--job-env", "NTON_S3_MULTIPART_THRESHOLD_BYTES=1"]),
+    );
+    let summary = json_summary(&output.stdout);
     let workflow = summary["workflowId"].as_str().unwrap().to_string();
     assert_eq!(summary["results"], format!("s3://nton-results/runs/daily/{workflow}/"));
 

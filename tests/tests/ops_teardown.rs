@@ -6,7 +6,7 @@
 
 use aws_sdk_batch::types::{ResourceRequirement, ResourceType};
 use aws_sdk_cloudformation::types::Capability;
-use nton::aws::{self, Console, StackArgs, StackKind, TeardownArgs};
+use nton::aws::{self, Console, StackKind, TeardownArgs};
 use nton::exit;
 use nton_tests::moto::MotoServer;
 use serde_json::{Value, json};
@@ -40,14 +40,7 @@ Resources:
 "#;
 
 fn teardown_args() -> TeardownArgs {
-    TeardownArgs {
-        stack: StackArgs { env: "dev".into(), prefix: "nton".into(), cfn_role_arn: None },
-        yes: true,
-        only: Some(StackKind::Pipeline),
-        keep_logs: false,
-        poll_seconds: 0.1,
-        aws: Default::default(),
-    }
+    TeardownArgs { only: Some(StackKind::Pipeline), ..nton_tests::cli::teardown_args() }
 }
 
 struct Env {
@@ -60,8 +53,7 @@ struct Env {
 /// moto with the stack created and two more revisions registered (what two updates leave), plus
 /// another stack's definition that teardown must not touch.
 async fn deployed() -> Env {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (moto, config) = MotoServer::start_with_config().await.unwrap();
     let cfn = aws_sdk_cloudformation::Client::new(&config);
     cfn.create_stack()
         .stack_name(STACK)

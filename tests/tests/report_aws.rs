@@ -133,8 +133,7 @@ fn report_args(execution: &str, html: &std::path::Path, json: bool) -> ReportArg
 
 #[tokio::test]
 async fn an_array_execution_on_moto_draws_a_bar_per_child_attempt_in_a_real_browser() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let ids = submit_stages(&config, 4).await;
     let execution = run_execution(&config, &ids).await;
     let attempts = attempts_reported(&config, &ids, 4).await;
@@ -207,8 +206,7 @@ async fn an_array_execution_on_moto_draws_a_bar_per_child_attempt_in_a_real_brow
 
 #[tokio::test]
 async fn a_one_node_execution_reports_its_plain_jobs_as_node_zero() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let ids = submit_stages(&config, 1).await;
     let execution = run_execution(&config, &ids).await;
     assert_eq!(attempts_reported(&config, &ids, 1).await, 3);
@@ -222,8 +220,7 @@ async fn a_one_node_execution_reports_its_plain_jobs_as_node_zero() {
 
 #[tokio::test]
 async fn a_name_that_is_no_execution_is_bad_input_and_nothing_is_written() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("never.html");
     let mut args = report_args("a b", &html, false);

@@ -3,39 +3,28 @@
 //! browser's own DOM must hold one bar per attempt the record has, one row per node, the poll
 //! ticks, and its screenshot must show the picture (not a blank or error page).
 
-use std::process::Command;
-
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
 use nton_tests::browser::{dom, screenshot_colour};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_tests::cli::{expect_exit, expect_success, nton, nton_run};
 
 #[test]
 fn the_timeline_renders_a_bar_per_attempt_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("runs");
-    let run = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--ids", "300", "--ids-per-node", "10", "--data-dir"])
-        .arg(&data_dir)
-        .arg("--bin-dir")
-        .arg(binary_dir())
-        .args(["--job-env", "NTON_FAULT_FAIL=process:4"])
-        // Long enough that node 2 stays the slowest on a loaded machine: at load 25, 400 ms
-        // was within the noise of process start-up and another node came first.
-        .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:2500"])
-        .output()
-        .unwrap();
-    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stderr));
+    expect_exit(
+        nton_run(&data_dir)
+            .args(["--ids", "300", "--ids-per-node", "10"])
+            .args(["--job-env", "NTON_FAULT_FAIL=process:4"])
+            // Long enough that node 2 stays the slowest on a loaded machine: at load 25, 400 ms
+            // was within the noise of process start-up and another node came first.
+            .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:2:2500"]),
+        nton::exit::RUN_FAILED,
+    );
 
     let html = dir.path().join("timeline.html");
-    let report = Command::new(workspace_binary("nton"))
-        .args(["report", "--data-dir"])
-        .arg(&data_dir)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert_eq!(report.status.code(), Some(0), "{}", String::from_utf8_lossy(&report.stderr));
+    let report = expect_success(
+        nton().args(["report", "--data-dir"]).arg(&data_dir).arg("--html").arg(&html),
+    );
     let stdout = String::from_utf8_lossy(&report.stdout);
     assert!(stdout.contains(&format!("timeline: {}", html.display())), "{stdout}");
 

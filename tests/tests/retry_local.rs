@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_tests::{binary_dir, workspace_binary};
 use serde_json::Value;
 
 struct Outcome {
@@ -29,21 +29,13 @@ impl Outcome {
 
 /// Runs `nton <verb> --json --bin-dir ... <args>` from the workspace root.
 fn nton(verb: &str, args: &[&str]) -> Outcome {
-    let output = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
+    let output = nton_tests::cli::nton()
         .args([verb, "--json", "--bin-dir"])
         .arg(binary_dir())
         .args(args)
         .output()
         .expect("nton runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let summary = stdout
-        .lines()
-        .rev()
-        .find_map(|line| {
-            serde_json::from_str::<Value>(line).ok().filter(|value| value["event"] == "summary")
-        })
-        .unwrap_or(Value::Null);
+    let summary = nton_tests::cli::json_summary(&output.stdout);
     Outcome { output, summary }
 }
 

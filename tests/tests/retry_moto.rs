@@ -117,8 +117,7 @@ async fn input_of(config: &aws_config::SdkConfig, execution: &str) -> Value {
 
 #[tokio::test]
 async fn a_failed_execution_is_retried_with_its_plan_and_the_watchers_failed_nodes() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": true, "error": "nton.NodesFailed",
         "cause": "2 of 10 nodes failed: procure failed on nodes 3, 7 (fault injected).",
         "progress": {}, "failedNodes": [
@@ -204,8 +203,7 @@ async fn a_retry_of_a_retry_with_more_failures_than_listed_reads_batch_through_t
 
 #[tokio::test]
 async fn the_latest_execution_of_an_environment_that_succeeded_is_not_retried() {
-    let moto = MotoServer::start().unwrap();
-    let config = moto.sdk_config().await;
+    let (_moto, config) = MotoServer::start_with_config().await.unwrap();
     let status = json!({"done": true, "failed": false, "error": null, "cause": null,
         "progress": {}, "failedNodes": [], "failedNodeCount": 0, "stuck": []});
     let jobs = ["a".to_string(), "b".into(), "c".into()];

@@ -3,32 +3,22 @@
 //! outcome; an ended run answers at once; a missing run directory is bad input.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use nton_engine::record::RECORD_FILE;
-use nton_tests::{binary_dir, workspace_binary, workspace_root};
+use nton_tests::cli::{nton, nton_run};
 
 fn nton_watch(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(workspace_binary("nton"))
-        .arg("watch")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap()
+    nton().arg("watch").args(args).arg("--data-dir").arg(data_dir).output().unwrap()
 }
 
 #[test]
 fn watch_follows_a_local_run_in_progress_and_exits_with_its_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("runs");
-    let mut run = Command::new(workspace_binary("nton"))
-        .current_dir(workspace_root())
-        .args(["run", "--json", "--ids", "60", "--ids-per-node", "10", "--data-dir"])
-        .arg(&data_dir)
-        .arg("--bin-dir")
-        .arg(binary_dir())
+    let mut run = nton_run(&data_dir)
+        .args(["--ids", "60", "--ids-per-node", "10"])
         .args(["--job-env", "NTON_FAULT_DELAY_MS=procure:0:2500"])
         .args(["--job-env", "NTON_FAULT_FAIL=process:5"])
         .stdout(Stdio::null())

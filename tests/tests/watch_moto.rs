@@ -309,6 +309,8 @@ async fn the_binary_answers_the_lambda_runtime() {
         .env("AWS_LAMBDA_FUNCTION_NAME", "nton-watch")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        // The templates' LoggingConfig (LogFormat: JSON) makes Lambda set this.
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

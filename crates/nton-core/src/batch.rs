@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
 
 /// The `statusReason` AWS Batch gives a job (or child) that fails without running because a
 /// job it depends on failed. The local Batch uses it too, so the status model can tell a
@@ -84,56 +85,61 @@ pub enum ArrayDependencyType {
 }
 
 /// One entry of `dependsOn`.
+#[skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDependency {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub job_id: Option<String>,
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", default)]
     pub dependency_type: Option<ArrayDependencyType>,
 }
 
 /// `arrayProperties` of a `JobDetail`: on a parent, `size` and `statusSummary`; on a child, `index`.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArrayPropertiesDetail {
     /// Children by status (parents only). AWS omits statuses with no child; absent counts are 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status_summary: Option<BTreeMap<JobStatus, u32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub size: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub index: Option<u32>,
 }
 
 /// The container part of one attempt.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptContainerDetail {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub log_stream_name: Option<String>,
 }
 
 /// One attempt of a job (a retry adds one).
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptDetail {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub container: Option<AttemptContainerDetail>,
     /// Epoch milliseconds, as the API reports times.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stopped_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status_reason: Option<String>,
 }
 
 /// `DescribeJobs` output, one job: a plain job, an array parent or an array child.
+#[skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDetail {
@@ -144,62 +150,65 @@ pub struct JobDetail {
     #[serde(default)]
     pub job_definition: String,
     pub status: JobStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status_reason: Option<String>,
     /// Epoch milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub created_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stopped_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<JobDependency>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub array_properties: Option<ArrayPropertiesDetail>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptDetail>,
 }
 
 /// `arrayProperties` of a `JobSummary` (ListJobs).
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArrayPropertiesSummary {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub size: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub index: Option<u32>,
 }
 
 /// `container` of a `JobSummary`.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerSummary {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
 }
 
 /// `ListJobs` output, one job.
+#[skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSummary {
     pub job_id: String,
     pub job_name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status: Option<JobStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub created_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stopped_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub array_properties: Option<ArrayPropertiesSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub container: Option<ContainerSummary>,
 }
 
@@ -260,6 +269,16 @@ mod tests {
             dependency_type: Some(ArrayDependencyType::NToN),
         };
         assert_eq!(serde_json::to_string(&dep).unwrap(), r#"{"jobId":"a","type":"N_TO_N"}"#);
+    }
+
+    /// Absent optional fields are left out, as the API leaves them out (`skip_serializing_none`).
+    #[test]
+    fn absent_fields_are_not_written() {
+        let dep =
+            JobDependency { job_id: None, dependency_type: Some(ArrayDependencyType::Sequential) };
+        assert_eq!(serde_json::to_string(&dep).unwrap(), r#"{"type":"SEQUENTIAL"}"#);
+        let attempt = AttemptDetail { started_at: Some(1), ..AttemptDetail::default() };
+        assert_eq!(serde_json::to_string(&attempt).unwrap(), r#"{"startedAt":1}"#);
     }
 
     #[test]

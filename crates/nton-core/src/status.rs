@@ -1,4 +1,4 @@
-//! The job-status model: from the three stage jobs of a run (as `DescribeJobs` returns them)
+//! The job-status model: from the stage jobs of a run (as `DescribeJobs` returns them)
 //! and the children `ListJobs` returned, decide whether the run is done, whether it failed,
 //! how far each stage is, which nodes failed and why, and whether a stage looks stuck.
 //!
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{DEPENDENCY_FAILED_REASON, JobDetail, JobStatus, JobSummary};
-use crate::stage::Stage;
+use crate::stage::{StageMap, StageName};
 
 /// The `error` of a run in which a node failed; the state machine's `Fail` state reports it.
 pub const NODES_FAILED_ERROR: &str = "nton.NodesFailed";
@@ -49,29 +49,44 @@ impl Default for StatusOptions {
     }
 }
 
-/// The three stage jobs of one run (array parents, or plain jobs for a one-node run).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StageJobs {
-    pub procure: JobDetail,
-    pub process: JobDetail,
-    pub egress: JobDetail,
-}
+/// The stage jobs of one run (array parents, or plain jobs for a one-node run), in run order.
+pub type StageJobs = StageMap<JobDetail>;
 
-impl StageJobs {
-    /// The job of one stage.
-    pub fn get(&self, stage: Stage) -> &JobDetail {
-        match stage {
-            Stage::Procure => &self.procure,
-            Stage::Process => &self.process,
-            Stage::Egress => &self.egress,
-        }
+/// Puts a run's stage jobs in run order: a job comes after every other stage job it depends on
+/// (`dependsOn`, as the state machine chains them N_TO_N), then by creation time, then as given.
+/// The jobs themselves say the order, so no list of stages is needed: a template's fourth stage
+/// takes its place by its dependency.
+pub fn in_run_order(jobs: Vec<(StageName, JobDetail)>) -> StageJobs {
+    let mut left: Vec<(usize, StageName, JobDetail)> =
+        jobs.into_iter().enumerate().map(|(given, (name, job))| (given, name, job)).collect();
+    let mut ordered = StageMap::new();
+    while !left.is_empty() {
+        let waits_on_another = |job: &JobDetail, others: &[(usize, StageName, JobDetail)]| {
+            job.depends_on.iter().any(|dependency| {
+                others.iter().any(|(_, _, other)| {
+                    other.job_id != job.job_id && dependency.job_id.as_ref() == Some(&other.job_id)
+                })
+            })
+        };
+        let ready = (0..left.len())
+            .filter(|&i| !waits_on_another(&left[i].2, &left))
+            // A dependency cycle cannot come from Batch; taking every job keeps this total.
+            .collect::<Vec<usize>>();
+        let candidates = if ready.is_empty() { (0..left.len()).collect() } else { ready };
+        let next = candidates
+            .into_iter()
+            .min_by_key(|&i| (left[i].2.created_at.unwrap_or(i64::MAX), left[i].0))
+            .expect("left is not empty");
+        let (_, name, job) = left.remove(next);
+        ordered.insert(name, job);
     }
+    ordered
 }
 
 /// One `ListJobs(arrayJobId, jobStatus)` call the assessment wants made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChildListing {
-    pub stage: Stage,
+    pub stage: StageName,
     pub array_job_id: String,
     pub status: JobStatus,
 }
@@ -79,7 +94,7 @@ pub struct ChildListing {
 /// The children `ListJobs` returned, by stage and status.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Children {
-    lists: BTreeMap<(Stage, JobStatus), Vec<JobSummary>>,
+    lists: BTreeMap<(StageName, JobStatus), Vec<JobSummary>>,
 }
 
 impl Children {
@@ -88,13 +103,13 @@ impl Children {
     }
 
     /// Records the answer of one listing (replacing an earlier answer for the same pair).
-    pub fn insert(&mut self, stage: Stage, status: JobStatus, children: Vec<JobSummary>) {
+    pub fn insert(&mut self, stage: StageName, status: JobStatus, children: Vec<JobSummary>) {
         self.lists.insert((stage, status), children);
     }
 
     /// The children listed for a stage and status, if that listing was made.
-    pub fn get(&self, stage: Stage, status: JobStatus) -> Option<&[JobSummary]> {
-        self.lists.get(&(stage, status)).map(Vec::as_slice)
+    pub fn get(&self, stage: &StageName, status: JobStatus) -> Option<&[JobSummary]> {
+        self.lists.get(&(stage.clone(), status)).map(Vec::as_slice)
     }
 }
 
@@ -110,8 +125,9 @@ pub struct RunStatus {
     pub error: Option<String>,
     /// One paragraph naming the failed stages and nodes when failed, else null.
     pub cause: Option<String>,
-    /// Per stage: job id, status, size and children by status.
-    pub progress: BTreeMap<Stage, StageProgress>,
+    /// Per stage, in run order: job id, status, size and children by status.
+    #[serde(deserialize_with = "progress_in_run_order")]
+    pub progress: StageMap<StageProgress>,
     /// The first [`MAX_FAILED_NODES`] failed nodes, by node number (known even while running).
     pub failed_nodes: Vec<FailedNode>,
     /// How many nodes failed in total.
@@ -124,6 +140,11 @@ pub struct RunStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StageProgress {
+    /// The stage's place in the run, 0 for the first. The JSON object of stages does not keep
+    /// its order everywhere (serde_json's `Value` sorts keys unless `preserve_order` is on, and
+    /// the run record holds a `Value`), so the order travels in the entries themselves.
+    #[serde(default)]
+    pub position: usize,
     pub job_id: String,
     /// The status of the stage job itself (for an array, the parent's).
     pub status: JobStatus,
@@ -133,28 +154,40 @@ pub struct StageProgress {
     pub counts: BTreeMap<JobStatus, u32>,
 }
 
+/// Reads `progress` back in run order (by `position`; entries without one keep the order the
+/// object gives).
+fn progress_in_run_order<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<StageMap<StageProgress>, D::Error> {
+    let progress = StageMap::<StageProgress>::deserialize(deserializer)?;
+    let mut entries: Vec<(StageName, StageProgress)> = progress.into_iter().collect();
+    entries.sort_by_key(|(_, entry)| entry.position);
+    Ok(entries.into_iter().collect())
+}
+
 /// A node that failed: the stage where it first failed on its own, and the later stages that
 /// failed only because of it.
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FailedNode {
     pub node: u32,
     /// The root failure's stage.
-    pub stage: Stage,
+    pub stage: StageName,
     /// Why it failed (status reason, container reason, exit code), cut to [`MAX_REASON_CHARS`].
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
     /// Later stages that failed on this node without running, because of the root failure.
     #[serde(default)]
-    pub skipped: Vec<Stage>,
+    pub skipped: Vec<StageName>,
 }
 
 /// A stage whose children sit RUNNABLE with none running.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StuckStage {
-    pub stage: Stage,
+    pub stage: StageName,
     /// Children RUNNABLE for longer than the threshold.
     pub runnable: u32,
     /// The threshold, in seconds.
@@ -170,8 +203,7 @@ pub fn listings_needed(
     options: &StatusOptions,
 ) -> Vec<ChildListing> {
     let mut listings = Vec::new();
-    for stage in Stage::ALL {
-        let job = jobs.get(stage);
+    for (stage, job) in jobs.iter() {
         if !is_array(job) {
             // A plain job carries its own status and reason: nothing to list.
             continue;
@@ -181,14 +213,14 @@ pub fn listings_needed(
         // lags, or the parent failed as a whole): listing tells which, and costs one call.
         if counts[&JobStatus::Failed] > 0 || job.status == JobStatus::Failed {
             listings.push(ChildListing {
-                stage,
+                stage: stage.clone(),
                 array_job_id: job.job_id.clone(),
                 status: JobStatus::Failed,
             });
         }
         if possibly_stuck(jobs, stage, now_ms, options).is_some() {
             listings.push(ChildListing {
-                stage,
+                stage: stage.clone(),
                 array_job_id: job.job_id.clone(),
                 status: JobStatus::Runnable,
             });
@@ -204,52 +236,46 @@ pub fn assess(
     now_ms: i64,
     options: &StatusOptions,
 ) -> RunStatus {
-    let progress: BTreeMap<Stage, StageProgress> = Stage::ALL
-        .into_iter()
-        .map(|stage| {
-            let job = jobs.get(stage);
-            let progress = StageProgress {
-                job_id: job.job_id.clone(),
-                status: job.status,
-                size: size_of(job),
-                counts: counts_of(job),
-            };
-            (stage, progress)
-        })
-        .collect();
+    let progress = jobs.map(|stage, job| StageProgress {
+        position: jobs.position(stage).expect("a stage of this map"),
+        job_id: job.job_id.clone(),
+        status: job.status,
+        size: size_of(job),
+        counts: counts_of(job),
+    });
 
-    let done = Stage::ALL.into_iter().all(|stage| stage_ended(jobs.get(stage)));
+    let done = jobs.values().all(stage_ended);
     let failures = collect_failures(jobs, children);
-    let nodes = root_failures(&failures);
-    let stage_failed = |stage: Stage| {
-        let job = jobs.get(stage);
+    let nodes = root_failures(&failures, jobs);
+    let stage_failed = |stage: &StageName, job: &JobDetail| {
         job.status == JobStatus::Failed
             || counts_of(job)[&JobStatus::Failed] > 0
-            || failures.iter().any(|f| f.stage == stage)
+            || failures.iter().any(|f| f.stage == *stage)
     };
-    let failed = done && Stage::ALL.into_iter().any(stage_failed);
+    let failed = done && jobs.iter().any(|(stage, job)| stage_failed(stage, job));
 
     let cause = failed.then(|| {
-        let total = Stage::ALL.into_iter().map(|stage| size_of(jobs.get(stage))).max().unwrap_or(1);
+        let total = jobs.values().map(size_of).max().unwrap_or(1);
         // Stages that failed yet gave no failed child (a parent that failed as a whole, or a
         // summary ahead of ListJobs) are still named, with the parent's own reason.
-        let unexplained: Vec<(Stage, String)> = Stage::ALL
-            .into_iter()
-            .filter(|&stage| stage_failed(stage) && !failures.iter().any(|f| f.stage == stage))
-            .map(|stage| {
-                let job = jobs.get(stage);
+        let unexplained: Vec<(StageName, String)> = jobs
+            .iter()
+            .filter(|&(stage, job)| {
+                stage_failed(stage, job) && !failures.iter().any(|f| f.stage == *stage)
+            })
+            .map(|(stage, job)| {
                 let reason = job
                     .status_reason
                     .clone()
                     .unwrap_or_else(|| "Batch listed no failed child".to_string());
-                (stage, truncate(&reason, MAX_REASON_CHARS))
+                (stage.clone(), truncate(&reason, MAX_REASON_CHARS))
             })
             .collect();
-        describe_cause(&nodes, &unexplained, total)
+        describe_cause(&nodes, &unexplained, total, jobs)
     });
 
-    let stuck = Stage::ALL
-        .into_iter()
+    let stuck = jobs
+        .stages()
         .filter_map(|stage| stuck_stage(jobs, children, stage, now_ms, options))
         .collect();
 
@@ -306,7 +332,7 @@ fn stage_ended(job: &JobDetail) -> bool {
 
 /// One failed child (or failed plain job) of one stage.
 struct Failure {
-    stage: Stage,
+    stage: StageName,
     node: u32,
     reason: String,
     exit_code: Option<i32>,
@@ -315,15 +341,14 @@ struct Failure {
 
 fn collect_failures(jobs: &StageJobs, children: &Children) -> Vec<Failure> {
     let mut failures = Vec::new();
-    for stage in Stage::ALL {
-        let job = jobs.get(stage);
+    for (stage, job) in jobs.iter() {
         if !is_array(job) {
             if job.status == JobStatus::Failed {
                 let container = job.attempts.last().and_then(|a| a.container.as_ref());
                 let exit_code = container.and_then(|c| c.exit_code);
                 let container_reason = container.and_then(|c| c.reason.as_deref());
                 failures.push(Failure {
-                    stage,
+                    stage: stage.clone(),
                     node: 0,
                     reason: describe_reason(
                         job.status_reason.as_deref(),
@@ -348,7 +373,7 @@ fn collect_failures(jobs: &StageJobs, children: &Children) -> Vec<Failure> {
             let exit_code = container.and_then(|c| c.exit_code);
             let container_reason = container.and_then(|c| c.reason.as_deref());
             failures.push(Failure {
-                stage,
+                stage: stage.clone(),
                 node,
                 reason: describe_reason(
                     child.status_reason.as_deref(),
@@ -417,7 +442,8 @@ fn truncate(text: &str, max_chars: usize) -> String {
 
 /// Groups the failures by node: the root is the node's first stage that failed on its own
 /// (not with [`DEPENDENCY_FAILED_REASON`]); with no such stage, its first failing stage.
-fn root_failures(failures: &[Failure]) -> Vec<FailedNode> {
+fn root_failures(failures: &[Failure], jobs: &StageJobs) -> Vec<FailedNode> {
+    let place = |stage: &StageName| jobs.position(stage).unwrap_or(usize::MAX);
     let mut by_node: BTreeMap<u32, Vec<&Failure>> = BTreeMap::new();
     for failure in failures {
         by_node.entry(failure.node).or_default().push(failure);
@@ -425,13 +451,16 @@ fn root_failures(failures: &[Failure]) -> Vec<FailedNode> {
     by_node
         .into_iter()
         .map(|(node, mut failures)| {
-            failures.sort_by_key(|f| f.stage);
+            failures.sort_by_key(|f| place(&f.stage));
             let root = failures.iter().find(|f| !f.because_of_dependency).unwrap_or(&failures[0]);
-            let skipped =
-                failures.iter().filter(|f| f.stage > root.stage).map(|f| f.stage).collect();
+            let skipped = failures
+                .iter()
+                .filter(|f| place(&f.stage) > place(&root.stage))
+                .map(|f| f.stage.clone())
+                .collect();
             FailedNode {
                 node,
-                stage: root.stage,
+                stage: root.stage.clone(),
                 reason: root.reason.clone(),
                 exit_code: root.exit_code,
                 skipped,
@@ -443,18 +472,23 @@ fn root_failures(failures: &[Failure]) -> Vec<FailedNode> {
 /// The one-paragraph cause, e.g. "2 of 10 nodes failed: procure failed on nodes 3, 7
 /// (Essential container in task exited, exit code 1); process and egress did not run on those
 /// nodes."
-fn describe_cause(nodes: &[FailedNode], unexplained: &[(Stage, String)], total: u32) -> String {
+fn describe_cause(
+    nodes: &[FailedNode],
+    unexplained: &[(StageName, String)],
+    total: u32,
+    jobs: &StageJobs,
+) -> String {
     // Nodes that failed the same way in the same stage are named together.
-    let mut groups: Vec<(Stage, &str, &[Stage], Vec<u32>)> = Vec::new();
+    let mut groups: Vec<(&StageName, &str, &[StageName], Vec<u32>)> = Vec::new();
     for node in nodes {
         match groups.iter_mut().find(|(stage, reason, skipped, _)| {
-            *stage == node.stage && *reason == node.reason && *skipped == node.skipped.as_slice()
+            **stage == node.stage && *reason == node.reason && *skipped == node.skipped.as_slice()
         }) {
             Some(group) => group.3.push(node.node),
-            None => groups.push((node.stage, &node.reason, &node.skipped, vec![node.node])),
+            None => groups.push((&node.stage, &node.reason, &node.skipped, vec![node.node])),
         }
     }
-    groups.sort_by_key(|(stage, _, _, nodes)| (*stage, nodes[0]));
+    groups.sort_by_key(|(stage, _, _, nodes)| (jobs.position(stage), nodes[0]));
 
     let mut clauses: Vec<String> = Vec::new();
     for (stage, reason, skipped, group_nodes) in groups.iter().take(MAX_CAUSE_GROUPS) {
@@ -496,7 +530,7 @@ fn name_nodes(nodes: &[u32]) -> String {
 }
 
 /// "egress", "process and egress".
-fn join_and(stages: &[Stage]) -> String {
+fn join_and(stages: &[StageName]) -> String {
     let names: Vec<&str> = stages.iter().map(|s| s.as_str()).collect();
     match names.split_last() {
         None => String::new(),
@@ -513,21 +547,21 @@ fn join_and(stages: &[Stage]) -> String {
 /// so a later stage is judged only once the stage before it has ended, from that end time.
 fn possibly_stuck(
     jobs: &StageJobs,
-    stage: Stage,
+    stage: &StageName,
     now_ms: i64,
     options: &StatusOptions,
 ) -> Option<i64> {
-    let job = jobs.get(stage);
+    let job = &jobs[stage];
     let counts = counts_of(job);
     let active = counts[&JobStatus::Starting] + counts[&JobStatus::Running];
     if counts[&JobStatus::Runnable] == 0 || active > 0 {
         return None;
     }
     let created = job.created_at?;
-    let since = match previous_stage(stage) {
+    let since = match jobs.previous(stage) {
         None => created,
         Some(before) => {
-            let upstream = jobs.get(before);
+            let upstream = &jobs[before];
             if !stage_ended(upstream) {
                 return None;
             }
@@ -537,27 +571,19 @@ fn possibly_stuck(
     (now_ms - since > options.stuck_after_ms).then_some(since)
 }
 
-fn previous_stage(stage: Stage) -> Option<Stage> {
-    match stage {
-        Stage::Procure => None,
-        Stage::Process => Some(Stage::Procure),
-        Stage::Egress => Some(Stage::Process),
-    }
-}
-
 fn stuck_stage(
     jobs: &StageJobs,
     children: &Children,
-    stage: Stage,
+    stage: &StageName,
     now_ms: i64,
     options: &StatusOptions,
 ) -> Option<StuckStage> {
     let since = possibly_stuck(jobs, stage, now_ms, options)?;
     let over_seconds = options.stuck_after_ms / 1000;
-    let job = jobs.get(stage);
+    let job = &jobs[stage];
     if !is_array(job) {
         return Some(StuckStage {
-            stage,
+            stage: stage.clone(),
             runnable: 1,
             over_seconds,
             message: format!(
@@ -583,7 +609,7 @@ fn stuck_stage(
     }
     let children_word = if runnable == 1 { "child" } else { "children" };
     Some(StuckStage {
-        stage,
+        stage: stage.clone(),
         runnable,
         over_seconds,
         message: format!(
@@ -597,6 +623,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::stage::Stage;
 
     const NOW: i64 = 1_700_000_000_000;
     const MINUTE: i64 = 60_000;
@@ -628,18 +655,17 @@ mod tests {
     }
 
     fn jobs(procure: Value, process: Value, egress: Value) -> StageJobs {
-        StageJobs {
-            procure: serde_json::from_value(procure).unwrap(),
-            process: serde_json::from_value(process).unwrap(),
-            egress: serde_json::from_value(egress).unwrap(),
-        }
+        [(Stage::Procure, procure), (Stage::Process, process), (Stage::Egress, egress)]
+            .into_iter()
+            .map(|(stage, job)| (stage.into(), serde_json::from_value(job).unwrap()))
+            .collect()
     }
 
     fn children(lists: Vec<(Stage, JobStatus, Vec<Value>)>) -> Children {
         let mut children = Children::new();
         for (stage, status, list) in lists {
             let list = list.into_iter().map(|c| serde_json::from_value(c).unwrap()).collect();
-            children.insert(stage, status, list);
+            children.insert(stage.into(), status, list);
         }
         children
     }
@@ -679,14 +705,16 @@ mod tests {
 
     fn check(case: Case) {
         let options = StatusOptions::default();
-        let listings: Vec<(Stage, JobStatus)> = listings_needed(&case.jobs, NOW, &options)
+        let listings: Vec<(StageName, JobStatus)> = listings_needed(&case.jobs, NOW, &options)
             .into_iter()
             .map(|l| {
-                assert_eq!(l.array_job_id, case.jobs.get(l.stage).job_id, "{}", case.name);
+                assert_eq!(l.array_job_id, case.jobs[&l.stage].job_id, "{}", case.name);
                 (l.stage, l.status)
             })
             .collect();
-        assert_eq!(listings, case.listings, "{}: listings", case.name);
+        let expected: Vec<(StageName, JobStatus)> =
+            case.listings.into_iter().map(|(stage, status)| (stage.into(), status)).collect();
+        assert_eq!(listings, expected, "{}: listings", case.name);
         let status = assess(&case.jobs, &case.children, NOW, &options);
         let value = serde_json::to_value(&status).unwrap();
         assert_subset(&value, &case.expect, case.name);
@@ -1206,5 +1234,67 @@ mod tests {
                 "8 of 8 nodes failed: egress failed on node 0 (reason 0); egress failed on node 1 (reason 1); egress failed on node 2 (reason 2); egress failed on node 3 (reason 3); egress failed on node 4 (reason 4); 3 more nodes failed in other ways (see failedNodes)."
             )
         );
+    }
+
+    #[test]
+    fn a_fourth_stage_takes_its_place_from_its_dependency() {
+        // Given out of order (as a JSON object may come): the dependsOn chain orders them.
+        let stage = |id: &str, after: Option<&str>, summary: Value| {
+            let status = if summary.get("FAILED").is_some() { "FAILED" } else { "SUCCEEDED" };
+            let mut job = json!({"jobId": id, "jobName": id, "status": status, "createdAt": NOW,
+                "arrayProperties": {"size": 4, "statusSummary": summary}});
+            if let Some(before) = after {
+                job["dependsOn"] = json!([{"jobId": before, "type": "N_TO_N"}]);
+            }
+            (StageName::from(id), serde_json::from_value::<JobDetail>(job).unwrap())
+        };
+        let jobs = in_run_order(vec![
+            stage("egress", Some("check"), json!({"SUCCEEDED": 3, "FAILED": 1})),
+            stage("check", Some("process"), json!({"SUCCEEDED": 3, "FAILED": 1})),
+            stage("procure", None, json!({"SUCCEEDED": 4})),
+            stage("process", Some("procure"), json!({"SUCCEEDED": 3, "FAILED": 1})),
+        ]);
+        let names: Vec<&str> = jobs.stages().map(StageName::as_str).collect();
+        assert_eq!(names, ["procure", "process", "check", "egress"]);
+        let failed = |id: &str, reason: &str| {
+            json!({"jobId": format!("{id}:1"), "jobName": id, "status": "FAILED",
+                   "statusReason": reason, "arrayProperties": {"index": 1}})
+        };
+        let mut children = Children::new();
+        for (id, reason) in [
+            ("process", "Essential container in task exited"),
+            ("check", DEPENDENCY_FAILED_REASON),
+            ("egress", DEPENDENCY_FAILED_REASON),
+        ] {
+            let list = vec![serde_json::from_value(failed(id, reason)).unwrap()];
+            children.insert(id.into(), JobStatus::Failed, list);
+        }
+        let status = assess(&jobs, &children, NOW, &StatusOptions::default());
+        assert_eq!(
+            status.cause.as_deref(),
+            Some(
+                "1 of 4 nodes failed: process failed on node 1 (Essential container in task exited); check and egress did not run on that node."
+            )
+        );
+        let text = serde_json::to_string(&status.progress).unwrap();
+        let order: Vec<usize> = ["procure", "process", "check", "egress"]
+            .iter()
+            .map(|s| text.find(s).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "progress in run order: {text}");
+    }
+
+    #[test]
+    fn without_dependencies_jobs_go_by_creation_time_then_as_given() {
+        let job = |id: &str, created: Option<i64>| {
+            let mut job = json!({"jobId": id, "jobName": id, "status": "PENDING"});
+            if let Some(at) = created {
+                job["createdAt"] = json!(at);
+            }
+            (StageName::from(id), serde_json::from_value::<JobDetail>(job).unwrap())
+        };
+        let jobs = in_run_order(vec![job("b", Some(2)), job("a", Some(1)), job("x", None)]);
+        let names: Vec<&str> = jobs.stages().map(StageName::as_str).collect();
+        assert_eq!(names, ["a", "b", "x"]);
     }
 }

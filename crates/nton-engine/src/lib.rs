@@ -6,6 +6,7 @@
 
 pub mod asl;
 pub mod batch;
+pub mod bucket_dirs;
 pub mod local;
 pub mod record;
 pub mod template;

@@ -1,8 +1,8 @@
 //! A local run: binds a template's state machine to stand-ins on this machine and executes it.
 //!
 //! - `arn:aws:states:::lambda:invoke` (and a function ARN as the resource) runs the function's
-//!   handler in-process, chosen by the image the template gives the function: an image
-//!   repository named `nton-init` or `nton-watch` is that crate's `handle`.
+//!   handler in-process, chosen by the image the template gives the function: the caller's
+//!   [`LambdaRegistry`] maps image repositories to handlers ([`lambda`]); the engine knows none.
 //! - `arn:aws:states:::batch:submitJob` (and `.sync`) submits to the local Batch, whose queues,
 //!   compute environment capacities and job definitions are read from the same template; a job
 //!   definition's image repository names the workspace binary its children run.
@@ -11,10 +11,19 @@
 //!
 //! Everything that can be checked is checked by [`LocalRun::prepare`], before anything runs:
 //! the template, the state machine, every Task's resource and function, every job definition's
-//! binary.
+//! binary. Running is here; the record and event stream are [`forward`]'s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+mod forward;
+pub mod lambda;
+
+pub use forward::RunEvent;
+pub use lambda::{
+    FunctionError, FunctionSpec, LambdaRegistry, LocalFunction, LocalServices, image_binary,
+    states_invoking,
+};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,17 +31,21 @@ use async_trait::async_trait;
 use nton_core::batch::{BatchApi, JobDetail, JobStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
+use serde_with::skip_serializing_none;
 use tokio::sync::{Notify, mpsc};
 
+use self::forward::{Observer, Subscribers, forward_batch_events};
+use self::lambda::{Lambda, Lambdas, bind_lambdas, find_lambda};
 use crate::asl::{
-    ExecutionContext, ExecutionObserver, ExecutionOutcome, StateMachine, TaskCall, TaskExecutor,
-    TaskFailure, TaskResource,
+    ExecutionContext, ExecutionOutcome, StateMachine, TaskCall, TaskExecutor, TaskFailure,
+    TaskResource,
 };
-use crate::batch::{
-    BatchEvent, EvaluateOnExit, JobDefinitionSpec, LocalBatch, LocalBatchConfig, QueueSpec,
-    RetryAction, RetryStrategy, StateTimeLimit, now_ms,
+use crate::batch::definition::{
+    DefinitionError, number_of, read_job_definitions, read_queues, scalar_text,
 };
-use crate::record::{ChildLine, RecordLine, RecordWriter, RunEnd, RunStart, StateLine};
+use crate::batch::shapes::pascal_case_keys;
+use crate::batch::{LocalBatch, LocalBatchConfig, now_ms};
+use crate::record::{RecordLine, RecordWriter, RunEnd, RunOutcome, RunStart};
 use crate::template::{LocalContext, Template};
 
 /// The optimized Lambda integration.
@@ -74,37 +87,24 @@ pub struct LocalRunSpec {
     pub resumed_children: BTreeSet<(String, Option<u32>)>,
     /// The caller's notes, kept in the record's run line (found again on resume).
     pub meta: Value,
-}
-
-/// Everything a run reports as it goes: the state machine's states and every Batch transition.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
-pub enum RunEvent {
-    StateEntered {
-        name: String,
-        at_ms: i64,
-    },
-    StateExited {
-        name: String,
-        at_ms: i64,
-    },
-    #[serde(untagged)]
-    Batch(BatchEvent),
+    /// S3 buckets a Distributed Map reads or writes, each mapped to a directory
+    /// ([`crate::bucket_dirs`]).
+    pub s3_buckets: BTreeMap<String, PathBuf>,
 }
 
 /// How a run ended.
+#[skip_serializing_none]
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// SUCCEEDED or FAILED.
     pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     /// The state that failed, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_state: Option<String>,
+    /// `null` when the run failed (the field is always there).
+    #[serialize_always]
     pub output: Option<Value>,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,
@@ -119,9 +119,11 @@ impl RunSummary {
     }
 }
 
-/// A failure to set a run up: nothing has run. The message names what is wrong and where.
+/// A local run's failure: in [`LocalRun::prepare`] nothing has run yet (the template, a binding,
+/// a missing binary); in [`LocalRun::execute`] or [`LocalRun::interrupt`] it is the run record
+/// or the local Batch that failed ([`RunError::Io`]). The message names what is wrong and where.
 #[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
+pub enum RunError {
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
     #[error("{origin}: state machine: {source}")]
@@ -146,9 +148,9 @@ pub struct LocalRun {
     machine: StateMachine,
     state_machine_name: String,
     batch: LocalBatch,
-    lambdas: HashMap<String, Arc<Lambda>>,
+    lambdas: Lambdas,
     record: Arc<RecordWriter>,
-    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
+    events: Subscribers,
     /// Woken each time a Batch job ends.
     job_ended: Arc<Notify>,
     submitted: Arc<Mutex<Vec<String>>>,
@@ -158,28 +160,16 @@ pub struct LocalRun {
     /// inside `execute`, because Ctrl-C drops `execute`'s future while the task goes on, and
     /// `interrupt` must let it write the stopped children's lines before the end line.
     forwarding: Mutex<Option<Forwarding>>,
+    buckets: crate::bucket_dirs::BucketDirs,
 }
 
 type Forwarding = (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
-/// A Lambda function bound to an in-process handler.
-struct Lambda {
-    logical_id: String,
-    name: String,
-    arn: String,
-    handler: Handler,
-    timeout: Duration,
-}
-
-enum Handler {
-    Init(nton_init::InitConfig),
-    Watch,
-}
-
 impl LocalRun {
     /// Reads the template, validates the state machine and every binding, and configures the
-    /// local Batch. Writes nothing but the run directory.
-    pub fn prepare(spec: LocalRunSpec) -> Result<LocalRun, PrepareError> {
+    /// local Batch. A function runs the handler `functions` has for its image repository.
+    /// Writes nothing but the run directory.
+    pub fn prepare(spec: LocalRunSpec, functions: &LambdaRegistry) -> Result<LocalRun, RunError> {
         let template = Template::load(&spec.template)?;
         let origin = spec.template.display().to_string();
         let mut ctx = LocalContext::new("nton-local");
@@ -189,16 +179,13 @@ impl LocalRun {
         let region = ctx.region.clone();
         let account_id = ctx.account_id.clone();
 
-        let (machine_id, definition) =
-            template.state_machine(&ctx, spec.state_machine.as_deref())?;
-        let machine = StateMachine::from_json(&definition).map_err(|source| {
-            PrepareError::StateMachine { origin: format!("{origin}: {machine_id}"), source }
-        })?;
+        let (machine_id, machine) =
+            load_machine(&template, &ctx, &origin, spec.state_machine.as_deref())?;
 
-        let binding_error =
-            |message: String| PrepareError::Binding { origin: origin.clone(), message };
+        let binding_error = |message: String| RunError::Binding { origin: origin.clone(), message };
 
-        let lambdas = bind_lambdas(&template, &ctx, &spec.env_overrides).map_err(binding_error)?;
+        let lambdas =
+            bind_lambdas(&template, &ctx, &spec.env_overrides, functions).map_err(binding_error)?;
         let mut config = LocalBatchConfig::new(spec.run_dir.join("logs"));
         config.base_env = spec.base_env.clone();
         config.region = region.clone();
@@ -215,7 +202,7 @@ impl LocalRun {
             .map_err(|error| match error {
                 DefinitionError::Invalid(message) => binding_error(message),
                 DefinitionError::MissingBinary(message) => {
-                    PrepareError::MissingBinary { origin: origin.clone(), message }
+                    RunError::MissingBinary { origin: origin.clone(), message }
                 }
             })?;
         for definition in definitions {
@@ -230,12 +217,21 @@ impl LocalRun {
 
         // Every Task must be runnable here: checked now, not halfway through a run.
         for task in machine.task_resources() {
-            check_resource(&task, &lambdas).map_err(binding_error)?;
+            check_resource(&task, &lambdas, functions).map_err(binding_error)?;
+        }
+        // And every bucket a Distributed Map names must be mapped to a directory.
+        let buckets =
+            crate::bucket_dirs::BucketDirs::new(spec.s3_buckets.clone()).map_err(binding_error)?;
+        if let Some(u) = machine.s3_buckets().into_iter().find(|u| !buckets.contains(&u.bucket)) {
+            return Err(binding_error(format!(
+                "state {}: field {}: bucket {} is not mapped to a directory (give nton run --s3-bucket {}=DIR)",
+                u.state, u.field, u.bucket, u.bucket
+            )));
         }
 
         // Only now, with everything checked, does the run leave a trace on disk.
         let record = RecordWriter::open(&spec.run_dir)
-            .map_err(|error| PrepareError::Io(format!("{}: {error}", spec.run_dir.display())))?;
+            .map_err(|error| RunError::Io(format!("{}: {error}", spec.run_dir.display())))?;
 
         Ok(LocalRun {
             state_machine_name: machine_id,
@@ -251,6 +247,7 @@ impl LocalRun {
             region,
             account_id,
             forwarding: Mutex::new(None),
+            buckets,
         })
     }
 
@@ -261,18 +258,18 @@ impl LocalRun {
 
     /// Ctrl-C: stops every child and closes the record with an INTERRUPTED end line, so a
     /// report shows the run as stopped and `--resume` picks it up.
-    pub async fn interrupt(&self) -> Result<(), PrepareError> {
+    pub async fn interrupt(&self) -> Result<(), RunError> {
         self.batch.shutdown().await;
         self.stop_forwarding().await;
         self.record
             .append(&RecordLine::End(RunEnd {
-                status: "INTERRUPTED".to_string(),
+                status: RunOutcome::Interrupted,
                 at: now_ms(),
                 error: None,
                 cause: Some("interrupted (Ctrl-C)".to_string()),
                 output: None,
             }))
-            .map_err(|error| PrepareError::Io(format!("{}: {error}", self.record.path().display())))
+            .map_err(|error| RunError::Io(format!("{}: {error}", self.record.path().display())))
     }
 
     /// Stops the record's event forwarder once it has written what is queued, and waits for it.
@@ -292,7 +289,7 @@ impl LocalRun {
     }
 
     /// Runs the state machine to its end.
-    pub async fn execute(&self) -> Result<RunSummary, PrepareError> {
+    pub async fn execute(&self) -> Result<RunSummary, RunError> {
         let started_at_ms = now_ms();
         self.record
             .append(&RecordLine::Run(RunStart {
@@ -304,9 +301,7 @@ impl LocalRun {
                 resumed: !self.spec.resumed_children.is_empty(),
                 meta: self.spec.meta.clone(),
             }))
-            .map_err(|error| {
-                PrepareError::Io(format!("{}: {error}", self.record.path().display()))
-            })?;
+            .map_err(|error| RunError::Io(format!("{}: {error}", self.record.path().display())))?;
 
         let (stop_forwarding, stop) = tokio::sync::oneshot::channel();
         let forwarder = tokio::spawn(forward_batch_events(
@@ -339,7 +334,7 @@ impl LocalRun {
         // Every child's last record line is written before the run's end line.
         self.stop_forwarding().await;
         if let Some(error) = self.record.failure() {
-            return Err(PrepareError::Io(format!(
+            return Err(RunError::Io(format!(
                 "{}: the run record is incomplete: {error}",
                 self.record.path().display()
             )));
@@ -349,15 +344,17 @@ impl LocalRun {
             .batch
             .describe_jobs(&job_ids)
             .await
-            .map_err(|error| PrepareError::Io(format!("describing the run's jobs: {error}")))?;
+            .map_err(|error| RunError::Io(format!("describing the run's jobs: {error}")))?;
         let ended_at_ms = now_ms();
         let (status, error, cause, failed_state, output) = match outcome {
-            ExecutionOutcome::Succeeded { output } => ("SUCCEEDED", None, None, None, Some(output)),
+            ExecutionOutcome::Succeeded { output } => {
+                (RunOutcome::Succeeded, None, None, None, Some(output))
+            }
             ExecutionOutcome::Failed { error, cause, state } => {
-                ("FAILED", Some(error), Some(cause), state, None)
+                (RunOutcome::Failed, Some(error), Some(cause), state, None)
             }
             ExecutionOutcome::TimedOut { state } => (
-                "TIMED_OUT",
+                RunOutcome::TimedOut,
                 Some("States.Timeout".to_string()),
                 Some(String::new()),
                 Some(state),
@@ -365,15 +362,15 @@ impl LocalRun {
             ),
         };
         let end = RunEnd {
-            status: status.to_string(),
+            status,
             at: ended_at_ms,
             error: error.clone(),
             cause: cause.clone(),
             output: output.clone(),
         };
-        self.record.append(&RecordLine::End(end)).map_err(|error| {
-            PrepareError::Io(format!("{}: {error}", self.record.path().display()))
-        })?;
+        self.record
+            .append(&RecordLine::End(end))
+            .map_err(|error| RunError::Io(format!("{}: {error}", self.record.path().display())))?;
         Ok(RunSummary {
             status: status.to_string(),
             error,
@@ -391,35 +388,9 @@ impl LocalRun {
         find_lambda(&self.lambdas, function)
     }
 
+    /// Runs a function's handler with this run's services.
     async fn invoke_lambda(&self, lambda: &Lambda, payload: Value) -> Result<Value, TaskFailure> {
-        let work = async {
-            match &lambda.handler {
-                Handler::Init(config) => {
-                    let config = config.clone();
-                    tokio::task::spawn_blocking(move || {
-                        nton_init::handle(payload, &config)
-                            .map_err(|error| function_error(error.error_type(), &error.to_string()))
-                    })
-                    .await
-                    .map_err(|error| function_error("Runtime.ExitError", &error.to_string()))?
-                }
-                Handler::Watch => nton_watch::handle(payload, &self.batch, now_ms())
-                    .await
-                    .map_err(|error| function_error(error.error_type(), &error.to_string())),
-            }
-        };
-        match tokio::time::timeout(lambda.timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(function_error(
-                "Sandbox.Timedout",
-                &format!(
-                    "{} ({}): task timed out after {:.2} seconds",
-                    lambda.name,
-                    lambda.logical_id,
-                    lambda.timeout.as_secs_f64()
-                ),
-            )),
-        }
+        lambda::invoke(lambda, payload, &LocalServices { batch: &self.batch }).await
     }
 
     /// `batch:terminateJob` with `{"JobId", "Reason"}` (both required, as TerminateJob's
@@ -514,6 +485,10 @@ impl TaskExecutor for LocalRun {
         }
     }
 
+    fn object_store(&self) -> Option<&dyn crate::asl::ObjectStore> {
+        Some(&self.buckets)
+    }
+
     async fn wait(&self, state: &str, duration: Duration) {
         // Only a Wait state is a poll interval. The interpreter also sleeps here between Retry
         // attempts: those back off in full, as on AWS.
@@ -543,175 +518,8 @@ impl TaskExecutor for LocalRun {
     }
 }
 
-/// Records state transitions and passes them on as events.
-struct Observer {
-    record: Arc<RecordWriter>,
-    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
-}
-
-impl ExecutionObserver for Observer {
-    fn state_entered(&self, name: &str, _input: &Value) {
-        let at = now_ms();
-        let _ = self.record.append(&RecordLine::State(StateLine {
-            name: name.to_string(),
-            event: "entered".to_string(),
-            at,
-            output: None,
-        }));
-        send(&self.events, RunEvent::StateEntered { name: name.to_string(), at_ms: at });
-    }
-
-    fn state_exited(&self, name: &str, output: &Value) {
-        let at = now_ms();
-        let _ = self.record.append(&RecordLine::State(StateLine {
-            name: name.to_string(),
-            event: "exited".to_string(),
-            at,
-            output: Some(output.clone()),
-        }));
-        send(&self.events, RunEvent::StateExited { name: name.to_string(), at_ms: at });
-    }
-}
-
-/// Writes a record line for every attempt that ends, passes every Batch event on, and wakes
-/// Wait states when a job ends. When `stop` fires it handles what is already queued, then ends:
-/// the local Batch sends each event before its state change is visible, so once every job has
-/// ended, everything there is to record is in the queue.
-async fn forward_batch_events(
-    mut batch_events: crate::batch::EventReceiver,
-    record: Arc<RecordWriter>,
-    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
-    job_ended: Arc<Notify>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut forwarder = Forwarder { record, events, job_ended, started: HashMap::new() };
-    loop {
-        tokio::select! {
-            biased;
-            event = batch_events.recv() => match event {
-                Some(event) => forwarder.handle(event),
-                None => return,
-            },
-            _ = &mut stop => {
-                while let Ok(event) = batch_events.try_recv() {
-                    forwarder.handle(event);
-                }
-                return;
-            }
-        }
-    }
-}
-
-struct Forwarder {
-    record: Arc<RecordWriter>,
-    events: Arc<Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>>,
-    job_ended: Arc<Notify>,
-    /// When each child's current attempt started, for its record line.
-    started: HashMap<String, i64>,
-}
-
-impl Forwarder {
-    fn handle(&mut self, event: BatchEvent) {
-        let Forwarder { record, events, job_ended, started } = self;
-        match &event {
-            BatchEvent::ChildChanged {
-                job_id,
-                job_name,
-                index,
-                status,
-                attempt,
-                at_ms,
-                status_reason,
-                exit_code,
-                stderr_tail,
-                ..
-            } => match status {
-                JobStatus::Starting | JobStatus::Running => {
-                    started.entry(job_id.clone()).or_insert(*at_ms);
-                }
-                // RUNNABLE again after an attempt started: that attempt failed and will be
-                // retried (a retried spawn failure has no exit code, so look at `started`).
-                JobStatus::Succeeded | JobStatus::Failed | JobStatus::Runnable
-                    if status.is_terminal() || started.contains_key(job_id) =>
-                {
-                    // A retry's RUNNABLE event carries the number of the attempt to come.
-                    let attempt = if *status == JobStatus::Runnable {
-                        attempt.saturating_sub(1).max(1)
-                    } else {
-                        *attempt
-                    };
-                    // A failed append is kept by the writer and fails the run at its end.
-                    let _ = record.append(&RecordLine::Child(ChildLine {
-                        job_id: job_id.clone(),
-                        job_name: job_name.clone(),
-                        node: *index,
-                        attempt,
-                        started_at: started.remove(job_id),
-                        stopped_at: *at_ms,
-                        status: if *status == JobStatus::Runnable {
-                            "FAILED".to_string()
-                        } else {
-                            status.to_string()
-                        },
-                        reason: status_reason.clone(),
-                        exit_code: *exit_code,
-                        stderr_tail: stderr_tail.clone(),
-                        is_final: status.is_terminal(),
-                    }));
-                }
-                _ => {}
-            },
-            BatchEvent::JobEnded { .. } => job_ended.notify_waiters(),
-        }
-        send(events, RunEvent::Batch(event));
-    }
-}
-
-fn send(events: &Mutex<Vec<mpsc::UnboundedSender<RunEvent>>>, event: RunEvent) {
-    let mut subscribers = lock(events);
-    subscribers.retain(|tx| !tx.is_closed());
-    for tx in subscribers.iter() {
-        let _ = tx.send(event.clone());
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A function error as the Lambda integration reports it: the function's error type as the
-/// error name, and the error document as the cause.
-fn function_error(error_type: &str, message: &str) -> TaskFailure {
-    TaskFailure {
-        error: error_type.to_string(),
-        cause: json!({"errorType": error_type, "errorMessage": message}).to_string(),
-    }
-}
-
-/// The binary an image runs: the last path segment of its repository, without tag or digest
-/// (`123.dkr.ecr.eu-west-1.amazonaws.com/nton/nton-job:git-1a2b` -> `nton-job`).
-pub fn image_binary(image: &str) -> &str {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
-    last.split(':').next().unwrap_or(last)
-}
-
-fn find_lambda<'a>(
-    lambdas: &'a HashMap<String, Arc<Lambda>>,
-    function: &str,
-) -> Option<&'a Arc<Lambda>> {
-    // FunctionName may be a name, an ARN, or either with a `:qualifier` (version or alias).
-    if let Some(lambda) = lambdas.get(function) {
-        return Some(lambda);
-    }
-    let unqualified = match function.strip_prefix("arn:") {
-        Some(_) if function.matches(':').count() > 6 => {
-            function.rsplit_once(':').map(|(head, _)| head)
-        }
-        Some(_) => None,
-        None => function.split_once(':').map(|(head, _)| head),
-    }?;
-    lambdas.get(unqualified)
 }
 
 /// The resources of one type that the template creates (their Condition holds), with their
@@ -721,67 +529,27 @@ fn created_resources(
     ctx: &LocalContext,
     resource_type: &str,
 ) -> Result<Vec<(String, Value)>, String> {
-    let mut created = Vec::new();
-    for (logical_id, _) in template.resources_of_type(resource_type) {
-        if template.resource_exists(logical_id, ctx).map_err(|e| e.to_string())? {
-            let properties =
-                template.resolved_properties(logical_id, ctx).map_err(|e| e.to_string())?;
-            created.push((logical_id.to_string(), properties));
-        }
-    }
-    Ok(created)
+    template.created_resources(resource_type, ctx).map_err(|e| e.to_string())
 }
 
-fn bind_lambdas(
+/// The template's state machine (`state_machine` names it when there are several), validated.
+fn load_machine(
     template: &Template,
     ctx: &LocalContext,
-    env_overrides: &BTreeMap<String, String>,
-) -> Result<HashMap<String, Arc<Lambda>>, String> {
-    let mut lambdas = HashMap::new();
-    for (logical_id, properties) in created_resources(template, ctx, "AWS::Lambda::Function")? {
-        let logical_id = logical_id.as_str();
-        let Some(image) = properties["Code"]["ImageUri"].as_str() else {
-            // Not an image function: there is no local handler for it. Only an error if a
-            // state calls it (checked against the state machine afterwards).
-            continue;
-        };
-        let binary = image_binary(image);
-        let mut environment: BTreeMap<String, String> = properties["Environment"]["Variables"]
-            .as_object()
-            .map(|vars| vars.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
-            .unwrap_or_default();
-        environment.extend(env_overrides.clone());
-        let handler = match binary {
-            "nton-init" => Handler::Init(
-                nton_init::InitConfig::from_lookup(|name| environment.get(name).cloned())
-                    .map_err(|error| format!("function {logical_id} ({image}): {error}"))?,
-            ),
-            "nton-watch" => Handler::Watch,
-            _ => continue,
-        };
-        let arn = template
-            .resolve(&json!({"Fn::GetAtt": [logical_id, "Arn"]}), ctx)
-            .map_err(|e| e.to_string())?;
-        let name = properties["FunctionName"].as_str().unwrap_or(logical_id).to_string();
-        // Lambda's own default is 3 s; a Ref to a parameter resolves to a string.
-        let timeout =
-            Duration::from_secs_f64(number_of(&properties["Timeout"]).unwrap_or(3.0).max(1.0));
-        let lambda = Arc::new(Lambda {
-            logical_id: logical_id.to_string(),
-            name: name.clone(),
-            arn: arn.as_str().unwrap_or_default().to_string(),
-            handler,
-            timeout,
-        });
-        lambdas.insert(lambda.arn.clone(), Arc::clone(&lambda));
-        lambdas.insert(name, lambda);
-    }
-    Ok(lambdas)
+    origin: &str,
+    state_machine: Option<&str>,
+) -> Result<(String, StateMachine), RunError> {
+    let (machine_id, definition) = template.state_machine(ctx, state_machine)?;
+    let machine = StateMachine::from_json(&definition).map_err(|source| {
+        RunError::StateMachine { origin: format!("{origin}: {machine_id}"), source }
+    })?;
+    Ok((machine_id, machine))
 }
 
 fn check_resource(
     task: &TaskResource<'_>,
-    lambdas: &HashMap<String, Arc<Lambda>>,
+    lambdas: &Lambdas,
+    functions: &LambdaRegistry,
 ) -> Result<(), String> {
     let state = task.state;
     match task.resource {
@@ -789,7 +557,9 @@ fn check_resource(
             Some(Value::String(function)) if find_lambda(lambdas, function).is_none() => {
                 Err(format!(
                     "state {state}: Parameters.FunctionName {function} names no function the local \
-                 engine can run (an AWS::Lambda::Function with an nton-init or nton-watch image)"
+                     engine can run (an AWS::Lambda::Function whose image repository is one of: \
+                     {})",
+                    functions.repositories().join(", ")
                 ))
             }
             _ => Ok(()),
@@ -804,242 +574,17 @@ fn check_resource(
     }
 }
 
-/// The job queues, with the vCPU ceiling of their compute environments and their
-/// `JobStateTimeLimitActions`.
-fn read_queues(
-    template: &Template,
-    ctx: &LocalContext,
-) -> Result<Vec<(QueueSpec, Vec<StateTimeLimit>)>, String> {
-    let mut queues = Vec::new();
-    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobQueue")? {
-        let logical_id = logical_id.as_str();
-        let arn = scalar_text(
-            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
-        );
-        let name = properties["JobQueueName"].as_str().unwrap_or(logical_id).to_string();
-        let mut max_vcpus = 0.0;
-        let mut compute_environment = String::new();
-        for entry in properties["ComputeEnvironmentOrder"].as_array().into_iter().flatten() {
-            let ce_arn = scalar_text(&entry["ComputeEnvironment"]);
-            let ce_id = template.logical_id_for_arn(&ce_arn).ok_or_else(|| {
-                format!(
-                    "job queue {logical_id}: compute environment {ce_arn} is not in the template"
-                )
-            })?;
-            let ce = template.resolved_properties(ce_id, ctx).map_err(|e| e.to_string())?;
-            if compute_environment.is_empty() {
-                compute_environment =
-                    ce["ComputeEnvironmentName"].as_str().unwrap_or(ce_id).to_string();
-            }
-            // An unmanaged environment has no ceiling of its own: the machine's is the limit.
-            max_vcpus += number_of(&ce["ComputeResources"]["MaxvCpus"]).unwrap_or(f64::MAX / 4.0);
-        }
-        let time_limits = properties["JobStateTimeLimitActions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, entry)| {
-                StateTimeLimit::from_template(entry).map_err(|e| {
-                    format!("job queue {logical_id}: JobStateTimeLimitActions[{i}].{e}")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        queues.push((QueueSpec { arn, name, max_vcpus, compute_environment }, time_limits));
-    }
-    Ok(queues)
-}
-
-/// The container job definitions, each bound to the workspace binary its image names.
-/// Why a job definition cannot run locally.
-enum DefinitionError {
-    /// The template says something the local Batch cannot take.
-    Invalid(String),
-    /// The binary its image names is not built (an environment problem, not the template's).
-    MissingBinary(String),
-}
-
-impl From<String> for DefinitionError {
-    fn from(message: String) -> Self {
-        DefinitionError::Invalid(message)
-    }
-}
-
-fn read_job_definitions(
-    template: &Template,
-    ctx: &LocalContext,
-    bin_dir: &Path,
-    env_overrides: &BTreeMap<String, String>,
-) -> Result<Vec<JobDefinitionSpec>, DefinitionError> {
-    let mut definitions = Vec::new();
-    for (logical_id, properties) in created_resources(template, ctx, "AWS::Batch::JobDefinition")? {
-        let logical_id = logical_id.as_str();
-        let at = |field: &str| format!("job definition {logical_id}: {field}");
-        let container =
-            properties.get("ContainerProperties").filter(|c| c.is_object()).ok_or_else(|| {
-                format!(
-                    "{}: only container job definitions run locally (no ContainerProperties)",
-                    at("Type")
-                )
-            })?;
-        let image = container["Image"]
-            .as_str()
-            .ok_or_else(|| format!("{} is missing", at("ContainerProperties.Image")))?;
-        let binary = image_binary(image);
-        let program = bin_dir.join(binary);
-        if !program.is_file() {
-            return Err(DefinitionError::MissingBinary(format!(
-                "{}: image {image} runs the workspace binary {binary}, not found at {} \
-                 (build it: cargo build --bins, or point --bin-dir at it)",
-                at("ContainerProperties.Image"),
-                program.display()
-            )));
-        }
-        let command = container["Command"]
-            .as_array()
-            .map(|args| args.iter().map(scalar_text).collect())
-            .unwrap_or_default();
-        let mut environment: BTreeMap<String, String> = container["Environment"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|pair| {
-                Some((pair["Name"].as_str()?.to_string(), scalar_text(&pair["Value"])))
-            })
-            .collect();
-        environment.extend(env_overrides.clone());
-        let mut vcpus = number_of(&container["Vcpus"]).unwrap_or(1.0);
-        let mut memory_mib = number_of(&container["Memory"]).unwrap_or(2048.0) as u64;
-        for requirement in container["ResourceRequirements"].as_array().into_iter().flatten() {
-            match requirement["Type"].as_str() {
-                Some("VCPU") => vcpus = number_of(&requirement["Value"]).unwrap_or(vcpus),
-                Some("MEMORY") => {
-                    memory_mib =
-                        number_of(&requirement["Value"]).unwrap_or(memory_mib as f64) as u64
-                }
-                _ => {}
-            }
-        }
-        let retry = read_retry(&properties["RetryStrategy"])
-            .map_err(|e| format!("{}: {e}", at("RetryStrategy")))?;
-        let attempt_timeout = number_of(&properties["Timeout"]["AttemptDurationSeconds"])
-            .map(|seconds| Duration::from_secs_f64(seconds.max(1.0)));
-        let parameters = properties["Parameters"]
-            .as_object()
-            .map(|map| map.iter().map(|(k, v)| (k.clone(), scalar_text(v))).collect())
-            .unwrap_or_default();
-        let arn = scalar_text(
-            &template.resolve(&json!({"Ref": logical_id}), ctx).map_err(|e| e.to_string())?,
-        );
-        definitions.push(JobDefinitionSpec {
-            arn,
-            name: properties["JobDefinitionName"].as_str().unwrap_or(logical_id).to_string(),
-            program,
-            command,
-            environment,
-            parameters,
-            vcpus,
-            memory_mib,
-            retry,
-            attempt_timeout,
-        });
-    }
-    Ok(definitions)
-}
-
-fn read_retry(value: &Value) -> Result<RetryStrategy, String> {
-    if value.is_null() {
-        return Ok(RetryStrategy::default());
-    }
-    let attempts = number_of(&value["Attempts"]).unwrap_or(1.0) as u32;
-    let mut evaluate_on_exit = Vec::new();
-    for (i, rule) in value["EvaluateOnExit"].as_array().into_iter().flatten().enumerate() {
-        let action_text = rule["Action"].as_str().unwrap_or_default();
-        let action = RetryAction::parse(action_text).ok_or_else(|| {
-            format!("EvaluateOnExit[{i}].Action: {action_text:?} must be RETRY or EXIT")
-        })?;
-        let text = |key: &str| rule[key].as_str().map(str::to_string);
-        evaluate_on_exit.push(EvaluateOnExit {
-            on_status_reason: text("OnStatusReason"),
-            on_reason: text("OnReason"),
-            on_exit_code: text("OnExitCode"),
-            action,
-        });
-    }
-    let strategy = RetryStrategy { attempts, evaluate_on_exit };
-    strategy.validate().map_err(|error| error.message)?;
-    Ok(strategy)
-}
-
-/// Every object key with its first letter upper-cased, at every depth.
-fn pascal_case_keys(value: Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(key, value)| {
-                    let mut chars = key.chars();
-                    let key = chars
-                        .next()
-                        .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                        .unwrap_or_default();
-                    (key, pascal_case_keys(value))
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(pascal_case_keys).collect()),
-        other => other,
-    }
-}
-
-/// A scalar as the text CloudFormation would pass (numbers and booleans as written).
-fn scalar_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// A number CloudFormation may hand over as a number or as a string ("1", "0.5").
-fn number_of(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64(),
-        Value::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_binary_is_the_last_repository_segment() {
-        assert_eq!(
-            image_binary("123.dkr.ecr.eu-west-1.amazonaws.com/nton/nton-job:git-1a2b"),
-            "nton-job"
-        );
-        assert_eq!(image_binary("/nton-init:latest"), "nton-init");
-        assert_eq!(image_binary("registry:5000/team/nton-watch@sha256:abcd"), "nton-watch");
-        assert_eq!(image_binary("nton-job"), "nton-job");
-    }
-
-    #[test]
-    fn sync_answers_use_pascal_case_keys_at_every_depth() {
-        assert_eq!(
-            pascal_case_keys(json!({"jobId": "a", "arrayProperties": {"statusSummary": {"x": 1}},
-                "attempts": [{"exitCode": 0}]})),
-            json!({"JobId": "a", "ArrayProperties": {"StatusSummary": {"X": 1}},
-                "Attempts": [{"ExitCode": 0}]})
-        );
-    }
 
     #[test]
     fn only_integrations_step_functions_has_are_accepted() {
         let check = |resource: &str| {
             check_resource(
                 &TaskResource { state: "Stop", resource, parameters: None },
-                &HashMap::new(),
+                &Lambdas::new(),
+                &LambdaRegistry::new(),
             )
         };
         assert_eq!(check(BATCH_TERMINATE), Ok(()));
@@ -1053,31 +598,5 @@ mod tests {
             ),
             "{error}"
         );
-    }
-
-    #[test]
-    fn numbers_come_as_numbers_or_strings() {
-        assert_eq!(number_of(&json!(2)), Some(2.0));
-        assert_eq!(number_of(&json!("0.5")), Some(0.5));
-        assert_eq!(number_of(&json!("x")), None);
-        assert_eq!(number_of(&Value::Null), None);
-    }
-
-    #[test]
-    fn retry_rules_are_read_and_checked() {
-        let strategy = read_retry(&json!({
-            "Attempts": 3,
-            "EvaluateOnExit": [
-                {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
-                {"OnReason": "*", "Action": "EXIT"}
-            ]
-        }))
-        .unwrap();
-        assert_eq!(strategy.attempts, 3);
-        assert_eq!(strategy.evaluate_on_exit[1].action, RetryAction::Exit);
-        let error = read_retry(&json!({"Attempts": 2, "EvaluateOnExit": [{"Action": "MAYBE"}]}))
-            .unwrap_err();
-        assert!(error.contains("EvaluateOnExit[0].Action"), "{error}");
-        assert!(read_retry(&json!({"Attempts": 11})).is_err());
     }
 }

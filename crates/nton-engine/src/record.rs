@@ -16,6 +16,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use std::fmt;
+
+use nton_core::batch::JobStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -48,18 +51,27 @@ pub struct RunStart {
     pub meta: Value,
 }
 
+/// What happened to a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateEvent {
+    Entered,
+    Exited,
+}
+
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StateLine {
     pub name: String,
-    /// `entered` or `exited`.
-    pub event: String,
+    pub event: StateEvent,
     pub at: i64,
     /// The state's output, on `exited` only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub output: Option<Value>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChildLine {
@@ -68,17 +80,17 @@ pub struct ChildLine {
     /// The array index, `None` for a plain job.
     pub node: Option<u32>,
     pub attempt: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started_at: Option<i64>,
     pub stopped_at: i64,
-    /// SUCCEEDED or FAILED.
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// SUCCEEDED or FAILED (Batch's names: the attempt ended as its job would).
+    pub status: JobStatus,
+    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exit_code: Option<i32>,
     /// The last line the child wrote on stderr, when it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub stderr_tail: Option<String>,
     /// False when the attempt failed but will be retried.
     #[serde(default = "yes")]
@@ -89,17 +101,45 @@ fn yes() -> bool {
     true
 }
 
+/// How an execution ended: Step Functions' names for the ends a local run can have, and
+/// INTERRUPTED for a local run stopped by Ctrl-C (which `--resume` picks up).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Interrupted,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "SUCCEEDED",
+            RunOutcome::Failed => "FAILED",
+            RunOutcome::TimedOut => "TIMED_OUT",
+            RunOutcome::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunEnd {
-    /// SUCCEEDED, FAILED or INTERRUPTED.
-    pub status: String,
+    pub status: RunOutcome,
     pub at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cause: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub output: Option<Value>,
 }
 
@@ -185,7 +225,7 @@ pub fn succeeded_children(lines: &[RecordLine]) -> BTreeSet<(String, Option<u32>
     lines
         .iter()
         .filter_map(|line| match line {
-            RecordLine::Child(child) if child.status == "SUCCEEDED" => {
+            RecordLine::Child(child) if child.status == JobStatus::Succeeded => {
                 Some((child.job_name.clone(), child.node))
             }
             _ => None,
@@ -197,7 +237,7 @@ pub fn succeeded_children(lines: &[RecordLine]) -> BTreeSet<(String, Option<u32>
 mod tests {
     use super::*;
 
-    fn child(name: &str, node: u32, status: &str) -> RecordLine {
+    fn child(name: &str, node: u32, status: JobStatus) -> RecordLine {
         RecordLine::Child(ChildLine {
             job_id: format!("id:{node}"),
             job_name: name.into(),
@@ -205,7 +245,7 @@ mod tests {
             attempt: 1,
             started_at: Some(1),
             stopped_at: 2,
-            status: status.into(),
+            status,
             reason: None,
             exit_code: Some(0),
             stderr_tail: None,
@@ -217,11 +257,11 @@ mod tests {
     fn lines_round_trip_and_succeeded_children_are_found() {
         let dir = tempfile::tempdir().unwrap();
         let writer = RecordWriter::open(dir.path()).unwrap();
-        writer.append(&child("procure", 0, "SUCCEEDED")).unwrap();
-        writer.append(&child("procure", 1, "FAILED")).unwrap();
+        writer.append(&child("procure", 0, JobStatus::Succeeded)).unwrap();
+        writer.append(&child("procure", 1, JobStatus::Failed)).unwrap();
         writer
             .append(&RecordLine::End(RunEnd {
-                status: "FAILED".into(),
+                status: RunOutcome::Failed,
                 at: 3,
                 error: Some("e".into()),
                 cause: None,
@@ -230,7 +270,7 @@ mod tests {
             .unwrap();
         let lines = read_record(writer.path()).unwrap();
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], child("procure", 0, "SUCCEEDED"));
+        assert_eq!(lines[0], child("procure", 0, JobStatus::Succeeded));
         let done = succeeded_children(&lines);
         assert!(done.contains(&("procure".to_string(), Some(0))));
         assert!(!done.contains(&("procure".to_string(), Some(1))));
@@ -240,7 +280,7 @@ mod tests {
     fn a_torn_last_line_is_skipped_but_a_torn_middle_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(RECORD_FILE);
-        let good = serde_json::to_string(&child("p", 0, "SUCCEEDED")).unwrap();
+        let good = serde_json::to_string(&child("p", 0, JobStatus::Succeeded)).unwrap();
         std::fs::write(&path, format!("{good}\n{{\"kind\":\"chi")).unwrap();
         assert_eq!(read_record(&path).unwrap().len(), 1);
         std::fs::write(&path, format!("{{\"kind\":\"chi\n{good}\n")).unwrap();
@@ -252,9 +292,12 @@ mod tests {
     fn reopening_after_a_torn_line_cuts_it_so_the_record_stays_readable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(RECORD_FILE);
-        let good = serde_json::to_string(&child("p", 0, "SUCCEEDED")).unwrap();
+        let good = serde_json::to_string(&child("p", 0, JobStatus::Succeeded)).unwrap();
         std::fs::write(&path, format!("{good}\n{{\"kind\":\"chi")).unwrap();
-        RecordWriter::open(dir.path()).unwrap().append(&child("p", 1, "SUCCEEDED")).unwrap();
+        RecordWriter::open(dir.path())
+            .unwrap()
+            .append(&child("p", 1, JobStatus::Succeeded))
+            .unwrap();
         let lines = read_record(&path).unwrap();
         assert_eq!(lines.len(), 2);
         assert_eq!(succeeded_children(&lines).len(), 2);
@@ -263,9 +306,31 @@ mod tests {
     #[test]
     fn appending_to_an_existing_record_keeps_earlier_lines() {
         let dir = tempfile::tempdir().unwrap();
-        RecordWriter::open(dir.path()).unwrap().append(&child("p", 0, "SUCCEEDED")).unwrap();
-        RecordWriter::open(dir.path()).unwrap().append(&child("p", 1, "SUCCEEDED")).unwrap();
+        RecordWriter::open(dir.path())
+            .unwrap()
+            .append(&child("p", 0, JobStatus::Succeeded))
+            .unwrap();
+        RecordWriter::open(dir.path())
+            .unwrap()
+            .append(&child("p", 1, JobStatus::Succeeded))
+            .unwrap();
         let lines = read_record(&dir.path().join(RECORD_FILE)).unwrap();
         assert_eq!(succeeded_children(&lines).len(), 2);
+    }
+
+    #[test]
+    fn statuses_and_events_are_names_from_one_list() {
+        let line = r#"{"kind":"end","status":"TIMED_OUT","at":1}"#;
+        let RecordLine::End(end) = serde_json::from_str(line).unwrap() else { panic!() };
+        assert_eq!(end.status, RunOutcome::TimedOut);
+        // A misspelt status is refused at read, not compared as a string later.
+        let line = r#"{"kind":"end","status":"SUCCEDED","at":1}"#;
+        let error = serde_json::from_str::<RecordLine>(line).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `SUCCEDED`"), "{error}");
+        let line = r#"{"kind":"state","name":"Init","event":"left","at":1}"#;
+        assert!(serde_json::from_str::<RecordLine>(line).is_err());
+        // Absent options are left out of the line.
+        let text = serde_json::to_string(&child("p", 0, JobStatus::Succeeded)).unwrap();
+        assert!(!text.contains("reason") && !text.contains("stderrTail"), "{text}");
     }
 }

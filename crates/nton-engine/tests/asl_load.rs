@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/asl/{name}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    nton_engine::template::parse_document(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nton_core::plan::{PlanDefaults, PlanError};
+/// The one configuration error both Lambdas fail with (`nton-lambda`).
+pub use nton_lambda::ConfigError;
 
 /// Longest retention: ten years, in hours. Longer means "never" and is spelled 0.
 pub const MAX_RETENTION_HOURS: u64 = 87_600;
@@ -57,15 +59,6 @@ pub struct InitConfig {
     /// `NTON_RUN_TIMEOUT_HOURS` in seconds: the state machine's `TimeoutSeconds` (the template
     /// sets both from RunTimeoutHours). Bounds the poll interval and is handed to the watcher.
     pub run_timeout_seconds: u64,
-}
-
-/// A configuration variable is missing or invalid; the message names it and its value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{var} is not set (must be {expected})")]
-    Missing { var: &'static str, expected: &'static str },
-    #[error("{var}={value:?} is invalid: {reason}")]
-    Invalid { var: &'static str, value: String, reason: String },
 }
 
 impl InitConfig {

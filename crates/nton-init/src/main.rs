@@ -1,31 +1,28 @@
-//! The init Lambda's entry point: wiring only (logging, configuration, the Lambda runtime).
+//! The init Lambda's entry point: wiring only (the shared bootstrap, configuration, the Lambda
+//! runtime).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use nton_init::{InitConfig, check_lambda_env, handle};
+use nton_init::{InitConfig, handle};
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
+
+const BINARY: &str = "nton-init";
 
 fn main() -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
-    if let Err(line) = check_lambda_env("nton-init", env) {
-        eprintln!("{line}");
-        return ExitCode::from(2);
-    }
-    init_tracing();
+    let api = match nton_lambda::bootstrap(BINARY) {
+        Ok(api) => api,
+        Err(code) => return code,
+    };
     let config = match InitConfig::from_env() {
         Ok(config) => Arc::new(config),
-        Err(err) => {
-            eprintln!("nton-init: {err}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return nton_lambda::config_failed(BINARY, &error),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("nton-init: cannot start the async runtime: {err}");
+            eprintln!("{BINARY}: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -44,28 +41,6 @@ fn main() -> ExitCode {
     });
     match runtime.block_on(lambda_runtime::run(handler)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            let api = env("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
-            eprintln!("nton-init: the Lambda runtime API at {api} failed: {err}");
-            ExitCode::FAILURE
-        }
+        Err(error) => nton_lambda::runtime_failed(BINARY, &api, &error),
     }
-}
-
-/// JSON logs (what CloudWatch Logs Insights queries best), level from `AWS_LAMBDA_LOG_LEVEL`
-/// (set by Lambda's logging config) or `RUST_LOG`, else info.
-fn init_tracing() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string())
-        .to_lowercase();
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time() // CloudWatch stamps every line already.
-        .with_target(false)
-        .init();
 }

@@ -23,9 +23,6 @@ pub const STOPPED_STATUSES: [&str; 2] = ["ABORTED", "TIMED_OUT"];
 /// The execution history page size (the API's maximum).
 const HISTORY_PAGE: i32 = 1000;
 
-/// The three stage jobs a run submits; the history is read no further once all are found.
-const STAGE_JOBS: usize = 3;
-
 /// Why a cleanup did not finish. Each kind has a stable error type, for the logs and for
 /// Lambda's asynchronous retries.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +148,9 @@ pub struct Submitted {
     /// submitJob calls scheduled without an answer in the history: the execution stopped
     /// while they were in flight, so a job may exist that the history does not name.
     pub unanswered: usize,
+    /// A Lambda task (the watcher's first poll) was scheduled after the submissions, all
+    /// answered: every stage job was submitted by then, whatever the number of stages.
+    pub submissions_over: bool,
 }
 
 /// Whether a task event is one of the optimized Batch integration's `submitJob` calls.
@@ -161,7 +161,17 @@ fn is_submit(event: &HistoryEvent) -> bool {
 
 /// Collects the submitted jobs from history events, oldest first.
 pub fn submitted_jobs(events: &[HistoryEvent], found: &mut Submitted) {
-    for event in events.iter().filter(|e| is_submit(e)) {
+    for event in events {
+        if !is_submit(event) {
+            if event.kind == "TaskScheduled"
+                && event.resource_type.as_deref() == Some("lambda")
+                && !found.jobs.is_empty()
+                && found.unanswered == 0
+            {
+                found.submissions_over = true;
+            }
+            continue;
+        }
         match event.kind.as_str() {
             "TaskScheduled" => found.unanswered += 1,
             "TaskSucceeded" => {
@@ -199,7 +209,7 @@ pub async fn handle(event: Value, api: &dyn CleanupApi) -> Result<Value, Cleanup
         submitted_jobs(&events, &mut found);
         // Submissions come right after Init, in the first page; a long run's thousands of
         // Watch polls after them need not be read.
-        if found.jobs.len() >= STAGE_JOBS {
+        if found.submissions_over {
             break;
         }
         match next {
@@ -434,9 +444,16 @@ mod tests {
         events
     }
 
+    /// The Watch state's first poll, after the submissions.
+    fn first_poll() -> HistoryEvent {
+        task("TaskScheduled", "lambda", "invoke", None)
+    }
+
     #[tokio::test]
     async fn an_aborted_run_has_its_three_jobs_terminated_with_a_reason_naming_the_execution() {
-        let fake = Fake { pages: vec![init_and_submits(), vec![]], ..Fake::default() };
+        let mut first = init_and_submits();
+        first.push(first_poll());
+        let fake = Fake { pages: vec![first, vec![]], ..Fake::default() };
         let answer = handle(event("ABORTED"), &fake).await.unwrap();
         let terminated = fake.terminated.lock().unwrap().clone();
         let ids: Vec<&str> = terminated.iter().map(|(id, _)| id.as_str()).collect();
@@ -446,8 +463,30 @@ mod tests {
         }
         assert_eq!(answer["terminated"][1]["jobName"], "nton-process-wf1");
         assert_eq!(answer["unansweredSubmissions"], 0);
-        // All three found in the first page: the poll events after it are not read.
+        // All three found in the first page, before the first poll: the poll events after it
+        // are not read.
         assert_eq!(fake.history_calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_stage_a_template_submits_is_terminated_however_many() {
+        let mut first = init_and_submits();
+        first.extend(submit("c-4", "check"));
+        first.push(first_poll());
+        let fake = Fake { pages: vec![first, vec![]], ..Fake::default() };
+        handle(event("ABORTED"), &fake).await.unwrap();
+        let terminated = fake.terminated.lock().unwrap().clone();
+        let ids: Vec<&str> = terminated.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["p-1", "q-2", "e-3", "c-4"]);
+        assert_eq!(fake.history_calls.lock().unwrap().len(), 1);
+        // Without the poll in the first page, the next page is read for more submissions.
+        let fake = Fake {
+            pages: vec![init_and_submits(), [submit("c-4", "check"), vec![first_poll()]].concat()],
+            ..Fake::default()
+        };
+        handle(event("ABORTED"), &fake).await.unwrap();
+        assert_eq!(fake.terminated.lock().unwrap().len(), 4);
+        assert_eq!(fake.history_calls.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -1,21 +1,23 @@
-//! The watcher Lambda: reads the three stage jobs of a run from AWS Batch and says whether the
-//! run is done, whether it failed, how far each stage is and which nodes failed.
+//! The watcher Lambda: reads the stage jobs of a run from AWS Batch and says whether the run is
+//! done, whether it failed, how far each stage is and which nodes failed.
 //!
 //! [`handle`] is the whole function: it validates the event the state machine's `Watch` state
-//! sends (`{"workflowId", "nodes", "jobs": {"procure": {"JobId"}, ...}}`), makes one
-//! `DescribeJobs` call for the three jobs, then only the `ListJobs` calls the status model asks
+//! sends (`{"workflowId", "nodes", "jobs": {"<stage>": {"JobId"}, ...}}`, one entry per stage
+//! the template submits), makes one `DescribeJobs` call for those jobs (which gives their run
+//! order through their dependencies), then only the `ListJobs` calls the status model asks
 //! for (FAILED children of stages that have some; RUNNABLE children of a stage that may be
 //! stuck), and returns `nton_core::status::RunStatus` as JSON. Batch is reached through the
 //! [`BatchApi`] trait: [`SdkBatch`] on AWS, the engine's local Batch or a fake in tests.
 
 pub mod cleanup;
-pub mod lambda_env;
+pub mod config;
 pub mod sdk;
 
 use lambda_runtime::Diagnostic;
 use nton_core::batch::{BatchApi, BatchApiError, JobDetail};
-use nton_core::stage::Stage;
+use nton_core::stage::{StageMap, StageName};
 use nton_core::status::{self, Children, StageJobs, StatusOptions};
+use serde::Deserialize;
 use serde_json::Value;
 
 pub use sdk::SdkBatch;
@@ -27,7 +29,7 @@ const MAX_NODES: u64 = 10_000;
 const MAX_JOB_ID_CHARS: usize = 128;
 
 /// Time the run keeps before its `TimeoutSeconds` for what comes after the last poll: one
-/// more Watch (a 300 s Lambda timeout), the cleanup's three TerminateJob calls with their
+/// more Watch (a 300 s Lambda timeout), the cleanup's TerminateJob calls (one per stage) with their
 /// retries, and slack. Once the next poll would start later than this before the timeout, the
 /// watcher fails the run, so that the state machine's Catch still runs and terminates the jobs
 /// (after TimeoutSeconds no state runs at all).
@@ -42,10 +44,10 @@ pub enum WatchError {
     BadEvent { field: String, problem: String },
     /// A job id Batch does not know (wrong account or region, or jobs long expired).
     #[error("Batch does not know job {job_id:?} (jobs.{stage}.JobId)")]
-    UnknownJob { stage: Stage, job_id: String },
+    UnknownJob { stage: StageName, job_id: String },
     /// A stage job whose array size disagrees with the run's node count.
     #[error("jobs.{stage}.JobId {job_id:?} has {size} nodes but the event says nodes = {nodes}")]
-    SizeMismatch { stage: Stage, job_id: String, size: u32, nodes: u64 },
+    SizeMismatch { stage: StageName, job_id: String, size: u32, nodes: u64 },
     /// A Batch call failed (after the SDK's retries).
     #[error("Batch {call} failed: {source}")]
     Batch {
@@ -87,8 +89,10 @@ impl From<WatchError> for Diagnostic {
 pub struct WatchEvent {
     pub workflow_id: Option<String>,
     pub nodes: Option<u64>,
-    /// Job ids in stage order: procure, process, egress.
-    pub job_ids: [String; 3],
+    /// Each stage's job id, as the event names the stages (`jobs.<stage>.JobId`). However many
+    /// stages the template submits; their run order comes from the jobs' dependencies
+    /// ([`status::in_run_order`]).
+    pub jobs: StageMap<String>,
     /// A retry's nodes (`nodeMap`, from init): array index `i` runs original node
     /// `node_map[i]`. Failed nodes are named by their original numbers. `None` for a run of
     /// the whole plan (the field absent or null).
@@ -114,6 +118,34 @@ impl Deadline {
     }
 }
 
+/// The event as the Watch state sends it, before the checks serde cannot state.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawWatchEvent {
+    #[serde(default)]
+    workflow_id: Option<String>,
+    #[serde(default)]
+    nodes: Option<u64>,
+    jobs: StageMap<SubmittedJob>,
+    #[serde(default)]
+    node_map: Option<Vec<u64>>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    now: Option<String>,
+    #[serde(default)]
+    poll_seconds: Option<u64>,
+    #[serde(default)]
+    timeout_seconds: Option<u64>,
+}
+
+/// One stage's entry of `jobs`: the submitJob result the state machine kept (`ResultSelector`).
+#[derive(Deserialize)]
+struct SubmittedJob {
+    #[serde(rename = "JobId")]
+    job_id: String,
+}
+
 impl WatchEvent {
     /// Validates the event, naming the first field that is missing or odd.
     pub fn parse(event: &Value) -> Result<WatchEvent, WatchError> {
@@ -124,71 +156,41 @@ impl WatchEvent {
         if !event.is_object() {
             return Err(bad("event", format!("expected a JSON object, got {}", brief(event))));
         }
-        let workflow_id = match event.get("workflowId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(id)) => Some(id.clone()),
-            Some(other) => {
-                return Err(bad("workflowId", format!("expected a string, got {}", brief(other))));
+        let raw: RawWatchEvent = serde_path_to_error::deserialize(event).map_err(|error| {
+            let path = error.path().to_string();
+            let field = if path == "." { "event".to_string() } else { path };
+            bad(&field, error.into_inner().to_string())
+        })?;
+        let nodes = match raw.nodes {
+            Some(n) if !(1..=MAX_NODES).contains(&n) => {
+                return Err(bad(
+                    "nodes",
+                    format!("expected an integer from 1 to {MAX_NODES}, got {n}"),
+                ));
             }
+            nodes => nodes,
         };
-        let nodes = match event.get("nodes") {
-            None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64() {
-                Some(n) if (1..=MAX_NODES).contains(&n) => Some(n),
-                _ => {
-                    return Err(bad(
-                        "nodes",
-                        format!("expected an integer from 1 to {MAX_NODES}, got {}", brief(value)),
-                    ));
-                }
-            },
-        };
-        let jobs = match event.get("jobs") {
-            Some(Value::Object(jobs)) => jobs,
-            None => return Err(bad("jobs", "missing".to_string())),
-            Some(other) => {
-                return Err(bad("jobs", format!("expected an object, got {}", brief(other))));
-            }
-        };
-        let job_id = |stage: Stage| -> Result<String, WatchError> {
-            let field = format!("jobs.{stage}.JobId");
-            let entry = match jobs.get(stage.as_str()) {
-                Some(Value::Object(entry)) => entry,
-                None => return Err(bad(&format!("jobs.{stage}"), "missing".to_string())),
-                Some(other) => {
-                    return Err(bad(
-                        &format!("jobs.{stage}"),
-                        format!("expected an object, got {}", brief(other)),
-                    ));
-                }
-            };
-            match entry.get("JobId") {
-                None => Err(bad(&field, "missing".to_string())),
-                Some(Value::String(id)) => {
-                    validate_job_id(id).map_err(|problem| bad(&field, problem))?;
-                    Ok(id.clone())
-                }
-                Some(other) => Err(bad(&field, format!("expected a string, got {}", brief(other)))),
-            }
-        };
-        let deadline = parse_deadline(event).map_err(|(field, problem)| bad(field, problem))?;
-        let node_map = match event.get("nodeMap") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(list)) => {
+        if raw.jobs.is_empty() {
+            return Err(bad("jobs", "names no stage job".to_string()));
+        }
+        let mut jobs = StageMap::new();
+        for (stage, job) in raw.jobs.iter() {
+            validate_job_id(&job.job_id)
+                .map_err(|problem| bad(&format!("jobs.{stage}.JobId"), problem))?;
+            jobs.insert(stage.clone(), job.job_id.clone());
+        }
+        let node_map = match &raw.node_map {
+            None => None,
+            Some(list) => {
                 let map = list
                     .iter()
-                    .map(|value| {
-                        value.as_u64().filter(|n| *n < MAX_NODES).map(|n| n as u32).ok_or_else(
-                            || {
-                                bad(
-                                    "nodeMap",
-                                    format!(
-                                        "expected node numbers below {MAX_NODES}, got {}",
-                                        brief(value)
-                                    ),
-                                )
-                            },
-                        )
+                    .map(|&n| {
+                        u32::try_from(n).ok().filter(|_| n < MAX_NODES).ok_or_else(|| {
+                            bad(
+                                "nodeMap",
+                                format!("expected node numbers below {MAX_NODES}, got {n}"),
+                            )
+                        })
                     })
                     .collect::<Result<Vec<u32>, WatchError>>()?;
                 let expected = nodes.unwrap_or(map.len() as u64);
@@ -204,62 +206,46 @@ impl WatchEvent {
                 }
                 Some(map)
             }
-            Some(other) => {
-                return Err(bad(
-                    "nodeMap",
-                    format!("expected a list or null, got {}", brief(other)),
-                ));
-            }
         };
-        Ok(WatchEvent {
-            workflow_id,
-            nodes,
-            node_map,
-            deadline,
-            job_ids: [job_id(Stage::Procure)?, job_id(Stage::Process)?, job_id(Stage::Egress)?],
-        })
+        let deadline = parse_deadline(&raw).map_err(|(field, problem)| bad(field, problem))?;
+        Ok(WatchEvent { workflow_id: raw.workflow_id.clone(), nodes, jobs, node_map, deadline })
     }
 }
 
 /// The four deadline fields: all absent (no deadline) or all valid.
-fn parse_deadline(event: &Value) -> Result<Option<Deadline>, (&'static str, String)> {
+fn parse_deadline(raw: &RawWatchEvent) -> Result<Option<Deadline>, (&'static str, String)> {
     const FIELDS: [&str; 4] = ["startedAt", "now", "pollSeconds", "timeoutSeconds"];
-    let present: Vec<&str> =
-        FIELDS.into_iter().filter(|f| !event.get(*f).is_none_or(Value::is_null)).collect();
-    if present.is_empty() {
+    let given = [
+        raw.started_at.is_some(),
+        raw.now.is_some(),
+        raw.poll_seconds.is_some(),
+        raw.timeout_seconds.is_some(),
+    ];
+    if !given.contains(&true) {
         return Ok(None);
     }
-    if let Some(missing) = FIELDS.into_iter().find(|f| !present.contains(f)) {
+    if let Some(missing) = FIELDS.into_iter().zip(given).find(|(_, given)| !given) {
         return Err((
-            missing,
+            missing.0,
             format!("missing (the deadline needs all of {})", FIELDS.join(", ")),
         ));
     }
-    let timestamp = |field: &'static str| {
-        let value = &event[field];
-        value
-            .as_str()
-            .and_then(|text| {
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .ok_or_else(|| (field, format!("expected an RFC 3339 timestamp, got {}", brief(value))))
+    let timestamp = |field: &'static str, text: &Option<String>| {
+        let text = text.as_deref().unwrap_or_default();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| (field, format!("expected an RFC 3339 timestamp, got {text:?}")))
     };
-    let seconds = |field: &'static str| {
-        let value = &event[field];
-        value
-            .as_u64()
-            .filter(|s| *s > 0)
-            .ok_or_else(|| (field, format!("expected a positive integer, got {}", brief(value))))
+    let seconds = |field: &'static str, value: Option<u64>| {
+        value.filter(|s| *s > 0).ok_or_else(|| (field, "expected a positive integer, got 0".into()))
     };
-    let started = timestamp("startedAt")?;
-    let now = timestamp("now")?;
+    let started = timestamp("startedAt", &raw.started_at)?;
+    let now = timestamp("now", &raw.now)?;
     // A clock that reads before the start counts as no time taken.
     let elapsed_seconds = u64::try_from((now - started).whole_seconds()).unwrap_or(0);
     Ok(Some(Deadline {
         elapsed_seconds,
-        poll_seconds: seconds("pollSeconds")?,
-        timeout_seconds: seconds("timeoutSeconds")?,
+        poll_seconds: seconds("pollSeconds", raw.poll_seconds)?,
+        timeout_seconds: seconds("timeoutSeconds", raw.timeout_seconds)?,
     }))
 }
 
@@ -306,22 +292,20 @@ pub async fn handle_with(
     options: &StatusOptions,
 ) -> Result<Value, WatchError> {
     let event = WatchEvent::parse(&event)?;
+    let job_ids: Vec<String> = event.jobs.values().cloned().collect();
     let described = batch
-        .describe_jobs(&event.job_ids)
+        .describe_jobs(&job_ids)
         .await
         .map_err(|source| WatchError::Batch { call: "DescribeJobs", source })?;
-    let find = |index: usize| -> Result<JobDetail, WatchError> {
-        let stage = Stage::ALL[index];
-        let job_id = &event.job_ids[index];
-        let job = described
-            .iter()
-            .find(|job| &job.job_id == job_id)
-            .cloned()
-            .ok_or_else(|| WatchError::UnknownJob { stage, job_id: job_id.clone() })?;
+    let mut found = Vec::with_capacity(event.jobs.len());
+    for (stage, job_id) in event.jobs.iter() {
+        let job = described.iter().find(|job| &job.job_id == job_id).cloned().ok_or_else(|| {
+            WatchError::UnknownJob { stage: stage.clone(), job_id: job_id.clone() }
+        })?;
         check_size(&event, stage, &job)?;
-        Ok(job)
-    };
-    let mut jobs = StageJobs { procure: find(0)?, process: find(1)?, egress: find(2)? };
+        found.push((stage.clone(), job));
+    }
+    let mut jobs = status::in_run_order(found);
 
     let mut children = Children::new();
     for listing in status::listings_needed(&jobs, now_ms, options) {
@@ -391,12 +375,7 @@ fn plain_jobs_as_arrays(jobs: &mut StageJobs, children: &mut Children, map: &[u3
     let [node] = map else {
         return;
     };
-    for stage in Stage::ALL {
-        let job = match stage {
-            Stage::Procure => &mut jobs.procure,
-            Stage::Process => &mut jobs.process,
-            Stage::Egress => &mut jobs.egress,
-        };
+    for (stage, job) in jobs.iter_mut() {
         // Only a failure names a node; other plain jobs stay as they are.
         if job.status != nton_core::batch::JobStatus::Failed
             || job.array_properties.as_ref().is_some_and(|p| p.size.is_some())
@@ -426,19 +405,24 @@ fn plain_jobs_as_arrays(jobs: &mut StageJobs, children: &mut Children, map: &[u3
             size: Some(1),
             index: None,
         });
-        children.insert(stage, job.status, vec![child]);
+        children.insert(stage.clone(), job.status, vec![child]);
     }
 }
 
 /// An array job must have as many children as the run has nodes; a plain job stands for a
 /// one-node run.
-fn check_size(event: &WatchEvent, stage: Stage, job: &JobDetail) -> Result<(), WatchError> {
+fn check_size(event: &WatchEvent, stage: &StageName, job: &JobDetail) -> Result<(), WatchError> {
     let Some(nodes) = event.nodes else {
         return Ok(());
     };
     let size = job.array_properties.as_ref().and_then(|props| props.size).unwrap_or(1);
     if u64::from(size) != nodes {
-        return Err(WatchError::SizeMismatch { stage, job_id: job.job_id.clone(), size, nodes });
+        return Err(WatchError::SizeMismatch {
+            stage: stage.clone(),
+            job_id: job.job_id.clone(),
+            size,
+            nodes,
+        });
     }
     Ok(())
 }
@@ -529,9 +513,21 @@ mod tests {
         })
     }
 
+    /// `dependsOn` as Batch reports it for the template's chain: each stage job depends on
+    /// the one before (N_TO_N).
+    fn chained(mut job: Value) -> Value {
+        let before = match job["jobId"].as_str().unwrap() {
+            "j-process" => "j-procure",
+            "j-egress" => "j-process",
+            _ => return job,
+        };
+        job["dependsOn"] = json!([{"jobId": before, "type": "N_TO_N"}]);
+        job
+    }
+
     fn parent(id: &str, status: &str, summary: Value) -> Value {
-        json!({"jobId": id, "jobName": id, "status": status, "createdAt": NOW - 60_000,
-               "arrayProperties": {"size": 4, "statusSummary": summary}})
+        chained(json!({"jobId": id, "jobName": id, "status": status, "createdAt": NOW - 60_000,
+               "arrayProperties": {"size": 4, "statusSummary": summary}}))
     }
 
     #[tokio::test]
@@ -751,18 +747,15 @@ mod tests {
         let batch = FakeBatch::new(json!([]), json!([]));
         let cases: Vec<(Value, &str)> = vec![
             (json!([]), "bad event: event: expected a JSON object, got []"),
-            (json!({"nodes": 4}), "bad event: jobs: missing"),
-            (
-                json!({"jobs": {"procure": {"JobId": "a"}, "process": {"JobId": "b"}}}),
-                "bad event: jobs.egress: missing",
-            ),
+            (json!({"nodes": 4}), "bad event: event: missing field `jobs`"),
+            (json!({"jobs": {}}), "bad event: jobs: names no stage job"),
             (
                 json!({"jobs": {"procure": {"JobId": "a"}, "process": {"Id": "b"}, "egress": {"JobId": "c"}}}),
-                "bad event: jobs.process.JobId: missing",
+                "bad event: jobs.process: missing field `JobId`",
             ),
             (
                 json!({"jobs": {"procure": {"JobId": 7}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
-                "bad event: jobs.procure.JobId: expected a string, got 7",
+                "bad event: jobs.procure.JobId: invalid type: integer `7`, expected a string",
             ),
             (
                 json!({"jobs": {"procure": {"JobId": ""}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
@@ -774,19 +767,19 @@ mod tests {
             ),
             (
                 json!({"jobs": {"procure": "a", "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
-                "bad event: jobs.procure: expected an object, got \"a\"",
+                "bad event: jobs.procure: invalid type: string \"a\", expected struct SubmittedJob",
             ),
             (
-                json!({"nodes": 0, "jobs": {}}),
+                json!({"nodes": 0, "jobs": {"procure": {"JobId": "a"}}}),
                 "bad event: nodes: expected an integer from 1 to 10000, got 0",
             ),
             (
-                json!({"nodes": 10001, "jobs": {}}),
+                json!({"nodes": 10001, "jobs": {"procure": {"JobId": "a"}}}),
                 "bad event: nodes: expected an integer from 1 to 10000, got 10001",
             ),
             (
                 json!({"workflowId": 5, "jobs": {}}),
-                "bad event: workflowId: expected a string, got 5",
+                "bad event: workflowId: invalid type: integer `5`, expected a string",
             ),
         ];
         for (event, message) in cases {
@@ -829,7 +822,7 @@ mod tests {
             json!([
                 parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
                 parent("j-process", "SUCCEEDED", json!({"SUCCEEDED": 4})),
-                {"jobId": "j-egress", "jobName": "e", "status": "SUCCEEDED"},
+                chained(json!({"jobId": "j-egress", "jobName": "e", "status": "SUCCEEDED"})),
             ]),
             json!([]),
         );
@@ -843,7 +836,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_one_node_run_of_plain_jobs() {
-        let plain = |id: &str, status: &str| json!({"jobId": id, "jobName": id, "status": status});
+        let plain =
+            |id: &str, status: &str| chained(json!({"jobId": id, "jobName": id, "status": status}));
         let batch = FakeBatch::new(
             json!([
                 plain("j-procure", "SUCCEEDED"),
@@ -909,10 +903,10 @@ mod tests {
                 {"jobId": "j-procure", "jobName": "p", "status": "FAILED",
                  "statusReason": "Essential container in task exited",
                  "attempts": [{"container": {"exitCode": 1}}]},
-                {"jobId": "j-process", "jobName": "p", "status": "FAILED",
-                 "statusReason": "Dependent Job failed"},
-                {"jobId": "j-egress", "jobName": "e", "status": "FAILED",
-                 "statusReason": "Dependent Job failed"},
+                chained(json!({"jobId": "j-process", "jobName": "p", "status": "FAILED",
+                 "statusReason": "Dependent Job failed"})),
+                chained(json!({"jobId": "j-egress", "jobName": "e", "status": "FAILED",
+                 "statusReason": "Dependent Job failed"})),
             ]),
             json!([]),
         );
@@ -935,9 +929,15 @@ mod tests {
         for (map, want) in [
             (json!([1, 2]), "bad event: nodeMap: has 2 nodes but the event says nodes = 4"),
             (json!([]), "bad event: nodeMap: has 0 nodes"),
-            (json!([1, 2, 3, -1]), "bad event: nodeMap: expected node numbers below 10000, got -1"),
-            (json!([1, 2, 3, 10000]), "got 10000"),
-            (json!("1,2"), "bad event: nodeMap: expected a list or null, got \"1,2\""),
+            (
+                json!([1, 2, 3, -1]),
+                "bad event: nodeMap[3]: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                json!([1, 2, 3, 10000]),
+                "bad event: nodeMap: expected node numbers below 10000, got 10000",
+            ),
+            (json!("1,2"), "bad event: nodeMap: invalid type: string \"1,2\", expected a sequence"),
         ] {
             let mut bad = event();
             bad["nodeMap"] = map;
@@ -956,5 +956,46 @@ mod tests {
             "Batch DescribeJobs failed: TooManyRequestsException: Rate exceeded"
         );
         assert_eq!(error.error_type(), "nton.BatchApiError");
+    }
+
+    #[tokio::test]
+    async fn a_fourth_stage_in_the_event_is_watched_in_its_dependency_order() {
+        let mut check = parent("j-check", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1}));
+        check["dependsOn"] = json!([{"jobId": "j-process", "type": "N_TO_N"}]);
+        let mut egress = parent("j-egress", "FAILED", json!({"SUCCEEDED": 3, "FAILED": 1}));
+        egress["dependsOn"] = json!([{"jobId": "j-check", "type": "N_TO_N"}]);
+        let batch = FakeBatch::new(
+            json!([
+                parent("j-procure", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                parent("j-process", "SUCCEEDED", json!({"SUCCEEDED": 4})),
+                check,
+                egress,
+            ]),
+            json!([
+                {"arrayJobId": "j-check", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-check:3", "jobName": "c", "status": "FAILED",
+                     "statusReason": "Essential container in task exited",
+                     "container": {"exitCode": 2}, "arrayProperties": {"index": 3}}]},
+                {"arrayJobId": "j-egress", "status": "FAILED", "jobSummaryList": [
+                    {"jobId": "j-egress:3", "jobName": "e", "status": "FAILED",
+                     "statusReason": "Dependent Job failed", "arrayProperties": {"index": 3}}]}
+            ]),
+        );
+        let mut four = event();
+        // Named in no particular order: the jobs' dependencies give the run order.
+        four["jobs"] = json!({
+            "egress": {"JobId": "j-egress"}, "check": {"JobId": "j-check"},
+            "procure": {"JobId": "j-procure"}, "process": {"JobId": "j-process"}
+        });
+        let out = handle(four, &batch, NOW).await.unwrap();
+        assert_eq!(
+            out["cause"],
+            json!(
+                "1 of 4 nodes failed: check failed on node 3 (Essential container in task exited, exit code 2); egress did not run on that node."
+            )
+        );
+        assert_eq!(out["progress"]["check"]["position"], json!(2));
+        assert_eq!(out["progress"]["egress"]["position"], json!(3));
+        assert_eq!(out["failedNodes"][0]["stage"], json!("check"));
     }
 }

@@ -1,4 +1,4 @@
-//! The watcher Lambda's entry point: wiring only (environment check, logging, the SDK
+//! The watcher Lambda's entry point: wiring only (the shared bootstrap, settings, the SDK
 //! clients, the Lambda runtime loop). Two events reach it: the Watch state's poll, handled by
 //! `nton_watch::handle_with`, and EventBridge's status change of a stopped or timed-out
 //! execution, handled by `nton_watch::cleanup::handle`.
@@ -8,39 +8,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use nton_watch::cleanup::{self, SdkCleanup};
-use nton_watch::{SdkBatch, lambda_env};
+use nton_watch::{SdkBatch, config};
 use serde_json::Value;
-use tracing_subscriber::EnvFilter;
+
+const BINARY: &str = "nton-watch";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let var = |name: &str| std::env::var(name).ok();
-    let api = match lambda_env::check_runtime_env(var) {
+    let api = match nton_lambda::bootstrap(BINARY) {
         Ok(api) => api,
-        Err(line) => {
-            eprintln!("nton-watch: {line}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let options = match lambda_env::status_options(var) {
+    let options = match config::status_options(|name| std::env::var(name).ok()) {
         Ok(options) => options,
-        Err(line) => {
-            eprintln!("nton-watch: {line}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return nton_lambda::config_failed(BINARY, &error),
     };
-
-    // JSON lines for CloudWatch; the level from Lambda's log settings, else RUST_LOG, else info.
-    let level = var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|| var("RUST_LOG"))
-        .unwrap_or_else(|| "info".to_string())
-        .to_lowercase();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_target(false)
-        .with_current_span(false)
-        .init();
 
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let batch = SdkBatch::from_sdk_config(&config);
@@ -74,9 +56,6 @@ async fn main() -> ExitCode {
     });
     match lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("nton-watch: Lambda runtime API at {api}: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => nton_lambda::runtime_failed(BINARY, &api, &error),
     }
 }

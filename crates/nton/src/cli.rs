@@ -117,6 +117,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub output: Option<String>,
 
+    /// An S3 bucket a Distributed Map (ItemReader, ResultWriter) reads or writes, as a local
+    /// directory: BUCKET=DIR (repeatable); object s3://BUCKET/KEY is the file DIR/KEY. A bucket
+    /// the state machine names without one is refused before the run starts.
+    #[arg(long = "s3-bucket", value_name = "BUCKET=DIR")]
+    pub s3_buckets: Vec<String>,
+
     /// Most children running at once per job queue (default: the machine's cores).
     #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
     pub parallelism: Option<usize>,
@@ -182,8 +188,9 @@ pub struct RetryArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// Name of the state whose output is the watcher's status (the template's Watch task).
-    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    /// Name of the state whose output is the watcher's status (default: the state of
+    /// cloudformation/pipeline.yaml whose Task invokes the nton-watch function).
+    #[arg(long, default_value_t = crate::run::default_watch_state(), value_name = "STATE")]
     pub watch_state: String,
 
     #[command(flatten)]
@@ -251,8 +258,9 @@ pub struct ReportArgs {
     #[arg(long, value_name = "ARN")]
     pub state_machine_arn: Option<String>,
 
-    /// Name of the state the poll loop enters each round (its entries are the ticks).
-    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    /// Name of the state the poll loop enters each round (its entries are the ticks; default:
+    /// the state of cloudformation/pipeline.yaml whose Task invokes the nton-watch function).
+    #[arg(long, default_value_t = crate::run::default_watch_state(), value_name = "STATE")]
     pub watch_state: String,
 
     #[command(flatten)]

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nton_engine::record::{RECORD_FILE, RecordLine, RunEnd};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunEnd, RunOutcome, StateEvent};
 use serde_json::{Value, json};
 
 use crate::aws::console::Console;
-use crate::aws::execution::{duration_text, progress_lines};
+use crate::aws::execution::{WatchedStatus, duration_text, progress_lines};
 use crate::exit::{self, CommandError};
 
 /// How a followed run ended, or that it has not yet.
@@ -33,7 +33,9 @@ pub fn snapshot(lines: &[RecordLine], watch_state: &str) -> Snapshot {
                 snapshot.started_at.get_or_insert(start.started_at);
                 snapshot.end = None;
             }
-            RecordLine::State(state) if state.event == "exited" && state.name == watch_state => {
+            RecordLine::State(state)
+                if state.event == StateEvent::Exited && state.name == watch_state =>
+            {
                 if let Some(status) = state.output.as_ref().and_then(|o| o.get("status")) {
                     snapshot.status = Some(status.clone());
                 }
@@ -47,10 +49,10 @@ pub fn snapshot(lines: &[RecordLine], watch_state: &str) -> Snapshot {
 
 /// The exit code a run's end maps to.
 pub fn exit_code(end: &RunEnd) -> u8 {
-    match end.status.as_str() {
-        "SUCCEEDED" => exit::SUCCESS,
-        "INTERRUPTED" => exit::INTERRUPTED,
-        _ => exit::RUN_FAILED,
+    match end.status {
+        RunOutcome::Succeeded => exit::SUCCESS,
+        RunOutcome::Interrupted => exit::INTERRUPTED,
+        RunOutcome::Failed | RunOutcome::TimedOut => exit::RUN_FAILED,
     }
 }
 
@@ -125,13 +127,16 @@ pub async fn follow(
         };
         let elapsed = (elapsed_ms / 1000).max(0);
         if let Some(status) = &now.status {
-            let progress = progress_lines(status);
+            let status = WatchedStatus::read(status).map_err(|problem| {
+                CommandError::environment(format!("{}: {problem}", path.display()))
+            })?;
+            let progress = progress_lines(&status);
             if last_lines.as_ref() != Some(&progress) {
                 if json_output {
                     console.result(json!({
                         "event": "progress",
                         "elapsedSeconds": elapsed,
-                        "progress": status.get("progress"),
+                        "progress": status.progress,
                     }));
                 } else {
                     for line in &progress {
@@ -192,7 +197,7 @@ mod tests {
     fn watch_exit(succeeded: u64, size: u64) -> RecordLine {
         RecordLine::State(StateLine {
             name: "Watch".into(),
-            event: "exited".into(),
+            event: StateEvent::Exited,
             at: 2_000,
             output: Some(json!({"status": {"done": succeeded == size, "failed": false,
                 "progress": {"procure": {"size": size, "counts": {"SUCCEEDED": succeeded, "RUNNING": size - succeeded}}}}})),
@@ -201,7 +206,7 @@ mod tests {
 
     fn end(status: &str) -> RecordLine {
         RecordLine::End(RunEnd {
-            status: status.into(),
+            status: serde_json::from_value(json!(status)).expect("a status name"),
             at: 9_000,
             error: (status == "FAILED").then(|| "nton.NodesFailed".into()),
             cause: (status == "FAILED").then(|| "procure failed on node 3".into()),

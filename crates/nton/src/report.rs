@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine};
+use nton_core::batch::JobStatus;
+use nton_engine::record::{ChildLine, RECORD_FILE, RecordLine, StateEvent};
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
@@ -76,7 +77,7 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
                 // A resumed execution starts again: its end is the one that counts.
                 report.status = "RUNNING".to_string();
             }
-            RecordLine::State(state) if state.event == "entered" => {
+            RecordLine::State(state) if state.event == StateEvent::Entered => {
                 *report.state_visits.entry(state.name.clone()).or_default() += 1;
             }
             RecordLine::State(_) => {}
@@ -98,7 +99,7 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
                 }
             }
             RecordLine::End(end) => {
-                report.status = end.status.clone();
+                report.status = end.status.to_string();
                 report.error = end.error.clone();
                 report.cause = end.cause.clone();
                 if let Some(start) = started_at {
@@ -109,9 +110,9 @@ pub fn build_report(lines: &[RecordLine]) -> Report {
     }
     for ((label, _), child) in finals {
         let job = report.jobs.entry(label).or_default();
-        match (child.status.as_str(), child.started_at) {
-            ("SUCCEEDED", Some(_)) => job.succeeded += 1,
-            ("SUCCEEDED", None) => {
+        match (child.status, child.started_at) {
+            (JobStatus::Succeeded, Some(_)) => job.succeeded += 1,
+            (JobStatus::Succeeded, None) => {
                 job.succeeded += 1;
                 job.resumed += 1;
             }
@@ -362,7 +363,7 @@ mod tests {
             attempt: 1,
             started_at: started,
             stopped_at: 1_100,
-            status: status.into(),
+            status: serde_json::from_value(json!(status)).expect("a status name"),
             reason: (status == "FAILED").then(|| "Essential container in task exited".into()),
             exit_code: Some(i32::from(status == "FAILED")),
             stderr_tail: None,
@@ -384,13 +385,13 @@ mod tests {
             }),
             RecordLine::State(StateLine {
                 name: "Watch".into(),
-                event: "entered".into(),
+                event: StateEvent::Entered,
                 at: 1_001,
                 output: None,
             }),
             RecordLine::State(StateLine {
                 name: "Watch".into(),
-                event: "entered".into(),
+                event: StateEvent::Entered,
                 at: 1_002,
                 output: None,
             }),
@@ -399,7 +400,7 @@ mod tests {
             child(1, "FAILED", true, Some(1_080)),
             child(2, "SUCCEEDED", true, None),
             RecordLine::End(RunEnd {
-                status: "FAILED".into(),
+                status: nton_engine::record::RunOutcome::Failed,
                 at: 3_500,
                 error: Some("nton.NodesFailed".into()),
                 cause: Some("procure failed on node 1".into()),

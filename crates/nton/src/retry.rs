@@ -14,9 +14,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, RetryNodes, WorkflowId};
 use nton_engine::local::LocalRunSpec;
-use nton_engine::record::{RECORD_FILE, RecordLine, read_record};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
 use serde_json::{Value, json};
 
 use crate::cli::RetryArgs;
@@ -144,7 +145,7 @@ pub fn failed_nodes(lines: &[RecordLine]) -> BTreeSet<u32> {
             && child.is_final
         {
             let stage = crate::progress::short_job_name(&child.job_name).to_string();
-            last.insert((stage, child.node.unwrap_or(0)), child.status == "SUCCEEDED");
+            last.insert((stage, child.node.unwrap_or(0)), child.status == JobStatus::Succeeded);
         }
     }
     last.into_iter().filter(|(_, succeeded)| !succeeded).map(|((_, node), _)| node).collect()
@@ -186,15 +187,15 @@ pub fn plan_local_retry(
                 record_path.display()
             ))
         })?;
-    match last_end(&lines).map(|end| end.status.as_str()) {
-        Some("FAILED") => {}
-        Some("SUCCEEDED") => {
+    match last_end(&lines).map(|end| end.status) {
+        Some(RunOutcome::Failed) => {}
+        Some(RunOutcome::Succeeded) => {
             return Err(CommandError::bad_input(format!(
                 "RUN_DIR: the run in {shown} succeeded; there is nothing to retry"
             ))
             .into());
         }
-        Some("INTERRUPTED") => {
+        Some(RunOutcome::Interrupted) => {
             return Err(CommandError::bad_input(format!(
                 "RUN_DIR: the run in {shown} was interrupted, not failed; resume it with: nton \
                  run --resume {shown}"
@@ -284,6 +285,8 @@ pub fn plan_local_retry(
         execution_name: format!("local-retry-{}", uuid::Uuid::new_v4()),
         resumed_children: BTreeSet::new(),
         meta: json!({ "output": output, "retryOf": first.execution_name }),
+        // A retry re-runs Batch nodes; a Distributed Map's buckets are not carried over.
+        s3_buckets: BTreeMap::new(),
     };
     Ok(RunRequest {
         spec,
@@ -342,7 +345,7 @@ mod tests {
             attempt: 1,
             started_at: Some(1),
             stopped_at: 2,
-            status: status.into(),
+            status: serde_json::from_value(json!(status)).expect("a status name"),
             reason: None,
             exit_code: None,
             stderr_tail: None,
@@ -352,7 +355,7 @@ mod tests {
 
     fn end(status: &str) -> RecordLine {
         RecordLine::End(RunEnd {
-            status: status.into(),
+            status: serde_json::from_value(json!(status)).expect("a status name"),
             at: 3,
             error: Some("nton.NodesFailed".into()),
             cause: None,

@@ -1,20 +1,26 @@
 //! `nton run`: the whole pipeline on this machine, from the template that deploys it.
 //!
 //! This module knows the nton contract the template sets up (the workers' `NTON_DATA_ROOT`
-//! and `NTON_RESULTS_URL`, the init event's fields); the engine knows only CloudFormation,
-//! ASL and Batch. A run lives in `<data-dir>/<workflowId>/`: `efs/` (the local stand-in for
+//! and `NTON_RESULTS_URL`, the init event's fields, the Lambdas' images, bound to the
+//! `nton-init` and `nton-watch` handlers in [`local_functions`]); the engine knows only
+//! CloudFormation, ASL and Batch. A run lives in `<data-dir>/<workflowId>/`: `efs/` (the local stand-in for
 //! EFS, removed after a success unless `--keep-data`), `logs/` and `run-record.jsonl`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use nton_core::batch::JobStatus;
 use nton_core::plan::{PlanDefaults, PlanInput, WorkflowId};
 use nton_core::results::{RESULTS_URL_RULE, ResultsTarget};
-use nton_engine::local::{LocalRun, LocalRunSpec, PrepareError, RunSummary};
-use nton_engine::record::{RECORD_FILE, RecordLine, succeeded_children};
+use nton_engine::local::{
+    FunctionError, FunctionSpec, LambdaRegistry, LocalFunction, LocalRun, LocalRunSpec,
+    LocalServices, RunError, RunSummary,
+};
+use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, succeeded_children};
+use nton_engine::template::Template;
 use serde_json::{Value, json};
 
 use crate::cli::RunArgs;
@@ -109,6 +115,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         let (key, value) = split_pair("--param", pair)?;
         parameters.insert(key, value);
     }
+    let s3_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
 
     let spec = LocalRunSpec {
         template: absolute(cwd, &args.template),
@@ -123,6 +130,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         execution_name: format!("local-{}", uuid::Uuid::new_v4()),
         resumed_children,
         meta: json!({ "output": output }),
+        s3_buckets,
     };
     Ok(RunRequest {
         spec,
@@ -149,12 +157,15 @@ pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result
     if build_workers {
         build_missing_workers(&request.spec.bin_dir, std::env::var_os("CARGO").as_deref())?;
     }
-    let local = LocalRun::prepare(request.spec.clone()).map_err(|error| match error {
-        PrepareError::Io(_) | PrepareError::MissingBinary { .. } => {
-            CommandError::environment(error.to_string())
-        }
-        _ => CommandError::bad_input(error.to_string()),
-    })?;
+    let local =
+        LocalRun::prepare(request.spec.clone(), &local_functions()).map_err(
+            |error| match error {
+                RunError::Io(_) | RunError::MissingBinary { .. } => {
+                    CommandError::environment(error.to_string())
+                }
+                _ => CommandError::bad_input(error.to_string()),
+            },
+        )?;
     // The local stand-in for the EFS file system the template mounts: like EFS, it exists
     // before the functions and jobs that use it.
     std::fs::create_dir_all(&request.efs_dir)
@@ -215,6 +226,108 @@ pub async fn execute(request: RunRequest, build_workers: bool) -> anyhow::Result
     Ok(if summary.succeeded() { exit::SUCCESS } else { exit::RUN_FAILED })
 }
 
+/// The image repository of the init Lambda, and of the watcher (whose Task's state is the
+/// status `nton watch` and `nton report` read).
+pub const INIT_IMAGE: &str = "nton-init";
+pub const WATCH_IMAGE: &str = "nton-watch";
+
+/// The in-process handlers of the template's functions, by image repository: the same
+/// libraries the Lambda binaries run, configured from the function's environment.
+pub fn local_functions() -> LambdaRegistry {
+    let mut functions = LambdaRegistry::new();
+    functions
+        .register(INIT_IMAGE, |function: &FunctionSpec<'_>| {
+            let config =
+                nton_init::InitConfig::from_lookup(|name| function.environment.get(name).cloned())
+                    .map_err(|error| error.to_string())?;
+            Ok(Arc::new(InitFunction(Arc::new(config))) as Arc<dyn LocalFunction>)
+        })
+        .register(WATCH_IMAGE, |function: &FunctionSpec<'_>| {
+            let options =
+                nton_watch::config::status_options(|name| function.environment.get(name).cloned())
+                    .map_err(|error| error.to_string())?;
+            Ok(Arc::new(WatchFunction(options)) as Arc<dyn LocalFunction>)
+        });
+    functions
+}
+
+/// The template the CLI reads when none is given (`--template`'s default).
+pub const DEFAULT_TEMPLATE: &str = "cloudformation/pipeline.yaml";
+
+/// The watch state of a template: the one state whose Task invokes the function whose image is
+/// the watcher ([`WATCH_IMAGE`]). Its output is the status `nton watch` reads and its entries
+/// are the polls `nton report` counts, whatever the template calls it. `origin` names the
+/// template in errors.
+pub fn watch_state_in(template: &Template, origin: &str) -> Result<String, String> {
+    let states = nton_engine::local::states_invoking(template, origin, None, WATCH_IMAGE)
+        .map_err(|error| error.to_string())?;
+    match states.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no state of {origin} invokes a function whose image is {WATCH_IMAGE}")),
+        many => Err(format!(
+            "several states of {origin} invoke the {WATCH_IMAGE} function ({}); name one",
+            many.join(", ")
+        )),
+    }
+}
+
+/// The pipeline template this nton was built with: the default watch state's source when no
+/// [`DEFAULT_TEMPLATE`] is under the current directory.
+const BUILT_WITH_TEMPLATE: &str = include_str!("../../../cloudformation/pipeline.yaml");
+
+/// `--watch-state`'s default: the watch state of [`DEFAULT_TEMPLATE`] under the current
+/// directory (a fork's own), else of the template this nton was built with; empty when neither
+/// has one (the commands that need it then refuse, asking for `--watch-state`).
+pub fn default_watch_state() -> String {
+    let template = match Template::load(DEFAULT_TEMPLATE) {
+        Ok(template) => Ok(template),
+        Err(_) => Template::parse(BUILT_WITH_TEMPLATE, "the built-in pipeline template"),
+    };
+    template
+        .ok()
+        .and_then(|template| watch_state_in(&template, DEFAULT_TEMPLATE).ok())
+        .unwrap_or_default()
+}
+
+/// `nton_init::handle`, off the async threads (it blocks on file I/O), as the Lambda does.
+struct InitFunction(Arc<nton_init::InitConfig>);
+
+#[async_trait::async_trait]
+impl LocalFunction for InitFunction {
+    async fn invoke(&self, payload: Value, _: &LocalServices<'_>) -> Result<Value, FunctionError> {
+        let config = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            nton_init::handle(payload, &config)
+                .map_err(|error| FunctionError::new(error.error_type(), error))
+        })
+        .await
+        .map_err(|error| FunctionError::new("Runtime.ExitError", error))?
+    }
+}
+
+/// `nton_watch::handle_with` over the run's local Batch.
+struct WatchFunction(nton_core::status::StatusOptions);
+
+#[async_trait::async_trait]
+impl LocalFunction for WatchFunction {
+    async fn invoke(
+        &self,
+        payload: Value,
+        services: &LocalServices<'_>,
+    ) -> Result<Value, FunctionError> {
+        nton_watch::handle_with(payload, services.batch, now_ms(), &self.0)
+            .await
+            .map_err(|error| FunctionError::new(error.error_type(), error))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the watcher's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
 /// The workspace binaries the template's job definitions run (their images' repositories).
 const WORKER_BINARIES: [&str; 1] = ["nton-job"];
 
@@ -243,6 +356,9 @@ fn build_missing_workers(bin_dir: &Path, cargo: Option<&std::ffi::OsStr>) -> any
     if release {
         command.arg("--release");
     }
+    // `-p nton` too: built alone, the workers would resolve their shared dependencies' features
+    // differently from the `nton` build that is running, and cargo would rebuild ~50 crates.
+    command.args(["-p", "nton"]);
     for name in &missing {
         command.args(["-p", name]);
     }
@@ -284,7 +400,10 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
             record_path.display()
         ))
     })?;
-    if lines.iter().any(|line| matches!(line, RecordLine::End(end) if end.status == "SUCCEEDED")) {
+    if lines
+        .iter()
+        .any(|line| matches!(line, RecordLine::End(end) if end.status == RunOutcome::Succeeded))
+    {
         return Err(CommandError::bad_input(format!(
             "--resume: the run in {} already succeeded; nothing to resume",
             run_dir.display()
@@ -449,6 +568,28 @@ pub(crate) fn checked_output(cwd: &Path, output: &str) -> Result<String, Command
     Ok(absolute(cwd, Path::new(dir)).display().to_string())
 }
 
+/// `--s3-bucket BUCKET=DIR`s: bucket names by S3's rules, each given once, directories made
+/// absolute.
+fn s3_bucket_dirs(pairs: &[String], cwd: &Path) -> Result<BTreeMap<String, PathBuf>, CommandError> {
+    let mut dirs = BTreeMap::new();
+    for pair in pairs {
+        let (bucket, dir) = split_pair("--s3-bucket", pair)?;
+        if dir.is_empty() {
+            return Err(CommandError::bad_input(format!(
+                "--s3-bucket: {pair:?}: the directory is empty"
+            )));
+        }
+        if dirs.insert(bucket.clone(), absolute(cwd, Path::new(&dir))).is_some() {
+            return Err(CommandError::bad_input(format!(
+                "--s3-bucket: bucket {bucket} is given twice"
+            )));
+        }
+    }
+    nton_engine::bucket_dirs::BucketDirs::new(dirs.clone())
+        .map_err(|problem| CommandError::bad_input(format!("--s3-bucket: {problem}")))?;
+    Ok(dirs)
+}
+
 pub(crate) fn split_pair(flag: &str, pair: &str) -> Result<(String, String), CommandError> {
     match pair.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -534,6 +675,38 @@ mod tests {
     }
 
     #[test]
+    fn s3_buckets_map_to_absolute_directories_and_bad_ones_are_refused() {
+        let request = plan_run(
+            &args(&["--s3-bucket", "data-in=in", "--s3-bucket", "data-out=/srv/out"]),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(
+            request.spec.s3_buckets,
+            BTreeMap::from([
+                ("data-in".to_string(), PathBuf::from("/w/in")),
+                ("data-out".to_string(), PathBuf::from("/srv/out")),
+            ])
+        );
+        for (argv, want) in [
+            (
+                vec!["--s3-bucket", "Bad_Bucket=/x"],
+                "--s3-bucket: the bucket name \"Bad_Bucket\" must be lowercase",
+            ),
+            (vec!["--s3-bucket", "data-in"], "--s3-bucket: \"data-in\" is not KEY=VALUE"),
+            (vec!["--s3-bucket", "data-in="], "the directory is empty"),
+            (
+                vec!["--s3-bucket", "data-in=/a", "--s3-bucket", "data-in=/b"],
+                "bucket data-in is given twice",
+            ),
+        ] {
+            let error = plan_run(&args(&argv), Path::new("/w")).unwrap_err();
+            assert!(error.to_string().contains(want), "{argv:?}: {error}");
+            assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
+        }
+    }
+
+    #[test]
     fn job_env_and_params_must_be_pairs() {
         let request = plan_run(
             &args(&["--job-env", "NTON_FAULT_FAIL=procure:3", "--param", "PollSeconds=5"]),
@@ -564,6 +737,40 @@ mod tests {
         let error = build_missing_workers(&empty, Some(std::ffi::OsStr::new("/no/such/cargo")))
             .unwrap_err();
         assert!(error.to_string().contains("/no/such/cargo"), "{error}");
+    }
+
+    #[test]
+    fn the_watch_state_is_the_state_invoking_the_watcher_image() {
+        let pipeline = Template::parse(BUILT_WITH_TEMPLATE, "pipeline.yaml").unwrap();
+        assert_eq!(watch_state_in(&pipeline, "pipeline.yaml").unwrap(), "Watch");
+
+        // Renamed in a fork's template: the default follows it.
+        let watch_state =
+            |text: &str| watch_state_in(&Template::parse(text, "t.yaml").unwrap(), "t.yaml");
+        let with_states = |states: &str| {
+            format!(
+                "Resources:\n  Watcher:\n    Type: AWS::Lambda::Function\n    Properties:\n      \
+                 FunctionName: w\n      Code: {{ImageUri: registry.example/nton-watch:1}}\n  \
+                 Machine:\n    Type: AWS::StepFunctions::StateMachine\n    Properties:\n      \
+                 Definition:\n        StartAt: Check\n        States:\n{states}"
+            )
+        };
+        let task = |name: &str, next: &str| {
+            format!(
+                "          {name}:\n            Type: Task\n            Resource: \
+                 arn:aws:states:::lambda:invoke\n            Parameters: {{FunctionName: w}}\n            \
+                 {next}\n"
+            )
+        };
+        assert_eq!(watch_state(&with_states(&task("Check", "End: true"))).unwrap(), "Check");
+
+        let two = task("Check", "Next: Again") + &task("Again", "End: true");
+        let error = watch_state(&with_states(&two)).unwrap_err();
+        assert!(error.contains("several states") && error.contains("Check, Again"), "{error}");
+
+        let none = "          Check:\n            Type: Succeed\n";
+        let error = watch_state(&with_states(none)).unwrap_err();
+        assert_eq!(error, "no state of t.yaml invokes a function whose image is nton-watch");
     }
 
     #[test]

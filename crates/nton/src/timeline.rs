@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use nton_engine::record::RecordLine;
+use nton_core::batch::JobStatus;
+use nton_engine::record::{RecordLine, StateEvent};
 use serde::Serialize;
 
 /// Most node rows drawn. Failed nodes and the slowest ones are always among them; the rest are
@@ -185,16 +186,16 @@ impl Timeline {
                     started.get_or_insert(start.started_at);
                     status = "RUNNING".to_string();
                 }
-                RecordLine::State(state) if state.event == "entered" => {
+                RecordLine::State(state) if state.event == StateEvent::Entered => {
                     visits.entry(state.name.clone()).or_default().push(state.at);
                 }
                 RecordLine::State(_) => {}
                 RecordLine::Child(child) => {
                     let stage = crate::progress::short_job_name(&child.job_name).to_string();
                     let node = child.node.unwrap_or(0);
-                    let outcome = match (child.status.as_str(), child.is_final, child.started_at) {
-                        ("SUCCEEDED", _, None) => Outcome::Resumed,
-                        ("SUCCEEDED", _, Some(_)) => Outcome::Succeeded,
+                    let outcome = match (child.status, child.is_final, child.started_at) {
+                        (JobStatus::Succeeded, _, None) => Outcome::Resumed,
+                        (JobStatus::Succeeded, _, Some(_)) => Outcome::Succeeded,
                         (_, false, _) => Outcome::Retried,
                         _ => Outcome::Failed,
                     };
@@ -217,7 +218,7 @@ impl Timeline {
                 }
                 RecordLine::End(end) => {
                     ended = Some(end.at);
-                    status.clone_from(&end.status);
+                    status = end.status.to_string();
                 }
             }
         }

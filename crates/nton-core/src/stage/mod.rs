@@ -1,4 +1,5 @@
-//! The three stages of a run and what each does to one node's files.
+//! The three worker stages of a run and what each does to one node's files; and the pipeline's
+//! stages as the template names them ([`StageName`], [`StageMap`]).
 //!
 //! - [`procure`] makes each record's data (`data/<id>.json`, 500 points);
 //! - [`process`] turns it into results (`results/<id>.json`, an `open` flag per point);
@@ -11,6 +12,7 @@
 mod egress;
 mod error;
 mod json;
+mod map;
 mod process;
 mod procure;
 mod records;
@@ -20,6 +22,7 @@ mod test_support;
 
 pub use egress::{EgressItem, egress_items, egress_to_dir};
 pub use error::StageError;
+pub use map::{StageMap, StageName};
 pub use process::{OPEN_ABOVE, ResultPoint, process, process_record};
 pub use procure::{
     DataPoint, FIRST_TIMESTAMP_MS, POINTS, STEP_MS, VALUE_MAX, VALUE_MIN, procure, procure_record,
@@ -32,7 +35,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A stage of the pipeline, in run order.
+/// A worker stage: what `nton-job <stage>` runs. The pipeline's stages are [`StageName`]s, each
+/// a job the template submits (which runs one of these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {

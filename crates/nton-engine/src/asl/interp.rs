@@ -75,6 +75,12 @@ pub trait TaskExecutor: Send + Sync {
         let _ = state;
         tokio::time::sleep(duration).await
     }
+
+    /// Where a Distributed Map reads and writes S3 objects; `None` (the default): nowhere, and
+    /// such a Map fails with `States.ItemReaderFailed` or `States.ResultWriterFailed`.
+    fn object_store(&self) -> Option<&dyn super::ObjectStore> {
+        None
+    }
 }
 
 /// Hears what an execution does, as it happens. A state that fails the execution is entered
@@ -205,7 +211,8 @@ fn timestamp(t: OffsetDateTime) -> String {
 
 /// When the execution started: its clock is real time since then plus, per [`Lane`], the
 /// part of each wait the executor skipped.
-struct Clock {
+#[derive(Clone, Copy)]
+pub(super) struct Clock {
     started: Instant,
     start_time: OffsetDateTime,
 }
@@ -214,18 +221,18 @@ struct Clock {
 /// Map iteration. Its states run one after another, so the waits it skipped add up; lanes run
 /// side by side, so a branch starts from its parent's time and the parent goes on from the
 /// latest of its branches. Overlapping waits thus count once, as on AWS.
-struct Lane(Mutex<Duration>);
+pub(super) struct Lane(Mutex<Duration>);
 
 impl Lane {
-    fn new(skipped: Duration) -> Self {
+    pub(super) fn new(skipped: Duration) -> Self {
         Lane(Mutex::new(skipped))
     }
 
-    fn skipped(&self) -> Duration {
+    pub(super) fn skipped(&self) -> Duration {
         *lock(&self.0)
     }
 
-    fn skip_to(&self, skipped: Duration) {
+    pub(super) fn skip_to(&self, skipped: Duration) {
         let mut current = lock(&self.0);
         *current = (*current).max(skipped);
     }
@@ -276,14 +283,14 @@ type BlockFailure = (StateError, String);
 
 /// A boxed future: blocks run blocks (a Map inside a Parallel branch...), so the recursion
 /// needs a known size.
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(super) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-struct Run<'a> {
-    machine: &'a StateMachine,
-    tasks: &'a dyn TaskExecutor,
-    observer: &'a dyn ExecutionObserver,
-    clock: Clock,
-    base_context: Value,
+pub(super) struct Run<'a> {
+    pub(super) machine: &'a StateMachine,
+    pub(super) tasks: &'a dyn TaskExecutor,
+    pub(super) observer: &'a dyn ExecutionObserver,
+    pub(super) clock: Clock,
+    pub(super) base_context: Value,
 }
 
 fn check_size(value: &Value, what: impl FnOnce() -> String) -> Result<(), StateError> {
@@ -327,10 +334,10 @@ fn eval_assign(
 
 /// Where an attempt of a Task, Parallel or Map state runs: its context object, the variables
 /// in scope and its lane of time.
-struct Attempt<'a> {
-    context: &'a Value,
-    vars: &'a Vars,
-    lane: &'a Lane,
+pub(super) struct Attempt<'a> {
+    pub(super) context: &'a Value,
+    pub(super) vars: &'a Vars,
+    pub(super) lane: &'a Lane,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -355,7 +362,7 @@ impl Run<'_> {
     /// Runs a block of states (the machine, a Parallel branch, a Map iteration) from its
     /// `StartAt` to its end, with its own variables: a copy of those of the enclosing scopes,
     /// which it can read and never changes.
-    fn run_block<'s>(
+    pub(super) fn run_block<'s>(
         &'s self,
         block: &'s Block,
         input: Value,
@@ -407,7 +414,7 @@ impl Run<'_> {
         self.clock.started.elapsed() + lane.skipped()
     }
 
-    fn now(&self, lane: &Lane) -> OffsetDateTime {
+    pub(super) fn now(&self, lane: &Lane) -> OffsetDateTime {
         self.clock.start_time + self.elapsed(lane)
     }
 
@@ -469,6 +476,11 @@ impl Run<'_> {
         vars: &Vars,
         lane: &Lane,
     ) -> Result<(Step, Option<Vars>), StateError> {
+        if let Some(j) = &state.jsonata
+            && !matches!(state.kind, Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_))
+        {
+            return self.step_jsonata(name, state, j, raw, entered, vars, lane).await;
+        }
         match &state.kind {
             Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => {
                 self.retrying(name, state, raw, entered, vars, lane).await
@@ -657,11 +669,18 @@ impl Run<'_> {
                     continue;
                 }
             }
-            if let Some(catcher) =
-                catchers.iter().find(|c| model::error_matches(&c.error_equals, &error.error))
+            if let Some((i, catcher)) = catchers
+                .iter()
+                .enumerate()
+                .find(|(_, c)| model::error_matches(&c.error_equals, &error.error))
             {
                 let error_output = json!({"Error": error.error, "Cause": error.cause});
                 let context = self.context(name, entered, None);
+                if let Some(j) = &state.jsonata {
+                    let (output, assigned) =
+                        jsonata_states::caught(j, i, &raw, error_output, &context, vars)?;
+                    return Ok((Step::Next(catcher.next.clone(), output), assigned));
+                }
                 let assigned = eval_assign(catcher.assign.as_ref(), &error_output, &context, vars)?;
                 let output = catcher.result_path.apply(raw, error_output)?;
                 return Ok((Step::Next(catcher.next.clone(), output), assigned));
@@ -672,7 +691,7 @@ impl Run<'_> {
 
     /// After a Task, Parallel or Map state's result: ResultSelector, Assign (over the selected
     /// result), ResultPath over the raw input, OutputPath.
-    fn finish(
+    pub(super) fn finish(
         &self,
         state: &model::State,
         (result_selector, result_path): (Option<&Payload>, &model::ResultPath),
@@ -699,6 +718,9 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
+        if let Some(j) = &state.jsonata {
+            return self.attempt_task_jsonata(name, task, j, raw, at).await;
+        }
         let (context, vars, lane) = (at.context, at.vars, at.lane);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
@@ -723,7 +745,22 @@ impl Run<'_> {
                 Some(Duration::from_secs(seconds))
             }
         };
-        let call = TaskCall { state: name, resource: &task.resource, parameters, context, timeout };
+        let result =
+            self.invoke_task(name, &task.resource, parameters, timeout, context, lane).await?;
+        self.finish(state, (task.result_selector.as_ref(), &task.result_path), result, raw, at)
+    }
+
+    /// Runs a task through the executor under its timeout and the execution's.
+    async fn invoke_task(
+        &self,
+        name: &str,
+        resource: &str,
+        parameters: Value,
+        timeout: Option<Duration>,
+        context: &Value,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
+        let call = TaskCall { state: name, resource, parameters, context, timeout };
         let remaining = self.remaining(lane);
         let limit = match (timeout, remaining) {
             (Some(t), Some(r)) => Some(t.min(r)),
@@ -745,7 +782,7 @@ impl Run<'_> {
         };
         let result = result.map_err(|f| StateError::new(f.error, f.cause))?;
         check_size(&result, || format!("the result of task {name}"))?;
-        self.finish(state, (task.result_selector.as_ref(), &task.result_path), result, raw, at)
+        Ok(result)
     }
 
     /// Every branch runs on the same input, at once; the result lists their outputs in branch
@@ -758,13 +795,34 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
-        let (context, vars, lane) = (at.context, at.vars, at.lane);
+        if let Some(j) = &state.jsonata {
+            return self.attempt_parallel_jsonata(parallel, j, raw, at).await;
+        }
+        let (context, vars) = (at.context, at.vars);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
         let input = match &parallel.parameters {
             Some(p) => p.eval(&env.with_data(&effective))?,
             None => effective,
         };
+        let outputs = self.run_branches(parallel, input, vars, at.lane).await?;
+        self.finish(
+            state,
+            (parallel.result_selector.as_ref(), &parallel.result_path),
+            outputs,
+            raw,
+            at,
+        )
+    }
+
+    /// Runs every branch on `input`; their outputs in branch order.
+    async fn run_branches(
+        &self,
+        parallel: &model::Parallel,
+        input: Value,
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
         let lanes: Vec<Lane> =
             parallel.branches.iter().map(|_| Lane::new(lane.skipped())).collect();
         let branches = parallel.branches.iter().zip(&lanes).map(|(branch, branch_lane)| {
@@ -775,13 +833,7 @@ impl Run<'_> {
             lane.skip_to(branch_lane.skipped());
         }
         let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
-        self.finish(
-            state,
-            (parallel.result_selector.as_ref(), &parallel.result_path),
-            Value::Array(outputs),
-            raw,
-            at,
-        )
+        Ok(Value::Array(outputs))
     }
 
     /// One iteration per item of the list `ItemsPath` selects, at most `MaxConcurrency` at
@@ -796,9 +848,13 @@ impl Run<'_> {
         raw: &Value,
         at: &Attempt<'_>,
     ) -> Result<(Value, Option<Vars>), StateError> {
-        let (context, vars, lane) = (at.context, at.vars, at.lane);
-        use futures::{StreamExt, TryStreamExt};
-
+        if let Some(distributed) = &map.distributed {
+            return self.attempt_distributed_map(state, map, distributed, raw, at).await;
+        }
+        if let Some(j) = &state.jsonata {
+            return self.attempt_map_jsonata(map, j, raw, at).await;
+        }
+        let (context, vars) = (at.context, at.vars);
         let env = Env::new(raw, context, vars);
         let effective = state.input_path.apply(&env, "InputPath")?;
         let in_effective = env.with_data(&effective);
@@ -848,6 +904,22 @@ impl Run<'_> {
             };
             inputs.push(input);
         }
+        let outputs = self.run_iterations(map, inputs, limit, vars, at.lane).await?;
+        self.finish(state, (map.result_selector.as_ref(), &map.result_path), outputs, raw, at)
+    }
+
+    /// Runs the item processor once per input, at most `limit` at once; the outputs in item
+    /// order.
+    async fn run_iterations(
+        &self,
+        map: &model::MapState,
+        inputs: Vec<Value>,
+        limit: usize,
+        vars: &Vars,
+        lane: &Lane,
+    ) -> Result<Value, StateError> {
+        use futures::{StreamExt, TryStreamExt};
+
         let lanes: Vec<Lane> = inputs.iter().map(|_| Lane::new(lane.skipped())).collect();
         // Built first (a future does nothing until polled): a closure inside the stream would
         // borrow the lanes through a higher-ranked lifetime the compiler cannot prove Send.
@@ -861,13 +933,7 @@ impl Run<'_> {
             lane.skip_to(item_lane.skipped());
         }
         let outputs = outputs.map_err(|(e, _)| e.seen_by_parent())?;
-        self.finish(
-            state,
-            (map.result_selector.as_ref(), &map.result_path),
-            Value::Array(outputs),
-            raw,
-            at,
-        )
+        Ok(Value::Array(outputs))
     }
 }
 
@@ -876,6 +942,9 @@ fn until(t: OffsetDateTime, now: OffsetDateTime) -> Duration {
     let d = t - now;
     if d.is_positive() { Duration::try_from(d).unwrap_or(Duration::ZERO) } else { Duration::ZERO }
 }
+
+#[path = "interp_jsonata.rs"]
+mod jsonata_states;
 
 #[cfg(test)]
 #[path = "interp_tests.rs"]

@@ -426,6 +426,197 @@ async fn concurrent_waits_advance_the_clock_once() {
     assert_eq!(out, json!([{"x": 1}, {"x": 1}]));
 }
 
+// JSONata states. Citations are to the developer guide, "Transforming data with JSONata in
+// Step Functions" and "Passing data between states with variables".
+
+fn jsonata_machine(start: &str, states: Value) -> Value {
+    json!({"QueryLanguage": "JSONata", "StartAt": start, "States": states})
+}
+
+/// "Arguments" builds the task's input, "Output" the state's output from `$states.result`;
+/// a Task without Output outputs its result and a Pass without Output its input.
+#[tokio::test]
+async fn jsonata_arguments_output_and_states() {
+    let definition = jsonata_machine(
+        "Call",
+        json!({
+            "Call": {"Type": "Task", "Resource": "arn:echo", "Next": "Keep",
+                "Arguments": {"n": "{% $states.input.n * 2 %}", "fixed": "f",
+                    "machine": "{% $states.context.StateMachine.Name %}"},
+                "Output": {"doubled": "{% $states.result.n %}", "was": "{% $states.input.n %}"}},
+            "Keep": {"Type": "Pass", "Next": "Raw"},
+            "Raw": {"Type": "Task", "Resource": "arn:echo", "End": true}
+        }),
+    );
+    let fake = Fake::default();
+    let out = output(run_with(definition, json!({"n": 21}), &fake).await);
+    assert_eq!(fake.calls()[0]["parameters"], json!({"n": 42, "fixed": "f", "machine": "test"}));
+    assert_eq!(out, json!({"doubled": 42, "was": 21}));
+}
+
+/// Variables: `Assign` takes effect for the next state, so a state's `Output` and `Assign`
+/// both see the values from before it ("Assign and Output are evaluated in parallel").
+#[tokio::test]
+async fn jsonata_assign_takes_effect_after_the_state() {
+    let definition = jsonata_machine(
+        "Init",
+        json!({
+            "Init": {"Type": "Pass", "Assign": {"a": 1, "b": "{% $states.input.b %}"}, "Next": "Swap"},
+            "Swap": {"Type": "Pass", "Assign": {"a": "{% $b %}", "b": "{% $a %}"},
+                "Output": {"a": "{% $a %}"}, "Next": "Report"},
+            "Report": {"Type": "Pass", "End": true,
+                "Output": {"a": "{% $a %}", "b": "{% $b %}", "before": "{% $states.input.a %}"}}
+        }),
+    );
+    let out = output(run(definition, json!({"b": "two"})).await);
+    assert_eq!(out, json!({"a": "two", "b": 1, "before": 1}));
+}
+
+/// JSONPath and JSONata states share the variables of a machine; a JSONata state inside a
+/// JSONPath Map reads the outer variables and `$states.context.Map.Item` in ItemSelector.
+#[tokio::test]
+async fn jsonata_map_items_selector_and_mixed_languages() {
+    let definition = json!({"StartAt": "Init", "States": {
+        "Init": {"Type": "Pass", "Assign": {"prefix": "node"}, "Next": "M"},
+        "M": {"Type": "Map", "QueryLanguage": "JSONata", "Next": "Last",
+            "Items": "{% $states.input.names %}",
+            "ItemSelector": {"name": "{% $states.context.Map.Item.Value %}",
+                "index": "{% $states.context.Map.Item.Index %}"},
+            "MaxConcurrency": "{% 1 %}",
+            "ItemProcessor": {"StartAt": "Use", "States": {
+                "Use": {"Type": "Pass", "End": true, "QueryLanguage": "JSONata",
+                    "Output": "{% $prefix & '-' & $states.input.name & '-' & $states.input.index %}"}
+            }},
+            "Assign": {"count": "{% $count($states.result) %}"},
+            "Output": {"names": "{% $states.result %}"}},
+        "Last": {"Type": "Pass", "End": true, "Parameters": {"names.$": "$.names", "count.$": "$count"}}
+    }});
+    let out = output(run(definition, json!({"names": ["a", "b"]})).await);
+    assert_eq!(out, json!({"names": ["node-a-0", "node-b-1"], "count": 2}));
+}
+
+#[tokio::test]
+async fn jsonata_parallel_choice_and_wait() {
+    let definition = jsonata_machine(
+        "P",
+        json!({
+            "P": {"Type": "Parallel", "Next": "C", "Arguments": {"x": "{% $states.input.x %}"},
+                "Branches": [
+                    {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true,
+                        "Output": "{% $states.input.x + 1 %}"}}},
+                    {"StartAt": "B", "States": {"B": {"Type": "Wait", "Seconds": "{% $states.input.x %}",
+                        "End": true, "Output": "{% $states.input.x * 10 %}"}}}
+                ],
+                "Output": {"sum": "{% $sum($states.result) %}"}},
+            "C": {"Type": "Choice", "Default": "Small",
+                "Choices": [{"Condition": "{% $states.input.sum > 20 %}", "Next": "Big",
+                    "Output": {"size": "big", "sum": "{% $states.input.sum %}"},
+                    "Assign": {"chosen": "big"}}]},
+            "Big": {"Type": "Succeed", "Output": {"size": "{% $states.input.size %}", "chosen": "{% $chosen %}"}},
+            "Small": {"Type": "Succeed"}
+        }),
+    );
+    assert_eq!(
+        output(run(definition.clone(), json!({"x": 2})).await),
+        json!({"size": "big", "chosen": "big"})
+    );
+    assert_eq!(output(run(definition, json!({"x": 1})).await), json!({"sum": 12}));
+}
+
+/// A Catch clause's `Output` and `Assign` see `$states.errorOutput`; without Output the
+/// error output is the state's output.
+#[tokio::test]
+async fn jsonata_catch_output_and_assign() {
+    let definition = jsonata_machine(
+        "T",
+        json!({
+            "T": {"Type": "Task", "Resource": "arn:fail", "Arguments": {"error": "E", "cause": "c"}, "End": true,
+                "Catch": [{"ErrorEquals": ["E"], "Next": "Handled",
+                    "Output": {"was": "{% $states.errorOutput.Error %}", "input": "{% $states.input %}"},
+                    "Assign": {"why": "{% $states.errorOutput.Cause %}"}}]},
+            "Handled": {"Type": "Pass", "End": true, "Output": {"got": "{% $states.input %}", "why": "{% $why %}"}}
+        }),
+    );
+    assert_eq!(
+        output(run(definition, json!({"k": 1})).await),
+        json!({"got": {"was": "E", "input": {"k": 1}}, "why": "c"})
+    );
+    let definition = jsonata_machine(
+        "U",
+        json!({
+            "U": {"Type": "Task", "Resource": "arn:fail", "Arguments": {"error": "F"}, "End": true,
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done"}]},
+            "Done": {"Type": "Succeed"}
+        }),
+    );
+    assert_eq!(output(run(definition, json!({})).await), json!({"Error": "F", "Cause": ""}));
+}
+
+/// An expression that yields nothing, or fails, raises States.QueryEvaluationError with the
+/// expression and field in its cause ("The JSONata expression '...' specified for the field
+/// '...' returned nothing (undefined)."), and a Catch can catch it.
+#[tokio::test]
+async fn jsonata_evaluation_failures_are_query_evaluation_errors() {
+    let definition = jsonata_machine(
+        "S",
+        json!({
+            "S": {"Type": "Pass", "End": true, "Output": {"v": "{% $states.input.absent %}"}}
+        }),
+    );
+    let (error, cause, state) = failure(run(definition, json!({})).await);
+    assert_eq!(error, "States.QueryEvaluationError");
+    assert_eq!(
+        cause,
+        "The JSONata expression '$states.input.absent' specified for the field 'Output/v' returned nothing (undefined)."
+    );
+    assert_eq!(state.as_deref(), Some("S"));
+    let definition = jsonata_machine(
+        "T",
+        json!({
+            "T": {"Type": "Task", "Resource": "arn:echo", "Arguments": "{% $states.input.s + 1 %}", "End": true,
+                "Catch": [{"ErrorEquals": ["States.QueryEvaluationError"], "Next": "Done",
+                    "Output": "{% $states.errorOutput.Error %}"}]},
+            "Done": {"Type": "Succeed"}
+        }),
+    );
+    assert_eq!(
+        output(run(definition, json!({"s": "x"})).await),
+        json!("States.QueryEvaluationError")
+    );
+    let definition = jsonata_machine(
+        "C",
+        json!({
+            "C": {"Type": "Choice", "Default": "D", "Choices": [{"Condition": "{% 1 %}", "Next": "D"}]},
+            "D": {"Type": "Succeed"}
+        }),
+    );
+    let (error, cause, _) = failure(run(definition, json!({})).await);
+    assert_eq!(error, "States.QueryEvaluationError");
+    assert_eq!(cause, "The field 'Choices[0]/Condition' must evaluate to a boolean, got 1");
+}
+
+/// Fail's Error and Cause, and a Task's TimeoutSeconds, take expressions.
+#[tokio::test]
+async fn jsonata_fail_and_task_timeout_expressions() {
+    let definition = jsonata_machine(
+        "F",
+        json!({
+            "F": {"Type": "Fail", "Error": "{% 'Bad.' & $states.input.kind %}", "Cause": "fixed"}
+        }),
+    );
+    let (error, cause, _) = failure(run(definition, json!({"kind": "Input"})).await);
+    assert_eq!((error.as_str(), cause.as_str()), ("Bad.Input", "fixed"));
+    let definition = jsonata_machine(
+        "T",
+        json!({
+            "T": {"Type": "Task", "Resource": "arn:hang", "TimeoutSeconds": "{% $states.input.t %}", "End": true}
+        }),
+    );
+    let outcome = run(definition, json!({"t": 1})).await;
+    let (error, cause, _) = failure(outcome);
+    assert_eq!((error.as_str(), cause.as_str()), ("States.Timeout", ""));
+}
+
 /// Developer guide, Handling errors, error names: "States.NoChoiceMatched: A Choice state
 /// failed to find a match for the condition field extracted from its input" (a Choice with no
 /// matching rule and no Default); LocalStack says States.Runtime instead (listed as a

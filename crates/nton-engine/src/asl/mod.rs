@@ -3,23 +3,30 @@
 //! uses. Everything that can be checked is checked at load, and every load error names the
 //! state and the field.
 //!
-//! Supported: the JSONPath query language; Task, Pass, Wait, Choice, Succeed, Fail, Parallel
-//! and inline Map states; InputPath, Parameters, ResultSelector, ResultPath, OutputPath,
-//! Result, Retry, Catch, TimeoutSeconds(Path), ItemsPath, ItemSelector, MaxConcurrency(Path),
-//! workflow variables (`Assign`, `$name`), intrinsic functions and the context object.
-//! Refused at load, by state and field: JSONata, Distributed Map features (ItemReader,
-//! ResultWriter, ItemBatcher, tolerated failures, Mode DISTRIBUTED), callback tasks
-//! (`.waitForTaskToken`), activities, heartbeats and task credentials.
+//! Supported: the JSONPath and JSONata query languages (at the top or per state; [`jsonata`]
+//! says what the JSONata crate lacks and what is added); Task, Pass, Wait, Choice, Succeed,
+//! Fail, Parallel and inline Map states; InputPath, Parameters, ResultSelector, ResultPath,
+//! OutputPath, Result, or Arguments and Output with `{% %}` expressions; Retry, Catch,
+//! TimeoutSeconds(Path), ItemsPath/Items, ItemSelector, MaxConcurrency(Path), workflow
+//! variables (`Assign`, `$name`), intrinsic functions and the context object;
+//! Distributed Maps ([`distributed`]: ItemReader, ItemBatcher, ResultWriter, tolerated
+//! failures, Label) over an [`ObjectStore`] the executor supplies.
+//! Refused at load, by state and field: Distributed Map's MANIFEST/PARQUET readers and JSONata
+//! forms of its fields, callback tasks (`.waitForTaskToken`),
+//! activities, heartbeats and task credentials.
 
 mod choice;
+mod distributed;
 mod error;
 mod interp;
 mod intrinsic;
+mod jsonata;
 mod model;
 mod path;
 mod payload;
 mod raw;
 
+pub use distributed::{BucketUse, ObjectStore, ObjectSummary};
 pub use error::AslError;
 pub use interp::{
     ExecutionContext, ExecutionObserver, ExecutionOutcome, MAX_PAYLOAD_BYTES, NullObserver,

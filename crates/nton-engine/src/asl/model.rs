@@ -15,6 +15,30 @@ use super::path::{Env, Path, ReferencePath, Segment};
 use super::payload::Payload;
 use super::raw::{self, RawBlock, RawCatcher, RawRetrier};
 
+#[path = "model_jsonata.rs"]
+mod jsonata_fields;
+pub(crate) use jsonata_fields::JsonataState;
+
+/// A state's query language: the machine's `QueryLanguage` (default JSONPath), or the
+/// state's own (developer guide, "Transforming data with JSONata in Step Functions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum QueryLanguage {
+    #[default]
+    JsonPath,
+    Jsonata,
+}
+
+impl QueryLanguage {
+    fn read(value: Option<&Value>) -> Result<Option<QueryLanguage>, String> {
+        match value {
+            None => Ok(None),
+            Some(Value::String(s)) if s == "JSONPath" => Ok(Some(QueryLanguage::JsonPath)),
+            Some(Value::String(s)) if s == "JSONata" => Ok(Some(QueryLanguage::Jsonata)),
+            Some(other) => Err(format!("must be JSONPath or JSONata, got {other}")),
+        }
+    }
+}
+
 /// Largest number Step Functions accepts for seconds and attempt counts.
 const MAX_SECONDS: u64 = 99_999_999;
 /// `MaxDelaySeconds` must stay below a year (in seconds).
@@ -27,60 +51,8 @@ const MAX_VARIABLE_NAME: usize = 80;
 /// Fields of the States Language this engine does not run, by the state types that have them,
 /// with what they are: refused at load by name, so that nothing fails later for want of them
 /// (issue 11 item 2).
-const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] = &[
-    ("Credentials", &["Task"], "cross-account task credentials are not run by the local engine"),
-    (
-        "Arguments",
-        &["Task", "Parallel"],
-        "is a JSONata field, and the local engine runs JSONPath states only",
-    ),
-    (
-        "Output",
-        &["Task", "Parallel", "Map", "Pass", "Wait", "Choice", "Succeed"],
-        "is a JSONata field, and the local engine runs JSONPath states only",
-    ),
-    (
-        "Items",
-        &["Map"],
-        "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
-    ),
-    (
-        "ItemReader",
-        &["Map"],
-        "a Distributed Map reading its items from S3 is not run by the local engine",
-    ),
-    (
-        "ResultWriter",
-        &["Map"],
-        "a Distributed Map writing its results to S3 is not run by the local engine",
-    ),
-    (
-        "ItemBatcher",
-        &["Map"],
-        "batching items (a Distributed Map feature) is not run by the local engine",
-    ),
-    (
-        "ToleratedFailurePercentage",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailurePercentagePath",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailureCount",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    (
-        "ToleratedFailureCountPath",
-        &["Map"],
-        "tolerated failures (a Distributed Map feature) are not run by the local engine",
-    ),
-    ("Label", &["Map"], "a Distributed Map's Label is not run by the local engine"),
-];
+const UNSUPPORTED_FIELDS: &[(&str, &[&str], &str)] =
+    &[("Credentials", &["Task"], "cross-account task credentials are not run by the local engine")];
 
 /// `InputPath` / `OutputPath`.
 #[derive(Debug, Clone)]
@@ -229,6 +201,8 @@ pub(crate) struct MapState {
     pub retriers: Vec<Retrier>,
     pub catchers: Vec<Catcher>,
     pub transition: Transition,
+    /// Mode DISTRIBUTED: what else the Map runs.
+    pub distributed: Option<super::distributed::Distributed>,
 }
 
 /// Whether a Retry/Catch `ErrorEquals` list covers an error. `States.ALL` covers every
@@ -348,6 +322,9 @@ pub(crate) struct State {
     /// The state's `Assign` (for a Choice state: when no rule matches).
     pub assign: Option<Payload>,
     pub kind: Kind,
+    /// A JSONata state's fields (its paths above are then the identity and its JSONPath
+    /// `Assign` is `None`).
+    pub jsonata: Option<Box<JsonataState>>,
 }
 
 impl State {
@@ -411,6 +388,11 @@ impl State {
             }
             Kind::Succeed | Kind::Fail(_) => {}
         }
+        if let Some(j) = &self.jsonata {
+            for (i, rule) in j.rules.iter().enumerate() {
+                out.push((format!("Choices[{i}].Next"), rule.next.as_str()));
+            }
+        }
         out
     }
 }
@@ -443,6 +425,8 @@ struct Loader {
     /// Every state name seen so far: Step Functions requires them unique in the whole machine.
     names: BTreeSet<String>,
     types: BTreeMap<String, &'static str>,
+    /// The machine's `QueryLanguage`, which states inherit.
+    language: QueryLanguage,
 }
 
 /// Where a block sits, for its error messages.
@@ -468,24 +452,9 @@ impl StateMachine {
         let Value::Object(top) = definition else {
             return Err(AslError::machine(None, "the definition is not a JSON object"));
         };
-        // JSONata is refused, top-level and per state, for want of time rather than of a
-        // crate. jsonata-rs 0.3.4 (crates.io) was tried on the expressions Step Functions
-        // definitions use, with `$states` passed as a binding: paths, filters, object and array
-        // constructors, `&`, `$map`/`$filter`/`$reduce`, `$sum`, `$count`, `$merge`, `$keys`,
-        // `$lookup`, `$split`/`$join`, `$sort`, `$distinct`, `$string`, `$number`, `$round`,
-        // `$now`, `$millis` and `:=` blocks all answered as JSONata does. It lacks `$type` and
-        // `$formatNumber`, answers `1/0` with nothing instead of an error, and has none of the
-        // functions Step Functions adds (`$partition`, `$range`, `$hash`, `$random`, `$uuid`,
-        // `$parse`); those would be registered with `JsonAta::register_function`. Its
-        // evaluator is not Send, so each evaluation would build and drop it synchronously.
-        if let Some(lang) = top.get("QueryLanguage").and_then(Value::as_str)
-            && lang != "JSONPath"
-        {
-            return Err(AslError::machine(
-                Some("QueryLanguage"),
-                format!("{lang} is not supported by the local engine (only JSONPath)"),
-            ));
-        }
+        let language = QueryLanguage::read(top.get("QueryLanguage"))
+            .map_err(|m| AslError::machine(Some("QueryLanguage"), m))?
+            .unwrap_or_default();
         let raw: raw::RawMachine = raw::read(definition).map_err(|(field, message)| {
             let (field, message) = explain_serde(field, message, "the state machine");
             AslError { state: None, field, message }
@@ -498,7 +467,7 @@ impl StateMachine {
                 format!("must be 1 to {MAX_SECONDS}, got {t}"),
             ));
         }
-        let mut loader = Loader::default();
+        let mut loader = Loader { language, ..Loader::default() };
         let at = BlockAt { owner: None, field: String::new() };
         let root = compile_block(&raw.start_at, &raw.states, &at, &mut loader, &BTreeSet::new())?;
         Ok(StateMachine {
@@ -545,6 +514,14 @@ impl StateMachine {
         }
         let mut out = Vec::new();
         walk(&self.root, &mut out);
+        out
+    }
+
+    /// Every S3 bucket a Distributed Map names literally, with its state and field, so that
+    /// an engine can check it can reach each before anything runs.
+    pub fn s3_buckets(&self) -> Vec<super::distributed::BucketUse> {
+        let mut out = Vec::new();
+        super::distributed::static_buckets(&self.root, &mut out);
         out
     }
 
@@ -755,24 +732,49 @@ fn compile_state(
             return Err(AslError::field(name, "Type", format!("unknown state type '{other}'")));
         }
     }
-    if let Some(lang) = fields.get("QueryLanguage").and_then(Value::as_str)
-        && lang != "JSONPath"
-    {
+    let own_language = QueryLanguage::read(fields.get("QueryLanguage"))
+        .map_err(|m| AslError::field(name, "QueryLanguage", m))?;
+    // "If JSONata is specified at the top level, JSONPath cannot be used in the state machine
+    // definition" (CDK's account of the rule Step Functions enforces).
+    if own_language == Some(QueryLanguage::JsonPath) && loader.language == QueryLanguage::Jsonata {
         return Err(AslError::field(
             name,
             "QueryLanguage",
-            format!("{lang} is not supported by the local engine (only JSONPath)"),
+            "JSONPath is not allowed in a state machine whose QueryLanguage is JSONata",
         ));
     }
+    let language = own_language.unwrap_or(loader.language);
     if let Some((field, _, why)) = UNSUPPORTED_FIELDS
         .iter()
         .find(|(f, types, _)| types.contains(&ty) && fields.contains_key(*f))
     {
         return Err(AslError::field(name, *field, *why));
     }
+    let lifted;
+    let (value, jsonata) = match language {
+        QueryLanguage::JsonPath => {
+            if let Some((field, _)) = jsonata_fields::JSONATA_ONLY
+                .iter()
+                .find(|(f, types)| types.contains(&ty) && fields.contains_key(*f))
+            {
+                return Err(AslError::field(
+                    name,
+                    *field,
+                    "is a JSONata field, not allowed in a JSONPath state (set QueryLanguage to JSONata on the state or the state machine)",
+                ));
+            }
+            (value, None)
+        }
+        QueryLanguage::Jsonata => {
+            let (rest, fields) = jsonata_fields::lift(name, ty, fields, outer_vars)?;
+            lifted = rest;
+            (&lifted, Some(Box::new(fields)))
+        }
+    };
     let what = format!("a {ty} state");
     let at = StateAt { name, what: &what, outer_vars, visible_vars };
-    let (input_path, output_path, assign_raw, kind) = match ty {
+    let (input_path, output_path, assign_raw, mut kind) = match ty {
+        "Choice" if jsonata.is_some() => compile_jsonata_choice(&at, value)?,
         "Task" => compile_task(&at, value)?,
         "Pass" => compile_pass(&at, value)?,
         "Wait" => compile_wait(&at, value)?,
@@ -783,12 +785,44 @@ fn compile_state(
         "Map" => compile_map(&at, value, loader)?,
         _ => unreachable!("checked above"),
     };
+    if let (Kind::Task(task), Some(j)) = (&mut kind, &jsonata) {
+        task.raw_parameters = j.raw_arguments.clone();
+    }
     Ok(State {
         input_path: DataPath::compile(input_path, name, "InputPath")?,
         output_path: DataPath::compile(output_path, name, "OutputPath")?,
         assign: assign(name, "Assign", assign_raw.as_ref(), outer_vars)?,
         kind,
+        jsonata,
     })
+}
+
+/// A JSONata Choice state once its rules, `Output` and `Assign` are lifted: only `Default`
+/// is left to read.
+fn compile_jsonata_choice(at: &StateAt<'_>, value: &Value) -> Result<Parts, AslError> {
+    let mut default = None;
+    for (key, v) in value.as_object().into_iter().flatten() {
+        match (key.as_str(), v) {
+            ("Type" | "Comment" | "QueryLanguage", _) => {}
+            ("Default", Value::String(d)) => default = Some(d.clone()),
+            ("Default", other) => {
+                return Err(AslError::field(
+                    at.name,
+                    "Default",
+                    format!("must be a state name, got {other}"),
+                ));
+            }
+            _ => {
+                return Err(AslError::field(
+                    at.name,
+                    key.clone(),
+                    format!("not a field of {}", at.what),
+                ));
+            }
+        }
+    }
+    let choice = ChoiceState { choices: Vec::new(), rule_assigns: Vec::new(), default };
+    Ok((None, None, None, Kind::Choice(choice)))
 }
 
 /// The fields every state shares, as read (`InputPath`, `OutputPath`, `Assign`), with the
@@ -1021,7 +1055,24 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
             ));
         }
     };
-    check_processor_config(name, processor_field, &processor)?;
+    let distributed = match check_processor_config(name, processor_field, &processor)? {
+        Some(config) => Some(super::distributed::compile(name, processor_field, config, value)?),
+        None => {
+            let fields = value.as_object().expect("a state is an object");
+            if let Some(field) =
+                super::distributed::DISTRIBUTED_FIELDS.iter().find(|f| fields.contains_key(**f))
+            {
+                return Err(AslError::field(
+                    name,
+                    *field,
+                    format!(
+                        "is a Distributed Map field ({processor_field}.ProcessorConfig.Mode DISTRIBUTED)"
+                    ),
+                ));
+            }
+            None
+        }
+    };
     let item_selector = match (r.item_selector, r.parameters) {
         (Some(_), Some(_)) => {
             return Err(AslError::field(
@@ -1055,8 +1106,14 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
         Some(p) => Some(reference(name, "ItemsPath", &p)?),
     };
     let at = BlockAt { owner: Some(name), field: processor_field.to_string() };
+    // A Distributed Map's children are executions of their own, outside every outer scope.
+    let no_vars = BTreeSet::new();
+    let visible_vars = if distributed.is_some() { &no_vars } else { visible_vars };
     let processor =
         compile_block(&processor.start_at, &processor.states, &at, loader, visible_vars)?;
+    if let Some(d) = &distributed {
+        super::distributed::check_children(name, d, &processor)?;
+    }
     let map = MapState {
         processor,
         items_path,
@@ -1067,15 +1124,20 @@ fn compile_map(at: &StateAt<'_>, value: &Value, loader: &mut Loader) -> Result<P
         retriers: retriers(name, r.retry.unwrap_or_default())?,
         catchers: catchers(name, r.catch.unwrap_or_default(), outer_vars)?,
         transition: transition(name, "Map", r.next, r.end)?,
+        distributed,
     };
     Ok((r.input_path, r.output_path, r.assign, Kind::Map(Box::new(map))))
 }
 
-/// Only an inline item processor runs here: a Distributed Map runs each item as a child
-/// execution, with its own scope and history, which the local engine does not model.
-fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<(), AslError> {
+/// `ProcessorConfig`: Mode INLINE (the default, `None`) or DISTRIBUTED (the config, whose
+/// ExecutionType [`super::distributed::compile`] reads).
+fn check_processor_config<'b>(
+    state: &str,
+    field: &str,
+    block: &'b RawBlock,
+) -> Result<Option<&'b Map<String, Value>>, AslError> {
     let Some(config) = &block.processor_config else {
-        return Ok(());
+        return Ok(None);
     };
     let Value::Object(config) = config else {
         return Err(AslError::field(
@@ -1089,17 +1151,13 @@ fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<
     // `preserve_order`, and sorts keys otherwise), and Mode is the root of the others.
     let mut entries: Vec<(&String, &Value)> = config.iter().collect();
     entries.sort_by_key(|(key, _)| (key.as_str() != "Mode", key.as_str()));
+    let mut distributed = false;
     for (key, value) in entries {
         let at = format!("{field}.ProcessorConfig.{key}");
         match (key.as_str(), value.as_str()) {
             ("Mode", Some("INLINE")) => {}
-            ("Mode", Some("DISTRIBUTED")) => {
-                return Err(AslError::field(
-                    state,
-                    at,
-                    "a Distributed Map is not run by the local engine (only Mode INLINE)",
-                ));
-            }
+            ("Mode", Some("DISTRIBUTED")) => distributed = true,
+            ("ExecutionType", _) if distributed => {}
             ("Mode", _) => {
                 return Err(AslError::field(
                     state,
@@ -1111,13 +1169,13 @@ fn check_processor_config(state: &str, field: &str, block: &RawBlock) -> Result<
                 return Err(AslError::field(
                     state,
                     at,
-                    "is a Distributed Map field; the local engine runs inline Maps only",
+                    "is a Distributed Map field (Mode DISTRIBUTED)",
                 ));
             }
             _ => return Err(AslError::field(state, at, "unknown field")),
         }
     }
-    Ok(())
+    Ok(distributed.then_some(config))
 }
 
 /// Task resources the local engine can never run, refused at load by name: callback tasks

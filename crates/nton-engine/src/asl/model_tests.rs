@@ -60,13 +60,19 @@ fn fields_the_engine_does_not_run_are_refused_by_name() {
         task("Credentials", json!({"RoleArn": "arn:aws:iam::1:role/r"})),
         "state S: field Credentials: cross-account task credentials are not run by the local engine"
     );
+    // JSONata's fields in a JSONPath state (developer guide, "Transforming data with JSONata
+    // in Step Functions": JSONata states have Arguments and Output instead of the path fields).
     assert_eq!(
         task("Arguments", json!({})),
-        "state S: field Arguments: is a JSONata field, and the local engine runs JSONPath states only"
+        "state S: field Arguments: is a JSONata field, not allowed in a JSONPath state (set QueryLanguage to JSONata on the state or the state machine)"
     );
     assert_eq!(
         refused(one(json!({"Type": "Pass", "Output": {}, "End": true}))),
-        "state S: field Output: is a JSONata field, and the local engine runs JSONPath states only"
+        "state S: field Output: is a JSONata field, not allowed in a JSONPath state (set QueryLanguage to JSONata on the state or the state machine)"
+    );
+    assert_eq!(
+        refused(map_with(json!({"Items": [1]}))),
+        "state S: field Items: is a JSONata field, not allowed in a JSONPath state (set QueryLanguage to JSONata on the state or the state machine)"
     );
     // Not a field of a Pass state at all: serde's "unknown field", not a feature refusal.
     assert_eq!(
@@ -76,69 +82,25 @@ fn fields_the_engine_does_not_run_are_refused_by_name() {
 }
 
 #[test]
-fn distributed_map_features_are_refused_by_name() {
-    let cases = [
-        (
-            "ItemReader",
-            json!({"Resource": "arn:aws:states:::s3:getObject"}),
-            "a Distributed Map reading its items from S3 is not run by the local engine",
-        ),
-        (
-            "ResultWriter",
-            json!({"Resource": "arn:aws:states:::s3:putObject"}),
-            "a Distributed Map writing its results to S3 is not run by the local engine",
-        ),
-        (
-            "ItemBatcher",
-            json!({"MaxItemsPerBatch": 2}),
-            "batching items (a Distributed Map feature) is not run by the local engine",
-        ),
-        (
-            "ToleratedFailurePercentage",
-            json!(10),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailureCount",
-            json!(1),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailureCountPath",
-            json!("$.n"),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        (
-            "ToleratedFailurePercentagePath",
-            json!("$.n"),
-            "tolerated failures (a Distributed Map feature) are not run by the local engine",
-        ),
-        ("Label", json!("x"), "a Distributed Map's Label is not run by the local engine"),
-        (
-            "Items",
-            json!([1]),
-            "is a JSONata field, and the local engine runs JSONPath states only (use ItemsPath)",
-        ),
-    ];
-    for (field, value, why) in cases {
-        assert_eq!(
-            refused(map_with(json!({ field: value }))),
-            format!("state S: field {field}: {why}")
-        );
-    }
+fn distributed_map_fields_need_mode_distributed() {
+    // The fields themselves are checked in `distributed_tests.rs`; an inline Map refuses them.
+    assert_eq!(
+        refused(map_with(json!({"Label": "x"}))),
+        "state S: field Label: is a Distributed Map field (ItemProcessor.ProcessorConfig.Mode DISTRIBUTED)"
+    );
     assert_eq!(
         refused(map_with(json!({"ItemProcessor": {
             "ProcessorConfig": {"ExecutionType": "STANDARD", "Mode": "INLINE"},
             "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
         }}))),
-        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field; the local engine runs inline Maps only"
+        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: is a Distributed Map field (Mode DISTRIBUTED)"
     );
     assert_eq!(
         refused(map_with(json!({"ItemProcessor": {
             "ProcessorConfig": {"Mode": "DISTRIBUTED"},
             "StartAt": "I", "States": {"I": {"Type": "Succeed"}}
         }}))),
-        "state S: field ItemProcessor.ProcessorConfig.Mode: a Distributed Map is not run by the local engine (only Mode INLINE)"
+        "state S: field ItemProcessor.ProcessorConfig.ExecutionType: missing: a Distributed Map needs ExecutionType STANDARD or EXPRESS"
     );
     // Mode INLINE is what runs.
     StateMachine::from_json(&map_with(json!({"ItemProcessor": {
@@ -148,21 +110,97 @@ fn distributed_map_features_are_refused_by_name() {
     .unwrap();
 }
 
+/// A JSONata machine of one state named S.
+fn jsonata(state: Value) -> Value {
+    json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {"S": state}})
+}
+
 #[test]
-fn jsonata_is_refused_at_the_top_and_per_state() {
+fn jsonata_states_load_at_the_top_and_per_state() {
+    // "QueryLanguage: JSONata at the top or per state" (developer guide, "Transforming data
+    // with JSONata in Step Functions").
+    StateMachine::from_json(&jsonata(
+        json!({"Type": "Pass", "Output": "{% $states.input %}", "End": true}),
+    ))
+    .unwrap();
+    StateMachine::from_json(&map_with(json!({"ItemProcessor": {
+        "StartAt": "I", "States": {"I": {"Type": "Pass", "QueryLanguage": "JSONata", "Output": {"a": "{% 1 %}"}, "End": true}}
+    }})))
+    .unwrap();
     assert_eq!(
         refused(
-            json!({"QueryLanguage": "JSONata", "StartAt": "S", "States": {"S": {"Type": "Succeed"}}})
+            json!({"QueryLanguage": "XPath", "StartAt": "S", "States": {"S": {"Type": "Succeed"}}})
         ),
-        "state machine: field QueryLanguage: JSONata is not supported by the local engine (only JSONPath)"
+        "state machine: field QueryLanguage: must be JSONPath or JSONata, got \"XPath\""
     );
-    // Nested states are checked too.
+    // "If JSONata is specified at the top level, JSONPath cannot be used in the state machine
+    // definition" (the CDK's QueryLanguage reference, stating the rule Step Functions applies).
     assert_eq!(
-        refused(map_with(json!({"ItemProcessor": {
-            "StartAt": "I", "States": {"I": {"Type": "Pass", "QueryLanguage": "JSONata", "End": true}}
-        }}))),
-        "state I: field QueryLanguage: JSONata is not supported by the local engine (only JSONPath)"
+        refused(jsonata(json!({"Type": "Pass", "QueryLanguage": "JSONPath", "End": true}))),
+        "state S: field QueryLanguage: JSONPath is not allowed in a state machine whose QueryLanguage is JSONata"
     );
+}
+
+#[test]
+fn jsonata_field_rules_are_checked_at_load() {
+    // "your workflow fields will be reduced from five JSONPath fields (InputPath, Parameters,
+    // ResultSelector, ResultPath, and OutputPath) to only two fields: Arguments and Output";
+    // the *Path variants of the other fields are JSONPath too.
+    let why = "is a JSONPath field, not allowed in a JSONata state (use Arguments, Output or a {% %} expression)";
+    let task = |field: &str, value: Value| {
+        let mut state = json!({"Type": "Task", "Resource": "arn:x", "End": true});
+        state[field] = value;
+        refused(jsonata(state))
+    };
+    for (field, value) in [
+        ("InputPath", json!("$.a")),
+        ("Parameters", json!({})),
+        ("ResultSelector", json!({})),
+        ("ResultPath", json!("$.r")),
+        ("OutputPath", json!("$.o")),
+        ("TimeoutSecondsPath", json!("$.t")),
+    ] {
+        assert_eq!(task(field, value), format!("state S: field {field}: {why}"));
+    }
+    assert_eq!(
+        refused(jsonata(json!({"Type": "Wait", "SecondsPath": "$.s", "End": true}))),
+        format!("state S: field SecondsPath: {why}")
+    );
+    assert_eq!(
+        refused(jsonata(json!({"Type": "Map", "ItemsPath": "$.items", "End": true,
+            "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}))),
+        format!("state S: field ItemsPath: {why}")
+    );
+    assert_eq!(
+        task("Catch", json!([{"ErrorEquals": ["States.ALL"], "Next": "S", "ResultPath": "$.e"}])),
+        "state S: field Catch[0].ResultPath: is a JSONPath field, not allowed in a JSONata state (use Output)"
+    );
+    // A Choice rule has Condition, not Variable.
+    assert_eq!(
+        refused(jsonata(json!({"Type": "Choice", "Default": "S",
+            "Choices": [{"Variable": "$.a", "BooleanEquals": true, "Next": "S"}]}))),
+        "state S: field Choices[0].Variable: not a field of a JSONata Choice rule (Condition, Next, Output, Assign, Comment)"
+    );
+    assert_eq!(
+        refused(jsonata(json!({"Type": "Choice", "Default": "S", "Choices": [{"Next": "S"}]}))),
+        "state S: field Choices[0].Condition: missing"
+    );
+    // Expressions are parsed at load, and the field named.
+    let e = refused(jsonata(json!({"Type": "Pass", "Output": {"a": ["{% 1 + %}"]}, "End": true})));
+    assert!(
+        e.starts_with("state S: field Output/a[0]: the JSONata expression '1 +' does not parse"),
+        "{e}"
+    );
+    // Choice targets are checked like JSONPath ones.
+    assert_eq!(
+        refused(jsonata(
+            json!({"Type": "Choice", "Choices": [{"Condition": "{% true %}", "Next": "Nowhere"}]})
+        )),
+        "state S: field Choices[0].Next: no state named 'Nowhere'"
+    );
+    // Variable names are checked as in JSONPath.
+    let e = refused(jsonata(json!({"Type": "Pass", "Assign": {"1x": 1}, "End": true})));
+    assert!(e.starts_with("state S: field Assign.1x:"), "{e}");
 }
 
 #[test]

@@ -250,6 +250,23 @@ pub(crate) struct RawMap {
     pub parameters: Option<Value>,
     pub max_concurrency: Option<u64>,
     pub max_concurrency_path: Option<String>,
+    /// Distributed Map fields: read again from the state's JSON by `super::distributed`.
+    #[serde(rename = "ItemReader")]
+    pub _item_reader: Option<Value>,
+    #[serde(rename = "ItemBatcher")]
+    pub _item_batcher: Option<Value>,
+    #[serde(rename = "ResultWriter")]
+    pub _result_writer: Option<Value>,
+    #[serde(rename = "ToleratedFailurePercentage")]
+    pub _tolerated_failure_percentage: Option<Value>,
+    #[serde(rename = "ToleratedFailurePercentagePath")]
+    pub _tolerated_failure_percentage_path: Option<Value>,
+    #[serde(rename = "ToleratedFailureCount")]
+    pub _tolerated_failure_count: Option<Value>,
+    #[serde(rename = "ToleratedFailureCountPath")]
+    pub _tolerated_failure_count_path: Option<Value>,
+    #[serde(rename = "Label")]
+    pub _label: Option<Value>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]

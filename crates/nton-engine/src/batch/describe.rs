@@ -10,12 +10,12 @@ use nton_core::batch::{
 };
 
 use super::client_error;
-use super::state::{Job, State};
+use super::scheduler::{Job, Scheduler};
 
 /// AWS's limit on ids per `DescribeJobs` call.
 pub(crate) const MAX_DESCRIBE_IDS: usize = 100;
 
-impl State {
+impl Scheduler {
     pub fn describe(&self, ids: &[String]) -> Result<Vec<JobDetail>, BatchApiError> {
         if ids.len() > MAX_DESCRIBE_IDS {
             return Err(client_error(format!(
@@ -54,10 +54,10 @@ impl State {
             .iter()
             .enumerate()
             .filter(|(_, child)| child.status == status)
-            .map(|(c, child)| {
+            .map(|(child_index, child)| {
                 let last = child.attempts.last().and_then(|a| a.container.as_ref());
                 JobSummary {
-                    job_id: record.child_id(c as u32),
+                    job_id: record.child_id(child_index as u32),
                     job_name: record.name.clone(),
                     status: Some(child.status),
                     status_reason: child.status_reason.clone(),
@@ -66,7 +66,7 @@ impl State {
                     stopped_at: child.stopped_at,
                     array_properties: Some(ArrayPropertiesSummary {
                         size: None,
-                        index: Some(c as u32),
+                        index: Some(child_index as u32),
                     }),
                     container: last.map(|container| ContainerSummary {
                         exit_code: container.exit_code,
@@ -78,7 +78,7 @@ impl State {
     }
 }
 
-fn parent_detail(state: &State, record: &Job) -> JobDetail {
+fn parent_detail(state: &Scheduler, record: &Job) -> JobDetail {
     // AWS leaves statuses without children out of the summary.
     let summary: BTreeMap<JobStatus, u32> = JobStatus::ALL
         .into_iter()
@@ -106,11 +106,11 @@ fn parent_detail(state: &State, record: &Job) -> JobDetail {
 }
 
 /// An array child, or the one "child" of a plain job (which is the job itself).
-fn child_detail(state: &State, record: &Job, c: u32) -> JobDetail {
-    let child = &record.children[c as usize];
+fn child_detail(state: &Scheduler, record: &Job, child_index: u32) -> JobDetail {
+    let child = &record.children[child_index as usize];
     let array = record.array_size.is_some();
     JobDetail {
-        job_id: record.child_id(c),
+        job_id: record.child_id(child_index),
         job_name: record.name.clone(),
         job_queue: state.queues[record.queue].spec.arn.clone(),
         job_definition: record.definition_arn.clone(),
@@ -120,22 +120,22 @@ fn child_detail(state: &State, record: &Job, c: u32) -> JobDetail {
         started_at: child.started_at,
         stopped_at: child.stopped_at,
         depends_on: if array {
-            child_dependencies(state, record, c)
+            child_dependencies(state, record, child_index)
         } else {
             record.depends_on.clone()
         },
         array_properties: array.then_some(ArrayPropertiesDetail {
             status_summary: None,
             size: None,
-            index: Some(c),
+            index: Some(child_index),
         }),
         attempts: child.attempts.clone(),
     }
 }
 
-/// What child `c` itself waits on, by id: child c of each N_TO_N dependency, the previous
-/// child for SEQUENTIAL, and whole jobs.
-fn child_dependencies(state: &State, record: &Job, c: u32) -> Vec<JobDependency> {
+/// What child `child_index` itself waits on, by id: the same child of each N_TO_N dependency,
+/// the previous child for SEQUENTIAL, and whole jobs.
+fn child_dependencies(state: &Scheduler, record: &Job, child_index: u32) -> Vec<JobDependency> {
     record
         .depends_on
         .iter()
@@ -143,13 +143,13 @@ fn child_dependencies(state: &State, record: &Job, c: u32) -> Vec<JobDependency>
             use nton_core::batch::ArrayDependencyType as T;
             let job_id = match (dep.dependency_type, &dep.job_id) {
                 (Some(T::NToN), Some(id)) => {
-                    state.job_index(id).map(|j| state.jobs[j as usize].child_id(c))?
+                    state.job_index(id).map(|j| state.jobs[j as usize].child_id(child_index))?
                 }
                 (Some(T::Sequential), _) => {
-                    if c == 0 {
+                    if child_index == 0 {
                         return None;
                     }
-                    record.child_id(c - 1)
+                    record.child_id(child_index - 1)
                 }
                 (None, Some(id)) => id.clone(),
                 (_, None) => return None,

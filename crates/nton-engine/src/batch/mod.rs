@@ -9,11 +9,14 @@
 //! another), so the engine's faithfulness rests here. The watcher Lambda reads this Batch
 //! through [`BatchApi`], exactly as it reads the real one.
 //!
-//! Layout: `request` reads a submission, `state` is the scheduler (no I/O, one lock),
+//! Layout: `request` reads a submission, `scheduler` decides what AWS Batch would (no I/O, one lock),
 //! `runner` runs one attempt as a process, `describe` answers the read calls, `events` is the
 //! transition stream, `retry` applies `evaluateOnExit`, `limits` holds the queues'
-//! `JobStateTimeLimitActions` and why a job can never start on its queue.
+//! `JobStateTimeLimitActions` and why a job can never start on its queue. `shapes` reads the
+//! Batch shapes a job definition and a submission share (two stages, each side's scalar
+//! forms), `definition` the queues and job definitions of the template.
 
+pub mod definition;
 mod describe;
 mod events;
 mod limits;
@@ -21,8 +24,9 @@ mod log;
 mod request;
 mod retry;
 mod runner;
+mod scheduler;
+pub mod shapes;
 mod spec;
-mod state;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -40,7 +44,7 @@ pub use spec::{
 };
 
 use runner::Launch;
-use state::State;
+use scheduler::Scheduler;
 
 /// `statusReason` of a child that an earlier run already finished (see
 /// [`LocalBatch::mark_succeeded_before`]).
@@ -65,7 +69,7 @@ pub struct LocalBatch {
 }
 
 struct Inner {
-    state: Mutex<State>,
+    scheduler: Mutex<Scheduler>,
     /// Woken after every change of state (see [`LocalBatch::changed`]).
     changed: Notify,
     /// The runtime children run on when a call comes from outside one.
@@ -78,7 +82,7 @@ impl LocalBatch {
     pub fn new(config: LocalBatchConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::new(Arc::new(config))),
+                scheduler: Mutex::new(Scheduler::new(Arc::new(config))),
                 changed: Notify::new(),
                 handle: Handle::try_current().ok(),
             }),
@@ -198,10 +202,10 @@ impl LocalBatch {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Scheduler> {
         // A panic under the lock leaves the state as consistent as any single step does;
         // keep serving rather than poison every later call.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.scheduler.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn runtime(&self) -> Result<Handle, BatchApiError> {
@@ -239,7 +243,7 @@ impl Inner {
         self.after_change(&Handle::current(), launches);
     }
 
-    async fn wait_until(&self, done: impl Fn(&State) -> bool) {
+    async fn wait_until(&self, done: impl Fn(&Scheduler) -> bool) {
         loop {
             // Registered before the check, so a change between check and wait is not lost.
             let changed = self.changed.notified();

@@ -9,7 +9,10 @@ use nton_core::batch::{ArrayDependencyType, BatchApiError};
 use serde_json::{Map, Value};
 
 use super::client_error;
-use super::spec::{EvaluateOnExit, RetryAction, RetryStrategy};
+use super::shapes::{
+    self, ApiForm, RawContainerOverrides, RawRetryStrategy, RawTimeout, Resources,
+};
+use super::spec::RetryStrategy;
 
 /// AWS Batch limits on one submission.
 pub(crate) const MIN_ARRAY_SIZE: u64 = 2;
@@ -120,21 +123,20 @@ pub(crate) fn parse(request: &Value) -> Result<SubmitRequest, BatchApiError> {
     }
 
     if let Some(overrides) = object.get("ContainerOverrides") {
-        parse_container_overrides(as_object(overrides, "ContainerOverrides")?, &mut parsed)?;
+        let overrides = shapes::read(overrides, "ContainerOverrides").map_err(invalid)?;
+        container_overrides(overrides, &mut parsed)?;
     }
 
     if let Some(retry) = object.get("RetryStrategy") {
-        let strategy = parse_retry(as_object(retry, "RetryStrategy")?)?;
-        strategy.validate()?;
+        let strategy = shapes::read::<RawRetryStrategy<ApiForm>>(retry, "RetryStrategy")
+            .and_then(|raw| raw.validate("RetryStrategy"))
+            .map_err(invalid)?;
         parsed.retry = Some(strategy);
     }
 
     if let Some(timeout) = object.get("Timeout") {
-        let timeout = as_object(timeout, "Timeout")?;
-        if let Some(seconds) = timeout.get("AttemptDurationSeconds") {
-            let seconds = seconds.as_u64().ok_or_else(|| {
-                invalid("Timeout.AttemptDurationSeconds must be a positive integer")
-            })?;
+        let timeout: RawTimeout<ApiForm> = shapes::read(timeout, "Timeout").map_err(invalid)?;
+        if let Some(seconds) = timeout.attempt_duration_seconds {
             if seconds < MIN_ATTEMPT_DURATION_SECONDS {
                 return Err(invalid(format!(
                     "The minimum value for the timeout is {MIN_ATTEMPT_DURATION_SECONDS} seconds, got {seconds}"
@@ -205,126 +207,34 @@ fn parse_dependency(dep: &Value) -> Result<Dependency, BatchApiError> {
     Ok(Dependency { job_id, kind })
 }
 
-fn parse_container_overrides(
-    overrides: &Map<String, Value>,
+fn container_overrides(
+    overrides: RawContainerOverrides<ApiForm>,
     parsed: &mut SubmitRequest,
 ) -> Result<(), BatchApiError> {
-    for (key, value) in overrides {
-        match key.as_str() {
-            "Environment" => {
-                let entries = value
-                    .as_array()
-                    .ok_or_else(|| invalid("ContainerOverrides.Environment must be a list"))?;
-                for entry in entries {
-                    let entry = as_object(entry, "ContainerOverrides.Environment entry")?;
-                    let name = required_string(entry, "Name")?;
-                    let value = required_string(entry, "Value")?;
-                    // AWS reserves the prefix for the variables it sets itself.
-                    if name.starts_with("AWS_BATCH") {
-                        return Err(invalid(format!(
-                            "Environment variable {name}: names starting with AWS_BATCH are reserved"
-                        )));
-                    }
-                    parsed.environment.push((name, value));
-                }
-            }
-            "Command" => {
-                let args = value
-                    .as_array()
-                    .ok_or_else(|| invalid("ContainerOverrides.Command must be a list"))?;
-                let args = args
-                    .iter()
-                    .map(|a| a.as_str().map(str::to_string))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| invalid("ContainerOverrides.Command must hold strings"))?;
-                parsed.command = Some(args);
-            }
-            "ResourceRequirements" => {
-                let entries = value.as_array().ok_or_else(|| {
-                    invalid("ContainerOverrides.ResourceRequirements must be a list")
-                })?;
-                for entry in entries {
-                    let entry = as_object(entry, "ResourceRequirements entry")?;
-                    let kind = required_string(entry, "Type")?;
-                    let amount = required_string(entry, "Value")?;
-                    match kind.as_str() {
-                        "VCPU" => parsed.vcpus = Some(positive_number(&amount, "VCPU")?),
-                        "MEMORY" => {
-                            parsed.memory_mib = Some(amount.parse().map_err(|_| {
-                                invalid(format!(
-                                    "MEMORY must be a whole number of MiB, got {amount}"
-                                ))
-                            })?);
-                        }
-                        // Nothing to do with a GPU on this machine; accepted as AWS does.
-                        "GPU" => {}
-                        other => {
-                            return Err(invalid(format!(
-                                "ResourceRequirements Type must be VCPU, MEMORY or GPU, got {other}"
-                            )));
-                        }
-                    }
-                }
-            }
-            "Vcpus" => {
-                let vcpus = value
-                    .as_f64()
-                    .filter(|v| *v > 0.0)
-                    .ok_or_else(|| invalid("ContainerOverrides.Vcpus must be positive"))?;
-                parsed.vcpus = Some(vcpus);
-            }
-            "Memory" => {
-                parsed.memory_mib = Some(
-                    value
-                        .as_u64()
-                        .ok_or_else(|| invalid("ContainerOverrides.Memory must be an integer"))?,
-                );
-            }
-            "InstanceType" => {}
-            other => {
-                return Err(invalid(format!(
-                    "The field '{other}' is not supported in ContainerOverrides"
-                )));
-            }
+    for pair in overrides.environment {
+        // AWS reserves the prefix for the variables it sets itself.
+        if pair.name.starts_with("AWS_BATCH") {
+            return Err(invalid(format!(
+                "Environment variable {}: names starting with AWS_BATCH are reserved",
+                pair.name
+            )));
         }
+        parsed.environment.push((pair.name, pair.value));
     }
+    parsed.command = overrides.command;
+    if let Some(vcpus) = overrides.vcpus {
+        if !(vcpus.is_finite() && vcpus > 0.0) {
+            return Err(invalid("ContainerOverrides.Vcpus must be positive"));
+        }
+        parsed.vcpus = Some(vcpus);
+    }
+    let legacy = Resources { vcpus: parsed.vcpus, memory_mib: overrides.memory };
+    let resources = legacy
+        .require(&overrides.resource_requirements, "ContainerOverrides.ResourceRequirements")
+        .map_err(invalid)?;
+    parsed.vcpus = resources.vcpus;
+    parsed.memory_mib = resources.memory_mib;
     Ok(())
-}
-
-fn parse_retry(retry: &Map<String, Value>) -> Result<RetryStrategy, BatchApiError> {
-    let attempts = match retry.get("Attempts") {
-        None => 1,
-        Some(value) => value
-            .as_u64()
-            .and_then(|a| u32::try_from(a).ok())
-            .ok_or_else(|| invalid("RetryStrategy.Attempts must be an integer"))?,
-    };
-    let mut evaluate_on_exit = Vec::new();
-    if let Some(rules) = retry.get("EvaluateOnExit") {
-        let rules = rules
-            .as_array()
-            .ok_or_else(|| invalid("RetryStrategy.EvaluateOnExit must be a list"))?;
-        for rule in rules {
-            let rule = as_object(rule, "EvaluateOnExit entry")?;
-            let action = required_string(rule, "Action")?;
-            evaluate_on_exit.push(EvaluateOnExit {
-                on_status_reason: optional_string(rule, "OnStatusReason")?,
-                on_reason: optional_string(rule, "OnReason")?,
-                on_exit_code: optional_string(rule, "OnExitCode")?,
-                action: RetryAction::parse(&action).ok_or_else(|| {
-                    invalid(format!("EvaluateOnExit Action must be RETRY or EXIT, got {action}"))
-                })?,
-            });
-        }
-    }
-    Ok(RetryStrategy { attempts, evaluate_on_exit })
-}
-
-fn positive_number(text: &str, what: &str) -> Result<f64, BatchApiError> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .ok_or_else(|| invalid(format!("{what} must be a positive number, got {text}")))
 }
 
 fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, BatchApiError> {
@@ -361,6 +271,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::batch::RetryAction;
 
     fn base() -> Value {
         json!({"JobName": "nton-procure-wf1", "JobQueue": "q", "JobDefinition": "d"})
@@ -455,6 +366,44 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    /// Step Functions passes the Task's JSON to Batch's SubmitJob, whose `retryStrategy.attempts`
+    /// and `timeout.attemptDurationSeconds` are Integers and `resourceRequirements[].value` a
+    /// String (Batch API reference): a string count or a numeric Value is refused, naming the
+    /// field. (A job definition in the template takes `"3"`: see `shapes.rs`.)
+    #[test]
+    fn submissions_keep_the_apis_types_and_errors_name_the_field() {
+        let cases = [
+            (
+                "RetryStrategy",
+                json!({"Attempts": "3"}),
+                "RetryStrategy.Attempts: invalid type: string \"3\"",
+            ),
+            (
+                "Timeout",
+                json!({"AttemptDurationSeconds": "120"}),
+                "Timeout.AttemptDurationSeconds: invalid type",
+            ),
+            (
+                "ContainerOverrides",
+                json!({"ResourceRequirements": [{"Type": "MEMORY", "Value": 1024}]}),
+                "ContainerOverrides.ResourceRequirements[0].Value: invalid type",
+            ),
+            (
+                "ContainerOverrides",
+                json!({"Secrets": []}),
+                "ContainerOverrides.Secrets: unknown field `Secrets`",
+            ),
+        ];
+        for (field, value, expected) in cases {
+            let err = parse(&with(field, value)).unwrap_err();
+            let message =
+                err.message.strip_prefix("Error executing request, Exception : ").unwrap();
+            assert!(message.starts_with(expected), "{message}");
+        }
+        let parsed = parse(&with("RetryStrategy", json!({"Attempts": 3}))).unwrap();
+        assert_eq!(parsed.retry.unwrap().attempts, 3);
     }
 
     #[test]

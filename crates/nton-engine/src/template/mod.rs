@@ -17,6 +17,14 @@ use serde_json::{Map, Value};
 pub use local::LocalContext;
 use resolve::{Resolver, error};
 
+/// A template's text (YAML with CloudFormation's short forms, or JSON) as long-form JSON, not
+/// yet checked as a template: the workspace's one YAML reader. [`Template::parse`] checks the
+/// sections on top of it; the CLI reads a deploy's parameters and a teardown's deletion
+/// policies with it, and the tests read templates, workflows and fixtures with it.
+pub fn parse_document(text: &str) -> Result<Value, String> {
+    yaml::parse(text)
+}
+
 /// Why a template could not be loaded or a value not resolved. Every message says where.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -170,6 +178,22 @@ impl Template {
     /// resolves to `null`.
     pub fn resolve(&self, value: &Value, ctx: &LocalContext) -> Result<Value, TemplateError> {
         Ok(Resolver::new(self, ctx).value(value, "")?.unwrap_or(Value::Null))
+    }
+
+    /// The resources of one type that this context creates (their condition holds), as
+    /// `(logical id, resolved properties)`.
+    pub fn created_resources(
+        &self,
+        resource_type: &str,
+        ctx: &LocalContext,
+    ) -> Result<Vec<(String, Value)>, TemplateError> {
+        let mut created = Vec::new();
+        for (logical_id, _) in self.resources_of_type(resource_type) {
+            if self.resource_exists(logical_id, ctx)? {
+                created.push((logical_id.to_string(), self.resolved_properties(logical_id, ctx)?));
+            }
+        }
+        Ok(created)
     }
 
     /// The resolved `Properties` of a resource.

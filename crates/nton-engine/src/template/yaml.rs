@@ -1,18 +1,36 @@
-//! Template text to JSON: YAML (or JSON) read by serde_yaml_ng, CloudFormation's short-form
-//! tags (`!Ref X`, `!GetAtt A.B`, `!Sub ...`) rewritten to their long form so the resolver
-//! sees one shape only.
+//! Template text to JSON: YAML (or JSON) read by saphyr, CloudFormation's short-form tags
+//! (`!Ref X`, `!GetAtt A.B`, `!Sub ...`) rewritten to their long form so the resolver sees one
+//! shape only.
+//!
+//! Why saphyr (checked on crates.io, 2026-12): it is pure Rust with no `unsafe`, keeps a
+//! user-defined tag on any node as `Yaml::Tagged` (the short forms are such tags), refuses
+//! duplicate keys, expands aliases within a budget, and is released often by the maintainers of
+//! yaml-rust2, whose successor it is. The others: serde_yaml_ng and serde_norway sit on
+//! unsafe-libyaml (a C translation, flagged unmaintained) or its one-person fork; yaml-rust2's
+//! `Yaml` drops every tag outside the core schema; serde-saphyr is serde-only, so a tree with a
+//! tag on any node would need a hand-written value type around its `Tagged<T>`.
 
+use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned as Yaml};
 use serde_json::{Map, Number, Value};
-use serde_yaml_ng::Value as Yaml;
 
 /// Parses template text. JSON goes through serde_json (YAML's reading of JSON differs on
-/// details such as tabs); anything else is YAML.
+/// details such as tabs); anything else is YAML. Text starting with `{` that is not JSON may
+/// still be a YAML flow mapping (`{Ref: X}`); if it is neither, the JSON error is the one
+/// shown. An empty text is `null`.
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
     if text.trim_start().starts_with('{') {
-        return serde_json::from_str(text).map_err(|e| e.to_string());
+        return serde_json::from_str(text)
+            .or_else(|json_error| parse_yaml(text).map_err(|_| json_error.to_string()));
     }
-    let yaml: Yaml = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
-    convert(yaml, "")
+    parse_yaml(text)
+}
+
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    let mut documents = Yaml::load_from_str(text).map_err(|e| e.to_string())?;
+    if documents.len() > 1 {
+        return Err(format!("{} YAML documents in one file; a template is one", documents.len()));
+    }
+    documents.pop().map_or(Ok(Value::Null), |yaml| convert(yaml, ""))
 }
 
 /// Short-form tags and the long-form key each stands for. `!GetAtt` and `!Condition` are
@@ -38,22 +56,16 @@ const FN_TAGS: &[&str] = &[
 
 fn convert(yaml: Yaml, at: &str) -> Result<Value, String> {
     Ok(match yaml {
-        Yaml::Null => Value::Null,
-        Yaml::Bool(b) => Value::Bool(b),
-        Yaml::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                Value::Number(
-                    Number::from_f64(f)
-                        .ok_or_else(|| format!("{}: number {n} is not finite", show(at)))?,
-                )
-            }
-        }
-        Yaml::String(s) => Value::String(s),
+        Yaml::Value(scalar) => match scalar {
+            ScalarOwned::Null => Value::Null,
+            ScalarOwned::Boolean(b) => Value::Bool(b),
+            ScalarOwned::Integer(i) => Value::from(i),
+            ScalarOwned::FloatingPoint(f) => Value::Number(
+                Number::from_f64(f.into_inner())
+                    .ok_or_else(|| format!("{}: number {f} is not finite", show(at)))?,
+            ),
+            ScalarOwned::String(s) => Value::String(s),
+        },
         Yaml::Sequence(items) => Value::Array(
             items
                 .into_iter()
@@ -65,27 +77,33 @@ fn convert(yaml: Yaml, at: &str) -> Result<Value, String> {
             let mut out = Map::new();
             for (key, value) in mapping {
                 let key = match key {
-                    Yaml::String(s) => s,
+                    Yaml::Value(ScalarOwned::String(s)) => s,
                     // Mappings keyed by numbers or booleans (`1:`, `true:`) are strings to
                     // CloudFormation.
-                    Yaml::Number(n) => n.to_string(),
-                    Yaml::Bool(b) => b.to_string(),
+                    Yaml::Value(ScalarOwned::Integer(i)) => i.to_string(),
+                    Yaml::Value(ScalarOwned::FloatingPoint(f)) => f.to_string(),
+                    Yaml::Value(ScalarOwned::Boolean(b)) => b.to_string(),
                     other => {
                         return Err(format!("{}: mapping key {other:?} is not a scalar", show(at)));
                     }
                 };
                 let child = join(at, &key);
                 let value = convert(value, &child)?;
-                out.insert(key, value);
+                // saphyr refuses a key written twice; `1:` and `'1':` only meet here.
+                if out.insert(key, value).is_some() {
+                    return Err(format!("{child}: the key is given twice"));
+                }
             }
             Value::Object(out)
         }
-        Yaml::Tagged(tagged) => {
-            let tag = tagged.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let value = convert(tagged.value, at)?;
-            long_form(name, value).map_err(|m| format!("{}: {m}", show(at)))?
+        Yaml::Tagged(tag, value) => {
+            let value = convert(*value, at)?;
+            let name = if tag.handle == "!" { tag.suffix.clone() } else { tag.to_string() };
+            long_form(&name, value).map_err(|m| format!("{}: {m}", show(at)))?
         }
+        // The loader resolves scalars and aliases itself: what is left is a value it could not
+        // read (`!!int x`, an alias to an unknown anchor).
+        other => return Err(format!("{}: {other:?} is not a value", show(at))),
     })
 }
 
@@ -166,8 +184,29 @@ h: !Cidr [10.0.0.0/16, 2, 8]
     }
 
     #[test]
+    fn yaml_details_are_read_as_before() {
+        let v = parse("a: &x [1, 2.5, true, ~, '3']\nb: *x\nc: !Sub\n  - '${A}'\n  - A: !Ref B\n")
+            .unwrap();
+        assert_eq!(v["a"], json!([1, 2.5, true, null, "3"]));
+        assert_eq!(v["b"], v["a"]);
+        assert_eq!(v["c"], json!({"Fn::Sub": ["${A}", {"A": {"Ref": "B"}}]}));
+        assert_eq!(parse("").unwrap(), Value::Null);
+        let err = parse("a: 1\na: 2\n").unwrap_err();
+        assert!(err.contains("duplicated key"), "{err}");
+        let err = parse("m:\n  1: a\n  '1': b\n").unwrap_err();
+        assert_eq!(err, "m.1: the key is given twice");
+        let err = parse("a: .inf\n").unwrap_err();
+        assert!(err.starts_with("a: number"), "{err}");
+        assert!(parse("a: 1\n---\nb: 2\n").unwrap_err().contains("2 YAML documents"));
+    }
+
+    #[test]
     fn json_text_is_read_as_json() {
         let v = parse("{\n\t\"a\": {\"Ref\": \"B\"}\n}").unwrap();
         assert_eq!(v, json!({"a": {"Ref": "B"}}));
+        // Not JSON, but a YAML flow mapping.
+        assert_eq!(parse("{Ref: X, b: !Ref Y}").unwrap(), json!({"Ref": "X", "b": {"Ref": "Y"}}));
+        let err = parse("{\"a\": ").unwrap_err();
+        assert!(err.contains("EOF while parsing"), "{err}");
     }
 }

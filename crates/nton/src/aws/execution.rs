@@ -8,6 +8,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use nton_core::batch::JobStatus;
+use nton_core::stage::{StageMap, StageName};
+use nton_core::status::FailedNode;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::console::Console;
@@ -298,7 +302,10 @@ async fn watch_until_end(
             .await
             .map_err(|e| aws_error(format!("DescribeExecution {execution}"), &e))?;
         let items = history_items(&sfn, &execution).await?;
-        let status = latest_watch_status(&items, &args.watch_state);
+        let status = latest_watch_status(&items, &args.watch_state)
+            .map(|value| WatchedStatus::read(&value))
+            .transpose()
+            .map_err(|problem| CommandError::environment(format!("{execution}: {problem}")))?;
         workflow = workflow.or_else(|| workflow_in_history(&items));
         let started = described.start_date().secs();
         let ended = described.stop_date().map(|d| d.secs());
@@ -310,8 +317,8 @@ async fn watch_until_end(
                     console.result(json!({
                         "event": "progress",
                         "elapsedSeconds": elapsed,
-                        "progress": status.get("progress"),
-                        "stuck": status.get("stuck"),
+                        "progress": status.progress,
+                        "stuck": status.stuck,
                     }));
                 } else {
                     for line in &lines {
@@ -328,8 +335,7 @@ async fn watch_until_end(
         }
         let succeeded = *state == ExecutionStatus::Succeeded;
         let output: Option<Value> = described.output().and_then(|o| serde_json::from_str(o).ok());
-        let failed_nodes =
-            status.as_ref().and_then(|s| s.get("failedNodes")).cloned().unwrap_or(Value::Null);
+        let failed_nodes = status.as_ref().map(|s| &s.failed_nodes);
         if args.json {
             console.result(json!({
                 "event": "finished",
@@ -340,7 +346,7 @@ async fn watch_until_end(
                 "cause": described.cause(),
                 "output": output,
                 "failedNodes": failed_nodes,
-                "failedNodeCount": status.as_ref().and_then(|s| s.get("failedNodeCount")),
+                "failedNodeCount": status.as_ref().map(|s| s.failed_node_count.unwrap_or(s.failed_nodes.len())),
             }));
         } else {
             console.result(format!(
@@ -540,59 +546,88 @@ pub fn workflow_in_history(items: &[HistoryItem]) -> Option<String> {
     })
 }
 
-/// The order stages are shown in: the pipeline's, then any other stage by name.
-const STAGE_ORDER: [&str; 3] = ["procure", "process", "egress"];
-/// Batch job statuses in the order a child moves through them.
-const STATUS_ORDER: [&str; 7] =
-    ["SUCCEEDED", "FAILED", "RUNNING", "STARTING", "RUNNABLE", "PENDING", "SUBMITTED"];
+/// What `nton watch` reads of a watcher answer: the whole `RunStatus` the Lambda returned, or
+/// the part the state machine kept (`ResultSelector`: done, failed, error, cause, progress).
+/// Fields the kept part lacks default to empty.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedStatus {
+    pub done: bool,
+    #[serde(default)]
+    pub failed: bool,
+    #[serde(default, deserialize_with = "progress_in_run_order")]
+    pub progress: StageMap<StageShown>,
+    #[serde(default)]
+    pub failed_nodes: Vec<FailedNode>,
+    #[serde(default)]
+    pub failed_node_count: Option<usize>,
+    #[serde(default)]
+    pub stuck: Vec<StuckShown>,
+}
 
-/// One line per stage (`procure   12/40 ended  SUCCEEDED 12  RUNNING 3  RUNNABLE 25`), then
-/// one per stuck stage.
-pub fn progress_lines(status: &Value) -> Vec<String> {
-    let mut lines = Vec::new();
-    if let Some(Value::Object(progress)) = status.get("progress") {
-        let mut stages: Vec<&String> = progress.keys().collect();
-        stages.sort_by_key(|name| {
-            (
-                STAGE_ORDER.iter().position(|s| s == name).unwrap_or(STAGE_ORDER.len()),
-                (*name).clone(),
-            )
-        });
-        for stage in stages {
-            let entry = &progress[stage];
-            let size = entry.get("size").and_then(Value::as_u64).unwrap_or(0);
-            let counts: BTreeMap<String, u64> = entry
-                .get("counts")
-                .and_then(Value::as_object)
-                .map(|c| {
-                    c.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
-                        .filter(|(_, n)| *n > 0)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let ended = counts.get("SUCCEEDED").copied().unwrap_or(0)
-                + counts.get("FAILED").copied().unwrap_or(0);
-            let mut line = format!("{stage:<8} {ended:>5}/{size:<5} ended");
-            let mut names: Vec<&String> = counts.keys().collect();
-            names.sort_by_key(|n| {
-                (
-                    STATUS_ORDER.iter().position(|s| s == n).unwrap_or(STATUS_ORDER.len()),
-                    (*n).clone(),
-                )
-            });
-            for name in names {
-                line.push_str(&format!("  {name} {}", counts[name]));
-            }
-            lines.push(line);
-        }
+/// One stage of `progress` as shown: the watcher's `StageProgress`, of which only `size` and
+/// `counts` are printed (and `position`, its place in the run, orders the lines).
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageShown {
+    #[serde(default)]
+    pub position: usize,
+    pub job_id: Option<String>,
+    pub status: Option<JobStatus>,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub counts: BTreeMap<JobStatus, u64>,
+}
+
+/// A stuck stage as shown: its message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StuckShown {
+    pub message: String,
+}
+
+/// The stages by `position`; entries without one keep the order the object gives.
+fn progress_in_run_order<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<StageMap<StageShown>, D::Error> {
+    let mut entries: Vec<(StageName, StageShown)> =
+        StageMap::<StageShown>::deserialize(deserializer)?.into_iter().collect();
+    entries.sort_by_key(|(_, stage)| stage.position);
+    Ok(entries.into_iter().collect())
+}
+
+impl WatchedStatus {
+    /// Reads a watcher answer, naming the field that does not fit.
+    pub fn read(value: &Value) -> Result<WatchedStatus, String> {
+        serde_path_to_error::deserialize(value).map_err(|error| {
+            format!("the watcher's status, at {}: {}", error.path(), error.inner())
+        })
     }
-    if let Some(Value::Array(stuck)) = status.get("stuck") {
-        for entry in stuck {
-            if let Some(message) = entry.get("message").and_then(Value::as_str) {
-                lines.push(format!("stuck?   {message}"));
-            }
+}
+
+/// Statuses in the order a line shows them: the ended ones (SUCCEEDED, FAILED) first, then the
+/// rest from the most advanced back (RUNNING … SUBMITTED): `JobStatus::ALL`'s lifecycle order.
+fn shown_order() -> impl Iterator<Item = JobStatus> {
+    let ended = JobStatus::ALL.into_iter().filter(|s| s.is_terminal());
+    ended.chain(JobStatus::ALL.into_iter().rev().filter(|s| !s.is_terminal()))
+}
+
+/// One line per stage, in run order (`procure   12/40 ended  SUCCEEDED 12  RUNNING 3  RUNNABLE
+/// 25`), then one per stuck stage.
+pub fn progress_lines(status: &WatchedStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (stage, entry) in status.progress.iter() {
+        let count = |s: JobStatus| entry.counts.get(&s).copied().unwrap_or(0);
+        let ended = count(JobStatus::Succeeded) + count(JobStatus::Failed);
+        let mut line = format!("{stage:<8} {ended:>5}/{:<5} ended", entry.size);
+        for status in shown_order().filter(|s| count(*s) > 0) {
+            line.push_str(&format!("  {status} {}", count(status)));
         }
+        lines.push(line);
+    }
+    for stuck in &status.stuck {
+        lines.push(format!("stuck?   {}", stuck.message));
     }
     lines
 }
@@ -600,35 +635,24 @@ pub fn progress_lines(status: &Value) -> Vec<String> {
 /// Most failed nodes listed at the end of a failed execution; the rest are counted.
 const MAX_FAILED_LINES: usize = 20;
 
-fn failed_node_lines(status: Option<&Value>) -> Vec<String> {
+fn failed_node_lines(status: Option<&WatchedStatus>) -> Vec<String> {
     let Some(status) = status else {
         return Vec::new();
     };
-    let nodes = status.get("failedNodes").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut lines: Vec<String> = nodes
+    let mut lines: Vec<String> = status
+        .failed_nodes
         .iter()
         .take(MAX_FAILED_LINES)
         .map(|node| {
-            let field = |name: &str| {
-                node.get(name).map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            };
-            let mut line = format!(
-                "failed: {} node {}: {}",
-                field("stage").unwrap_or_else(|| "?".into()),
-                field("node").unwrap_or_else(|| "?".into()),
-                field("reason").unwrap_or_else(|| "(no reason)".into())
-            );
-            if let Some(code) = node.get("exitCode").and_then(Value::as_i64) {
+            let mut line = format!("failed: {} node {}: {}", node.stage, node.node, node.reason);
+            if let Some(code) = node.exit_code {
                 line.push_str(&format!(" (exit {code})"));
             }
             line
         })
         .collect();
-    let total = status.get("failedNodeCount").and_then(Value::as_u64).unwrap_or(nodes.len() as u64);
-    if total > lines.len() as u64 {
+    let total = status.failed_node_count.unwrap_or(status.failed_nodes.len());
+    if total > lines.len() {
         lines.push(format!("... {} failed nodes in all", total));
     }
     lines
@@ -815,7 +839,7 @@ mod tests {
         ];
         let latest = latest_watch_status(&items, "Watch").unwrap();
         assert_eq!(latest["failedNodes"][0]["reason"], "boom");
-        let lines = failed_node_lines(Some(&latest));
+        let lines = failed_node_lines(Some(&WatchedStatus::read(&latest).unwrap()));
         assert_eq!(lines, vec!["failed: procure node 2: boom (exit 1)"]);
         // A stale Lambda answer (an earlier round) does not replace a newer exit.
         let items = vec![
@@ -881,20 +905,28 @@ mod tests {
 
     #[test]
     fn progress_lines_follow_the_pipeline_and_batch_orders() {
-        let status = json!({"progress": {
-            "egress": {"size": 40, "counts": {"PENDING": 40}},
-            "procure": {"size": 40, "counts": {"RUNNABLE": 25, "SUCCEEDED": 12, "RUNNING": 3, "FAILED": 0}},
-            "process": {"size": 40, "counts": {"SUCCEEDED": 10, "FAILED": 2, "PENDING": 28}},
+        // Out of order as an object may come back (serde_json's Value sorts keys): the
+        // watcher's `position` gives the run order, a fourth stage included.
+        let status = json!({"done": false, "progress": {
+            "check": {"position": 2, "size": 40, "counts": {"PENDING": 40}},
+            "egress": {"position": 3, "size": 40, "counts": {"PENDING": 40}},
+            "procure": {"position": 0, "size": 40, "counts": {"RUNNABLE": 25, "SUCCEEDED": 12, "RUNNING": 3, "FAILED": 0}},
+            "process": {"position": 1, "size": 40, "counts": {"SUCCEEDED": 10, "FAILED": 2, "PENDING": 28}},
         }, "stuck": [{"stage": "procure", "message": "procure: 25 children RUNNABLE for 900 s"}]});
         assert_eq!(
-            progress_lines(&status),
+            progress_lines(&WatchedStatus::read(&status).unwrap()),
             vec![
                 "procure     12/40    ended  SUCCEEDED 12  RUNNING 3  RUNNABLE 25",
                 "process     12/40    ended  SUCCEEDED 10  FAILED 2  PENDING 28",
+                "check        0/40    ended  PENDING 40",
                 "egress       0/40    ended  PENDING 40",
                 "stuck?   procure: 25 children RUNNABLE for 900 s",
             ]
         );
+        // A status that does not fit is named by its field.
+        let bad = json!({"done": true, "progress": {"procure": {"counts": {"DONE": 1}}}});
+        let error = WatchedStatus::read(&bad).unwrap_err();
+        assert!(error.starts_with("the watcher's status, at progress.procure.counts"), "{error}");
     }
 
     #[test]

@@ -204,8 +204,9 @@ pub struct WatchArgs {
     #[arg(long, env = "NTON_POLL_SECONDS", default_value_t = 10.0, value_name = "SECONDS", allow_negative_numbers = true, value_parser = poll_seconds_arg)]
     pub poll_seconds: f64,
 
-    /// Name of the state whose output is the watcher's status (the template's Watch task).
-    #[arg(long, default_value = "Watch", value_name = "STATE")]
+    /// Name of the state whose output is the watcher's status (default: the state of
+    /// cloudformation/pipeline.yaml whose Task invokes the nton-watch function).
+    #[arg(long, default_value_t = crate::run::default_watch_state(), value_name = "STATE")]
     pub watch_state: String,
 
     /// Print newline-delimited JSON: progress events, then one "finished" object.
@@ -287,7 +288,9 @@ impl WatchArgs {
         execution::check_execution_ref(&self.execution)?;
         if self.watch_state.trim().is_empty() {
             return Err(CommandError::bad_input(
-                "--watch-state: empty (must name the state machine's watch state, e.g. Watch)",
+                "--watch-state: empty, and neither cloudformation/pipeline.yaml here nor the \
+                 built-in template has one state whose Task invokes the nton-watch function \
+                 (name the watch state, e.g. Watch)",
             ));
         }
         Ok(())

@@ -99,7 +99,7 @@ pub fn check_image_tag(flag: &str, value: &str) -> Result<(), CommandError> {
 
 /// One template read from disk: its body (sent as is) and the parameters it declares.
 #[derive(Clone, Debug)]
-pub struct Template {
+pub struct TemplateBody {
     pub path: PathBuf,
     pub body: String,
     /// Declared parameter name -> whether it has a `Default`.
@@ -108,21 +108,21 @@ pub struct Template {
     pub outputs: BTreeSet<String>,
 }
 
-impl Template {
+impl TemplateBody {
     /// Reads and parses a template (YAML or JSON). Only `Parameters` is interpreted here;
     /// CloudFormation validates the rest when the change set is made.
-    pub fn read(path: &Path) -> Result<Template, CommandError> {
+    pub fn read(path: &Path) -> Result<TemplateBody, CommandError> {
         let body = std::fs::read_to_string(path).map_err(|error| {
             CommandError::bad_input(format!(
                 "{}: cannot read the template: {error}",
                 path.display()
             ))
         })?;
-        Template::parse(path, body)
+        TemplateBody::parse(path, body)
     }
 
     /// Parses a template body; `path` only names it in errors.
-    pub fn parse(path: &Path, body: String) -> Result<Template, CommandError> {
+    pub fn parse(path: &Path, body: String) -> Result<TemplateBody, CommandError> {
         let shown = path.display();
         if body.len() > MAX_TEMPLATE_URL_BODY {
             return Err(CommandError::bad_input(format!(
@@ -137,10 +137,10 @@ impl Template {
             .map_err(|message| CommandError::bad_input(format!("{shown}: {message}")))?;
         let outputs = document
             .get("Outputs")
-            .and_then(|o| o.as_mapping())
-            .map(|o| o.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+            .and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
-        Ok(Template { path: path.to_path_buf(), body, parameters, outputs })
+        Ok(TemplateBody { path: path.to_path_buf(), body, parameters, outputs })
     }
 
     /// Whether the body is too large to send inline and must go through S3.
@@ -157,27 +157,25 @@ impl Template {
     }
 }
 
-/// Parses a template body into YAML (a JSON template is YAML too). CloudFormation's short
-/// forms (`!Ref`, `!Sub`) are YAML tags, which the parser keeps as tagged values.
-pub fn parse_template_value(body: &str) -> Result<serde_yaml_ng::Value, String> {
-    serde_yaml_ng::from_str(body).map_err(|error| format!("not valid YAML or JSON: {error}"))
+/// Parses a template body (YAML or JSON) with the engine's one template reader, which turns
+/// CloudFormation's short forms (`!Ref`, `!Sub`) into their long forms (`{"Ref": ...}`).
+pub fn parse_template_value(body: &str) -> Result<Value, String> {
+    nton_engine::template::parse_document(body)
+        .map_err(|error| format!("not valid YAML or JSON: {error}"))
 }
 
 /// The names in a template's `Parameters` section, each with whether it has a `Default`.
-fn declared_parameters(document: &serde_yaml_ng::Value) -> Result<BTreeMap<String, bool>, String> {
-    let mut declared = BTreeMap::new();
+fn declared_parameters(document: &Value) -> Result<BTreeMap<String, bool>, String> {
     let Some(parameters) = document.get("Parameters") else {
-        return Ok(declared);
+        return Ok(BTreeMap::new());
     };
     let parameters = parameters
-        .as_mapping()
+        .as_object()
         .ok_or_else(|| "Parameters: must be a mapping of parameter names".to_string())?;
-    for (name, spec) in parameters {
-        let name =
-            name.as_str().ok_or_else(|| format!("Parameters: key {name:?} is not a string"))?;
-        declared.insert(name.to_string(), spec.get("Default").is_some());
-    }
-    Ok(declared)
+    Ok(parameters
+        .iter()
+        .map(|(name, spec)| (name.clone(), spec.get("Default").is_some()))
+        .collect())
 }
 
 /// A per-environment parameters file: `{"Parameters": {"Key": "Value"}, "Tags": {"Key": "Value"}}`.
@@ -252,7 +250,7 @@ impl ParamsFile {
     /// the first stack was already deployed, or a typo would silently leave a default in place.
     pub fn assign(
         &self,
-        templates: &[(StackKind, &Template)],
+        templates: &[(StackKind, &TemplateBody)],
     ) -> Result<BTreeMap<StackKind, BTreeMap<String, String>>, CommandError> {
         let mut assigned: BTreeMap<StackKind, BTreeMap<String, String>> =
             templates.iter().map(|(kind, _)| (*kind, BTreeMap::new())).collect();
@@ -354,7 +352,7 @@ impl StackParameters {
     /// names the params file rather than coming back from CloudFormation half-way through.
     pub fn check_complete(
         &self,
-        template: &Template,
+        template: &TemplateBody,
         params_file: &Path,
     ) -> Result<(), CommandError> {
         let missing: Vec<&str> = template
@@ -385,8 +383,8 @@ impl StackParameters {
 mod tests {
     use super::*;
 
-    fn template(body: &str) -> Template {
-        Template::parse(Path::new("t/pipeline.yaml"), body.to_string()).unwrap()
+    fn template(body: &str) -> TemplateBody {
+        TemplateBody::parse(Path::new("t/pipeline.yaml"), body.to_string()).unwrap()
     }
 
     #[test]
@@ -432,15 +430,16 @@ mod tests {
         );
         assert_eq!(t.parameters, BTreeMap::from([("C".to_string(), true)]));
         assert_eq!(t.outputs, BTreeSet::from(["O".to_string()]));
-        let error = Template::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
+        let error =
+            TemplateBody::parse(Path::new("t/x.yaml"), "Parameters: [1]".into()).unwrap_err();
         assert!(error.message.starts_with("t/x.yaml: Parameters: "), "{}", error.message);
-        let error = Template::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
+        let error = TemplateBody::parse(Path::new("t/x.yaml"), "a: [".into()).unwrap_err();
         assert!(error.message.contains("not valid YAML"), "{}", error.message);
         let large = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_BODY));
-        assert!(Template::parse(Path::new("t/large.yaml"), large).unwrap().needs_upload());
+        assert!(TemplateBody::parse(Path::new("t/large.yaml"), large).unwrap().needs_upload());
         assert!(!template("Resources: {}").needs_upload());
         let huge = format!("Description: {}\n", "x".repeat(MAX_TEMPLATE_URL_BODY));
-        let error = Template::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
+        let error = TemplateBody::parse(Path::new("t/huge.yaml"), huge).unwrap_err();
         assert!(error.message.contains("1048576"), "{}", error.message);
     }
 

@@ -54,7 +54,7 @@ impl StackInventory {
     ) -> StackInventory {
         let document = params::parse_template_value(template_body).ok();
         let declared =
-            document.as_ref().and_then(|d| d.get("Resources")).and_then(|r| r.as_mapping());
+            document.as_ref().and_then(|d| d.get("Resources")).and_then(|r| r.as_object());
         let mut inventory = StackInventory::default();
         for (logical, physical, kind) in resources {
             if physical.is_empty() {
@@ -105,12 +105,11 @@ impl StackInventory {
 }
 
 /// Whether a template value is true: literally (`true`, `"true"`), or through `!Ref` /
-/// `{"Ref": ...}` of a parameter whose deployed value is `"true"`.
-fn is_true(value: &serde_yaml_ng::Value, parameters: &BTreeMap<String, String>) -> bool {
-    use serde_yaml_ng::Value;
+/// `{"Ref": ...}` (one shape once read) of a parameter whose deployed value is `"true"`.
+fn is_true(value: &serde_json::Value, parameters: &BTreeMap<String, String>) -> bool {
+    use serde_json::Value;
     let referenced = match value {
-        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
-        Value::Mapping(map) if map.len() == 1 => map.get("Ref").and_then(Value::as_str),
+        Value::Object(map) if map.len() == 1 => map.get("Ref").and_then(Value::as_str),
         _ => None,
     };
     match (value, referenced) {

@@ -8,6 +8,8 @@
 mod eval;
 mod parse;
 
+pub(crate) use eval::hash;
+
 use serde_json::Value;
 
 use super::path::Path;

@@ -66,7 +66,7 @@ struct Blocked {
     generation: u64,
 }
 
-/// A time limit to arm: after `after`, [`State::expire_blocked`] cancels the child if it
+/// A time limit to arm: after `after`, [`Scheduler::expire_blocked`] cancels the child if it
 /// still blocks its queue in the same block.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timer {
@@ -112,10 +112,10 @@ impl Job {
         self.ended == self.array_size.unwrap_or(1)
     }
 
-    /// The API id of child `c`.
-    pub fn child_id(&self, c: u32) -> String {
+    /// The API id of child `child_index`.
+    pub fn child_id(&self, child_index: u32) -> String {
         match self.array_size {
-            Some(_) => format!("{}:{c}", self.id),
+            Some(_) => format!("{}:{child_index}", self.id),
             None => self.id.clone(),
         }
     }
@@ -164,7 +164,7 @@ struct AttemptFacts {
     stderr_tail: Option<String>,
 }
 
-pub(crate) struct State {
+pub(crate) struct Scheduler {
     config: Arc<LocalBatchConfig>,
     pub queues: Vec<Queue>,
     queue_keys: HashMap<String, usize>,
@@ -181,13 +181,13 @@ pub(crate) struct State {
     open_jobs: usize,
     shutting_down: bool,
     worklist: VecDeque<Ended>,
-    /// Time limits armed since [`State::take_timers`] was last called.
+    /// Time limits armed since [`Scheduler::take_timers`] was last called.
     timers: Vec<Timer>,
     blocks: u64,
     pub events: EventSink,
 }
 
-impl State {
+impl Scheduler {
     pub fn new(config: Arc<LocalBatchConfig>) -> Self {
         Self {
             config,
@@ -366,9 +366,13 @@ impl State {
         }
 
         let resumed = std::mem::take(&mut self.resumed);
-        for c in 0..size {
-            let index = request.array_size.map(|_| c);
-            self.create_child(job, c, resumed.iter().any(|p| p(&request.job_name, index)));
+        for child_index in 0..size {
+            let index = request.array_size.map(|_| child_index);
+            self.create_child(
+                job,
+                child_index,
+                resumed.iter().any(|p| p(&request.job_name, index)),
+            );
             // Ends during creation (resumed or dependency failed) reach only children that
             // exist, which counted them as still open: see `create_child`.
             self.drain();
@@ -468,18 +472,18 @@ impl State {
         }
     }
 
-    /// Adds child `c`, SUBMITTED, and moves it on at once: SUCCEEDED if an earlier run did
+    /// Adds child `child_index`, SUBMITTED, and moves it on at once: SUCCEEDED if an earlier run did
     /// it, FAILED if a dependency already failed, PENDING if one is still open, else RUNNABLE.
     /// Dependencies that already ended are read here; those still open will notify it.
-    fn create_child(&mut self, job: u32, c: u32, resumed: bool) {
+    fn create_child(&mut self, job: u32, child_index: u32, resumed: bool) {
         let j = job as usize;
         self.jobs[j].children.push(Child::default());
         self.jobs[j].counts[JobStatus::Submitted.index()] += 1;
-        self.emit_child(job, c, &AttemptFacts::default());
+        self.emit_child(job, child_index, &AttemptFacts::default());
         if resumed {
             self.transition(
                 job,
-                c,
+                child_index,
                 JobStatus::Succeeded,
                 Some(RESUMED_REASON.to_string()),
                 AttemptFacts::default(),
@@ -499,10 +503,10 @@ impl State {
         let mut child_deps: Vec<JobStatus> = self.jobs[j]
             .n_to_n_deps
             .iter()
-            .map(|&dep| self.jobs[dep as usize].children[c as usize].status)
+            .map(|&dep| self.jobs[dep as usize].children[child_index as usize].status)
             .collect();
-        if self.jobs[j].sequential && c > 0 {
-            child_deps.push(self.jobs[j].children[c as usize - 1].status);
+        if self.jobs[j].sequential && child_index > 0 {
+            child_deps.push(self.jobs[j].children[child_index as usize - 1].status);
         }
         for status in child_deps {
             match status {
@@ -512,19 +516,19 @@ impl State {
             }
         }
         if failed {
-            self.transition(job, c, JobStatus::Pending, None, AttemptFacts::default());
+            self.transition(job, child_index, JobStatus::Pending, None, AttemptFacts::default());
             self.transition(
                 job,
-                c,
+                child_index,
                 JobStatus::Failed,
                 Some(DEPENDENCY_FAILED_REASON.to_string()),
                 AttemptFacts::default(),
             );
         } else if waiting > 0 {
-            self.jobs[j].children[c as usize].waiting_on = waiting;
-            self.transition(job, c, JobStatus::Pending, None, AttemptFacts::default());
+            self.jobs[j].children[child_index as usize].waiting_on = waiting;
+            self.transition(job, child_index, JobStatus::Pending, None, AttemptFacts::default());
         } else {
-            self.make_runnable(job, c, None, AttemptFacts::default());
+            self.make_runnable(job, child_index, None, AttemptFacts::default());
         }
     }
 
@@ -535,14 +539,14 @@ impl State {
     fn transition(
         &mut self,
         job: u32,
-        c: u32,
+        child_index: u32,
         to: JobStatus,
         reason: Option<String>,
         facts: AttemptFacts,
     ) {
         let now = now_ms();
         let record = &mut self.jobs[job as usize];
-        let child = &mut record.children[c as usize];
+        let child = &mut record.children[child_index as usize];
         let from = child.status;
         record.counts[from.index()] -= 1;
         record.counts[to.index()] += 1;
@@ -561,7 +565,7 @@ impl State {
         if record.array_size.is_none() {
             record.status = to;
         }
-        self.emit_child(job, c, &facts);
+        self.emit_child(job, child_index, &facts);
 
         if to.is_terminal() {
             let ok = to == JobStatus::Succeeded;
@@ -570,7 +574,7 @@ impl State {
             if !ok {
                 record.failed += 1;
             }
-            self.worklist.push_back(Ended::Child { job, child: c, ok });
+            self.worklist.push_back(Ended::Child { job, child: child_index, ok });
             if record.ended() {
                 let ok = record.failed == 0;
                 record.status = if ok { JobStatus::Succeeded } else { JobStatus::Failed };
@@ -593,21 +597,21 @@ impl State {
         }
     }
 
-    fn emit_child(&mut self, job: u32, c: u32, facts: &AttemptFacts) {
+    fn emit_child(&mut self, job: u32, child_index: u32, facts: &AttemptFacts) {
         let seq = self.events.next_seq();
         if !self.events.listening() {
             return;
         }
         let record = &self.jobs[job as usize];
-        let child = &record.children[c as usize];
+        let child = &record.children[child_index as usize];
         let made = child.attempts.len() as u32;
         let event = BatchEvent::ChildChanged {
             seq,
-            job_id: record.child_id(c),
+            job_id: record.child_id(child_index),
             parent_job_id: record.array_size.map(|_| record.id.clone()),
             job_name: record.name.clone(),
             queue: self.queues[record.queue].spec.name.clone(),
-            index: record.array_size.map(|_| c),
+            index: record.array_size.map(|_| child_index),
             status: child.status,
             attempt: if child.status.is_terminal() { made } else { made + 1 },
             at_ms: now_ms(),
@@ -618,10 +622,16 @@ impl State {
         self.events.send(event);
     }
 
-    fn make_runnable(&mut self, job: u32, c: u32, reason: Option<String>, facts: AttemptFacts) {
-        self.transition(job, c, JobStatus::Runnable, reason, facts);
+    fn make_runnable(
+        &mut self,
+        job: u32,
+        child_index: u32,
+        reason: Option<String>,
+        facts: AttemptFacts,
+    ) {
+        self.transition(job, child_index, JobStatus::Runnable, reason, facts);
         let queue = self.jobs[job as usize].queue;
-        self.queues[queue].runnable.insert((job, c));
+        self.queues[queue].runnable.insert((job, child_index));
     }
 
     /// Tells dependents about ends until nothing is left to tell.
@@ -642,8 +652,8 @@ impl State {
                 Ended::Job { job, ok } => {
                     for k in 0..self.jobs[job as usize].whole_dependents.len() {
                         let dependent = self.jobs[job as usize].whole_dependents[k];
-                        for c in 0..self.jobs[dependent as usize].children.len() as u32 {
-                            self.notify(dependent, c, ok);
+                        for child_index in 0..self.jobs[dependent as usize].children.len() as u32 {
+                            self.notify(dependent, child_index, ok);
                         }
                     }
                 }
@@ -652,8 +662,8 @@ impl State {
     }
 
     /// One dependency of a PENDING child ended.
-    fn notify(&mut self, job: u32, c: u32, ok: bool) {
-        let child = &mut self.jobs[job as usize].children[c as usize];
+    fn notify(&mut self, job: u32, child_index: u32, ok: bool) {
+        let child = &mut self.jobs[job as usize].children[child_index as usize];
         // Already FAILED through another dependency (or terminated): nothing left to decide.
         if child.status != JobStatus::Pending {
             return;
@@ -661,7 +671,7 @@ impl State {
         if !ok {
             self.transition(
                 job,
-                c,
+                child_index,
                 JobStatus::Failed,
                 Some(DEPENDENCY_FAILED_REASON.to_string()),
                 AttemptFacts::default(),
@@ -670,7 +680,7 @@ impl State {
         }
         child.waiting_on -= 1;
         if child.waiting_on == 0 {
-            self.make_runnable(job, c, None, AttemptFacts::default());
+            self.make_runnable(job, child_index, None, AttemptFacts::default());
         }
     }
 
@@ -709,13 +719,13 @@ impl State {
     /// that can never fit (see [`limits::never_fits`]) blocks the queue instead.
     fn start_head(&mut self, q: usize) -> Option<Launch> {
         let queue = &self.queues[q];
-        let &(job, c) = queue.runnable.first()?;
+        let &(job, child_index) = queue.runnable.first()?;
         let millicpus = self.jobs[job as usize].millicpus;
         let memory_mib = self.jobs[job as usize].memory_mib;
         if let Some(reason) =
             limits::never_fits(millicpus, memory_mib, queue.max_millicpus, self.config.instance)
         {
-            self.block(q, job, c, reason);
+            self.block(q, job, child_index, reason);
             return None;
         }
         let queue = &self.queues[q];
@@ -725,21 +735,23 @@ impl State {
             return None;
         }
         let queue = &mut self.queues[q];
-        queue.runnable.remove(&(job, c));
+        queue.runnable.remove(&(job, child_index));
         queue.running += 1;
         queue.used_millicpus += millicpus;
         self.running_total += 1;
-        self.transition(job, c, JobStatus::Starting, None, AttemptFacts::default());
+        self.transition(job, child_index, JobStatus::Starting, None, AttemptFacts::default());
         let cancel = Arc::new(Notify::new());
-        self.running
-            .insert((job, c), Running { cancel: Arc::clone(&cancel), terminate_reason: None });
+        self.running.insert(
+            (job, child_index),
+            Running { cancel: Arc::clone(&cancel), terminate_reason: None },
+        );
         let record = &self.jobs[job as usize];
         Some(Launch {
             job,
-            child: c,
-            index: record.array_size.map(|_| c),
-            attempt: record.children[c as usize].attempts.len() as u32 + 1,
-            child_id: record.child_id(c),
+            child: child_index,
+            index: record.array_size.map(|_| child_index),
+            attempt: record.children[child_index as usize].attempts.len() as u32 + 1,
+            child_id: record.child_id(child_index),
             template: Arc::clone(&record.template),
             log: Arc::clone(&record.log),
             cancel,
@@ -750,18 +762,19 @@ impl State {
     /// The head of queue `q` can never start: it keeps the queue behind it (FIFO, as AWS
     /// Batch's queues are), says why in its `statusReason`, and the queue's time limit for
     /// that reason, if any, starts counting. Idempotent while the same head stays blocked.
-    fn block(&mut self, q: usize, job: u32, c: u32, reason: BlockedReason) {
+    fn block(&mut self, q: usize, job: u32, child_index: u32, reason: BlockedReason) {
         if self.queues[q]
             .blocked
-            .is_some_and(|b| b.job == job && b.child == c && b.reason == reason)
+            .is_some_and(|b| b.job == job && b.child == child_index && b.reason == reason)
         {
             return;
         }
         self.blocks += 1;
-        let blocked = Blocked { job, child: c, reason, generation: self.blocks };
+        let blocked = Blocked { job, child: child_index, reason, generation: self.blocks };
         self.queues[q].blocked = Some(blocked);
         // The status stays RUNNABLE; only the reason changes, so no transition event.
-        self.jobs[job as usize].children[c as usize].status_reason = Some(reason.status_reason());
+        self.jobs[job as usize].children[child_index as usize].status_reason =
+            Some(reason.status_reason());
         if let Some(limit) = self.queues[q].time_limits.iter().find(|l| l.reason == reason) {
             self.timers.push(Timer { after: limit.max_time, queue: q, blocked });
         }
@@ -798,17 +811,17 @@ impl State {
     }
 
     /// The process of a STARTING child exists.
-    pub fn mark_running(&mut self, job: u32, c: u32) {
-        if self.jobs[job as usize].children[c as usize].status == JobStatus::Starting {
-            self.transition(job, c, JobStatus::Running, None, AttemptFacts::default());
+    pub fn mark_running(&mut self, job: u32, child_index: u32) {
+        if self.jobs[job as usize].children[child_index as usize].status == JobStatus::Starting {
+            self.transition(job, child_index, JobStatus::Running, None, AttemptFacts::default());
         }
     }
 
     /// An attempt ended: record it, then SUCCEEDED, FAILED, or RUNNABLE again for a retry.
     pub fn finish(&mut self, launch: &Launch, end: AttemptEnd) -> Vec<Launch> {
-        let (job, c) = (launch.job, launch.child);
+        let (job, child_index) = (launch.job, launch.child);
         let terminate_reason =
-            self.running.remove(&(job, c)).and_then(|running| running.terminate_reason);
+            self.running.remove(&(job, child_index)).and_then(|running| running.terminate_reason);
         let record = &self.jobs[job as usize];
         let queue = &mut self.queues[record.queue];
         queue.running -= 1;
@@ -828,7 +841,7 @@ impl State {
         let log = &self.jobs[job as usize].log;
         let log_stream_name = log.written().then(|| log.path().display().to_string());
         let record = &mut self.jobs[job as usize];
-        let child = &mut record.children[c as usize];
+        let child = &mut record.children[child_index as usize];
         child.attempts.push(AttemptDetail {
             container: Some(AttemptContainerDetail {
                 exit_code: end.exit_code,
@@ -843,7 +856,7 @@ impl State {
         let succeeded =
             terminate_reason.is_none() && end.kind == EndKind::Exited && end.exit_code == Some(0);
         if succeeded {
-            self.transition(job, c, JobStatus::Succeeded, Some(status_reason), facts);
+            self.transition(job, child_index, JobStatus::Succeeded, Some(status_reason), facts);
         } else {
             // A timeout or a termination is final on AWS; other failures go to the rules.
             let retryable = terminate_reason.is_none()
@@ -859,9 +872,9 @@ impl State {
                     },
                 ) == RetryAction::Retry;
             if retryable {
-                self.make_runnable(job, c, Some(status_reason), facts);
+                self.make_runnable(job, child_index, Some(status_reason), facts);
             } else {
-                self.transition(job, c, JobStatus::Failed, Some(status_reason), facts);
+                self.transition(job, child_index, JobStatus::Failed, Some(status_reason), facts);
             }
         }
         self.drain();
@@ -873,24 +886,27 @@ impl State {
     /// TerminateJob: children not yet started fail at once; STARTING and RUNNING ones are
     /// stopped and fail when their process has ended.
     pub fn terminate(&mut self, job: u32, reason: &str) -> Vec<Launch> {
-        for c in 0..self.jobs[job as usize].children.len() as u32 {
-            match self.jobs[job as usize].children[c as usize].status {
+        for child_index in 0..self.jobs[job as usize].children.len() as u32 {
+            match self.jobs[job as usize].children[child_index as usize].status {
                 JobStatus::Submitted | JobStatus::Pending | JobStatus::Runnable => {
                     let queue = self.jobs[job as usize].queue;
-                    self.queues[queue].runnable.remove(&(job, c));
-                    if self.queues[queue].blocked.is_some_and(|b| b.job == job && b.child == c) {
+                    self.queues[queue].runnable.remove(&(job, child_index));
+                    if self.queues[queue]
+                        .blocked
+                        .is_some_and(|b| b.job == job && b.child == child_index)
+                    {
                         self.queues[queue].blocked = None;
                     }
                     self.transition(
                         job,
-                        c,
+                        child_index,
                         JobStatus::Failed,
                         Some(reason.to_string()),
                         AttemptFacts::default(),
                     );
                 }
                 JobStatus::Starting | JobStatus::Running => {
-                    if let Some(running) = self.running.get_mut(&(job, c)) {
+                    if let Some(running) = self.running.get_mut(&(job, child_index)) {
                         running.terminate_reason = Some(reason.to_string());
                         running.cancel.notify_one();
                     }
