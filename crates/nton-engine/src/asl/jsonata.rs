@@ -71,6 +71,8 @@ impl Expr {
         if text.is_empty() {
             return Err("the JSONata expression is empty".to_string());
         }
+        // A textual check (so it also refuses `$eval(` inside a string literal): walking
+        // jsonata-core's whole AST for one function name is more code than the rule is worth.
         if text.contains("$eval(") {
             return Err(
                 "$eval is not available in Step Functions (developer guide, \"Transforming data with JSONata\"): use $parse"
