@@ -252,26 +252,11 @@ pub fn plan_local_retry(
     let parallelism = args
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => run::absolute(cwd, dir),
-        None => std::env::current_exe()
-            .context("finding this executable's directory (give --bin-dir)")?
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-    };
-    let mut env_overrides = BTreeMap::new();
-    env_overrides.insert("NTON_DATA_ROOT".to_string(), efs_dir.display().to_string());
-    env_overrides.insert("NTON_RESULTS_URL".to_string(), output.clone());
-    for pair in &args.job_env {
-        let (key, value) = run::split_pair("--job-env", pair)?;
-        env_overrides.insert(key, value);
-    }
-    let mut parameters = BTreeMap::new();
-    for pair in &args.params {
-        let (key, value) = run::split_pair("--param", pair)?;
-        parameters.insert(key, value);
-    }
+    let bin_dir = run::worker_dir(cwd, args.bin_dir.as_deref())?;
+    let (env_overrides, parameters) =
+        run::engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
+    // The retry's Distributed Maps read and write where the first execution's did.
+    let s3_buckets = run::recorded_s3_buckets(&first.meta);
     let spec = LocalRunSpec {
         template: run::absolute(cwd, &args.template),
         state_machine: args.state_machine.clone(),
@@ -284,9 +269,12 @@ pub fn plan_local_retry(
         input,
         execution_name: format!("local-retry-{}", uuid::Uuid::new_v4()),
         resumed_children: BTreeSet::new(),
-        meta: json!({ "output": output, "retryOf": first.execution_name }),
-        // A retry re-runs Batch nodes; a Distributed Map's buckets are not carried over.
-        s3_buckets: BTreeMap::new(),
+        meta: {
+            let mut meta = run::run_meta(&output, &s3_buckets);
+            meta["retryOf"] = json!(first.execution_name);
+            meta
+        },
+        s3_buckets,
     };
     Ok(RunRequest {
         spec,
@@ -470,6 +458,18 @@ mod tests {
         assert_eq!(request.spec.env_overrides["NTON_RESULTS_URL"], "/out");
         assert_eq!(request.spec.env_overrides["A"], "b");
         assert_eq!(request.run_dir, dir.path());
+        assert!(request.spec.s3_buckets.is_empty(), "the run mapped no bucket");
+        // A run that mapped buckets (`nton run --s3-bucket`): its retry reads and writes there too.
+        let mut mapped = failed.to_vec();
+        if let RecordLine::Run(first) = &mut mapped[0] {
+            first.meta = json!({"output": "/out", "s3Buckets": {"data-in": "/srv/in"}});
+        }
+        record(dir.path(), &mapped);
+        let request = plan_local_retry(&args(&[]), dir.path(), dir.path()).unwrap();
+        let buckets = BTreeMap::from([("data-in".to_string(), PathBuf::from("/srv/in"))]);
+        assert_eq!(request.spec.s3_buckets, buckets);
+        assert_eq!(request.spec.meta["s3Buckets"], json!({"data-in": "/srv/in"}));
+        record(dir.path(), &failed);
         // Only the record was read: nothing was written.
         let names: BTreeSet<String> = std::fs::read_dir(dir.path())
             .unwrap()

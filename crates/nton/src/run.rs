@@ -53,10 +53,12 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     }
 
     let mut recorded_output = None;
+    let mut recorded_buckets = BTreeMap::new();
     let (input, resumed_children, run_dir, workflow_id) = match &args.resume {
         Some(run_dir) => {
             let point = resume_point(&absolute(cwd, run_dir))?;
             recorded_output = point.output.clone();
+            recorded_buckets = point.s3_buckets.clone();
             (point.input, point.succeeded, point.run_dir, point.workflow_id)
         }
         None => {
@@ -94,28 +96,22 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         (None, Some(given)) => given,
         (None, None) => data_dir.join("results").display().to_string(),
     };
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => absolute(cwd, dir),
-        None => std::env::current_exe()
-            .context("finding this executable's directory (give --bin-dir)")?
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
+    let bin_dir = worker_dir(cwd, args.bin_dir.as_deref())?;
+    let (env_overrides, parameters) =
+        engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
+    let given_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
+    // A resumed run reads and writes the buckets the first one did, like its --output.
+    let s3_buckets = match (recorded_buckets.is_empty(), given_buckets.is_empty()) {
+        (false, false) if recorded_buckets != given_buckets => {
+            return Err(CommandError::bad_input(
+                "--s3-bucket: differs from the mapping of the run being resumed (leave \
+                 --s3-bucket out to resume with the recorded one)",
+            )
+            .into());
+        }
+        (false, _) => recorded_buckets,
+        (true, _) => given_buckets,
     };
-
-    let mut env_overrides = BTreeMap::new();
-    env_overrides.insert("NTON_DATA_ROOT".to_string(), efs_dir.display().to_string());
-    env_overrides.insert("NTON_RESULTS_URL".to_string(), output.clone());
-    for pair in &args.job_env {
-        let (key, value) = split_pair("--job-env", pair)?;
-        env_overrides.insert(key, value);
-    }
-    let mut parameters = BTreeMap::new();
-    for pair in &args.params {
-        let (key, value) = split_pair("--param", pair)?;
-        parameters.insert(key, value);
-    }
-    let s3_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
 
     let spec = LocalRunSpec {
         template: absolute(cwd, &args.template),
@@ -129,7 +125,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         input,
         execution_name: format!("local-{}", uuid::Uuid::new_v4()),
         resumed_children,
-        meta: json!({ "output": output }),
+        meta: run_meta(&output, &s3_buckets),
         s3_buckets,
     };
     Ok(RunRequest {
@@ -380,6 +376,8 @@ struct ResumePoint {
     workflow_id: WorkflowId,
     /// Where the first execution put its results.
     output: Option<String>,
+    /// The first execution's `--s3-bucket` mapping.
+    s3_buckets: BTreeMap<String, PathBuf>,
 }
 
 /// Reads what to resume from a run directory's record.
@@ -425,7 +423,55 @@ fn resume_point(run_dir: &Path) -> anyhow::Result<ResumePoint> {
         run_dir: run_dir.to_path_buf(),
         workflow_id,
         output,
+        s3_buckets: first_start.map(|start| recorded_s3_buckets(&start.meta)).unwrap_or_default(),
     })
+}
+
+/// The run start line's `meta`: where the run puts its results and which directories stand
+/// for which buckets, so that `--resume` and `nton retry` use the same.
+pub(crate) fn run_meta(output: &str, s3_buckets: &BTreeMap<String, PathBuf>) -> Value {
+    json!({ "output": output, "s3Buckets": s3_buckets })
+}
+
+/// The `--s3-bucket` mapping a run recorded in its `meta` (none in a record from before it was
+/// recorded, or of a run without buckets).
+pub(crate) fn recorded_s3_buckets(meta: &Value) -> BTreeMap<String, PathBuf> {
+    serde_json::from_value(meta["s3Buckets"].clone()).unwrap_or_default()
+}
+
+/// Where the worker binaries are: `--bin-dir`, or beside this executable.
+pub(crate) fn worker_dir(cwd: &Path, bin_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    Ok(match bin_dir {
+        Some(dir) => absolute(cwd, dir),
+        None => std::env::current_exe()
+            .context("finding this executable's directory (give --bin-dir)")?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    })
+}
+
+/// The children's environment overrides (the nton contract: `NTON_DATA_ROOT`,
+/// `NTON_RESULTS_URL`, then each `--job-env`) and the template's `--param`s.
+pub(crate) fn engine_settings(
+    efs_dir: &Path,
+    output: &str,
+    job_env: &[String],
+    params: &[String],
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), CommandError> {
+    let mut env_overrides = BTreeMap::new();
+    env_overrides.insert("NTON_DATA_ROOT".to_string(), efs_dir.display().to_string());
+    env_overrides.insert("NTON_RESULTS_URL".to_string(), output.to_string());
+    for pair in job_env {
+        let (key, value) = split_pair("--job-env", pair)?;
+        env_overrides.insert(key, value);
+    }
+    let mut parameters = BTreeMap::new();
+    for pair in params {
+        let (key, value) = split_pair("--param", pair)?;
+        parameters.insert(key, value);
+    }
+    Ok((env_overrides, parameters))
 }
 
 /// The environment a job child starts from: enough to run a static binary and reach AWS
@@ -704,6 +750,55 @@ mod tests {
             assert!(error.to_string().contains(want), "{argv:?}: {error}");
             assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
         }
+    }
+
+    /// A run directory whose record holds only the first execution's start, with `meta`.
+    fn interrupted_run(dir: &Path, meta: Value) -> PathBuf {
+        let run_dir = dir.join("run");
+        let writer = nton_engine::record::RecordWriter::open(&run_dir).unwrap();
+        let workflow_id = WorkflowId::new_v4().to_string();
+        writer
+            .append(&RecordLine::Run(nton_engine::record::RunStart {
+                execution_name: "local-1".into(),
+                template: "t.yaml".into(),
+                state_machine: "Machine".into(),
+                input: json!({"ids": 4, "idsPerNode": 2, "workflowId": workflow_id}),
+                started_at: 1,
+                resumed: false,
+                meta,
+            }))
+            .unwrap();
+        run_dir
+    }
+
+    #[test]
+    fn a_resume_maps_the_buckets_the_first_execution_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = BTreeMap::from([("data-in".to_string(), PathBuf::from("/srv/in"))]);
+        let run_dir = interrupted_run(dir.path(), run_meta("/srv/out", &buckets));
+        let resume = run_dir.to_str().unwrap();
+        let request = plan_run(&args(&["--resume", resume]), dir.path()).unwrap();
+        assert_eq!(request.spec.s3_buckets, buckets);
+        assert_eq!(request.output, "/srv/out");
+        assert_eq!(recorded_s3_buckets(&request.spec.meta), buckets, "recorded again");
+        // The same mapping given again is fine; another one is refused, naming the option.
+        let same =
+            plan_run(&args(&["--resume", resume, "--s3-bucket", "data-in=/srv/in"]), dir.path());
+        assert_eq!(same.unwrap().spec.s3_buckets, buckets);
+        let error =
+            plan_run(&args(&["--resume", resume, "--s3-bucket", "data-in=/elsewhere"]), dir.path())
+                .unwrap_err();
+        assert!(error.to_string().starts_with("--s3-bucket: differs"), "{error}");
+        assert_eq!(error.downcast_ref::<CommandError>().unwrap().code, exit::BAD_INPUT);
+        // A record from before buckets were recorded: none, or what is given now.
+        let old = interrupted_run(&dir.path().join("old"), json!({"output": "/srv/out"}));
+        let old = old.to_str().unwrap();
+        assert!(
+            plan_run(&args(&["--resume", old]), dir.path()).unwrap().spec.s3_buckets.is_empty()
+        );
+        let given =
+            plan_run(&args(&["--resume", old, "--s3-bucket", "data-in=/srv/in"]), dir.path());
+        assert_eq!(given.unwrap().spec.s3_buckets, buckets);
     }
 
     #[test]
