@@ -253,7 +253,7 @@ pub fn plan_local_retry(
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
     let bin_dir = run::worker_dir(cwd, args.bin_dir.as_deref())?;
-    let (env_overrides, parameters) =
+    let run::EngineSettings { env_overrides, parameters } =
         run::engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
     // The retry's Distributed Maps read and write where the first execution's did.
     let s3_buckets = run::recorded_s3_buckets(&first.meta);

@@ -97,7 +97,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         (None, None) => data_dir.join("results").display().to_string(),
     };
     let bin_dir = worker_dir(cwd, args.bin_dir.as_deref())?;
-    let (env_overrides, parameters) =
+    let EngineSettings { env_overrides, parameters } =
         engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
     let given_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
     // A resumed run reads and writes the buckets the first one did, like its --output.
@@ -451,14 +451,22 @@ pub(crate) fn worker_dir(cwd: &Path, bin_dir: Option<&Path>) -> anyhow::Result<P
     })
 }
 
-/// The children's environment overrides (the nton contract: `NTON_DATA_ROOT`,
-/// `NTON_RESULTS_URL`, then each `--job-env`) and the template's `--param`s.
+/// What `nton run` and `nton retry` give the engine from their `--job-env` and `--param`s.
+pub(crate) struct EngineSettings {
+    /// The children's environment overrides: the nton contract (`NTON_DATA_ROOT`,
+    /// `NTON_RESULTS_URL`), then each `--job-env`.
+    pub env_overrides: BTreeMap<String, String>,
+    /// The template's parameters.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The [`EngineSettings`] of a run whose data is in `efs_dir` and results go to `output`.
 pub(crate) fn engine_settings(
     efs_dir: &Path,
     output: &str,
     job_env: &[String],
     params: &[String],
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), CommandError> {
+) -> Result<EngineSettings, CommandError> {
     let mut env_overrides = BTreeMap::new();
     env_overrides.insert("NTON_DATA_ROOT".to_string(), efs_dir.display().to_string());
     env_overrides.insert("NTON_RESULTS_URL".to_string(), output.to_string());
@@ -471,7 +479,7 @@ pub(crate) fn engine_settings(
         let (key, value) = split_pair("--param", pair)?;
         parameters.insert(key, value);
     }
-    Ok((env_overrides, parameters))
+    Ok(EngineSettings { env_overrides, parameters })
 }
 
 /// The environment a job child starts from: enough to run a static binary and reach AWS
