@@ -101,14 +101,6 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 40, allow_negative_numbers = true, value_parser = id_count)]
     pub ids_per_node: u64,
 
-    /// The CloudFormation template holding the state machine and job definitions.
-    #[arg(long, default_value = "cloudformation/pipeline.yaml")]
-    pub template: PathBuf,
-
-    /// Logical id of the state machine, when the template has more than one.
-    #[arg(long)]
-    pub state_machine: Option<String>,
-
     /// Where runs keep their working data (the local stand-in for EFS), run records and logs.
     #[arg(long, default_value = "nton-runs")]
     pub data_dir: PathBuf,
@@ -123,14 +115,6 @@ pub struct RunArgs {
     #[arg(long = "s3-bucket", value_name = "BUCKET=DIR")]
     pub s3_buckets: Vec<String>,
 
-    /// Most children running at once per job queue (default: the machine's cores).
-    #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
-    pub parallelism: Option<usize>,
-
-    /// Keep the run's working data (prep, data, results on the local "EFS") after a success.
-    #[arg(long)]
-    pub keep_data: bool,
-
     /// Print newline-delimited JSON events and a JSON summary instead of progress bars.
     #[arg(long)]
     pub json: bool,
@@ -139,6 +123,34 @@ pub struct RunArgs {
     /// ends as soon as the local Batch changes, so this rarely matters.
     #[arg(long, allow_negative_numbers = true, value_parser = poll_seconds)]
     pub poll_seconds: Option<u64>,
+
+    #[command(flatten)]
+    pub engine: LocalEngineArgs,
+
+    /// Resume a run that was interrupted: its run directory. Children that already succeeded
+    /// are not run again.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["ids", "ids_per_node"])]
+    pub resume: Option<PathBuf>,
+}
+
+/// The local engine's options, the same for `nton run` and a local `nton retry`.
+#[derive(Debug, Args)]
+pub struct LocalEngineArgs {
+    /// The CloudFormation template holding the state machine and job definitions.
+    #[arg(long, default_value = "cloudformation/pipeline.yaml")]
+    pub template: PathBuf,
+
+    /// Logical id of the state machine, when the template has more than one.
+    #[arg(long)]
+    pub state_machine: Option<String>,
+
+    /// Most children running at once per job queue (default: the machine's cores).
+    #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
+    pub parallelism: Option<usize>,
+
+    /// Keep the run's working data (prep, data, results on the local "EFS") after a success.
+    #[arg(long)]
+    pub keep_data: bool,
 
     /// Template parameter override, KEY=VALUE (repeatable), as for a deploy.
     #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -152,11 +164,6 @@ pub struct RunArgs {
     /// Directory holding the nton-job binary (default: next to this executable).
     #[arg(long, env = "NTON_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
-
-    /// Resume a run that was interrupted: its run directory. Children that already succeeded
-    /// are not run again.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["ids", "ids_per_node"])]
-    pub resume: Option<PathBuf>,
 }
 
 /// Options of `nton retry`.
@@ -200,33 +207,8 @@ pub struct RetryArgs {
     #[arg(long, default_value = "nton-runs")]
     pub data_dir: PathBuf,
 
-    /// Local: the CloudFormation template holding the state machine and job definitions.
-    #[arg(long, default_value = "cloudformation/pipeline.yaml")]
-    pub template: PathBuf,
-
-    /// Local: logical id of the state machine, when the template has more than one.
-    #[arg(long)]
-    pub state_machine: Option<String>,
-
-    /// Local: most children running at once per job queue (default: the machine's cores).
-    #[arg(long, allow_negative_numbers = true, value_parser = parallelism)]
-    pub parallelism: Option<usize>,
-
-    /// Local: template parameter override, KEY=VALUE (repeatable).
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    pub params: Vec<String>,
-
-    /// Local: extra environment for every job child and Lambda handler, KEY=VALUE (repeatable).
-    #[arg(long = "job-env", value_name = "KEY=VALUE")]
-    pub job_env: Vec<String>,
-
-    /// Local: directory holding the nton-job binary (default: next to this executable).
-    #[arg(long, env = "NTON_BIN_DIR")]
-    pub bin_dir: Option<PathBuf>,
-
-    /// Local: keep the run's working data after the retry succeeds.
-    #[arg(long)]
-    pub keep_data: bool,
+    #[command(flatten)]
+    pub engine: LocalEngineArgs,
 
     /// Print JSON: local, newline-delimited events and a summary; on AWS, the new execution.
     #[arg(long)]

@@ -76,7 +76,7 @@ pub async fn retry(args: RetryArgs) -> anyhow::Result<u8> {
                     node_list(&nodes)
                 );
             }
-            run::execute(request, args.bin_dir.is_none()).await
+            run::execute(request, args.engine.bin_dir.is_none()).await
         }
         Target::Execution(execution) => crate::aws::retry::retry(&args, execution.as_deref()).await,
     }
@@ -250,16 +250,17 @@ pub fn plan_local_retry(
     }
 
     let parallelism = args
+        .engine
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
-    let bin_dir = run::worker_dir(cwd, args.bin_dir.as_deref())?;
+    let bin_dir = run::worker_dir(cwd, args.engine.bin_dir.as_deref())?;
     let run::EngineSettings { env_overrides, parameters } =
-        run::engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
+        run::engine_settings(&efs_dir, &output, &args.engine.job_env, &args.engine.params)?;
     // The retry's Distributed Maps read and write where the first execution's did.
     let s3_buckets = run::recorded_s3_buckets(&first.meta);
     let spec = LocalRunSpec {
-        template: run::absolute(cwd, &args.template),
-        state_machine: args.state_machine.clone(),
+        template: run::absolute(cwd, &args.engine.template),
+        state_machine: args.engine.state_machine.clone(),
         parameters,
         run_dir: run_dir.to_path_buf(),
         bin_dir,
@@ -282,7 +283,7 @@ pub fn plan_local_retry(
         run_dir: run_dir.to_path_buf(),
         efs_dir,
         output,
-        keep_data: args.keep_data,
+        keep_data: args.engine.keep_data,
         json: args.json,
     })
 }

@@ -44,6 +44,7 @@ pub struct RunRequest {
 pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     let data_dir = absolute(cwd, &args.data_dir);
     let parallelism = args
+        .engine
         .parallelism
         .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(2));
     if parallelism == 0 {
@@ -96,9 +97,9 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         (None, Some(given)) => given,
         (None, None) => data_dir.join("results").display().to_string(),
     };
-    let bin_dir = worker_dir(cwd, args.bin_dir.as_deref())?;
+    let bin_dir = worker_dir(cwd, args.engine.bin_dir.as_deref())?;
     let EngineSettings { env_overrides, parameters } =
-        engine_settings(&efs_dir, &output, &args.job_env, &args.params)?;
+        engine_settings(&efs_dir, &output, &args.engine.job_env, &args.engine.params)?;
     let given_buckets = s3_bucket_dirs(&args.s3_buckets, cwd)?;
     // A resumed run reads and writes the buckets the first one did, like its --output.
     let s3_buckets = match (recorded_buckets.is_empty(), given_buckets.is_empty()) {
@@ -114,8 +115,8 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
     };
 
     let spec = LocalRunSpec {
-        template: absolute(cwd, &args.template),
-        state_machine: args.state_machine.clone(),
+        template: absolute(cwd, &args.engine.template),
+        state_machine: args.engine.state_machine.clone(),
         parameters,
         run_dir: run_dir.clone(),
         bin_dir,
@@ -134,7 +135,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
         run_dir,
         efs_dir,
         output,
-        keep_data: args.keep_data,
+        keep_data: args.engine.keep_data,
         json: args.json,
     })
 }
@@ -143,7 +144,7 @@ pub fn plan_run(args: &RunArgs, cwd: &Path) -> anyhow::Result<RunRequest> {
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let request = plan_run(&args, &cwd)?;
-    execute(request, args.bin_dir.is_none()).await
+    execute(request, args.engine.bin_dir.is_none()).await
 }
 
 /// Runs a planned execution (a run, a resume or a retry) to its end: progress on the terminal
@@ -724,7 +725,7 @@ mod tests {
         zero_ids.ids = 0;
         assert!(plan_run(&zero_ids, Path::new("/w")).is_err());
         let mut zero_parallelism = args(&[]);
-        zero_parallelism.parallelism = Some(0);
+        zero_parallelism.engine.parallelism = Some(0);
         assert!(plan_run(&zero_parallelism, Path::new("/w")).is_err());
     }
 
