@@ -842,9 +842,22 @@ struct StateAt<'a> {
 }
 
 impl StateAt<'_> {
-    /// Reads the state's raw serde type, errors naming the state and field.
+    /// Reads the state's raw serde type, errors naming the state and field. The fields every
+    /// state has are taken out first (`Type` chose the compiler, `QueryLanguage` is read by
+    /// `model_jsonata`, `Comment` is only checked to be a string): each raw type denies unknown
+    /// fields, which serde cannot combine with a flattened common part, so this is where the
+    /// common part is handled, once.
     fn read<T: for<'de> serde::Deserialize<'de>>(&self, value: &Value) -> Result<T, AslError> {
-        raw::read(value).map_err(|(field, message)| {
+        let mut own = value.clone();
+        if let Some(fields) = own.as_object_mut() {
+            if fields.get("Comment").is_some_and(|comment| !comment.is_string()) {
+                return Err(AslError::field(self.name, "Comment", "must be a string"));
+            }
+            for common in ["Type", "Comment", "QueryLanguage"] {
+                fields.remove(common);
+            }
+        }
+        raw::read(&own).map_err(|(field, message)| {
             let (field, message) = explain_serde(field, message, self.what);
             AslError { state: Some(self.name.to_string()), field, message }
         })

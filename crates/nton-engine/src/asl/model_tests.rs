@@ -340,3 +340,33 @@ fn data_limit_is_caught_only_by_name_and_runtime_never() {
     assert!(error_matches(&all, "Custom.Error"));
     assert!(!error_matches(&task_failed, names::TIMEOUT));
 }
+
+/// Every state type takes the common fields (`Comment` a string, `QueryLanguage`) and still
+/// refuses a field of another type by name.
+#[test]
+fn the_common_fields_are_read_once_for_every_state_type() {
+    let states = [
+        json!({"Type": "Pass", "End": true}),
+        json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true}),
+        json!({"Type": "Wait", "Seconds": 1, "End": true}),
+        json!({"Type": "Choice", "Choices": [{"Variable": "$.a", "IsNull": true, "Next": "S"}], "Default": "S"}),
+        json!({"Type": "Succeed"}),
+        json!({"Type": "Fail"}),
+        json!({"Type": "Parallel", "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Succeed"}}}], "End": true}),
+        json!({"Type": "Map", "ItemProcessor": {"StartAt": "I", "States": {"I": {"Type": "Succeed"}}}, "End": true}),
+    ];
+    for state in states {
+        let mut with_common = state.clone();
+        with_common["Comment"] = json!("why");
+        with_common["QueryLanguage"] = json!("JSONPath");
+        StateMachine::from_json(&one(with_common.clone()))
+            .unwrap_or_else(|e| panic!("{with_common}: {e}"));
+        let mut bad_comment = state.clone();
+        bad_comment["Comment"] = json!(5);
+        assert_eq!(refused(one(bad_comment)), "state S: field Comment: must be a string");
+    }
+    assert_eq!(
+        refused(one(json!({"Type": "Succeed", "Seconds": 1}))),
+        refused(one(json!({"Type": "Succeed", "Comment": "c", "Seconds": 1}))),
+    );
+}

@@ -33,12 +33,6 @@ pub(crate) struct RawMachine {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawTask {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     pub resource: String,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
@@ -62,12 +56,6 @@ pub(crate) struct RawTask {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawPass {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -85,12 +73,6 @@ pub(crate) struct RawPass {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawWait {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -107,12 +89,6 @@ pub(crate) struct RawWait {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawChoice {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -143,12 +119,6 @@ pub(crate) struct RawChoiceRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawSucceed {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -158,12 +128,6 @@ pub(crate) struct RawSucceed {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawFail {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     pub error: Option<String>,
     pub cause: Option<String>,
     pub error_path: Option<String>,
@@ -210,12 +174,6 @@ pub(crate) struct RawBlock {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawParallel {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     pub branches: Vec<RawBlock>,
     #[serde(default, deserialize_with = "nullable")]
     pub input_path: Option<Option<String>>,
@@ -235,12 +193,6 @@ pub(crate) struct RawParallel {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub(crate) struct RawMap {
-    #[serde(rename = "Type")]
-    pub _type: String,
-    #[serde(rename = "Comment")]
-    pub _comment: Option<String>,
-    #[serde(rename = "QueryLanguage")]
-    pub _query_language: Option<String>,
     pub item_processor: Option<RawBlock>,
     /// The name `ItemProcessor` had before 2022.
     pub iterator: Option<RawBlock>,
