@@ -274,15 +274,21 @@ const BUILT_WITH_TEMPLATE: &str = include_str!("../../../cloudformation/pipeline
 
 /// `--watch-state`'s default: the watch state of [`DEFAULT_TEMPLATE`] under the current
 /// directory (a fork's own), else of the template this nton was built with; empty when neither
-/// has one (the commands that need it then refuse, asking for `--watch-state`).
+/// has one (the commands that need it then refuse, asking for `--watch-state`). A template
+/// here that loads but names no watcher (one reduced for an emulator, without its Lambda
+/// functions) falls back to the built-in one too.
 pub fn default_watch_state() -> String {
-    let template = match Template::load(DEFAULT_TEMPLATE) {
-        Ok(template) => Ok(template),
-        Err(_) => Template::parse(BUILT_WITH_TEMPLATE, "the built-in pipeline template"),
-    };
-    template
-        .ok()
-        .and_then(|template| watch_state_in(&template, DEFAULT_TEMPLATE).ok())
+    watch_state_of(Template::load(DEFAULT_TEMPLATE).ok().as_ref())
+}
+
+/// [`default_watch_state`] given the template under the current directory, if it loaded.
+fn watch_state_of(here: Option<&Template>) -> String {
+    here.and_then(|template| watch_state_in(template, DEFAULT_TEMPLATE).ok())
+        .or_else(|| {
+            let built_in =
+                Template::parse(BUILT_WITH_TEMPLATE, "the built-in pipeline template").ok()?;
+            watch_state_in(&built_in, DEFAULT_TEMPLATE).ok()
+        })
         .unwrap_or_default()
 }
 
@@ -841,6 +847,19 @@ mod tests {
         let error = build_missing_workers(&empty, Some(std::ffi::OsStr::new("/no/such/cargo")))
             .unwrap_err();
         assert!(error.to_string().contains("/no/such/cargo"), "{error}");
+    }
+
+    #[test]
+    fn a_template_here_without_a_watcher_falls_back_to_the_built_in_watch_state() {
+        // As the deploy guide's directory holds it: reduced for LocalStack, no Lambda functions.
+        let reduced = Template::parse(
+            "Resources:\n  Machine:\n    Type: AWS::StepFunctions::StateMachine\n    Properties:\n      \
+             Definition:\n        StartAt: Done\n        States:\n          Done:\n            Type: Succeed\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(watch_state_of(Some(&reduced)), "Watch");
+        assert_eq!(watch_state_of(None), "Watch");
     }
 
     #[test]
