@@ -327,7 +327,7 @@ async fn the_binary_answers_the_lambda_runtime() {
     assert_eq!(path, "/2018-06-01/runtime/invocation/req-1/error");
     assert_eq!(
         answer,
-        json!({"errorType": "nton.BadEvent", "errorMessage": "bad event: jobs.procure: missing"})
+        json!({"errorType": "nton.BadEvent", "errorMessage": "bad event: jobs: names no stage job"})
     );
 
     // No more events: the runtime API goes away and the binary says so in one line.

@@ -141,6 +141,7 @@ struct RawWatchEvent {
 
 /// One stage's entry of `jobs`: the submitJob result the state machine kept (`ResultSelector`).
 #[derive(Deserialize)]
+#[serde(expecting = "an object with a JobId")]
 struct SubmittedJob {
     #[serde(rename = "JobId")]
     job_id: String,
@@ -158,8 +159,17 @@ impl WatchEvent {
         }
         let raw: RawWatchEvent = serde_path_to_error::deserialize(event).map_err(|error| {
             let path = error.path().to_string();
+            let message = error.into_inner().to_string();
+            // serde names a missing field in its message, at its parent's path: say it the way
+            // every other field error is said, `<path>: missing`.
+            if let Some(name) =
+                message.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'))
+            {
+                let field = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+                return bad(&field, "missing".to_string());
+            }
             let field = if path == "." { "event".to_string() } else { path };
-            bad(&field, error.into_inner().to_string())
+            bad(&field, message)
         })?;
         let nodes = match raw.nodes {
             Some(n) if !(1..=MAX_NODES).contains(&n) => {
@@ -747,11 +757,11 @@ mod tests {
         let batch = FakeBatch::new(json!([]), json!([]));
         let cases: Vec<(Value, &str)> = vec![
             (json!([]), "bad event: event: expected a JSON object, got []"),
-            (json!({"nodes": 4}), "bad event: event: missing field `jobs`"),
+            (json!({"nodes": 4}), "bad event: jobs: missing"),
             (json!({"jobs": {}}), "bad event: jobs: names no stage job"),
             (
                 json!({"jobs": {"procure": {"JobId": "a"}, "process": {"Id": "b"}, "egress": {"JobId": "c"}}}),
-                "bad event: jobs.process: missing field `JobId`",
+                "bad event: jobs.process.JobId: missing",
             ),
             (
                 json!({"jobs": {"procure": {"JobId": 7}, "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
@@ -767,7 +777,7 @@ mod tests {
             ),
             (
                 json!({"jobs": {"procure": "a", "process": {"JobId": "b"}, "egress": {"JobId": "c"}}}),
-                "bad event: jobs.procure: invalid type: string \"a\", expected struct SubmittedJob",
+                "bad event: jobs.procure: invalid type: string \"a\", expected an object with a JobId",
             ),
             (
                 json!({"nodes": 0, "jobs": {"procure": {"JobId": "a"}}}),
