@@ -33,17 +33,16 @@ fn redact(text: &str, dir: &Path) -> String {
 /// The poll loop's states (`Watch` -> `IsDone` -> `WaitForJobs`).
 const POLL_STATES: [&str; 3] = ["Watch", "IsDone", "WaitForJobs"];
 
-/// The progress lines without the poll loop's lines once the first job has ended: how many
-/// loops fall between two job ends is timing.
+/// The progress lines with the poll loop's lines after its first round left out: how many
+/// rounds a run takes, and where they fall between two job ends, is timing (a loaded machine
+/// polls again before the first job ends).
 fn redact_polls(progress: &str) -> String {
-    let mut job_ended = false;
+    let mut seen = std::collections::BTreeSet::new();
     let kept: Vec<&str> = progress
         .lines()
-        .filter(|line| {
-            job_ended |= line.starts_with("job ");
-            let polling =
-                line.strip_prefix("state ").is_some_and(|state| POLL_STATES.contains(&state));
-            !(polling && job_ended)
+        .filter(|line| match line.strip_prefix("state ") {
+            Some(state) if POLL_STATES.contains(&state) => seen.insert(state),
+            _ => true,
         })
         .collect();
     kept.join("\n") + "\n"
