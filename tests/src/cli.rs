@@ -77,6 +77,17 @@ pub struct SucceededRun {
     pub workflow_id: String,
 }
 
+impl SucceededRun {
+    /// The states the run entered, in order (its `stateEntered` events).
+    pub fn entered(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "stateEntered")
+            .filter_map(|e| e["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
 /// `nton run --json` ([`nton_run`]) with `args`, checked to succeed: the exit code and the
 /// summary's status; a panic shows stderr or the summary.
 #[track_caller]

@@ -6,7 +6,7 @@
 
 use nton_core::batch::JobStatus;
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, StateEvent, read_record};
-use nton_tests::cli::{SucceededRun, nton_with_data as nton, run_succeeded};
+use nton_tests::cli::{nton_with_data as nton, run_succeeded};
 
 const TEMPLATE: &str = "tests/templates/four-stage.yaml";
 
@@ -26,18 +26,15 @@ fn first_seen(names: &[String], workflow_id: &str) -> Vec<usize> {
 #[test]
 fn a_fourth_stage_in_the_template_runs_and_shows_everywhere_in_run_order() {
     let dir = tempfile::tempdir().unwrap();
-    let SucceededRun { events, workflow_id, .. } = run_succeeded(
+    let run = run_succeeded(
         dir.path(),
         &["--template", TEMPLATE, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
     );
+    let (events, workflow_id) = (&run.events, run.workflow_id.clone());
 
     // Progress events: the check stage's children ran, between process and egress.
-    let entered: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "stateEntered")
-        .filter_map(|e| e["name"].as_str())
-        .collect();
-    assert!(entered.contains(&"SubmitCheckArray"), "{entered:?}");
+    let entered = run.entered();
+    assert!(entered.iter().any(|s| s == "SubmitCheckArray"), "{entered:?}");
     let job_names: Vec<String> =
         events.iter().filter_map(|e| e["jobName"].as_str().map(str::to_string)).collect();
     let order = first_seen(&job_names, &workflow_id);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
-use nton_tests::cli::{SucceededRun, run_succeeded};
+use nton_tests::cli::run_succeeded;
 use serde_json::Value;
 
 const JSONATA_TEMPLATE: &str = "tests/templates/jsonata-pipeline.yaml";
@@ -26,15 +26,11 @@ struct Run {
 }
 
 fn run(template: &str, data_dir: &Path) -> Run {
-    let SucceededRun { events, workflow_id, .. } = run_succeeded(
+    let run = run_succeeded(
         data_dir,
         &["--template", template, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
     );
-    let entered = events
-        .iter()
-        .filter(|e| e["event"] == "stateEntered")
-        .filter_map(|e| e["name"].as_str().map(str::to_string))
-        .collect();
+    let (entered, workflow_id) = (run.entered(), run.workflow_id);
     let record = read_record(&data_dir.join(&workflow_id).join(RECORD_FILE)).expect("a record");
     let end = record
         .iter()

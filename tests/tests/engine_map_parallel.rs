@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use nton_core::batch::JobStatus;
 use nton_engine::record::{RECORD_FILE, RecordLine, RunOutcome, read_record};
-use nton_tests::cli::{SucceededRun, nton_with_data as nton, run_succeeded};
+use nton_tests::cli::{nton_with_data as nton, run_succeeded};
 use serde_json::json;
 
 const TEMPLATE: &str = "tests/templates/map-parallel.yaml";
@@ -18,21 +18,18 @@ const TEMPLATE: &str = "tests/templates/map-parallel.yaml";
 #[test]
 fn a_map_over_nodes_and_a_parallel_egress_run_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let SucceededRun { events, workflow_id, .. } = run_succeeded(
+    let run = run_succeeded(
         dir.path(),
         &["--template", TEMPLATE, "--ids", "30", "--ids-per-node", "10", "--parallelism", "2"],
     );
+    let workflow_id = run.workflow_id.clone();
 
     // The progress stream named the nested states as they ran.
-    let entered: Vec<&str> = events
-        .iter()
-        .filter(|e| e["event"] == "stateEntered")
-        .filter_map(|e| e["name"].as_str())
-        .collect();
+    let entered = run.entered();
     for state in ["LabelNodes", "Label", "Egress", "SubmitEgress", "Tally", "Check", "Done"] {
-        assert!(entered.contains(&state), "{state} not entered: {entered:?}");
+        assert!(entered.iter().any(|s| s == state), "{state} not entered: {entered:?}");
     }
-    assert_eq!(entered.iter().filter(|s| **s == "Label").count(), 3);
+    assert_eq!(entered.iter().filter(|s| *s == "Label").count(), 3);
 
     // The record: the final output carries the Map's labels in node order (set from a
     // variable the outer scope assigned and one each iteration assigned), the Parallel's
