@@ -12,8 +12,9 @@
 //! Distributed Maps ([`distributed`]: ItemReader, ItemBatcher, ResultWriter, tolerated
 //! failures, Label) over an [`ObjectStore`] the executor supplies.
 //! Refused at load, by state and field: Distributed Map's MANIFEST/PARQUET readers and JSONata
-//! forms of its fields, callback tasks (`.waitForTaskToken`),
-//! activities, heartbeats and task credentials.
+//! forms of its fields, callback tasks (`.waitForTaskToken`), activities and task credentials.
+//! `HeartbeatSeconds(Path)` is checked for shape only: heartbeats come from callback and
+//! activity workers, which are refused, so for the tasks that run here it changes nothing.
 
 mod choice;
 mod distributed;
